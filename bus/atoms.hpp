@@ -1,0 +1,24 @@
+#pragma once
+// Every atom of the bus in one place (CAF 0.17 atoms hold at most 10 characters).
+
+#include <caf/atom.hpp>
+
+namespace cyto {
+
+using caf::get_atom;
+using caf::put_atom;
+using caf::delete_atom;
+using caf::ok_atom;
+
+using list_atom = caf::atom_constant<caf::atom("list")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+using unsub_atom = caf::atom_constant<caf::atom("unsub")>;
+using publish_atom = caf::atom_constant<caf::atom("publish")>;
+using demand_atom = caf::atom_constant<caf::atom("demand")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using discover_atom = caf::atom_constant<caf::atom("discover")>;
+using health_atom = caf::atom_constant<caf::atom("health")>;
+using logs_atom = caf::atom_constant<caf::atom("logs")>;
+
+} // namespace cyto

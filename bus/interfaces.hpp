@@ -1,0 +1,97 @@
+#pragma once
+// The table of contents of cyto: every typed actor interface in one place.
+// One line of comment per handler. Message structs live in bus/messages.hpp.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "bus/atoms.hpp"
+#include "bus/messages.hpp"
+
+namespace cyto {
+
+// -- bus ---------------------------------------------------------------------
+
+/// Name -> actor handle for this node. Registered actors are monitored: one that
+/// terminates is removed and, unless it was deleted first, reported by `health`.
+using registry_actor = caf::typed_actor<
+  /// Registers `handle` under `name`; already_exists if the name is taken.
+  caf::reacts_to<put_atom, std::string, caf::strong_actor_ptr>,
+  /// Looks up a name; not_found if nobody registered it.
+  caf::replies_to<get_atom, std::string>::with<caf::strong_actor_ptr>,
+  /// Removes a name (a no-op for unknown names).
+  caf::reacts_to<delete_atom, std::string>,
+  /// Lists registered names, sorted.
+  caf::replies_to<list_atom>::with<std::vector<std::string>>,
+  /// Lists problems: registered actors that terminated without being deleted.
+  caf::replies_to<health_atom>::with<std::vector<std::string>>>;
+
+/// Receives the batches of a topic subscription; grants credit back with `demand`.
+using topic_subscriber_actor = caf::typed_actor<
+  /// A batch of events (and a count of events dropped just before them).
+  caf::reacts_to<topic_batch>>;
+
+/// Publish/subscribe by topic name. Each subscriber has a bounded queue and credit:
+/// the topic sends at most as many events as the subscriber granted, queues up to
+/// `capacity` more and then drops the oldest, counting them. A publisher never waits.
+using topic_actor = caf::typed_actor<
+  /// Subscribes `who` to a topic with a queue of `capacity` events and
+  /// `credit` events of initial demand; returns the subscription id.
+  caf::replies_to<subscribe_atom, std::string, topic_subscriber_actor, uint32_t,
+                  uint32_t>::with<uint64_t>,
+  /// Ends a subscription (a no-op for unknown ids).
+  caf::reacts_to<unsub_atom, uint64_t>,
+  /// Publishes one event (any inspectable message) to a topic.
+  caf::reacts_to<publish_atom, std::string, caf::message>,
+  /// Grants a subscription credit for `n` more events.
+  caf::reacts_to<demand_atom, uint64_t, uint32_t>,
+  /// Internal: delivers what queued since the last flush, in batches.
+  caf::reacts_to<flush_atom>,
+  /// Counters: topics, subscribers, published, delivered, dropped.
+  caf::replies_to<get_atom, stats_atom>::with<topic_stats>>;
+
+// -- node --------------------------------------------------------------------
+
+/// Identity, uptime and host features of this node.
+using node_actor = caf::typed_actor<
+  /// Who this node is and what the host supports.
+  caf::replies_to<discover_atom>::with<node_info>,
+  /// Whether every registered actor is alive.
+  caf::replies_to<health_atom>::with<health_report>>;
+
+// -- observe -----------------------------------------------------------------
+
+/// Receives a log subscription's batches; grants credit with observe's `demand`.
+using log_sink_actor = caf::typed_actor<
+  /// Entries for one subscription, in order.
+  caf::reacts_to<log_batch>>;
+
+/// Observability fan-out. This slice: the daemon's own log.
+using observe_actor = topic_subscriber_actor::extend<
+  /// Subscribes `sink` to daemon logs at `level` or above: up to `tail` recent
+  /// entries, then new ones if `follow`. Returns the subscription id.
+  caf::replies_to<subscribe_atom, logs_atom, log_level, bool, uint32_t,
+                  log_sink_actor>::with<uint64_t>,
+  /// Grants a log subscription credit for `n` more entries.
+  caf::reacts_to<demand_atom, uint64_t, uint32_t>,
+  /// Ends a log subscription (a no-op for unknown ids).
+  caf::reacts_to<unsub_atom, uint64_t>,
+  /// Internal: delivers queued entries to subscribers with credit.
+  caf::reacts_to<flush_atom>,
+  /// Counters: subscribers, entries seen, entries dropped.
+  caf::replies_to<get_atom, stats_atom>::with<observe_stats>>;
+
+// -- registry names ------------------------------------------------------------
+
+/// Names under which cytod_main registers the actors.
+namespace service_name {
+inline constexpr const char* topics = "topics";
+inline constexpr const char* node = "node";
+inline constexpr const char* observe = "observe";
+} // namespace service_name
+
+} // namespace cyto

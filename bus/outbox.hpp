@@ -1,0 +1,87 @@
+#pragma once
+// A bounded queue with credit: the shape of every subscription on the bus.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+namespace cyto {
+
+/// Holds events for one subscriber. The subscriber grants credit; `take` hands out
+/// at most that many. Past `capacity` queued events the oldest is dropped and
+/// counted, so a slow subscriber costs bounded memory and never blocks a publisher.
+template <class T>
+class outbox {
+public:
+  struct batch {
+    std::vector<T> items;
+    /// Events dropped just before `items`.
+    uint64_t dropped = 0;
+  };
+
+  outbox(size_t capacity, size_t credit) : capacity_(std::max<size_t>(capacity, 1)),
+                                           credit_(credit) {
+  }
+
+  /// Queues one event, dropping the oldest if full.
+  void push(T x) {
+    if (queue_.size() == capacity_) {
+      queue_.pop_front();
+      ++dropped_;
+      ++total_dropped_;
+    }
+    queue_.push_back(std::move(x));
+  }
+
+  /// Grants credit for `n` more events.
+  void grant(size_t n) noexcept {
+    credit_ += n;
+  }
+
+  /// True if `take` would hand out anything (events with credit, or a drop count).
+  bool ready() const noexcept {
+    return (credit_ > 0 && !queue_.empty()) || dropped_ > 0;
+  }
+
+  /// Hands out up to min(credit, max_items) events and the drop count since last time.
+  batch take(size_t max_items = SIZE_MAX) {
+    batch out;
+    out.dropped = dropped_;
+    dropped_ = 0;
+    auto n = std::min({credit_, max_items, queue_.size()});
+    out.items.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      out.items.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    credit_ -= n;
+    return out;
+  }
+
+  size_t size() const noexcept {
+    return queue_.size();
+  }
+
+  size_t credit() const noexcept {
+    return credit_;
+  }
+
+  size_t capacity() const noexcept {
+    return capacity_;
+  }
+
+  uint64_t total_dropped() const noexcept {
+    return total_dropped_;
+  }
+
+private:
+  size_t capacity_;
+  size_t credit_;
+  std::deque<T> queue_;
+  uint64_t dropped_ = 0;
+  uint64_t total_dropped_ = 0;
+};
+
+} // namespace cyto

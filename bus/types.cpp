@@ -1,0 +1,54 @@
+#include "bus/types.hpp"
+
+#include "bus/errc.hpp"
+#include "bus/interfaces.hpp"
+
+namespace cyto {
+
+std::string to_string(log_level x) {
+  switch (x) {
+    case log_level::trace: return "trace";
+    case log_level::debug: return "debug";
+    case log_level::info: return "info";
+    case log_level::warn: return "warn";
+    case log_level::error: return "error";
+    case log_level::critical: return "critical";
+  }
+  return "unknown";
+}
+
+std::string to_string(cgroup_mode x) {
+  switch (x) {
+    case cgroup_mode::unknown: return "unknown";
+    case cgroup_mode::v1: return "v1";
+    case cgroup_mode::hybrid: return "hybrid";
+    case cgroup_mode::v2: return "v2";
+  }
+  return "unknown";
+}
+
+namespace bus {
+
+void add_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<topic_batch>("cyto.topic_batch");
+  cfg.add_message_type<topic_stats>("cyto.topic_stats");
+  cfg.add_message_type<log_entry>("cyto.log_entry");
+  cfg.add_message_type<std::vector<log_entry>>("cyto.log_entries");
+  cfg.add_message_type<log_level>("cyto.log_level");
+  cfg.add_message_type<log_batch>("cyto.log_batch");
+  cfg.add_message_type<observe_stats>("cyto.observe_stats");
+  cfg.add_message_type<host_features>("cyto.host_features");
+  cfg.add_message_type<node_info>("cyto.node_info");
+  cfg.add_message_type<health_report>("cyto.health_report");
+  cfg.add_message_type<topic_subscriber_actor>("cyto.topic_subscriber_actor");
+  cfg.add_message_type<log_sink_actor>("cyto.log_sink_actor");
+  cfg.add_error_category(errc_category,
+                         [](uint8_t code, caf::atom_value, const caf::message& ctx) {
+                           auto text = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0)
+                                                                        : caf::to_string(ctx);
+                           return render(static_cast<errc>(code), text);
+                         });
+}
+
+} // namespace bus
+} // namespace cyto

@@ -1,0 +1,121 @@
+// cyto discover / health / version
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "cyto/version.hpp"
+#include "schema/discovery.capnp.h"
+
+namespace cyto::cli {
+
+namespace {
+
+const char* mode_name(schema::CgroupMode m) {
+  switch (m) {
+    case schema::CgroupMode::V1: return "v1";
+    case schema::CgroupMode::HYBRID: return "hybrid";
+    case schema::CgroupMode::V2: return "v2";
+    default: return "unknown";
+  }
+}
+
+std::vector<std::string> texts(capnp::List<capnp::Text>::Reader xs) {
+  std::vector<std::string> out;
+  for (auto x : xs)
+    out.emplace_back(x.cStr());
+  return out;
+}
+
+const char* yes_no(bool b) {
+  return b ? "yes" : "no";
+}
+
+schema::Discovery::Client discovery(client& c) {
+  return wait(c, c.node().discoveryRequest().send()).getService();
+}
+
+} // namespace
+
+int cmd_discover(const global_options& g) {
+  client c{g.socket};
+  auto disc = discovery(c);
+  auto resp = wait(c, disc.discoverRequest().send());
+  auto info = resp.getInfo();
+  auto f = info.getFeatures();
+  if (g.json) {
+    print_json({
+      {"nodeName", info.getNodeName().cStr()},
+      {"version", info.getVersion().cStr()},
+      {"healthy", info.getHealthy()},
+      {"uptimeNanos", info.getUptimeNanos()},
+      {"pid", info.getPid()},
+      {"features",
+       {
+         {"cgroupMode", mode_name(f.getCgroupMode())},
+         {"cgroupControllers", texts(f.getCgroupControllers())},
+         {"namespaces", texts(f.getNamespaces())},
+         {"ebpf", f.getEbpf()},
+         {"btf", f.getBtf()},
+         {"kvm", f.getKvm()},
+         {"overlayfs", f.getOverlayfs()},
+         {"pidfd", f.getPidfd()},
+         {"kernelRelease", f.getKernelRelease().cStr()},
+       }},
+    });
+    return 0;
+  }
+  print_table({
+    {"node", info.getNodeName().cStr()},
+    {"version", info.getVersion().cStr()},
+    {"healthy", yes_no(info.getHealthy())},
+    {"uptime", human_duration(info.getUptimeNanos())},
+    {"pid", std::to_string(info.getPid())},
+    {"kernel", f.getKernelRelease().cStr()},
+    {"cgroups", std::string{mode_name(f.getCgroupMode())} + " ("
+                  + join(texts(f.getCgroupControllers())) + ")"},
+    {"namespaces", join(texts(f.getNamespaces()))},
+    {"ebpf", std::string{yes_no(f.getEbpf())} + " (btf " + yes_no(f.getBtf()) + ")"},
+    {"kvm", yes_no(f.getKvm())},
+    {"overlayfs", yes_no(f.getOverlayfs())},
+    {"pidfd", yes_no(f.getPidfd())},
+  });
+  return 0;
+}
+
+int cmd_health(const global_options& g) {
+  client c{g.socket};
+  auto disc = discovery(c);
+  auto resp = wait(c, disc.healthRequest().send());
+  auto h = resp.getHealth();
+  if (g.json) {
+    print_json({{"healthy", h.getHealthy()}, {"problems", texts(h.getProblems())}});
+  } else {
+    std::printf("%s\n", h.getHealthy() ? "healthy" : "unhealthy");
+    for (auto p : h.getProblems())
+      std::printf("  %s\n", p.cStr());
+  }
+  return h.getHealthy() ? 0 : 1;
+}
+
+int cmd_version(const global_options& g) {
+  std::string daemon;
+  std::string problem;
+  try {
+    client c{g.socket};
+    daemon = wait(c, discovery(c).discoverRequest().send()).getInfo().getVersion().cStr();
+  } catch (const cli_error& e) {
+    problem = e.what();
+  }
+  if (g.json) {
+    nlohmann::json j{{"cli", cyto::version}, {"daemon", daemon.empty() ? nullptr : nlohmann::json(daemon)}};
+    if (!problem.empty())
+      j["daemonError"] = problem;
+    print_json(j);
+    return 0;
+  }
+  std::printf("cyto  %s\n", cyto::version);
+  std::printf("cytod %s\n", daemon.empty() ? ("unreachable: " + problem).c_str() : daemon.c_str());
+  return 0;
+}
+
+} // namespace cyto::cli

@@ -1,0 +1,75 @@
+// cyto logs --daemon [-f] [--level L] [--tail N]
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "schema/observe.capnp.h"
+
+namespace cyto::cli {
+
+namespace {
+
+constexpr const char* level_names[] = {"trace", "debug", "info", "warn", "error", "critical"};
+
+/// The client side of the stream: prints what the daemon pushes.
+class printing_sink final : public schema::LogSink::Server {
+public:
+  explicit printing_sink(bool json) : json_(json) {
+  }
+
+  kj::Promise<void> line(LineContext context) override {
+    auto e = context.getParams().getEntry();
+    auto lvl = static_cast<size_t>(e.getLevel());
+    const char* level = lvl < std::size(level_names) ? level_names[lvl] : "unknown";
+    if (json_) {
+      print_json({{"time", iso_time(e.getUnixNanos())},
+                  {"unixNanos", e.getUnixNanos()},
+                  {"level", level},
+                  {"logger", e.getLogger().cStr()},
+                  {"message", e.getMessage().cStr()},
+                  {"seq", e.getSeq()}});
+    } else {
+      std::printf("%s %-5s %s: %s\n", iso_time(e.getUnixNanos()).c_str(), level,
+                  e.getLogger().cStr(), e.getMessage().cStr());
+      std::fflush(stdout);
+    }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> dropped(DroppedContext context) override {
+    auto n = context.getParams().getCount();
+    if (json_)
+      print_json({{"dropped", n}});
+    else
+      std::printf("-- %llu entries dropped (this reader fell behind) --\n",
+                  static_cast<unsigned long long>(n));
+    return kj::READY_NOW;
+  }
+
+private:
+  bool json_;
+};
+
+} // namespace
+
+int cmd_logs(const global_options& g, const logs_options& o) {
+  if (!o.daemon)
+    throw cli_error("cyto.invalid_argument: logs: give --daemon (workload logs come with cells)");
+  size_t level = 0;
+  while (level < std::size(level_names) && o.level != level_names[level])
+    ++level;
+  if (level == std::size(level_names))
+    throw cli_error("cyto.invalid_argument: --level must be one of trace, debug, info, warn, "
+                    "error, critical; got '" + o.level + "'");
+  client c{g.socket};
+  auto observe = wait(c, c.node().observeRequest().send()).getService();
+  auto req = observe.daemonLogsRequest();
+  req.setLevel(static_cast<schema::LogLevel>(level));
+  req.setFollow(o.follow);
+  req.setTail(o.tail);
+  req.setSink(kj::heap<printing_sink>(g.json));
+  wait(c, req.send().ignoreResult());
+  return 0;
+}
+
+} // namespace cyto::cli

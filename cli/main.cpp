@@ -1,0 +1,54 @@
+// cyto: the command line client of cytod. It speaks Cap'n Proto to the daemon's socket
+// and nothing else.
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.hpp"
+#include "cyto/version.hpp"
+
+int main(int argc, char** argv) {
+  using namespace cyto::cli;
+  global_options g;
+  logs_options logs;
+
+  CLI::App app{"cyto: run and watch workloads on a cyto node"};
+  app.require_subcommand(1);
+  app.add_option("--socket", g.socket, "cytod's socket")->capture_default_str();
+  app.add_flag("--json", g.json, "print JSON (one object per line) for scripts");
+  app.set_version_flag("--version", std::string{cyto::version});
+
+  auto* discover = app.add_subcommand("discover", "show the node: version, uptime, host features");
+  auto* health = app.add_subcommand("health", "check that every actor of the node is alive");
+  auto* version = app.add_subcommand("version", "show the CLI's and the daemon's versions");
+  auto* logs_cmd = app.add_subcommand("logs", "show logs (--daemon: cytod's own log)");
+  logs_cmd->add_flag("--daemon", logs.daemon, "cytod's own log");
+  logs_cmd->add_flag("-f,--follow", logs.follow, "keep printing new entries until interrupted");
+  logs_cmd->add_option("--level", logs.level, "lowest level shown: trace|debug|info|warn|error|critical")
+    ->capture_default_str();
+  logs_cmd->add_option("--tail", logs.tail, "recent entries to show first")->capture_default_str();
+  for (auto* sub : {discover, health, version, logs_cmd}) {
+    sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (*discover) return cmd_discover(g);
+    if (*health) return cmd_health(g);
+    if (*version) return cmd_version(g);
+    if (*logs_cmd) return cmd_logs(g, logs);
+  } catch (const cli_error& e) {
+    std::fprintf(stderr, "cyto: %s\n", e.what());
+    return 1;
+  } catch (const kj::Exception& e) {
+    std::fprintf(stderr, "cyto: %s\n", describe(e).c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,43 @@
+@0x9b1e5d7c2a4f6e03;
+# DiscoveryService: who is this node and what can this host do.
+$import "/capnp/c++.capnp".namespace("cyto::schema");
+
+enum CgroupMode {
+  unknown @0;
+  v1 @1;        # legacy: controllers mounted one per directory, no cgroup2
+  hybrid @2;    # v1 controllers plus a cgroup2 mount (usually /sys/fs/cgroup/unified)
+  v2 @3;        # unified hierarchy only
+}
+
+# What the host supports, detected once when cytod starts.
+struct Features {
+  cgroupMode @0 :CgroupMode;
+  cgroupControllers @1 :List(Text);   # controllers cytod can use (v2: cgroup.controllers; v1: mounted)
+  namespaces @2 :List(Text);          # kinds in /proc/self/ns: cgroup ipc mnt net pid time user uts
+  ebpf @3 :Bool;                      # BTF at /sys/kernel/btf/vmlinux and bpf() usable
+  btf @4 :Bool;
+  kvm @5 :Bool;                       # /dev/kvm present and openable
+  overlayfs @6 :Bool;                 # overlay listed in /proc/filesystems
+  pidfd @7 :Bool;                     # pidfd_open works
+  kernelRelease @8 :Text;
+}
+
+struct NodeInfo {
+  healthy @0 :Bool;
+  version @1 :Text;
+  nodeName @2 :Text;
+  uptimeNanos @3 :UInt64;
+  features @4 :Features;
+  pid @5 :UInt32;
+}
+
+struct Health {
+  healthy @0 :Bool;
+  # One line per actor that did not answer in time, empty when healthy.
+  problems @1 :List(Text);
+}
+
+interface Discovery {
+  discover @0 () -> (info :NodeInfo);
+  health @1 () -> (health :Health);
+}

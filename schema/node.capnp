@@ -1,0 +1,16 @@
+@0xd2a6f1c38b7e4f02;
+# The bootstrap capability a client receives when it connects to cytod.
+$import "/capnp/c++.capnp".namespace("cyto::schema");
+
+using Discovery = import "discovery.capnp".Discovery;
+using Observe = import "observe.capnp".Observe;
+
+interface Node {
+  # Lists the services this node offers now (e.g. ["discovery", "observe"]).
+  services @0 () -> (names :List(Text));
+
+  # Each accessor hands out one service capability. A service this daemon does not
+  # run fails with "cyto.unavailable: ...".
+  discovery @1 () -> (service :Discovery);
+  observe @2 () -> (service :Observe);
+}

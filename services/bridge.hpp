@@ -1,0 +1,161 @@
+#pragma once
+// The kj <-> CAF bridge: how code on the gateway's kj event loop thread talks to actors.
+//
+// A caf::actor_companion serves as this thread's actor address. A request is enqueued
+// straight into the target's mailbox with the companion as sender and an id of ours;
+// the reply (and any message pushed to us, such as log batches) lands in the companion,
+// whose enqueue handler, on a CAF thread, appends it to a locked queue and writes one
+// eventfd only when the queue turns non-empty. The kj loop drains the whole queue per
+// wake-up and completes the waiting kj promises on its own thread. So a call costs two
+// thread hand-offs, no actor spawn, no blocking, and a burst of replies costs one wake.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_companion.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/mailbox_element.hpp>
+#include <caf/response_type.hpp>
+#include <kj/async-unix.h>
+#include <kj/async.h>
+#include <kj/io.h>
+
+#include "services/errors.hpp"
+
+namespace cyto::services {
+
+namespace detail {
+
+template <class List>
+struct single_response;
+
+template <>
+struct single_response<caf::detail::type_list<>> {
+  using type = void;
+};
+
+template <class T>
+struct single_response<caf::detail::type_list<T>> {
+  using type = T;
+};
+
+} // namespace detail
+
+/// The type an actor behind `Handle` answers to a request of `Ts...` (void for reacts_to).
+template <class Handle, class... Ts>
+using response_t = typename detail::single_response<
+  caf::response_type_t<typename Handle::signatures, caf::detail::strip_and_convert_t<Ts>...>>::type;
+
+class bridge {
+public:
+  /// Must be made on the kj loop thread it serves.
+  bridge(caf::actor_system& sys, kj::UnixEventPort& port);
+  ~bridge();
+
+  bridge(const bridge&) = delete;
+  bridge& operator=(const bridge&) = delete;
+
+  /// Asks `dst` and returns a promise for its typed answer; an error answer rejects
+  /// the promise with a "cyto.<code>: ..." exception.
+  template <class Handle, class... Ts>
+  kj::Promise<response_t<Handle, Ts...>> request(const Handle& dst, Ts&&... xs) {
+    using R = response_t<Handle, Ts...>;
+    auto paf = kj::newPromiseAndFulfiller<R>();
+    send(caf::actor_cast<caf::strong_actor_ptr>(dst), caf::make_message(std::forward<Ts>(xs)...),
+         std::make_unique<promise_pending<R>>(kj::mv(paf.fulfiller)));
+    return kj::mv(paf.promise);
+  }
+
+  /// Asks `dst` and runs `then(answer)` or `fail(error)` on the kj thread as soon as the
+  /// answer is drained, before any later message from the bus is handled (unlike a
+  /// promise continuation, which runs on a later turn). Returns a ticket for `cancel`.
+  template <class Handle, class Then, class Fail, class... Ts>
+  uint64_t request_then(const Handle& dst, Then then, Fail fail, Ts&&... xs) {
+    using R = response_t<Handle, Ts...>;
+    return send(caf::actor_cast<caf::strong_actor_ptr>(dst),
+                caf::make_message(std::forward<Ts>(xs)...),
+                std::make_unique<callback_pending<R, Then, Fail>>(std::move(then), std::move(fail)));
+  }
+
+  /// Forgets a pending request: its answer, if it comes, is dropped.
+  void cancel(uint64_t ticket) noexcept;
+
+  /// This bridge as an actor handle: actors may push messages to the gateway through it.
+  caf::actor handle() const;
+
+  /// Runs for each message that is not an answer (log batches, ...), on the kj thread.
+  using message_handler = std::function<void(const caf::strong_actor_ptr& sender, caf::message&)>;
+  void on_message(message_handler handler);
+
+  /// Requests still waiting for an answer.
+  size_t pending() const noexcept {
+    return pending_.size();
+  }
+
+private:
+  struct pending_base {
+    virtual ~pending_base() noexcept(false) = default;
+    virtual void complete(caf::message& answer) = 0;
+  };
+
+  template <class R>
+  static void unpack(caf::message& answer, auto&& ok, auto&& fail) {
+    if (answer.match_elements<caf::error>()) {
+      fail(answer.get_mutable_as<caf::error>(0));
+    } else if constexpr (std::is_void_v<R>) {
+      ok();
+    } else if (answer.match_elements<R>()) {
+      ok(std::move(answer.get_mutable_as<R>(0)));
+    } else {
+      fail(cyto::make_error(errc::internal, "unexpected answer: " + caf::to_string(answer)));
+    }
+  }
+
+  template <class R>
+  struct promise_pending final : pending_base {
+    explicit promise_pending(kj::Own<kj::PromiseFulfiller<R>> f) : fulfiller(kj::mv(f)) {
+    }
+    void complete(caf::message& answer) override {
+      unpack<R>(
+        answer, [this](auto&&... x) { fulfiller->fulfill(std::move(x)...); },
+        [this](const caf::error& err) { fulfiller->reject(to_exception(err)); });
+    }
+    kj::Own<kj::PromiseFulfiller<R>> fulfiller;
+  };
+
+  template <class R, class Then, class Fail>
+  struct callback_pending final : pending_base {
+    callback_pending(Then t, Fail f) : then(std::move(t)), fail(std::move(f)) {
+    }
+    void complete(caf::message& answer) override {
+      unpack<R>(answer, then, fail);
+    }
+    Then then;
+    Fail fail;
+  };
+
+  uint64_t send(caf::strong_actor_ptr dst, caf::message msg, std::unique_ptr<pending_base> p);
+  kj::Promise<void> drain();
+  void dispatch(caf::mailbox_element& element);
+
+  caf::actor companion_handle_;
+  caf::actor_companion* companion_;
+  kj::AutoCloseFd event_fd_; // declared before observer_, which must go first
+  kj::UnixEventPort::FdObserver observer_;
+  message_handler on_message_;
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<pending_base>> pending_;
+
+  std::mutex mtx_;
+  std::vector<caf::mailbox_element_ptr> inbox_; // guarded by mtx_
+
+  kj::Promise<void> drain_task_;
+};
+
+} // namespace cyto::services

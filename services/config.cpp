@@ -1,0 +1,138 @@
+#include "services/config.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace cyto::services {
+
+namespace {
+
+const char* type_name(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a number";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    default: return "a date or time";
+  }
+}
+
+struct applier {
+  daemon_config& cfg;
+  std::optional<std::string> error;
+
+  void str(const toml::node& n, const std::string& key, std::string& out) {
+    if (auto v = n.value<std::string>())
+      out = *v;
+    else
+      error = key + ": expected a string, got " + type_name(n.type());
+  }
+
+  void u32(const toml::node& n, const std::string& key, uint32_t& out) {
+    auto v = n.value<int64_t>();
+    if (!n.is_integer() || !v)
+      error = key + ": expected an integer, got " + type_name(n.type());
+    else if (*v < 0 || *v > UINT32_MAX)
+      error = key + ": " + std::to_string(*v) + " is out of range";
+    else
+      out = static_cast<uint32_t>(*v);
+  }
+
+  void table(const toml::table& t, const std::string& prefix) {
+    for (auto& [k, node] : t) {
+      if (error)
+        return;
+      std::string key = prefix + std::string{k.str()};
+      if (key == "socket" || key == "scheduler" || key == "log") {
+        if (auto sub = node.as_table())
+          table(*sub, key + ".");
+        else
+          error = key + ": expected a table, got " + type_name(node.type());
+      } else if (key == "socket.path") {
+        str(node, key, cfg.socket_path);
+      } else if (key == "socket.group") {
+        str(node, key, cfg.socket_group);
+      } else if (key == "state_dir") {
+        str(node, key, cfg.state_dir);
+      } else if (key == "log_level" || key == "log.level") {
+        str(node, key, cfg.log_level);
+      } else if (key == "log.history") {
+        u32(node, key, cfg.log_history);
+      } else if (key == "node_name") {
+        str(node, key, cfg.node_name);
+      } else if (key == "scheduler.policy") {
+        str(node, key, cfg.scheduler_policy);
+      } else if (key == "scheduler.threads") {
+        u32(node, key, cfg.scheduler_threads);
+      } else {
+        error = key + ": unknown key";
+      }
+    }
+  }
+};
+
+} // namespace
+
+std::optional<std::string> apply_toml(std::string_view text, daemon_config& cfg) {
+  toml::table tbl;
+  try {
+    tbl = toml::parse(text);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream out;
+    out << "line " << e.source().begin.line << ": " << e.description();
+    return out.str();
+  }
+  auto copy = cfg;
+  applier a{copy, std::nullopt};
+  a.table(tbl, "");
+  if (a.error)
+    return a.error;
+  if (auto bad = validate(copy))
+    return bad;
+  cfg = std::move(copy);
+  return std::nullopt;
+}
+
+std::optional<std::string> apply_toml_file(const std::string& path, daemon_config& cfg) {
+  std::ifstream in{path};
+  if (!in)
+    return path + ": cannot read the file";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (auto err = apply_toml(ss.str(), cfg))
+    return path + ": " + *err;
+  return std::nullopt;
+}
+
+std::optional<std::string> validate(const daemon_config& cfg) {
+  if (cfg.socket_path.empty() || cfg.socket_path.front() != '/')
+    return "socket.path: must be an absolute path, got '" + cfg.socket_path + "'";
+  if (cfg.socket_path.size() >= 108)
+    return "socket.path: longer than a unix socket path may be (107 bytes)";
+  if (cfg.state_dir.empty() || cfg.state_dir.front() != '/')
+    return "state_dir: must be an absolute path, got '" + cfg.state_dir + "'";
+  static constexpr std::string_view levels[] = {"trace", "debug", "info",
+                                                "warn", "error", "critical"};
+  if (std::find(std::begin(levels), std::end(levels), cfg.log_level) == std::end(levels))
+    return "log_level: must be one of trace, debug, info, warn, error, critical; got '"
+           + cfg.log_level + "'";
+  if (cfg.scheduler_policy != "sharing" && cfg.scheduler_policy != "stealing")
+    return "scheduler.policy: must be sharing or stealing, got '" + cfg.scheduler_policy + "'";
+  if (cfg.scheduler_threads > 256)
+    return "scheduler.threads: at most 256";
+  if (cfg.log_history > 1'000'000)
+    return "log.history: at most 1000000 entries";
+  for (char c : cfg.node_name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+      return "node_name: only letters, digits, '-', '_' and '.' are allowed; got '"
+             + cfg.node_name + "'";
+  return std::nullopt;
+}
+
+} // namespace cyto::services

@@ -1,0 +1,43 @@
+#pragma once
+// cytod's configuration: defaults, TOML file (/etc/cyto/cytod.toml or --config), flags.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace cyto::services {
+
+struct daemon_config {
+  /// Unix socket clients connect to.
+  std::string socket_path = "/run/cyto/cyto.sock";
+  /// Group allowed on the socket besides root; ignored if no such group exists.
+  std::string socket_group = "cyto";
+  /// Where cytod keeps its state (state.db, images/, bundles/, vms/).
+  std::string state_dir = "/var/lib/cyto";
+  /// trace, debug, info, warn, error, critical.
+  std::string log_level = "info";
+  /// This node's name; the host name when empty.
+  std::string node_name;
+  /// CAF scheduler: "sharing" (one shared queue) or "stealing" (work stealing).
+  std::string scheduler_policy = "sharing";
+  /// CAF worker threads; 0 means one per core.
+  uint32_t scheduler_threads = 0;
+  /// Recent daemon log entries kept for `cyto logs --daemon`.
+  uint32_t log_history = 1000;
+};
+
+/// The default configuration file, read if it exists and no --config is given.
+inline constexpr const char* default_config_path = "/etc/cyto/cytod.toml";
+
+/// Applies TOML text over `cfg`. On error returns "<key>: <problem>" (or the parse
+/// error with its line) and leaves `cfg` unchanged.
+std::optional<std::string> apply_toml(std::string_view text, daemon_config& cfg);
+
+/// Reads and applies a TOML file; errors name the file and the key.
+std::optional<std::string> apply_toml_file(const std::string& path, daemon_config& cfg);
+
+/// Checks values; returns "<key>: <problem>" for the first bad one.
+std::optional<std::string> validate(const daemon_config& cfg);
+
+} // namespace cyto::services

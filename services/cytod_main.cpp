@@ -1,0 +1,248 @@
+// cytod: the composition root. Reads the config, starts the actor system, spawns the
+// actors, registers them on the bus and hands the registry to the gateway.
+
+#include <csignal>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <caf/all.hpp>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <systemd/sd-daemon.h>
+
+#include "actors/node/host_features.hpp"
+#include "actors/node/node_actor.hpp"
+#include "actors/observe/log_sink.hpp"
+#include "actors/observe/observe_actor.hpp"
+#include "bus/errc.hpp"
+#include "bus/logging.hpp"
+#include "bus/registry.hpp"
+#include "bus/topics.hpp"
+#include "bus/types.hpp"
+#include "cyto/version.hpp"
+#include "services/config.hpp"
+#include "services/gateway.hpp"
+
+namespace {
+
+using namespace cyto;
+
+constexpr int exit_config = 2;
+constexpr int exit_runtime = 1;
+
+/// Routes kj's own log lines into spdlog.
+class kj_log_bridge final : public kj::ExceptionCallback {
+public:
+  void logMessage(kj::LogSeverity severity, const char* file, int line, int depth,
+                  kj::String&& text) override {
+    auto lvl = severity == kj::LogSeverity::ERROR || severity == kj::LogSeverity::FATAL
+                 ? spdlog::level::err
+                 : severity == kj::LogSeverity::WARNING ? spdlog::level::warn
+                                                        : spdlog::level::debug;
+    log::get("kj")->log(lvl, "{}:{}: {}", file, line, text.cStr());
+  }
+};
+
+/// Holds an exclusive lock on <state_dir>/cytod.lock for the daemon's lifetime.
+struct state_lock {
+  int fd = -1;
+  ~state_lock() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+};
+
+std::optional<std::string> lock_state_dir(const std::string& dir, state_lock& lock) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    return "create state dir " + dir + ": " + ec.message();
+  ::chmod(dir.c_str(), 0700);
+  auto path = dir + "/cytod.lock";
+  lock.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock.fd < 0)
+    return "open " + path + ": " + std::strerror(errno);
+  if (::flock(lock.fd, LOCK_EX | LOCK_NB) != 0)
+    return errno == EWOULDBLOCK ? "another cytod uses the state dir " + dir
+                                : "lock " + path + ": " + std::strerror(errno);
+  return std::nullopt;
+}
+
+std::optional<gid_t> lookup_group(const std::string& name) {
+  if (name.empty())
+    return std::nullopt;
+  if (auto* g = ::getgrnam(name.c_str()))
+    return g->gr_gid;
+  return std::nullopt;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+template <class Handle>
+void register_actor(caf::scoped_actor& self, const registry_actor& registry, const char* name,
+                    const Handle& handle) {
+  self->request(registry, caf::infinite, put_atom::value, std::string{name},
+                caf::actor_cast<caf::strong_actor_ptr>(handle))
+    .receive([] {},
+             [name](caf::error& err) {
+               throw std::runtime_error(std::string{"register "} + name + ": " + render(err));
+             });
+}
+
+int run(services::daemon_config cfg) {
+  // Signals are taken by the kj loop; they must be blocked before any thread exists.
+  kj::UnixEventPort::captureSignal(SIGTERM);
+  kj::UnixEventPort::captureSignal(SIGINT);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto stderr_sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  stderr_sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
+    "%Y-%m-%dT%H:%M:%S.%fZ %l %n: %v", spdlog::pattern_time_type::utc));
+  auto level = log::to_spdlog(*log::parse_level(cfg.log_level));
+  log::init({stderr_sink}, level);
+  auto main_log = log::get("cytod");
+
+  state_lock lock;
+  if (auto err = lock_state_dir(cfg.state_dir, lock)) {
+    main_log->error("{}", *err);
+    return exit_runtime;
+  }
+  if (services::probe_socket(cfg.socket_path) == services::socket_probe::live) {
+    main_log->error("another daemon is listening on {}", cfg.socket_path);
+    return exit_runtime;
+  }
+
+  caf::actor_system_config sys_cfg;
+  bus::add_types(sys_cfg);
+  sys_cfg.set("scheduler.policy",
+              cfg.scheduler_policy == "sharing" ? caf::atom("sharing") : caf::atom("stealing"));
+  if (cfg.scheduler_threads > 0)
+    sys_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg.scheduler_threads));
+  caf::actor_system sys{sys_cfg};
+
+  auto registry = sys.spawn(bus::registry);
+  auto topics = sys.spawn(bus::topics, bus::topics_config{});
+  auto bus_sink = std::make_shared<observe::bus_log_sink>(topics);
+  bus_sink->set_level(level);
+  log::init({stderr_sink, bus_sink}, level);
+
+  node::node_config node_cfg{cfg.node_name.empty() ? host_name() : cfg.node_name,
+                             cyto::version, node::detect_host_features(), registry};
+  observe::observe_config observe_cfg;
+  observe_cfg.log_history = cfg.log_history;
+  observe_cfg.topics = topics;
+  if (auto bad = node_cfg.validate(); !bad.empty()) {
+    main_log->error("node: {}", bad);
+    return exit_config;
+  }
+  if (auto bad = observe_cfg.validate(); !bad.empty()) {
+    main_log->error("observe: {}", bad);
+    return exit_config;
+  }
+  auto observe_actor = sys.spawn(observe::observe, observe_cfg);
+  auto node_actor = sys.spawn(node::node, node_cfg);
+
+  int rc = 0;
+  {
+    caf::scoped_actor self{sys};
+    try {
+      register_actor(self, registry, service_name::topics, topics);
+      register_actor(self, registry, service_name::observe, observe_actor);
+      register_actor(self, registry, service_name::node, node_actor);
+    } catch (const std::exception& e) {
+      main_log->error("{}", e.what());
+      rc = exit_runtime;
+    }
+  }
+
+  if (rc == 0) {
+    kj_log_bridge kj_logs;
+    auto io = kj::setupAsyncIo();
+    services::gateway gw{io, sys, registry,
+                         services::gateway_config{cfg.socket_path, lookup_group(cfg.socket_group)}};
+    try {
+      gw.listen();
+      main_log->info("cytod {} ready: node={} socket={} state={} pid={}", cyto::version,
+                     node_cfg.node_name, cfg.socket_path, cfg.state_dir, ::getpid());
+      ::sd_notify(0, "READY=1");
+      auto sig = io.unixEventPort.onSignal(SIGTERM)
+                   .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
+                   .wait(io.waitScope);
+      main_log->info("signal {} received, shutting down", sig.si_signo);
+      ::sd_notify(0, "STOPPING=1");
+    } catch (const std::exception& e) {
+      main_log->error("{}", e.what());
+      rc = exit_runtime;
+    }
+    gw.close();
+  }
+
+  // Actors first, then the sink that holds the topic handle, then the system.
+  bus_sink->detach();
+  for (auto& a : {caf::actor_cast<caf::actor>(node_actor), caf::actor_cast<caf::actor>(observe_actor),
+                  caf::actor_cast<caf::actor>(topics), caf::actor_cast<caf::actor>(registry)})
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  log::init({stderr_sink}, level);
+  return rc;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  cyto::services::daemon_config cfg;
+  CLI::App app{"cytod: the cyto node daemon (cells, containers, images, VMs, observability)"};
+  std::string config_path;
+  std::optional<std::string> socket, state_dir, log_level, node_name, policy;
+  std::optional<uint32_t> threads;
+  app.add_option("--config", config_path,
+                 std::string{"TOML configuration file (default "} + services::default_config_path
+                   + " if it exists)");
+  app.add_option("--socket", socket, "unix socket to listen on (socket.path)");
+  app.add_option("--state-dir", state_dir, "state directory (state_dir)");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical (log_level)");
+  app.add_option("--node-name", node_name, "this node's name (node_name; default: host name)");
+  app.add_option("--scheduler", policy, "CAF scheduler policy: sharing|stealing (scheduler.policy)");
+  app.add_option("--threads", threads, "CAF worker threads, 0 = one per core (scheduler.threads)");
+  app.set_version_flag("--version", std::string{cyto::version});
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : exit_config;
+  }
+  std::string file = config_path;
+  if (file.empty() && std::filesystem::exists(services::default_config_path))
+    file = services::default_config_path;
+  if (!file.empty()) {
+    if (auto err = services::apply_toml_file(file, cfg)) {
+      std::fprintf(stderr, "cytod: config %s\n", err->c_str());
+      return exit_config;
+    }
+  }
+  if (socket) cfg.socket_path = *socket;
+  if (state_dir) cfg.state_dir = *state_dir;
+  if (log_level) cfg.log_level = *log_level;
+  if (node_name) cfg.node_name = *node_name;
+  if (policy) cfg.scheduler_policy = *policy;
+  if (threads) cfg.scheduler_threads = *threads;
+  if (auto err = services::validate(cfg)) {
+    std::fprintf(stderr, "cytod: config %s\n", err->c_str());
+    return exit_config;
+  }
+  return run(std::move(cfg));
+}

@@ -1,0 +1,273 @@
+#include "services/gateway.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <capnp/rpc-twoparty.h>
+#include <caf/all.hpp>
+#include <kj/debug.h>
+
+#include "bus/logging.hpp"
+#include "schema/node.capnp.h"
+#include "services/discovery_service.hpp"
+
+namespace cyto::services {
+
+namespace {
+
+std::string errno_text(const std::string& what) {
+  return what + ": " + std::strerror(errno);
+}
+
+sockaddr_un unix_address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  return addr;
+}
+
+/// Supplementary groups of a process, from /proc/<pid>/status.
+std::vector<gid_t> groups_of(pid_t pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  std::vector<gid_t> out;
+  while (std::getline(in, line)) {
+    if (line.rfind("Groups:", 0) == 0) {
+      std::istringstream ss{line.substr(7)};
+      gid_t g;
+      while (ss >> g)
+        out.push_back(g);
+    }
+  }
+  return out;
+}
+
+// Public service names and the registry names of the actors behind them.
+constexpr std::pair<const char*, const char*> offered[] = {
+  {"discovery", service_name::node},
+  {"observe", service_name::observe},
+};
+
+} // namespace
+
+socket_probe probe_socket(const std::string& path) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0)
+    return socket_probe::absent;
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return socket_probe::stale;
+  auto addr = unix_address(path);
+  bool live = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return live ? socket_probe::live : socket_probe::stale;
+}
+
+// -- per-connection pieces -------------------------------------------------------
+
+struct gateway::connection {
+  connection(kj::Own<kj::AsyncIoStream>&& s, capnp::Capability::Client bootstrap)
+    : stream(kj::mv(s)),
+      network(*stream, capnp::rpc::twoparty::Side::SERVER),
+      rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {
+  }
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+};
+
+/// The bootstrap capability of an allowed peer: hands out one capability per service,
+/// each backed by the actor the registry names.
+class gateway::node_server final : public schema::Node::Server {
+public:
+  node_server(bridge& br, log_router& router, registry_actor registry)
+    : bridge_(br), router_(router), registry_(std::move(registry)) {
+  }
+
+  kj::Promise<void> services(ServicesContext context) override {
+    return bridge_.request(registry_, list_atom::value)
+      .then([context](std::vector<std::string> names) mutable {
+        std::vector<const char*> out;
+        for (auto& [pub, actor] : offered)
+          if (std::find(names.begin(), names.end(), actor) != names.end())
+            out.push_back(pub);
+        auto list = context.getResults().initNames(out.size());
+        for (uint i = 0; i < out.size(); ++i)
+          list.set(i, out[i]);
+      });
+  }
+
+  kj::Promise<void> discovery(DiscoveryContext context) override {
+    return lookup(service_name::node).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_discovery_service(bridge_, caf::actor_cast<node_actor>(std::move(h))));
+    });
+  }
+
+  kj::Promise<void> observe(ObserveContext context) override {
+    return lookup(service_name::observe).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_observe_service(bridge_, router_, caf::actor_cast<observe_actor>(std::move(h))));
+    });
+  }
+
+private:
+  kj::Promise<caf::strong_actor_ptr> lookup(const char* name) {
+    return bridge_.request(registry_, get_atom::value, std::string{name})
+      .catch_([name](kj::Exception&& e) -> caf::strong_actor_ptr {
+        fail(errc::unavailable, std::string{"service "} + name + " is not running on this node");
+      });
+  }
+
+  bridge& bridge_;
+  log_router& router_;
+  registry_actor registry_;
+};
+
+/// The bootstrap capability of a refused peer: every call fails.
+class gateway::denied_node final : public schema::Node::Server {
+public:
+  explicit denied_node(std::string why) : why_(std::move(why)) {
+  }
+
+  DispatchCallResult dispatchCall(uint64_t, uint16_t,
+                                  capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer>) override {
+    return {kj::Promise<void>(to_exception(errc::permission_denied, why_)), false};
+  }
+
+private:
+  std::string why_;
+};
+
+// -- gateway ---------------------------------------------------------------------
+
+gateway::gateway(kj::AsyncIoContext& io, caf::actor_system& sys, registry_actor registry,
+                 gateway_config cfg)
+  : io_(io),
+    cfg_(std::move(cfg)),
+    registry_(std::move(registry)),
+    bridge_(sys, io.unixEventPort),
+    router_(bridge_),
+    tasks_(std::make_unique<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this))) {
+  bridge_.on_message([this](const caf::strong_actor_ptr& sender, caf::message& msg) {
+    if (!router_.route(sender, msg))
+      log::get("gateway")->warn("unexpected message from the bus: {}", caf::to_string(msg));
+  });
+}
+
+gateway::~gateway() noexcept(false) {
+  close();
+}
+
+void gateway::listen() {
+  auto& path = cfg_.socket_path;
+  auto dir = path.substr(0, path.rfind('/'));
+  if (!dir.empty() && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    throw std::runtime_error(errno_text("create socket directory " + dir));
+  switch (probe_socket(path)) {
+    case socket_probe::live:
+      throw std::runtime_error("another daemon is listening on " + path);
+    case socket_probe::stale:
+      log::get("gateway")->warn("removing stale socket {}", path);
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        throw std::runtime_error(errno_text("remove stale socket " + path));
+      break;
+    case socket_probe::absent:
+      break;
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    throw std::runtime_error(errno_text("socket"));
+  auto addr = unix_address(path);
+  // Bind with a tight umask so the socket is never reachable with wider permissions.
+  auto old_mask = ::umask(0177);
+  int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::umask(old_mask);
+  if (rc != 0) {
+    auto err = errno_text("bind " + path);
+    ::close(fd);
+    throw std::runtime_error(err);
+  }
+  if (::chmod(path.c_str(), 0660) != 0
+      || (cfg_.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *cfg_.group) != 0)
+      || ::listen(fd, 128) != 0) {
+    auto err = errno_text("set up socket " + path);
+    ::close(fd);
+    ::unlink(path.c_str());
+    throw std::runtime_error(err);
+  }
+  struct stat st{};
+  ::stat(path.c_str(), &st);
+  socket_inode_ = st.st_ino;
+  listener_ = io_.lowLevelProvider->wrapListenSocketFd(
+    fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  accepting_ = accept_loop().eagerlyEvaluate([](kj::Exception&& e) {
+    log::get("gateway")->error("accept loop ended: {}", e.getDescription().cStr());
+  });
+  log::get("gateway")->info("listening on {}", path);
+}
+
+void gateway::close() {
+  if (!listener_)
+    return;
+  accepting_ = nullptr;
+  listener_ = nullptr;
+  tasks_ = nullptr; // drops every connection
+  connections_ = 0;
+  struct stat st{};
+  // Remove the socket only if it is still ours (a newer daemon may have replaced it).
+  if (::stat(cfg_.socket_path.c_str(), &st) == 0 && st.st_ino == socket_inode_)
+    ::unlink(cfg_.socket_path.c_str());
+  log::get("gateway")->info("closed {}", cfg_.socket_path);
+}
+
+bool gateway::allowed(uid_t uid, gid_t gid, pid_t pid) const {
+  if (uid == 0 || uid == ::geteuid())
+    return true;
+  if (!cfg_.group)
+    return false;
+  if (gid == *cfg_.group)
+    return true;
+  auto groups = groups_of(pid);
+  return std::find(groups.begin(), groups.end(), *cfg_.group) != groups.end();
+}
+
+kj::Promise<void> gateway::accept_loop() {
+  return listener_->accept().then([this](kj::Own<kj::AsyncIoStream>&& stream) {
+    ucred cred{};
+    uint len = sizeof(cred);
+    stream->getsockopt(SOL_SOCKET, SO_PEERCRED, &cred, &len);
+    capnp::Capability::Client boot = nullptr;
+    if (allowed(cred.uid, cred.gid, cred.pid)) {
+      log::get("gateway")->debug("peer pid={} uid={} gid={} connected", cred.pid, cred.uid,
+                                 cred.gid);
+      boot = kj::heap<node_server>(bridge_, router_, registry_);
+    } else {
+      auto why = "uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid)
+                 + ") may not use " + cfg_.socket_path + "; allowed: root"
+                 + (cfg_.group ? " and group " + std::to_string(*cfg_.group) : "");
+      log::get("gateway")->warn("refused peer pid={} uid={} gid={}", cred.pid, cred.uid,
+                                cred.gid);
+      boot = kj::heap<denied_node>(std::move(why));
+    }
+    auto conn = kj::heap<connection>(kj::mv(stream), kj::mv(boot));
+    auto done = conn->network.onDisconnect();
+    ++connections_;
+    tasks_->add(done.attach(kj::mv(conn), kj::defer([this] { --connections_; })));
+    return accept_loop();
+  });
+}
+
+void gateway::taskFailed(kj::Exception&& e) {
+  log::get("gateway")->info("connection ended: {}", e.getDescription().cStr());
+}
+
+} // namespace cyto::services

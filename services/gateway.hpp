@@ -1,0 +1,73 @@
+#pragma once
+// The Cap'n Proto gateway: listens on the unix socket, checks each peer, and hands an
+// allowed peer the Node bootstrap capability (a refused one gets a Node whose every
+// call fails with cyto.permission_denied).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <sys/types.h>
+
+#include <caf/actor_system.hpp>
+#include <kj/async-io.h>
+
+#include "bus/interfaces.hpp"
+#include "services/bridge.hpp"
+#include "services/observe_service.hpp"
+
+namespace cyto::services {
+
+struct gateway_config {
+  std::string socket_path;
+  /// Group owning the socket and allowed to call, besides root and cytod's own uid.
+  std::optional<gid_t> group;
+};
+
+/// Outcome of probing a socket path before binding it.
+enum class socket_probe { absent, stale, live };
+
+/// Whether something answers on the unix socket at `path`.
+socket_probe probe_socket(const std::string& path);
+
+class gateway : private kj::TaskSet::ErrorHandler {
+public:
+  gateway(kj::AsyncIoContext& io, caf::actor_system& sys, registry_actor registry,
+          gateway_config cfg);
+  ~gateway() noexcept(false);
+
+  /// Binds the socket (dir 0755, socket 0660) and starts accepting. Throws
+  /// std::runtime_error with a one-line reason if it cannot.
+  void listen();
+
+  /// Stops accepting, closes every connection and removes the socket.
+  void close();
+
+  /// Connections open now.
+  size_t connections() const noexcept {
+    return connections_;
+  }
+
+private:
+  class node_server;
+  class denied_node;
+  struct connection;
+
+  kj::Promise<void> accept_loop();
+  bool allowed(uid_t uid, gid_t gid, pid_t pid) const;
+  void taskFailed(kj::Exception&& e) override;
+
+  kj::AsyncIoContext& io_;
+  gateway_config cfg_;
+  registry_actor registry_;
+  bridge bridge_;
+  log_router router_;
+  kj::Own<kj::ConnectionReceiver> listener_;
+  ino_t socket_inode_ = 0;
+  size_t connections_ = 0;
+  std::unique_ptr<kj::TaskSet> tasks_;
+  kj::Promise<void> accepting_ = nullptr;
+};
+
+} // namespace cyto::services

@@ -1,0 +1,93 @@
+#define BOOST_TEST_MODULE unit_services_config
+#include <boost/test/unit_test.hpp>
+
+#include "services/config.hpp"
+
+using namespace cyto::services;
+
+namespace {
+
+bool mentions(const std::optional<std::string>& err, const std::string& what) {
+  return err && err->find(what) != std::string::npos;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(defaults_are_valid) {
+  daemon_config cfg;
+  BOOST_TEST(!validate(cfg).has_value());
+  BOOST_TEST(cfg.socket_path == "/run/cyto/cyto.sock");
+  BOOST_TEST(cfg.state_dir == "/var/lib/cyto");
+}
+
+BOOST_AUTO_TEST_CASE(good_toml_is_applied) {
+  daemon_config cfg;
+  auto err = apply_toml(R"(
+node_name = "n1"
+state_dir = "/tmp/x"
+log_level = "debug"
+[socket]
+path = "/tmp/x/c.sock"
+group = "wheel"
+[scheduler]
+policy = "stealing"
+threads = 2
+[log]
+history = 50
+)",
+                        cfg);
+  BOOST_TEST(!err.has_value(), (err ? *err : ""));
+  BOOST_TEST(cfg.node_name == "n1");
+  BOOST_TEST(cfg.state_dir == "/tmp/x");
+  BOOST_TEST(cfg.log_level == "debug");
+  BOOST_TEST(cfg.socket_path == "/tmp/x/c.sock");
+  BOOST_TEST(cfg.socket_group == "wheel");
+  BOOST_TEST(cfg.scheduler_policy == "stealing");
+  BOOST_TEST(cfg.scheduler_threads == 2u);
+  BOOST_TEST(cfg.log_history == 50u);
+}
+
+BOOST_AUTO_TEST_CASE(dotted_keys_work_like_tables) {
+  daemon_config cfg;
+  BOOST_TEST(!apply_toml("socket.path = \"/a/b.sock\"\n", cfg).has_value());
+  BOOST_TEST(cfg.socket_path == "/a/b.sock");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_key_is_named_and_nothing_changes) {
+  daemon_config cfg;
+  auto err = apply_toml("node_name = \"n2\"\nbogus = 1\n", cfg);
+  BOOST_TEST(mentions(err, "bogus"));
+  BOOST_TEST(mentions(err, "unknown key"));
+  BOOST_TEST(cfg.node_name.empty()); // all or nothing
+  BOOST_TEST(mentions(apply_toml("[socket]\nport = 5\n", cfg), "socket.port"));
+}
+
+BOOST_AUTO_TEST_CASE(wrong_type_is_named) {
+  daemon_config cfg;
+  BOOST_TEST(mentions(apply_toml("socket.path = 5\n", cfg), "socket.path: expected a string"));
+  BOOST_TEST(mentions(apply_toml("scheduler.threads = \"two\"\n", cfg), "scheduler.threads"));
+  BOOST_TEST(mentions(apply_toml("scheduler.threads = -1\n", cfg), "out of range"));
+  BOOST_TEST(mentions(apply_toml("socket = 3\n", cfg), "socket: expected a table"));
+}
+
+BOOST_AUTO_TEST_CASE(syntax_error_gives_the_line) {
+  daemon_config cfg;
+  BOOST_TEST(mentions(apply_toml("node_name = \"ok\"\nthis is not toml\n", cfg), "line 2"));
+}
+
+BOOST_AUTO_TEST_CASE(bad_values_are_refused_with_the_key) {
+  daemon_config cfg;
+  BOOST_TEST(mentions(apply_toml("log_level = \"loud\"\n", cfg), "log_level"));
+  BOOST_TEST(mentions(apply_toml("state_dir = \"relative/dir\"\n", cfg), "state_dir"));
+  BOOST_TEST(mentions(apply_toml("socket.path = \"x.sock\"\n", cfg), "socket.path"));
+  BOOST_TEST(mentions(apply_toml("scheduler.policy = \"fifo\"\n", cfg), "scheduler.policy"));
+  BOOST_TEST(mentions(apply_toml("node_name = \"a b\"\n", cfg), "node_name"));
+  std::string long_path = "socket.path = \"/" + std::string(200, 'x') + "\"\n";
+  BOOST_TEST(mentions(apply_toml(long_path, cfg), "socket.path"));
+  BOOST_TEST(!validate(cfg).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(missing_file_is_reported_with_its_path) {
+  daemon_config cfg;
+  BOOST_TEST(mentions(apply_toml_file("/nonexistent/cytod.toml", cfg), "/nonexistent/cytod.toml"));
+}

@@ -91,3 +91,10 @@ BOOST_AUTO_TEST_CASE(missing_file_is_reported_with_its_path) {
   daemon_config cfg;
   BOOST_TEST(mentions(apply_toml_file("/nonexistent/cytod.toml", cfg), "/nonexistent/cytod.toml"));
 }
+
+BOOST_AUTO_TEST_CASE(shipped_example_config_is_valid) {
+  daemon_config cfg;
+  auto err = apply_toml_file(CYTO_SOURCE_DIR "/deploy/cytod.toml", cfg);
+  BOOST_TEST(!err.has_value(), (err ? *err : ""));
+  BOOST_TEST(cfg.socket_path == "/run/cyto/cyto.sock");
+}

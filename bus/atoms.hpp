@@ -19,6 +19,13 @@ using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using discover_atom = caf::atom_constant<caf::atom("discover")>;
 using health_atom = caf::atom_constant<caf::atom("health")>;
+using allocate_atom = caf::atom_constant<caf::atom("allocate")>;
+using free_atom = caf::atom_constant<caf::atom("free")>;
+using start_atom = caf::atom_constant<caf::atom("start")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using wait_atom = caf::atom_constant<caf::atom("wait")>;
+using exited_atom = caf::atom_constant<caf::atom("exited")>;
+using kill_atom = caf::atom_constant<caf::atom("kill")>;
 using logs_atom = caf::atom_constant<caf::atom("logs")>;
 
 } // namespace cyto

@@ -65,4 +65,86 @@ typename Inspector::result_type inspect(Inspector& f, cell_spec& x) {
            x.isolate_network);
 }
 
+/// What start asks for: a program to run in a cell.
+struct executable_spec {
+  std::string cell;
+  /// Unique among the cell's running executables; defaults to the program's base name.
+  std::string name;
+  std::vector<std::string> argv;
+  /// A shell command run as `/bin/sh -c command` when argv is empty.
+  std::string command;
+  /// "KEY=VALUE"; a default PATH is added when none is given.
+  std::vector<std::string> env;
+  std::string cwd;
+  /// -1: the daemon's own.
+  int64_t uid = -1;
+  int64_t gid = -1;
+  std::string description;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, executable_spec& x) {
+  return f(caf::meta::type_name("executable_spec"), x.cell, x.name, x.argv, x.command, x.env,
+           x.cwd, x.uid, x.gid, x.description);
+}
+
+/// How a process ended (or that it still runs).
+struct exit_status {
+  bool exited = false;
+  /// False when the process was re-adopted after a restart: how it ended is unknown.
+  bool known = true;
+  int32_t code = 0;
+  int32_t signal = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, exit_status& x) {
+  return f(caf::meta::type_name("exit_status"), x.exited, x.known, x.code, x.signal);
+}
+
+/// A started executable.
+struct executable_info {
+  executable_spec spec;
+  uint32_t pid = 0;    // on the host
+  uint32_t ns_pid = 0; // inside the cell's pid namespace (== pid when not isolated)
+  int64_t started_unix_nanos = 0;
+  exit_status status;
+  std::string stdout_path;
+  std::string stderr_path;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, executable_info& x) {
+  return f(caf::meta::type_name("executable_info"), x.spec, x.pid, x.ns_pid,
+           x.started_unix_nanos, x.status, x.stdout_path, x.stderr_path);
+}
+
+/// A cell as list and get report it.
+struct cell_info {
+  cell_spec spec;
+  std::vector<executable_info> executables;
+  /// Every pid in the cell's cgroup (its own leaf only), executables' children included.
+  std::vector<uint32_t> pids;
+  /// Where its cgroup lives (the memory or first hierarchy on v1).
+  std::string cgroup_path;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cell_info& x) {
+  return f(caf::meta::type_name("cell_info"), x.spec, x.executables, x.pids, x.cgroup_path);
+}
+
+/// Published on topic "process.exited".
+struct process_exited {
+  std::string cell;
+  std::string executable;
+  uint32_t pid = 0;
+  exit_status status;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, process_exited& x) {
+  return f(caf::meta::type_name("process_exited"), x.cell, x.executable, x.pid, x.status);
+}
+
 } // namespace cyto

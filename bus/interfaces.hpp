@@ -10,6 +10,7 @@
 #include <caf/typed_actor.hpp>
 
 #include "bus/atoms.hpp"
+#include "bus/cells.hpp"
 #include "bus/messages.hpp"
 
 namespace cyto {
@@ -63,6 +64,30 @@ using node_actor = caf::typed_actor<
   /// Whether every registered actor is alive.
   caf::replies_to<health_atom>::with<health_report>>;
 
+// -- cells -------------------------------------------------------------------
+
+/// Owns every cgroup and process the daemon starts: cells (nestable, limited cgroups)
+/// and executables in them. Everything is recorded in state.db and re-adopted on restart.
+using cells_actor = caf::typed_actor<
+  /// Makes a cell ("parent/child" for nested ones) with its limits.
+  caf::replies_to<allocate_atom, cell_spec>::with<cell_info>,
+  /// Removes a cell: `recursive` also its children, `force` kills its processes first.
+  caf::reacts_to<free_atom, std::string, bool, bool>,
+  /// Starts an executable in a cell; answers once it runs (exec succeeded).
+  caf::replies_to<start_atom, executable_spec>::with<executable_info>,
+  /// Signals an executable (0 = SIGTERM), SIGKILL after `timeout_ms`; answers on exit.
+  caf::replies_to<stop_atom, std::string, std::string, int32_t, uint32_t>::with<exit_status>,
+  /// Every cell, parents before children.
+  caf::replies_to<list_atom>::with<std::vector<cell_info>>,
+  /// One cell.
+  caf::replies_to<get_atom, std::string>::with<cell_info>,
+  /// Answers when the executable has exited (at once if it has).
+  caf::replies_to<wait_atom, std::string, std::string>::with<exit_status>,
+  /// Internal: the exit watcher saw the process behind `token` end.
+  caf::reacts_to<exited_atom, uint64_t, exit_status>,
+  /// Internal: the stop timeout of `token` ran out.
+  caf::reacts_to<kill_atom, uint64_t>>;
+
 // -- observe -----------------------------------------------------------------
 
 /// Receives a log subscription's batches; grants credit with observe's `demand`.
@@ -92,6 +117,7 @@ namespace service_name {
 inline constexpr const char* topics = "topics";
 inline constexpr const char* node = "node";
 inline constexpr const char* observe = "observe";
+inline constexpr const char* cells = "cells";
 } // namespace service_name
 
 } // namespace cyto

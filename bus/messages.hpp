@@ -17,6 +17,8 @@ namespace cyto {
 namespace topic {
 /// Daemon log entries (body: log_entry).
 inline constexpr const char* daemon_log = "daemon.log";
+/// Executables that ended (body: process_exited).
+inline constexpr const char* process_exited = "process.exited";
 } // namespace topic
 
 /// What a topic hands a subscriber: a batch of events, preceded by a count of

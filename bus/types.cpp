@@ -40,6 +40,15 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<host_features>("cyto.host_features");
   cfg.add_message_type<node_info>("cyto.node_info");
   cfg.add_message_type<health_report>("cyto.health_report");
+  cfg.add_message_type<cell_spec>("cyto.cell_spec");
+  cfg.add_message_type<cell_limits>("cyto.cell_limits");
+  cfg.add_message_type<io_device_limit>("cyto.io_device_limit");
+  cfg.add_message_type<executable_spec>("cyto.executable_spec");
+  cfg.add_message_type<executable_info>("cyto.executable_info");
+  cfg.add_message_type<exit_status>("cyto.exit_status");
+  cfg.add_message_type<cell_info>("cyto.cell_info");
+  cfg.add_message_type<std::vector<cell_info>>("cyto.cell_infos");
+  cfg.add_message_type<process_exited>("cyto.process_exited");
   cfg.add_message_type<topic_subscriber_actor>("cyto.topic_subscriber_actor");
   cfg.add_message_type<log_sink_actor>("cyto.log_sink_actor");
   cfg.add_error_category(errc_category,

@@ -34,6 +34,12 @@ void flush(self_ptr self) {
       ended = !sub.follow && sub.box.size() == 0;
       self->send(sub.sink, log_batch{id, std::move(b.items), b.dropped, ended});
     }
+    if (!ended && !sub.follow && sub.box.size() == 0) {
+      // Nothing (left) to send: end it. This goes out after the subscribe answer,
+      // so the gateway already knows the subscription when the end arrives.
+      self->send(sub.sink, log_batch{id, {}, 0, true});
+      ended = true;
+    }
     i = ended ? st.subscriptions.erase(i) : std::next(i);
   }
 }
@@ -103,13 +109,7 @@ observe_actor::behavior_type observe(self_ptr self, observe_config config) {
         sub.box.push(**i);
       self->monitor(sink);
       st.subscriptions.emplace(id, std::move(sub));
-      if (!follow && st.subscriptions.at(id).box.size() == 0) {
-        // Nothing to send and nothing to wait for: end right away.
-        self->send(sink, log_batch{id, {}, 0, true});
-        st.subscriptions.erase(id);
-      } else {
-        schedule_flush(self);
-      }
+      schedule_flush(self);
       return id;
     },
     [self](demand_atom, uint64_t id, uint32_t n) {

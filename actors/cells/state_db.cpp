@@ -1,0 +1,129 @@
+#include "actors/cells/state_db.hpp"
+
+#include <memory>
+
+#include <sqlite3.h>
+
+#include "bus/errc.hpp"
+
+namespace cyto::cells {
+
+namespace {
+
+caf::error db_error(sqlite3* db, const std::string& what) {
+  return make_error(errc::internal, "state.db: " + what + ": " + sqlite3_errmsg(db));
+}
+
+/// A prepared statement that finalizes itself.
+struct stmt {
+  sqlite3_stmt* s = nullptr;
+  ~stmt() {
+    sqlite3_finalize(s);
+  }
+};
+
+} // namespace
+
+caf::expected<std::unique_ptr<state_db>> state_db::open(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr)
+      != SQLITE_OK) {
+    auto err = make_error(errc::unavailable,
+                          "open " + path + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+    sqlite3_close(db);
+    return err;
+  }
+  std::unique_ptr<state_db> out{new state_db(db)};
+  if (auto err = out->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                           "CREATE TABLE IF NOT EXISTS records ("
+                           " kind TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL,"
+                           " data BLOB, PRIMARY KEY (kind, key));"))
+    return err;
+  return out;
+}
+
+state_db::~state_db() {
+  sqlite3_close(db_);
+}
+
+caf::error state_db::exec(const char* sql) {
+  char* msg = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
+    std::string text = msg ? msg : "unknown";
+    sqlite3_free(msg);
+    return make_error(errc::internal, "state.db: " + text);
+  }
+  return {};
+}
+
+caf::error state_db::put(const record& r) {
+  stmt st;
+  if (sqlite3_prepare_v2(db_, "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", -1, &st.s,
+                         nullptr)
+      != SQLITE_OK)
+    return db_error(db_, "prepare insert");
+  sqlite3_bind_text(st.s, 1, r.kind.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st.s, 2, r.key.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st.s, 3, r.state.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(st.s, 4, r.data.data(), static_cast<int>(r.data.size()), SQLITE_TRANSIENT);
+  if (sqlite3_step(st.s) != SQLITE_DONE)
+    return db_error(db_, "insert " + r.kind + " " + r.key);
+  return {};
+}
+
+caf::error state_db::set_state(const std::string& kind, const std::string& key,
+                               const std::string& state, const std::vector<char>* data) {
+  stmt st;
+  const char* sql = data ? "UPDATE records SET state = ?, data = ? WHERE kind = ? AND key = ?"
+                         : "UPDATE records SET state = ? WHERE kind = ? AND key = ?";
+  if (sqlite3_prepare_v2(db_, sql, -1, &st.s, nullptr) != SQLITE_OK)
+    return db_error(db_, "prepare update");
+  int i = 1;
+  sqlite3_bind_text(st.s, i++, state.c_str(), -1, SQLITE_TRANSIENT);
+  if (data)
+    sqlite3_bind_blob(st.s, i++, data->data(), static_cast<int>(data->size()), SQLITE_TRANSIENT);
+  sqlite3_bind_text(st.s, i++, kind.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st.s, i++, key.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st.s) != SQLITE_DONE)
+    return db_error(db_, "update " + kind + " " + key);
+  return {};
+}
+
+caf::error state_db::erase(const std::string& kind, const std::string& key) {
+  stmt st;
+  if (sqlite3_prepare_v2(db_, "DELETE FROM records WHERE kind = ? AND key = ?", -1, &st.s, nullptr)
+      != SQLITE_OK)
+    return db_error(db_, "prepare delete");
+  sqlite3_bind_text(st.s, 1, kind.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st.s, 2, key.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st.s) != SQLITE_DONE)
+    return db_error(db_, "delete " + kind + " " + key);
+  return {};
+}
+
+caf::expected<std::vector<record>> state_db::all(const std::string& kind) {
+  stmt st;
+  if (sqlite3_prepare_v2(db_, "SELECT key, state, data FROM records WHERE kind = ? ORDER BY key",
+                         -1, &st.s, nullptr)
+      != SQLITE_OK)
+    return db_error(db_, "prepare select");
+  sqlite3_bind_text(st.s, 1, kind.c_str(), -1, SQLITE_TRANSIENT);
+  std::vector<record> out;
+  int rc;
+  while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) {
+    record r;
+    r.kind = kind;
+    r.key = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 0));
+    r.state = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 1));
+    auto* blob = static_cast<const char*>(sqlite3_column_blob(st.s, 2));
+    r.data.assign(blob, blob + sqlite3_column_bytes(st.s, 2));
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE)
+    return db_error(db_, "select " + kind);
+  return out;
+}
+
+} // namespace cyto::cells

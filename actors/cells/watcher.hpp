@@ -1,0 +1,48 @@
+#pragma once
+// Watches processes through pidfds on one thread of its own (epoll; no polling, no
+// SIGCHLD reaper) and reports each exit once through a callback.
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace cyto::cells {
+
+/// How a process ended.
+struct exit_report {
+  /// False for processes we did not start (re-adopted after a restart): the kernel
+  /// tells only that they exited, not how.
+  bool known = true;
+  int code = 0;   // exit code if it exited
+  int signal = 0; // signal that killed it, else 0
+};
+
+class exit_watcher {
+public:
+  /// `on_exit(token, report)` runs on the watcher's thread.
+  using callback = std::function<void(uint64_t token, exit_report report)>;
+
+  explicit exit_watcher(callback on_exit);
+  ~exit_watcher();
+
+  exit_watcher(const exit_watcher&) = delete;
+  exit_watcher& operator=(const exit_watcher&) = delete;
+
+  /// Watches the process behind `pidfd` (duplicated; the caller keeps its own fd).
+  /// Returns false if the fd cannot be watched.
+  bool watch(uint64_t token, int pidfd);
+
+private:
+  void run();
+
+  callback on_exit_;
+  int epoll_fd_ = -1;
+  int stop_fd_ = -1;
+  std::mutex mtx_;
+  std::unordered_map<int, uint64_t> tokens_; // watched fd -> token, guarded by mtx_
+  std::thread thread_;
+};
+
+} // namespace cyto::cells

@@ -2,7 +2,10 @@
 // One function per CLI verb; each returns the process exit code.
 
 #include <cstdint>
+#include <functional>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 #include "cli/client.hpp"
 
@@ -20,5 +23,8 @@ struct logs_options {
 };
 
 int cmd_logs(const global_options& g, const logs_options& o);
+
+/// Adds `cyto cell ...`; the chosen verb stores its action in `run`.
+void add_cell_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 
 } // namespace cyto::cli

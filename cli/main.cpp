@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   logs_cmd->add_option("--level", logs.level, "lowest level shown: trace|debug|info|warn|error|critical")
     ->capture_default_str();
   logs_cmd->add_option("--tail", logs.tail, "recent entries to show first")->capture_default_str();
+  std::function<int()> run;
+  add_cell_commands(app, g, run);
   for (auto* sub : {discover, health, version, logs_cmd}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
     if (*health) return cmd_health(g);
     if (*version) return cmd_version(g);
     if (*logs_cmd) return cmd_logs(g, logs);
+    if (run) return run();
   } catch (const cli_error& e) {
     std::fprintf(stderr, "cyto: %s\n", e.what());
     return 1;

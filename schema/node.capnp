@@ -4,6 +4,7 @@ $import "/capnp/c++.capnp".namespace("cyto::schema");
 
 using Discovery = import "discovery.capnp".Discovery;
 using Observe = import "observe.capnp".Observe;
+using Cells = import "cells.capnp".Cells;
 
 interface Node {
   # Lists the services this node offers now (e.g. ["discovery", "observe"]).
@@ -13,4 +14,5 @@ interface Node {
   # run fails with "cyto.unavailable: ...".
   discovery @1 () -> (service :Discovery);
   observe @2 () -> (service :Observe);
+  cells @3 () -> (service :Cells);
 }

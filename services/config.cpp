@@ -49,7 +49,7 @@ struct applier {
       if (error)
         return;
       std::string key = prefix + std::string{k.str()};
-      if (key == "socket" || key == "scheduler" || key == "log") {
+      if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -64,6 +64,8 @@ struct applier {
         str(node, key, cfg.log_level);
       } else if (key == "log.history") {
         u32(node, key, cfg.log_history);
+      } else if (key == "cgroup.root") {
+        str(node, key, cfg.cgroup_root);
       } else if (key == "node_name") {
         str(node, key, cfg.node_name);
       } else if (key == "scheduler.policy") {
@@ -122,6 +124,9 @@ std::optional<std::string> validate(const daemon_config& cfg) {
   if (std::find(std::begin(levels), std::end(levels), cfg.log_level) == std::end(levels))
     return "log_level: must be one of trace, debug, info, warn, error, critical; got '"
            + cfg.log_level + "'";
+  if (cfg.cgroup_root.empty() || cfg.cgroup_root.find('/') != std::string::npos
+      || cfg.cgroup_root == "." || cfg.cgroup_root == "..")
+    return "cgroup.root: must be one directory name, got '" + cfg.cgroup_root + "'";
   if (cfg.scheduler_policy != "sharing" && cfg.scheduler_policy != "stealing")
     return "scheduler.policy: must be sharing or stealing, got '" + cfg.scheduler_policy + "'";
   if (cfg.scheduler_threads > 256)

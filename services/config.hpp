@@ -23,6 +23,8 @@ struct daemon_config {
   std::string scheduler_policy = "sharing";
   /// CAF worker threads; 0 means one per core.
   uint32_t scheduler_threads = 0;
+  /// The daemon's own cgroup subtree under each hierarchy; it never writes outside it.
+  std::string cgroup_root = "cyto";
   /// Recent daemon log entries kept for `cyto logs --daemon`.
   uint32_t log_history = 1000;
 };

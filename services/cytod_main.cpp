@@ -22,6 +22,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <systemd/sd-daemon.h>
 
+#include "actors/cells/cells_actor.hpp"
 #include "actors/node/host_features.hpp"
 #include "actors/node/node_actor.hpp"
 #include "actors/observe/log_sink.hpp"
@@ -155,7 +156,18 @@ int run(services::daemon_config cfg) {
     main_log->error("observe: {}", bad);
     return exit_config;
   }
+  cells::cells_config cells_cfg;
+  cells_cfg.cgroup_root = cfg.cgroup_root;
+  cells_cfg.mode = node_cfg.features.cgroups;
+  cells_cfg.state_dir = cfg.state_dir;
+  cells_cfg.topics = topics;
+  if (auto bad = cells_cfg.validate(); !bad.empty()) {
+    main_log->error("cells: {}", bad);
+    return exit_config;
+  }
   auto observe_actor = sys.spawn(observe::observe, observe_cfg);
+  // Blocking kernel work (clone, cgroupfs, SQLite) runs on a thread of its own.
+  auto cells_actor = sys.spawn<caf::detached>(cells::cells, cells_cfg);
   auto node_actor = sys.spawn(node::node, node_cfg);
 
   int rc = 0;
@@ -165,6 +177,12 @@ int run(services::daemon_config cfg) {
       register_actor(self, registry, service_name::topics, topics);
       register_actor(self, registry, service_name::observe, observe_actor);
       register_actor(self, registry, service_name::node, node_actor);
+      register_actor(self, registry, service_name::cells, cells_actor);
+      // Ready means ready: the cells actor has set up its cgroups and re-adopted its
+      // workloads (it answers only after its start-up work).
+      self->request(cells_actor, caf::infinite, list_atom::value)
+        .receive([](std::vector<cell_info>&) {},
+                 [&](caf::error& err) { main_log->warn("cells: {}", render(err)); });
     } catch (const std::exception& e) {
       main_log->error("{}", e.what());
       rc = exit_runtime;
@@ -195,7 +213,8 @@ int run(services::daemon_config cfg) {
 
   // Actors first, then the sink that holds the topic handle, then the system.
   bus_sink->detach();
-  for (auto& a : {caf::actor_cast<caf::actor>(node_actor), caf::actor_cast<caf::actor>(observe_actor),
+  for (auto& a : {caf::actor_cast<caf::actor>(cells_actor), caf::actor_cast<caf::actor>(node_actor),
+                  caf::actor_cast<caf::actor>(observe_actor),
                   caf::actor_cast<caf::actor>(topics), caf::actor_cast<caf::actor>(registry)})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   log::init({stderr_sink}, level);
@@ -208,7 +227,7 @@ int main(int argc, char** argv) {
   cyto::services::daemon_config cfg;
   CLI::App app{"cytod: the cyto node daemon (cells, containers, images, VMs, observability)"};
   std::string config_path;
-  std::optional<std::string> socket, state_dir, log_level, node_name, policy;
+  std::optional<std::string> socket, state_dir, log_level, node_name, policy, cgroup_root;
   std::optional<uint32_t> threads;
   app.add_option("--config", config_path,
                  std::string{"TOML configuration file (default "} + services::default_config_path
@@ -217,6 +236,8 @@ int main(int argc, char** argv) {
   app.add_option("--state-dir", state_dir, "state directory (state_dir)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical (log_level)");
   app.add_option("--node-name", node_name, "this node's name (node_name; default: host name)");
+  app.add_option("--cgroup-root", cgroup_root,
+                 "cgroup subtree cytod owns under each hierarchy (cgroup.root, default cyto)");
   app.add_option("--scheduler", policy, "CAF scheduler policy: sharing|stealing (scheduler.policy)");
   app.add_option("--threads", threads, "CAF worker threads, 0 = one per core (scheduler.threads)");
   app.set_version_flag("--version", std::string{cyto::version});
@@ -239,6 +260,7 @@ int main(int argc, char** argv) {
   if (log_level) cfg.log_level = *log_level;
   if (node_name) cfg.node_name = *node_name;
   if (policy) cfg.scheduler_policy = *policy;
+  if (cgroup_root) cfg.cgroup_root = *cgroup_root;
   if (threads) cfg.scheduler_threads = *threads;
   if (auto err = services::validate(cfg)) {
     std::fprintf(stderr, "cytod: config %s\n", err->c_str());

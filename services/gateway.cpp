@@ -17,6 +17,7 @@
 
 #include "bus/logging.hpp"
 #include "schema/node.capnp.h"
+#include "services/cells_service.hpp"
 #include "services/discovery_service.hpp"
 
 namespace cyto::services {
@@ -54,6 +55,7 @@ std::vector<gid_t> groups_of(pid_t pid) {
 constexpr std::pair<const char*, const char*> offered[] = {
   {"discovery", service_name::node},
   {"observe", service_name::observe},
+  {"cells", service_name::cells},
 };
 
 } // namespace
@@ -116,6 +118,13 @@ public:
     return lookup(service_name::observe).then([this, context](caf::strong_actor_ptr h) mutable {
       context.getResults().setService(
         new_observe_service(bridge_, router_, caf::actor_cast<observe_actor>(std::move(h))));
+    });
+  }
+
+  kj::Promise<void> cells(CellsContext context) override {
+    return lookup(service_name::cells).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_cells_service(bridge_, caf::actor_cast<cells_actor>(std::move(h))));
     });
   }
 

@@ -489,6 +489,7 @@ public:
       }
     }
     proc_.reset();
+    remove_cgroup_root();
   }
 
   daemon_fixture(const daemon_fixture&) = delete;
@@ -509,13 +510,52 @@ public:
   const std::string& node_name() const {
     return node_name_;
   }
+  /// The daemon's own cgroup subtree (one per fixture, removed with it).
+  std::string cgroup_root() const {
+    return "cyto-test-" + node_name_;
+  }
+
+  /// Kills whatever still runs in this fixture's cgroup subtree and removes it in
+  /// every hierarchy (cells outlive a killed daemon by design; tests must not leak them).
+  void remove_cgroup_root() const {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (auto& h : fs::directory_iterator{"/sys/fs/cgroup", ec}) {
+      auto top = h.path() / cgroup_root();
+      if (!fs::is_directory(top, ec))
+        continue;
+      std::vector<fs::path> dirs{top};
+      for (auto& e : fs::recursive_directory_iterator{top, ec})
+        if (e.is_directory(ec))
+          dirs.push_back(e.path());
+      for (int round = 0; round < 200; ++round) {
+        bool any = false;
+        for (auto& d : dirs) {
+          std::ifstream procs{d / "cgroup.procs"};
+          pid_t p;
+          while (procs >> p) {
+            ::kill(p, SIGKILL);
+            any = true;
+          }
+        }
+        if (!any)
+          break;
+        std::this_thread::sleep_for(10ms);
+      }
+      std::sort(dirs.begin(), dirs.end(),
+                [](auto& a, auto& b) { return a.string().size() > b.string().size(); });
+      for (auto& d : dirs)
+        ::rmdir(d.c_str());
+    }
+  }
   pid_t pid() const {
     return proc_ ? proc_->pid() : -1;
   }
 
   std::vector<std::string> argv(const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> a{cytod_path,   "--socket",    socket_path(), "--state-dir",
-                               state_dir(),  "--node-name", node_name_};
+    std::vector<std::string> a{cytod_path,  "--socket",    socket_path(), "--state-dir",
+                               state_dir(), "--node-name", node_name_,    "--cgroup-root",
+                               cgroup_root()};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }

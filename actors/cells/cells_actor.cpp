@@ -1,0 +1,532 @@
+#include "actors/cells/cells_actor.hpp"
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <grp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+
+#include "actors/cells/limits.hpp"
+#include "actors/cells/spawn.hpp"
+#include "bus/errc.hpp"
+#include "bus/logging.hpp"
+
+namespace cyto::cells {
+
+namespace {
+
+using self_ptr = cells_actor::stateful_pointer<cells_state>;
+namespace fs = std::filesystem;
+
+constexpr const char* kind_cell = "cell";
+constexpr const char* kind_exe = "exe";
+
+/// What state.db keeps of an executable.
+struct exe_row {
+  executable_info info;
+  uint64_t start_time = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, exe_row& x) {
+  return f(caf::meta::type_name("exe_row"), x.info, x.start_time);
+}
+
+template <class T>
+std::vector<char> to_blob(T& x) {
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  if (auto err = sink(x))
+    throw std::logic_error("serialize: " + caf::to_string(err)); // our own types: a bug
+  return buf;
+}
+
+template <class T>
+bool from_blob(const std::vector<char>& buf, T& x) {
+  caf::binary_deserializer source{nullptr, buf};
+  return !source(x);
+}
+
+std::string exe_key(const std::string& cell, const std::string& exe) {
+  return cell + ":" + exe;
+}
+
+int64_t now_nanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+bool is_child_of(const std::string& name, const std::string& parent) {
+  return name.size() > parent.size() && name.compare(0, parent.size(), parent) == 0
+         && name[parent.size()] == '/';
+}
+
+cell_info info_of(self_ptr self, const std::string& name, const cells_state::cell_record& c) {
+  cell_info out;
+  out.spec = c.spec;
+  for (auto& [n, e] : c.exes)
+    out.executables.push_back(e.info);
+  for (auto p : self->state.cgroups->pids(name))
+    out.pids.push_back(static_cast<uint32_t>(p));
+  out.cgroup_path = fs::path{self->state.cgroups->file(name, "cgroup.procs")}.parent_path().parent_path();
+  return out;
+}
+
+void signal_pidfd(int pidfd, int sig) {
+  ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+}
+
+/// Records an exit: status, waiters, state.db, the bus.
+void finish(self_ptr self, const std::string& cell, cells_state::exe_record& e,
+            exit_status status) {
+  auto& st = self->state;
+  e.running = false;
+  e.info.status = status;
+  if (e.pidfd >= 0) {
+    ::close(e.pidfd);
+    e.pidfd = -1;
+  }
+  st.by_token.erase(e.token);
+  for (auto& w : e.waiters)
+    w.deliver(status);
+  e.waiters.clear();
+  exe_row row{e.info, e.start_time};
+  auto blob = to_blob(row);
+  if (auto err = st.db->set_state(kind_exe, exe_key(cell, e.info.spec.name), "exited", &blob))
+    st.log->error("record exit of {}/{}: {}", cell, e.info.spec.name, render(err));
+  st.log->info("executable {}/{} pid={} exited{} code={} signal={}", cell, e.info.spec.name,
+               e.info.pid, status.known ? "" : " (status unknown: re-adopted)", status.code,
+               status.signal);
+  self->send(st.config.topics, publish_atom::value, std::string{topic::process_exited},
+             caf::make_message(process_exited{cell, e.info.spec.name, e.info.pid, status}));
+}
+
+/// Brings state.db and the kernel back in line after a (re)start.
+void reconcile(self_ptr self) {
+  auto& st = self->state;
+  auto cells = st.db->all(kind_cell);
+  if (!cells) {
+    st.log->error("read cells from state.db: {}", render(cells.error()));
+    return;
+  }
+  for (auto& r : *cells) {
+    cell_spec spec;
+    if (!from_blob(r.data, spec)) {
+      st.log->error("state.db: unreadable record of cell {}; dropped", r.key);
+      st.db->erase(kind_cell, r.key);
+      continue;
+    }
+    if (r.state != "ready") {
+      // A crash between the record and the cgroup: undo what may exist.
+      st.cgroups->remove(r.key);
+      st.db->erase(kind_cell, r.key);
+      st.log->warn("cleaned up half-made cell {}", r.key);
+      continue;
+    }
+    if (!st.cgroups->exists(r.key)) {
+      if (auto err = st.cgroups->create(r.key, spec.limits)) {
+        st.log->error("re-create cgroup of cell {}: {}", r.key, render(err));
+        continue;
+      }
+      st.log->warn("cgroup of cell {} was gone; re-created", r.key);
+    }
+    st.cells[r.key].spec = std::move(spec);
+  }
+  auto exes = st.db->all(kind_exe);
+  if (!exes)
+    return;
+  for (auto& r : *exes) {
+    exe_row row;
+    if (!from_blob(r.data, row) || st.cells.count(row.info.spec.cell) == 0 || r.state == "starting") {
+      st.db->erase(kind_exe, r.key);
+      continue;
+    }
+    auto& cell = st.cells[row.info.spec.cell];
+    auto& e = cell.exes[row.info.spec.name];
+    e.info = row.info;
+    e.start_time = row.start_time;
+    if (r.state != "running")
+      continue;
+    auto pid = static_cast<pid_t>(row.info.pid);
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    // Same pid and same start time: the very process we started, not a reuse of its pid.
+    if (pidfd >= 0 && start_time_of(pid) == row.start_time) {
+      e.pidfd = pidfd;
+      e.running = true;
+      e.token = st.next_token++;
+      st.by_token[e.token] = {row.info.spec.cell, row.info.spec.name};
+      st.watcher->watch(e.token, pidfd);
+      st.log->info("re-adopted {}/{} pid={}", row.info.spec.cell, row.info.spec.name, pid);
+    } else {
+      if (pidfd >= 0)
+        ::close(pidfd);
+      e.token = 0;
+      finish(self, row.info.spec.cell, e, exit_status{true, false, 0, 0});
+    }
+  }
+}
+
+caf::error check_user(const executable_spec& spec) {
+  if (spec.uid >= 0) {
+    passwd pw{}, *res = nullptr;
+    char buf[4096];
+    if (spec.uid > UINT32_MAX
+        || getpwuid_r(static_cast<uid_t>(spec.uid), &pw, buf, sizeof(buf), &res) != 0 || !res)
+      return make_error(errc::invalid_argument,
+                        "uid " + std::to_string(spec.uid) + " does not exist on this host");
+  }
+  if (spec.gid >= 0) {
+    group gr{}, *res = nullptr;
+    char buf[4096];
+    if (spec.gid > UINT32_MAX
+        || getgrgid_r(static_cast<gid_t>(spec.gid), &gr, buf, sizeof(buf), &res) != 0 || !res)
+      return make_error(errc::invalid_argument,
+                        "gid " + std::to_string(spec.gid) + " does not exist on this host");
+  }
+  return {};
+}
+
+/// Opens a fresh output file of an executable.
+int open_log(const std::string& path) {
+  return ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+}
+
+caf::result<executable_info> start(self_ptr self, executable_spec spec) {
+  auto& st = self->state;
+  auto c = st.cells.find(spec.cell);
+  if (c == st.cells.end())
+    return make_error(errc::not_found, "cell " + spec.cell + " does not exist");
+  if (spec.argv.empty() && spec.command.empty())
+    return make_error(errc::invalid_argument, "give a program (argv) or a shell command");
+  if (spec.argv.empty())
+    spec.argv = {"/bin/sh", "-c", spec.command};
+  if (spec.name.empty())
+    spec.name = fs::path{spec.argv[0]}.filename().string();
+  if (spec.name.find('/') != std::string::npos || check_name(spec.name))
+    return make_error(errc::invalid_argument,
+                      "executable name '" + spec.name
+                        + "' may hold only letters, digits, '.', '_' and '-'");
+  if (auto e = c->second.exes.find(spec.name); e != c->second.exes.end() && e->second.running)
+    return make_error(errc::already_exists, "executable " + spec.name + " already runs in cell "
+                                              + spec.cell);
+  if (auto err = check_user(spec))
+    return err;
+  if (std::none_of(spec.env.begin(), spec.env.end(),
+                   [](auto& e) { return e.rfind("PATH=", 0) == 0; }))
+    spec.env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  // Fail on a missing program before anything is recorded or opened.
+  if (auto prog = resolve_executable(spec.argv[0], spec.env); !prog)
+    return prog.error();
+
+  auto log_dir = fs::path{st.config.state_dir} / "logs" / spec.cell;
+  std::error_code ec;
+  fs::create_directories(log_dir, ec);
+  executable_info info;
+  info.stdout_path = (log_dir / (spec.name + ".stdout")).string();
+  info.stderr_path = (log_dir / (spec.name + ".stderr")).string();
+  int out = open_log(info.stdout_path);
+  int err_fd = open_log(info.stderr_path);
+  auto close_logs = [&] {
+    if (out >= 0) ::close(out);
+    if (err_fd >= 0) ::close(err_fd);
+  };
+  if (out < 0 || err_fd < 0) {
+    close_logs();
+    return make_error(errc::internal, "open output files in " + log_dir.string() + ": "
+                                        + std::strerror(errno));
+  }
+
+  auto key = exe_key(spec.cell, spec.name);
+  info.spec = spec;
+  exe_row row{info, 0};
+  if (auto e = st.db->put({kind_exe, key, "starting", to_blob(row)})) {
+    close_logs();
+    return e;
+  }
+  const auto& cell = c->second.spec;
+  spawn_request req;
+  req.argv = spec.argv;
+  req.env = spec.env;
+  req.cwd = spec.cwd;
+  if (spec.uid >= 0)
+    req.uid = static_cast<uid_t>(spec.uid);
+  if (spec.gid >= 0)
+    req.gid = static_cast<gid_t>(spec.gid);
+  req.isolate_process = cell.isolate_process;
+  req.isolate_network = cell.isolate_network;
+  req.hostname = fs::path{spec.cell}.filename().string();
+  req.stdout_fd = out;
+  req.stderr_fd = err_fd;
+  auto leaf = st.cgroups->open_leaf(spec.cell);
+  if (leaf)
+    req.cgroup_fd = *leaf;
+  else
+    req.attach = [&](pid_t pid) { return st.cgroups->attach(spec.cell, pid); };
+  auto child = spawn(req);
+  if (leaf)
+    ::close(*leaf);
+  close_logs();
+  if (!child) {
+    st.db->erase(kind_exe, key);
+    return child.error();
+  }
+  info.pid = static_cast<uint32_t>(child->pid);
+  info.ns_pid = static_cast<uint32_t>(ns_pid_of(child->pid));
+  info.started_unix_nanos = now_nanos();
+  auto& e = c->second.exes[spec.name];
+  e = cells_state::exe_record{};
+  e.info = info;
+  e.pidfd = child->pidfd;
+  e.running = true;
+  e.start_time = start_time_of(child->pid);
+  e.token = st.next_token++;
+  st.by_token[e.token] = {spec.cell, spec.name};
+  row = exe_row{info, e.start_time};
+  auto blob = to_blob(row);
+  if (auto err = st.db->set_state(kind_exe, key, "running", &blob))
+    st.log->error("record start of {}/{}: {}", spec.cell, spec.name, render(err));
+  if (!st.watcher->watch(e.token, e.pidfd))
+    st.log->error("cannot watch pidfd of {}/{}", spec.cell, spec.name);
+  st.log->info("started {}/{} pid={} ns_pid={}", spec.cell, spec.name, info.pid, info.ns_pid);
+  return info;
+}
+
+caf::result<void> free_cell(self_ptr self, const std::string& name, bool recursive, bool force) {
+  auto& st = self->state;
+  if (st.cells.count(name) == 0)
+    return make_error(errc::not_found, "cell " + name + " does not exist");
+  std::vector<std::string> targets;
+  for (auto& [n, c] : st.cells)
+    if (is_child_of(n, name))
+      targets.push_back(n);
+  if (!targets.empty() && !recursive)
+    return make_error(errc::failed_precondition,
+                      "cell " + name + " has child cells (" + targets.front()
+                        + (targets.size() > 1 ? ", ..." : "") + "); free them first or use recursive");
+  std::reverse(targets.begin(), targets.end()); // deepest first
+  targets.push_back(name);
+  if (!force)
+    for (auto& t : targets)
+      if (auto pids = st.cgroups->pids(t); !pids.empty())
+        return make_error(errc::failed_precondition,
+                          "cell " + t + " has " + std::to_string(pids.size())
+                            + " running processes; stop them first or use force");
+  if (force) {
+    for (auto& t : targets) {
+      for (auto& [n, e] : st.cells[t].exes)
+        if (e.running)
+          signal_pidfd(e.pidfd, SIGKILL);
+      for (auto p : st.cgroups->pids(t))
+        ::kill(p, SIGKILL);
+    }
+    // TODO(perf): wait for the cgroups to empty without holding the actor (rare path).
+    for (int i = 0; i < 400; ++i) {
+      bool empty = true;
+      for (auto& t : targets)
+        empty = empty && st.cgroups->pids(t).empty();
+      if (empty)
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  for (auto& t : targets) {
+    if (auto err = st.cgroups->remove(t))
+      return err;
+    auto& cell = st.cells[t];
+    for (auto& [n, e] : cell.exes) {
+      if (e.running)
+        finish(self, t, e, exit_status{true, false, 0, SIGKILL});
+      st.db->erase(kind_exe, exe_key(t, n));
+    }
+    st.db->erase(kind_cell, t);
+    st.cells.erase(t);
+    st.log->info("freed cell {}", t);
+  }
+  return caf::unit;
+}
+
+} // namespace
+
+std::string cells_config::validate() const {
+  if (state_dir.empty())
+    return "no state dir";
+  if (cgroup_root.empty() || cgroup_root.find('/') != std::string::npos || cgroup_root == ".."
+      || cgroup_root == ".")
+    return "cgroup root must be one directory name, got '" + cgroup_root + "'";
+  if (!topics)
+    return "no topic actor";
+  return {};
+}
+
+cells_state::~cells_state() {
+  watcher.reset(); // stop its thread before closing the fds it may report on
+  for (auto& [n, c] : cells)
+    for (auto& [en, e] : c.exes)
+      if (e.pidfd >= 0)
+        ::close(e.pidfd);
+}
+
+cells_actor::behavior_type cells(self_ptr self, cells_config config) {
+  auto& st = self->state;
+  st.config = std::move(config);
+  st.log = log::get("cells");
+  st.cpus = online_cpus();
+  st.cgroups = make_cgroup_driver(st.config.mode, st.config.cgroup_root);
+  // Without its cgroup subtree or state.db the actor still runs, answering every call
+  // with the reason, so the rest of the node keeps working and the caller learns why.
+  auto fail = [&](caf::error cause) -> cells_actor::behavior_type {
+    st.log->error("cells unavailable: {}", render(cause));
+    auto why = make_error(errc::unavailable, "cells: " + context_of(cause));
+    return {
+      [why](allocate_atom, cell_spec&) -> caf::result<cell_info> { return why; },
+      [why](free_atom, std::string&, bool, bool) -> caf::result<void> { return why; },
+      [why](start_atom, executable_spec&) -> caf::result<executable_info> { return why; },
+      [why](stop_atom, std::string&, std::string&, int32_t,
+            uint32_t) -> caf::result<exit_status> { return why; },
+      [why](list_atom) -> caf::result<std::vector<cell_info>> { return why; },
+      [why](get_atom, std::string&) -> caf::result<cell_info> { return why; },
+      [why](wait_atom, std::string&, std::string&) -> caf::result<exit_status> { return why; },
+      [](exited_atom, uint64_t, exit_status) {},
+      [](kill_atom, uint64_t) {},
+    };
+  };
+  if (auto err = st.cgroups->init())
+    return fail(std::move(err));
+  std::error_code ec;
+  fs::create_directories(st.config.state_dir, ec);
+  auto db = state_db::open(st.config.state_dir + "/state.db");
+  if (!db)
+    return fail(db.error());
+  st.db = std::move(*db);
+  // The watcher thread reports exits as messages; a weak handle avoids a reference cycle.
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
+  st.watcher = std::make_unique<exit_watcher>([weak](uint64_t token, exit_report r) {
+    if (auto strong = weak.lock())
+      caf::anon_send(caf::actor_cast<cells_actor>(strong), exited_atom::value, token,
+                     exit_status{true, r.known, r.code, r.signal});
+  });
+  reconcile(self);
+  st.log->info("cells ready: cgroup {} root {}, {} cells", to_string(st.cgroups->mode()),
+               st.config.cgroup_root, st.cells.size());
+  return {
+    [self](allocate_atom, cell_spec& spec) -> caf::result<cell_info> {
+      auto& st = self->state;
+      if (auto err = check_name(spec.name))
+        return err;
+      if (auto err = check_limits(spec.limits, st.cpus))
+        return err;
+      if (auto err = st.cgroups->supports(spec.limits))
+        return err;
+      if (st.cells.count(spec.name) > 0)
+        return make_error(errc::already_exists, "cell " + spec.name + " exists");
+      if (auto slash = spec.name.rfind('/'); slash != std::string::npos) {
+        auto parent = spec.name.substr(0, slash);
+        if (st.cells.count(parent) == 0)
+          return make_error(errc::not_found, "parent cell " + parent + " does not exist");
+      }
+      if (auto err = st.db->put({kind_cell, spec.name, "creating", to_blob(spec)}))
+        return err;
+      if (auto err = st.cgroups->create(spec.name, spec.limits)) {
+        st.db->erase(kind_cell, spec.name);
+        return err;
+      }
+      if (auto err = st.db->set_state(kind_cell, spec.name, "ready")) {
+        st.cgroups->remove(spec.name);
+        st.db->erase(kind_cell, spec.name);
+        return err;
+      }
+      auto& c = st.cells[spec.name];
+      c.spec = spec;
+      st.log->info("allocated cell {}", spec.name);
+      return info_of(self, spec.name, c);
+    },
+    [self](free_atom, std::string& name, bool recursive, bool force) -> caf::result<void> {
+      return free_cell(self, name, recursive, force);
+    },
+    [self](start_atom, executable_spec& spec) -> caf::result<executable_info> {
+      return start(self, std::move(spec));
+    },
+    [self](stop_atom, std::string& cell, std::string& exe, int32_t sig,
+           uint32_t timeout_ms) -> caf::result<exit_status> {
+      auto& st = self->state;
+      auto c = st.cells.find(cell);
+      if (c == st.cells.end())
+        return make_error(errc::not_found, "cell " + cell + " does not exist");
+      auto e = c->second.exes.find(exe);
+      if (e == c->second.exes.end())
+        return make_error(errc::not_found, "no executable " + exe + " in cell " + cell);
+      if (sig == 0)
+        sig = SIGTERM;
+      if (sig < 1 || sig > 64)
+        return make_error(errc::invalid_argument, "signal " + std::to_string(sig) + " is not 1..64");
+      if (!e->second.running)
+        return e->second.info.status;
+      signal_pidfd(e->second.pidfd, sig);
+      if (timeout_ms > 0)
+        self->delayed_send(self, std::chrono::milliseconds{timeout_ms}, kill_atom::value,
+                           e->second.token);
+      auto rp = self->make_response_promise<exit_status>();
+      e->second.waiters.push_back(rp);
+      return rp;
+    },
+    [self](list_atom) {
+      std::vector<cell_info> out;
+      for (auto& [name, c] : self->state.cells)
+        out.push_back(info_of(self, name, c));
+      return out;
+    },
+    [self](get_atom, std::string& name) -> caf::result<cell_info> {
+      auto c = self->state.cells.find(name);
+      if (c == self->state.cells.end())
+        return make_error(errc::not_found, "cell " + name + " does not exist");
+      return info_of(self, name, c->second);
+    },
+    [self](wait_atom, std::string& cell, std::string& exe) -> caf::result<exit_status> {
+      auto& st = self->state;
+      auto c = st.cells.find(cell);
+      if (c == st.cells.end())
+        return make_error(errc::not_found, "cell " + cell + " does not exist");
+      auto e = c->second.exes.find(exe);
+      if (e == c->second.exes.end())
+        return make_error(errc::not_found, "no executable " + exe + " in cell " + cell);
+      if (!e->second.running)
+        return e->second.info.status;
+      auto rp = self->make_response_promise<exit_status>();
+      e->second.waiters.push_back(rp);
+      return rp;
+    },
+    [self](exited_atom, uint64_t token, exit_status status) {
+      auto& st = self->state;
+      auto i = st.by_token.find(token);
+      if (i == st.by_token.end())
+        return;
+      auto [cell, exe] = i->second;
+      auto& e = st.cells[cell].exes[exe];
+      finish(self, cell, e, status);
+    },
+    [self](kill_atom, uint64_t token) {
+      auto& st = self->state;
+      auto i = st.by_token.find(token);
+      if (i == st.by_token.end())
+        return;
+      auto& e = st.cells[i->second.first].exes[i->second.second];
+      if (e.running) {
+        st.log->info("{}/{} did not stop in time: SIGKILL", i->second.first, i->second.second);
+        signal_pidfd(e.pidfd, SIGKILL);
+      }
+    },
+  };
+}
+
+} // namespace cyto::cells

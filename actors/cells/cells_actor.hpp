@@ -1,0 +1,69 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "actors/cells/cgroup.hpp"
+#include "actors/cells/state_db.hpp"
+#include "actors/cells/watcher.hpp"
+#include "bus/interfaces.hpp"
+
+namespace cyto::cells {
+
+/// What the cells actor is told at spawn.
+struct cells_config {
+  /// The daemon's cgroup subtree under each hierarchy ("cyto"; tests use "cyto-test-...").
+  std::string cgroup_root = "cyto";
+  /// How cgroups are mounted here (from host detection).
+  cgroup_mode mode = cgroup_mode::unknown;
+  /// state.db and logs/ live here.
+  std::string state_dir;
+  /// Where process.exited events are published.
+  topic_actor topics;
+
+  /// Empty when usable; otherwise what is wrong.
+  std::string validate() const;
+};
+
+struct cells_state {
+  static constexpr const char* name = "cells";
+
+  struct exe_record {
+    executable_info info;
+    int pidfd = -1;
+    uint64_t token = 0;
+    uint64_t start_time = 0;
+    bool running = false;
+    std::vector<caf::typed_response_promise<exit_status>> waiters;
+  };
+
+  struct cell_record {
+    cell_spec spec;
+    std::map<std::string, exe_record> exes;
+  };
+
+  ~cells_state();
+
+  cells_config config;
+  std::unique_ptr<cgroup_driver> cgroups;
+  std::unique_ptr<state_db> db;
+  std::unique_ptr<exit_watcher> watcher;
+  /// Sorted by name, so a parent always comes before its children.
+  std::map<std::string, cell_record> cells;
+  std::unordered_map<uint64_t, std::pair<std::string, std::string>> by_token;
+  uint64_t next_token = 1;
+  std::vector<int> cpus;
+  std::shared_ptr<spdlog::logger> log;
+};
+
+/// The cells actor. Fails to start (quits with the error) if its cgroup subtree or
+/// state.db cannot be set up.
+cells_actor::behavior_type cells(cells_actor::stateful_pointer<cells_state> self,
+                                 cells_config config);
+
+} // namespace cyto::cells

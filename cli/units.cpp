@@ -1,0 +1,136 @@
+#include "cli/units.hpp"
+
+#include <cctype>
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+
+namespace cyto::cli {
+
+namespace {
+
+/// Splits "256M" into 256 and "M"; the number part must be digits.
+bool split(std::string_view text, uint64_t& n, std::string& unit) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])))
+    ++i;
+  if (i == 0)
+    return false;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + i, n);
+  if (ec != std::errc{})
+    return false;
+  unit.clear();
+  for (char c : text.substr(i))
+    unit.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  return true;
+}
+
+bool mul(uint64_t n, uint64_t by, uint64_t& out) {
+  if (by != 0 && n > UINT64_MAX / by)
+    return false;
+  out = n * by;
+  return true;
+}
+
+} // namespace
+
+std::optional<uint64_t> parse_size(std::string_view text) {
+  uint64_t n;
+  std::string unit;
+  if (!split(text, n, unit))
+    return std::nullopt;
+  uint64_t by;
+  if (unit.empty() || unit == "b")
+    by = 1;
+  else if (unit == "k" || unit == "ki" || unit == "kib" || unit == "kb")
+    by = 1ull << 10;
+  else if (unit == "m" || unit == "mi" || unit == "mib" || unit == "mb")
+    by = 1ull << 20;
+  else if (unit == "g" || unit == "gi" || unit == "gib" || unit == "gb")
+    by = 1ull << 30;
+  else if (unit == "t" || unit == "ti" || unit == "tib" || unit == "tb")
+    by = 1ull << 40;
+  else
+    return std::nullopt;
+  uint64_t out;
+  if (!mul(n, by, out))
+    return std::nullopt;
+  return out;
+}
+
+std::optional<uint64_t> parse_duration_us(std::string_view text) {
+  uint64_t n;
+  std::string unit;
+  if (!split(text, n, unit))
+    return std::nullopt;
+  uint64_t by;
+  if (unit.empty() || unit == "us")
+    by = 1;
+  else if (unit == "ms")
+    by = 1000;
+  else if (unit == "s")
+    by = 1000000;
+  else if (unit == "m" || unit == "min")
+    by = 60000000;
+  else
+    return std::nullopt;
+  uint64_t out;
+  if (!mul(n, by, out))
+    return std::nullopt;
+  return out;
+}
+
+std::optional<cpu_max> parse_cpu_max(std::string_view text) {
+  cpu_max out;
+  auto slash = text.find('/');
+  auto quota = text.substr(0, slash);
+  if (quota == "max") {
+    out.quota_us = UINT64_MAX;
+  } else if (auto q = parse_duration_us(quota)) {
+    out.quota_us = *q;
+  } else {
+    return std::nullopt;
+  }
+  if (slash != std::string_view::npos) {
+    auto p = parse_duration_us(text.substr(slash + 1));
+    if (!p || *p == 0)
+      return std::nullopt;
+    out.period_us = *p;
+  }
+  return out;
+}
+
+std::optional<int> parse_signal(std::string_view text) {
+  int n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec == std::errc{} && p == text.data() + text.size())
+    return (n >= 1 && n <= 64) ? std::optional<int>{n} : std::nullopt;
+  std::string name{text};
+  for (auto& c : name)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (name.rfind("SIG", 0) == 0)
+    name = name.substr(3);
+  for (int s = 1; s < 32; ++s)
+    if (auto* abbrev = sigabbrev_np(s); abbrev && name == abbrev)
+      return s;
+  return std::nullopt;
+}
+
+std::string human_size(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (v == static_cast<double>(static_cast<uint64_t>(v)))
+    std::snprintf(buf, sizeof(buf), "%llu%s", static_cast<unsigned long long>(v), units[u]);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f%s", v, units[u]);
+  return buf;
+}
+
+} // namespace cyto::cli

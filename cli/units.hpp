@@ -1,0 +1,30 @@
+#pragma once
+// Human units on the command line: sizes (256M), durations (50ms), cpu.max (50ms/100ms).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace cyto::cli {
+
+/// "1024", "512K", "256M", "1G", "2T" (binary multiples; also "Ki", "MiB", "kb").
+std::optional<uint64_t> parse_size(std::string_view text);
+
+/// "500us", "50ms", "2s", "1m" -> microseconds; a bare number is microseconds.
+std::optional<uint64_t> parse_duration_us(std::string_view text);
+
+/// cpu.max as "QUOTA/PERIOD", "QUOTA" (period 100ms) or "max[/PERIOD]".
+struct cpu_max {
+  uint64_t quota_us = 0; // UINT64_MAX for "max"
+  uint64_t period_us = 0;
+};
+std::optional<cpu_max> parse_cpu_max(std::string_view text);
+
+/// "TERM", "SIGTERM", "15" -> 15.
+std::optional<int> parse_signal(std::string_view text);
+
+/// "1.5GiB" style rendering of a byte count.
+std::string human_size(uint64_t bytes);
+
+} // namespace cyto::cli

@@ -25,6 +25,7 @@ using start_atom = caf::atom_constant<caf::atom("start")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using wait_atom = caf::atom_constant<caf::atom("wait")>;
 using exited_atom = caf::atom_constant<caf::atom("exited")>;
+using output_atom = caf::atom_constant<caf::atom("output")>;
 using kill_atom = caf::atom_constant<caf::atom("kill")>;
 using logs_atom = caf::atom_constant<caf::atom("logs")>;
 

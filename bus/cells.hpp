@@ -147,4 +147,18 @@ typename Inspector::result_type inspect(Inspector& f, process_exited& x) {
   return f(caf::meta::type_name("process_exited"), x.cell, x.executable, x.pid, x.status);
 }
 
+/// Published on topic "process.output": one line an executable wrote.
+struct process_output {
+  std::string cell;
+  std::string executable;
+  /// 1 = stdout, 2 = stderr.
+  int32_t stream = 1;
+  std::string line;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, process_output& x) {
+  return f(caf::meta::type_name("process_output"), x.cell, x.executable, x.stream, x.line);
+}
+
 } // namespace cyto

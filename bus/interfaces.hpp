@@ -68,6 +68,7 @@ using node_actor = caf::typed_actor<
 
 /// Owns every cgroup and process the daemon starts: cells (nestable, limited cgroups)
 /// and executables in them. Everything is recorded in state.db and re-adopted on restart.
+/// Publishes "process.exited" and "process.output" (each line of stdout and stderr).
 using cells_actor = caf::typed_actor<
   /// Makes a cell ("parent/child" for nested ones) with its limits.
   caf::replies_to<allocate_atom, cell_spec>::with<cell_info>,
@@ -86,7 +87,9 @@ using cells_actor = caf::typed_actor<
   /// Internal: the exit watcher saw the process behind `token` end.
   caf::reacts_to<exited_atom, uint64_t, exit_status>,
   /// Internal: the stop timeout of `token` ran out.
-  caf::reacts_to<kill_atom, uint64_t>>;
+  caf::reacts_to<kill_atom, uint64_t>,
+  /// Internal: the executable behind `token` wrote a line to stream 1 (stdout) or 2.
+  caf::reacts_to<output_atom, uint64_t, int32_t, std::string>>;
 
 // -- observe -----------------------------------------------------------------
 

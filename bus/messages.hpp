@@ -19,6 +19,8 @@ namespace topic {
 inline constexpr const char* daemon_log = "daemon.log";
 /// Executables that ended (body: process_exited).
 inline constexpr const char* process_exited = "process.exited";
+/// Lines executables write to stdout and stderr (body: process_output).
+inline constexpr const char* process_output = "process.output";
 } // namespace topic
 
 /// What a topic hands a subscriber: a batch of events, preceded by a count of

@@ -49,6 +49,7 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<cell_info>("cyto.cell_info");
   cfg.add_message_type<std::vector<cell_info>>("cyto.cell_infos");
   cfg.add_message_type<process_exited>("cyto.process_exited");
+  cfg.add_message_type<process_output>("cyto.process_output");
   cfg.add_message_type<topic_subscriber_actor>("cyto.topic_subscriber_actor");
   cfg.add_message_type<log_sink_actor>("cyto.log_sink_actor");
   cfg.add_error_category(errc_category,

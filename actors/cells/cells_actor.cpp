@@ -296,6 +296,9 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
   auto blob = to_blob(row);
   if (auto err = st.db->set_state(kind_exe, key, "running", &blob))
     st.log->error("record start of {}/{}: {}", spec.cell, spec.name, render(err));
+  // Files first: an exit seen before they were followed would leave them followed forever.
+  st.watcher->follow(e.token, 1, info.stdout_path);
+  st.watcher->follow(e.token, 2, info.stderr_path);
   if (!st.watcher->watch(e.token, e.pidfd))
     st.log->error("cannot watch pidfd of {}/{}", spec.cell, spec.name);
   st.log->info("started {}/{} pid={} ns_pid={}", spec.cell, spec.name, info.pid, info.ns_pid);
@@ -399,6 +402,7 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       [why](wait_atom, std::string&, std::string&) -> caf::result<exit_status> { return why; },
       [](exited_atom, uint64_t, exit_status) {},
       [](kill_atom, uint64_t) {},
+      [](output_atom, uint64_t, int32_t, std::string&) {},
     };
   };
   if (auto err = st.cgroups->init())
@@ -411,11 +415,17 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
   st.db = std::move(*db);
   // The watcher thread reports exits as messages; a weak handle avoids a reference cycle.
   auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
-  st.watcher = std::make_unique<exit_watcher>([weak](uint64_t token, exit_report r) {
-    if (auto strong = weak.lock())
-      caf::anon_send(caf::actor_cast<cells_actor>(strong), exited_atom::value, token,
-                     exit_status{true, r.known, r.code, r.signal});
-  });
+  st.watcher = std::make_unique<exit_watcher>(
+    [weak](uint64_t token, exit_report r) {
+      if (auto strong = weak.lock())
+        caf::anon_send(caf::actor_cast<cells_actor>(strong), exited_atom::value, token,
+                       exit_status{true, r.known, r.code, r.signal});
+    },
+    [weak](uint64_t token, int stream, std::string line) {
+      if (auto strong = weak.lock())
+        caf::anon_send(caf::actor_cast<cells_actor>(strong), output_atom::value, token,
+                       static_cast<int32_t>(stream), std::move(line));
+    });
   reconcile(self);
   st.log->info("cells ready: cgroup {} root {}, {} cells", to_string(st.cgroups->mode()),
                st.config.cgroup_root, st.cells.size());
@@ -514,6 +524,15 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       auto [cell, exe] = i->second;
       auto& e = st.cells[cell].exes[exe];
       finish(self, cell, e, status);
+    },
+    [self](output_atom, uint64_t token, int32_t stream, std::string& line) {
+      auto& st = self->state;
+      auto i = st.by_token.find(token);
+      if (i == st.by_token.end())
+        return;
+      self->send(st.config.topics, publish_atom::value, std::string{topic::process_output},
+                 caf::make_message(
+                   process_output{i->second.first, i->second.second, stream, std::move(line)}));
     },
     [self](kill_atom, uint64_t token) {
       auto& st = self->state;

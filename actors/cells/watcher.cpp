@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,14 +16,20 @@
 
 namespace cyto::cells {
 
-exit_watcher::exit_watcher(callback on_exit)
+exit_watcher::exit_watcher(callback on_exit, line_callback on_line)
   : on_exit_(std::move(on_exit)),
+    on_line_(std::move(on_line)),
+    inotify_fd_(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)),
     epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
     stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = stop_fd_;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &ev);
+  if (inotify_fd_ >= 0) {
+    ev.data.fd = inotify_fd_;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, inotify_fd_, &ev);
+  }
   thread_ = std::thread{[this] { run(); }};
 }
 
@@ -32,6 +39,10 @@ exit_watcher::~exit_watcher() {
   thread_.join();
   for (auto& [fd, token] : tokens_)
     ::close(fd);
+  for (auto& [wd, f] : files_)
+    ::close(f.fd);
+  if (inotify_fd_ >= 0)
+    ::close(inotify_fd_);
   ::close(stop_fd_);
   ::close(epoll_fd_);
 }
@@ -56,6 +67,41 @@ bool exit_watcher::watch(uint64_t token, int pidfd) {
   return true;
 }
 
+bool exit_watcher::follow(uint64_t token, int stream, const std::string& path) {
+  if (inotify_fd_ < 0 || !on_line_)
+    return false;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  int wd = ::inotify_add_watch(inotify_fd_, path.c_str(), IN_MODIFY);
+  if (wd < 0) {
+    ::close(fd);
+    return false;
+  }
+  std::lock_guard guard{files_mtx_};
+  files_[wd] = followed{token, stream, fd, {}};
+  return true;
+}
+
+void exit_watcher::drain(followed& f) {
+  char buf[8192];
+  ssize_t n;
+  while ((n = ::read(f.fd, buf, sizeof(buf))) > 0) {
+    f.partial.append(buf, static_cast<size_t>(n));
+    size_t start = 0, nl;
+    while ((nl = f.partial.find('\n', start)) != std::string::npos) {
+      on_line_(f.token, f.stream, f.partial.substr(start, nl - start));
+      start = nl + 1;
+    }
+    f.partial.erase(0, start);
+    // A line longer than 64 KiB is passed on in pieces rather than held without bound.
+    if (f.partial.size() > 65536) {
+      on_line_(f.token, f.stream, std::move(f.partial));
+      f.partial.clear();
+    }
+  }
+}
+
 void exit_watcher::run() {
   // Signals belong to the daemon's main loop, not to this thread.
   sigset_t all;
@@ -72,6 +118,20 @@ void exit_watcher::run() {
       int fd = events[i].data.fd;
       if (fd == stop_fd_)
         return;
+      if (fd == inotify_fd_) {
+        alignas(inotify_event) char buf[4096];
+        ssize_t len;
+        std::lock_guard guard{files_mtx_};
+        while ((len = ::read(inotify_fd_, buf, sizeof(buf))) > 0) {
+          for (char* p = buf; p < buf + len;) {
+            auto* ev = reinterpret_cast<inotify_event*>(p);
+            if (auto f = files_.find(ev->wd); f != files_.end())
+              drain(f->second);
+            p += sizeof(inotify_event) + ev->len;
+          }
+        }
+        continue;
+      }
       exit_report report;
       siginfo_t info{};
       if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(fd), &info, WEXITED) == 0) {
@@ -90,6 +150,22 @@ void exit_watcher::run() {
       }
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
       ::close(fd);
+      {
+        // Last lines first, then the exit: readers see the output before the end.
+        std::lock_guard guard{files_mtx_};
+        for (auto f = files_.begin(); f != files_.end();) {
+          if (f->second.token != token) {
+            ++f;
+            continue;
+          }
+          drain(f->second);
+          if (!f->second.partial.empty())
+            on_line_(token, f->second.stream, std::move(f->second.partial));
+          ::inotify_rm_watch(inotify_fd_, f->first);
+          ::close(f->second.fd);
+          f = files_.erase(f);
+        }
+      }
       on_exit_(token, report);
     }
   }

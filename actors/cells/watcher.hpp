@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -23,8 +24,11 @@ class exit_watcher {
 public:
   /// `on_exit(token, report)` runs on the watcher's thread.
   using callback = std::function<void(uint64_t token, exit_report report)>;
+  /// `on_line(token, stream, line)` runs on the watcher's thread for each complete line
+  /// appended to a followed file (stream 1 = stdout, 2 = stderr).
+  using line_callback = std::function<void(uint64_t token, int stream, std::string line)>;
 
-  explicit exit_watcher(callback on_exit);
+  explicit exit_watcher(callback on_exit, line_callback on_line = {});
   ~exit_watcher();
 
   exit_watcher(const exit_watcher&) = delete;
@@ -34,10 +38,27 @@ public:
   /// Returns false if the fd cannot be watched.
   bool watch(uint64_t token, int pidfd);
 
+  /// Follows what is appended to `path` from its current end (inotify; the writer is the
+  /// workload, so it never depends on the daemon being alive). Stops when the process
+  /// behind `token` exits, after a last read.
+  bool follow(uint64_t token, int stream, const std::string& path);
+
 private:
+  struct followed {
+    uint64_t token;
+    int stream;
+    int fd;
+    std::string partial;
+  };
+
   void run();
+  void drain(followed& f);
 
   callback on_exit_;
+  line_callback on_line_;
+  int inotify_fd_ = -1;
+  std::unordered_map<int, followed> files_; // inotify watch descriptor -> file; watcher thread only
+  std::mutex files_mtx_;
   int epoll_fd_ = -1;
   int stop_fd_ = -1;
   std::mutex mtx_;

@@ -81,8 +81,18 @@ uint64_t bridge::send(caf::strong_actor_ptr dst, caf::message msg,
   }
   pending_.emplace(id, std::move(p));
   auto mid = caf::make_message_id(caf::normal_message_priority_constant{}, id);
-  dst->enqueue(caf::make_mailbox_element(companion_->ctrl(), mid, {}, std::move(msg)), nullptr);
+  if (outgoing_.empty())
+    flush_task_ = kj::evalLast([this] { flush_outgoing(); }).eagerlyEvaluate(nullptr);
+  outgoing_.emplace_back(std::move(dst),
+                         caf::make_mailbox_element(companion_->ctrl(), mid, {}, std::move(msg)));
   return id;
+}
+
+void bridge::flush_outgoing() {
+  auto batch = std::move(outgoing_);
+  outgoing_.clear();
+  for (auto& [dst, element] : batch)
+    dst->enqueue(std::move(element), nullptr);
 }
 
 kj::Promise<void> bridge::drain() {

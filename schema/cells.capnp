@@ -76,7 +76,7 @@ struct ExecutableInfo {
 struct CellInfo {
   cell @0 :Cell;
   executables @1 :List(ExecutableInfo);
-  pids @2 :List(UInt32);  # every process in the cell and its children
+  pids @2 :List(UInt32);  # processes in the cell itself (its child cells list their own)
   cgroupPath @3 :Text;
   children @4 :List(CellInfo);
 }

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <fcntl.h>
@@ -29,6 +30,8 @@ using self_ptr = cells_actor::stateful_pointer<cells_state>;
 namespace fs = std::filesystem;
 
 constexpr const char* kind_cell = "cell";
+/// Executable names become file names (<name>.stdout.new): keep well under NAME_MAX.
+constexpr size_t max_exe_name = 200;
 constexpr const char* kind_exe = "exe";
 
 /// What state.db keeps of an executable.
@@ -77,7 +80,7 @@ cell_info info_of(self_ptr self, const std::string& name, const cells_state::cel
   out.spec = c.spec;
   for (auto& [n, e] : c.exes)
     out.executables.push_back(e.info);
-  for (auto p : self->state.cgroups->pids(name))
+  for (auto p : self->state.cgroups->pids(name, false))
     out.pids.push_back(static_cast<uint32_t>(p));
   out.cgroup_path = fs::path{self->state.cgroups->file(name, "cgroup.procs")}.parent_path().parent_path();
   return out;
@@ -213,6 +216,9 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
     spec.argv = {"/bin/sh", "-c", spec.command};
   if (spec.name.empty())
     spec.name = fs::path{spec.argv[0]}.filename().string();
+  if (spec.name.size() > max_exe_name)
+    return make_error(errc::invalid_argument, "executable name is longer than "
+                                                + std::to_string(max_exe_name) + " bytes");
   if (spec.name.find('/') != std::string::npos || check_name(spec.name))
     return make_error(errc::invalid_argument,
                       "executable name '" + spec.name
@@ -235,23 +241,36 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
   executable_info info;
   info.stdout_path = (log_dir / (spec.name + ".stdout")).string();
   info.stderr_path = (log_dir / (spec.name + ".stderr")).string();
-  int out = open_log(info.stdout_path);
-  int err_fd = open_log(info.stderr_path);
+  // A new run writes to fresh files that replace the previous run's only once it has
+  // started: a refused start keeps the previous output (and record) as they were.
+  auto new_out = info.stdout_path + ".new";
+  auto new_err = info.stderr_path + ".new";
+  int out = open_log(new_out);
+  int err_fd = open_log(new_err);
   auto close_logs = [&] {
     if (out >= 0) ::close(out);
     if (err_fd >= 0) ::close(err_fd);
   };
-  if (out < 0 || err_fd < 0) {
+  auto drop_logs = [&] {
     close_logs();
+    ::unlink(new_out.c_str());
+    ::unlink(new_err.c_str());
+  };
+  if (out < 0 || err_fd < 0) {
+    int err = errno;
+    drop_logs();
     return make_error(errc::internal, "open output files in " + log_dir.string() + ": "
-                                        + std::strerror(errno));
+                                        + std::strerror(err));
   }
 
   auto key = exe_key(spec.cell, spec.name);
+  std::optional<exe_row> previous;
+  if (auto e = c->second.exes.find(spec.name); e != c->second.exes.end())
+    previous = exe_row{e->second.info, e->second.start_time};
   info.spec = spec;
   exe_row row{info, 0};
   if (auto e = st.db->put({kind_exe, key, "starting", to_blob(row)})) {
-    close_logs();
+    drop_logs();
     return e;
   }
   const auto& cell = c->second.spec;
@@ -268,19 +287,19 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
   req.hostname = fs::path{spec.cell}.filename().string();
   req.stdout_fd = out;
   req.stderr_fd = err_fd;
-  auto leaf = st.cgroups->open_leaf(spec.cell);
-  if (leaf)
-    req.cgroup_fd = *leaf;
-  else
-    req.attach = [&](pid_t pid) { return st.cgroups->attach(spec.cell, pid); };
+  req.cgroup_procs = st.cgroups->procs_files(spec.cell);
   auto child = spawn(req);
-  if (leaf)
-    ::close(*leaf);
-  close_logs();
   if (!child) {
-    st.db->erase(kind_exe, key);
+    drop_logs();
+    if (previous)
+      st.db->put({kind_exe, key, "exited", to_blob(*previous)});
+    else
+      st.db->erase(kind_exe, key);
     return child.error();
   }
+  close_logs();
+  ::rename(new_out.c_str(), info.stdout_path.c_str());
+  ::rename(new_err.c_str(), info.stderr_path.c_str());
   info.pid = static_cast<uint32_t>(child->pid);
   info.ns_pid = static_cast<uint32_t>(ns_pid_of(child->pid));
   info.started_unix_nanos = now_nanos();

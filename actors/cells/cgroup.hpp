@@ -44,8 +44,12 @@ public:
   /// An O_PATH fd of the v2 leaf directory for clone3(CLONE_INTO_CGROUP); nothing on v1.
   virtual std::optional<int> open_leaf(const std::string& cell) = 0;
 
-  /// Pids in the cell and all cells under it.
-  virtual std::vector<pid_t> pids(const std::string& cell) const = 0;
+  /// The cgroup.procs files of the cell's leaf, one per hierarchy: a process writing
+  /// "0" into each of them moves itself into the cell.
+  virtual std::vector<std::string> procs_files(const std::string& cell) const = 0;
+
+  /// Pids in the cell's own leaf, or (recursive) in the cell and all cells under it.
+  virtual std::vector<pid_t> pids(const std::string& cell, bool recursive = true) const = 0;
 
   /// Whether the cell's cgroup exists.
   virtual bool exists(const std::string& cell) const = 0;

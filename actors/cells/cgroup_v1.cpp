@@ -46,9 +46,14 @@ public:
       auto dir = h.dir + "/" + root_;
       if (auto err = make_dir(dir, true))
         return err;
-      if (has(h, "cpuset"))
+      if (has(h, "cpuset")) {
         if (auto err = inherit_cpuset(dir))
           return err;
+        // New cpusets below copy their parent's cpus and mems by themselves (the flag
+        // is inherited): no per-cell writes, which rebuild scheduler domains each time.
+        if (auto err = write_file(dir + "/cgroup.clone_children", "1"))
+          return err;
+      }
     }
     return {};
   }
@@ -99,9 +104,6 @@ public:
       if (auto err = make_dir(dir))
         return fail(std::move(err));
       made.push_back(dir);
-      if (has(h, "cpuset"))
-        if (auto err = inherit_cpuset(dir))
-          return fail(std::move(err));
     }
     if (auto err = write_limits(cell, l))
       return fail(std::move(err));
@@ -110,15 +112,12 @@ public:
       if (auto err = make_dir(leaf))
         return fail(std::move(err));
       made.push_back(leaf);
-      if (has(h, "cpuset"))
-        if (auto err = inherit_cpuset(leaf))
-          return fail(std::move(err));
     }
     return {};
   }
 
   caf::error remove(const std::string& cell) override {
-    if (!pids(cell).empty())
+    if (!pids(cell, true).empty())
       return make_error(errc::failed_precondition, "cell " + cell + " still has processes");
     caf::error first;
     for (auto& h : hier_) {
@@ -143,7 +142,14 @@ public:
     return std::nullopt;
   }
 
-  std::vector<pid_t> pids(const std::string& cell) const override {
+  std::vector<std::string> procs_files(const std::string& cell) const override {
+    std::vector<std::string> out;
+    for (auto& h : hier_)
+      out.push_back(path(h, cell) + "/" + std::string{leaf_name} + "/cgroup.procs");
+    return out;
+  }
+
+  std::vector<pid_t> pids(const std::string& cell, bool recursive) const override {
     std::vector<pid_t> out;
     const hierarchy* h = hier_of("pids");
     if (!h)
@@ -158,6 +164,10 @@ public:
       auto ps = read_procs(dir + "/cgroup.procs");
       out.insert(out.end(), ps.begin(), ps.end());
     };
+    if (!recursive) {
+      add(top + "/" + std::string{leaf_name});
+      return out;
+    }
     add(top);
     for (auto& e : fs::recursive_directory_iterator{top, ec})
       if (e.is_directory(ec))

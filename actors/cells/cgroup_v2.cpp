@@ -93,7 +93,7 @@ public:
   }
 
   caf::error remove(const std::string& cell) override {
-    if (!pids(cell).empty())
+    if (!pids(cell, true).empty())
       return make_error(errc::failed_precondition, "cell " + cell + " still has processes");
     auto dir = path(cell);
     if (auto err = remove_dir(dir + "/" + std::string{leaf_name}))
@@ -114,7 +114,11 @@ public:
     return fd;
   }
 
-  std::vector<pid_t> pids(const std::string& cell) const override {
+  std::vector<std::string> procs_files(const std::string& cell) const override {
+    return {path(cell) + "/" + std::string{leaf_name} + "/cgroup.procs"};
+  }
+
+  std::vector<pid_t> pids(const std::string& cell, bool recursive) const override {
     std::vector<pid_t> out;
     std::error_code ec;
     auto topdir = path(cell);
@@ -122,6 +126,10 @@ public:
       auto ps = read_procs(d + "/cgroup.procs");
       out.insert(out.end(), ps.begin(), ps.end());
     };
+    if (!recursive) {
+      add(topdir + "/" + std::string{leaf_name});
+      return out;
+    }
     add(topdir);
     for (auto& e : fs::recursive_directory_iterator{topdir, ec})
       if (e.is_directory(ec))

@@ -7,10 +7,11 @@
 #include <sstream>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <grp.h>
-#include <linux/sched.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -26,18 +27,19 @@ namespace {
 
 constexpr const char* default_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// What a child reports through the error pipe before it dies: which step failed and errno.
+/// Which step of the child failed and with which errno; written by the child into the
+/// parent's memory (CLONE_VM), read by the parent once the child has exec'd or died.
 struct child_failure {
-  int step;
-  int err;
+  int step = 0;
+  int err = 0;
 };
 
-enum step : int { step_sync = 1, step_mount, step_proc, step_hostname, step_lo, step_groups,
+enum step : int { step_cgroup = 1, step_mount, step_proc, step_hostname, step_lo, step_groups,
                   step_gid, step_uid, step_cwd, step_stdio, step_exec };
 
 const char* step_name(int s) {
   switch (s) {
-    case step_sync: return "wait for the cgroup";
+    case step_cgroup: return "join the cell's cgroup";
     case step_mount: return "make mounts private";
     case step_proc: return "mount /proc";
     case step_hostname: return "set the hostname";
@@ -52,19 +54,19 @@ const char* step_name(int s) {
   }
 }
 
-struct fd_pair {
-  int r = -1, w = -1;
-  ~fd_pair() {
-    if (r >= 0) ::close(r);
-    if (w >= 0) ::close(w);
-  }
+/// Everything the child needs, prepared by the parent: after clone the child may not
+/// allocate, take locks or call glibc wrappers that touch process-wide state.
+struct child_args {
+  const spawn_request* req;
+  const char* program;
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;
+  int devnull;
+  int out_fd;
+  int err_fd;
+  child_failure failure;
 };
-
-[[noreturn]] void child_die(int err_fd, int s) {
-  child_failure f{s, errno};
-  [[maybe_unused]] auto n = ::write(err_fd, &f, sizeof(f));
-  ::_exit(127);
-}
 
 /// Brings `lo` up in the (new) network namespace: async-signal-safe syscalls only.
 bool lo_up() {
@@ -79,6 +81,79 @@ bool lo_up() {
   ::close(s);
   return ok;
 }
+
+int child_fail(child_args* a, int s) {
+  a->failure = {s, errno};
+  ::_exit(127);
+}
+
+/// The child. It shares the daemon's memory until exec: raw syscalls only for anything
+/// process-wide (glibc's setuid() would signal every daemon thread to change ids too).
+int child_main(void* arg) {
+  auto* a = static_cast<child_args*>(arg);
+  const auto& req = *a->req;
+  // Handlers are the daemon's: none may run here. Back to defaults, mask still full.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler != SIG_DFL
+        && (old.sa_handler != SIG_IGN || sig == SIGPIPE)) {
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      ::sigaction(sig, &dfl, nullptr);
+    }
+  }
+  for (auto& f : req.cgroup_procs) {
+    int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1)
+      return child_fail(a, step_cgroup);
+    ::close(fd);
+  }
+  if (req.isolate_process) {
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      return child_fail(a, step_mount);
+    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, nullptr) != 0)
+      return child_fail(a, step_proc);
+    if (!req.hostname.empty() && ::sethostname(req.hostname.c_str(), req.hostname.size()) != 0)
+      return child_fail(a, step_hostname);
+  }
+  if (req.isolate_network && !lo_up())
+    return child_fail(a, step_lo);
+  if ((req.uid || req.gid) && ::syscall(SYS_setgroups, 0, nullptr) != 0)
+    return child_fail(a, step_groups);
+  if (req.gid && ::syscall(SYS_setresgid, *req.gid, *req.gid, *req.gid) != 0)
+    return child_fail(a, step_gid);
+  if (req.uid && ::syscall(SYS_setresuid, *req.uid, *req.uid, *req.uid) != 0)
+    return child_fail(a, step_uid);
+  if (::chdir(a->cwd) != 0)
+    return child_fail(a, step_cwd);
+  if (::dup2(a->devnull, 0) < 0 || ::dup2(a->out_fd, 1) < 0 || ::dup2(a->err_fd, 2) < 0)
+    return child_fail(a, step_stdio);
+  ::setsid();
+  // The daemon's own descriptors must not leak into the program.
+  ::syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execve(a->program, a->argv, a->envp);
+  return child_fail(a, step_exec);
+}
+
+/// The child's stack: mapped for one spawn, unmapped once the child has exec'd or died.
+struct child_stack {
+  static constexpr size_t size = 256 * 1024;
+  void* base = MAP_FAILED;
+  child_stack() {
+    base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                  -1, 0);
+  }
+  ~child_stack() {
+    if (base != MAP_FAILED)
+      ::munmap(base, size);
+  }
+  void* top() const {
+    return static_cast<char*>(base) + size;
+  }
+};
 
 } // namespace
 
@@ -122,7 +197,6 @@ caf::expected<spawned> spawn(const spawn_request& req) {
   if (!program)
     return program.error();
 
-  // Everything the child touches is prepared here: after clone it may not allocate.
   std::vector<char*> argv, envp;
   for (auto& a : req.argv)
     argv.push_back(const_cast<char*>(a.c_str()));
@@ -130,127 +204,50 @@ caf::expected<spawned> spawn(const spawn_request& req) {
   for (auto& e : req.env)
     envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
-  const char* cwd = req.cwd.empty() ? "/" : req.cwd.c_str();
   int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull < 0)
     return make_error(errc::internal, std::string{"open /dev/null: "} + std::strerror(errno));
-  int out_fd = req.stdout_fd >= 0 ? req.stdout_fd : devnull;
-  int err_fd_out = req.stderr_fd >= 0 ? req.stderr_fd : devnull;
-
-  fd_pair sync, errp;
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0 || (sync.r = p[0], sync.w = p[1], ::pipe2(p, O_CLOEXEC) != 0)) {
+  child_args args{&req,          program->c_str(),
+                  argv.data(),   envp.data(),
+                  req.cwd.empty() ? "/" : req.cwd.c_str(),
+                  devnull,       req.stdout_fd >= 0 ? req.stdout_fd : devnull,
+                  req.stderr_fd >= 0 ? req.stderr_fd : devnull,
+                  {}};
+  child_stack stack;
+  if (stack.base == MAP_FAILED) {
     ::close(devnull);
-    return make_error(errc::resource_exhausted, std::string{"pipe: "} + std::strerror(errno));
+    return make_error(errc::resource_exhausted, std::string{"map a stack: "} + std::strerror(errno));
   }
-  errp.r = p[0];
-  errp.w = p[1];
 
-  uint64_t flags = CLONE_PIDFD;
+  int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
   if (req.isolate_process)
     flags |= CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
   if (req.isolate_network)
     flags |= CLONE_NEWNET;
-  if (req.cgroup_fd)
-    flags |= CLONE_INTO_CGROUP;
   int pidfd = -1;
-  clone_args args{};
-  args.flags = flags;
-  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-  args.exit_signal = SIGCHLD;
-  if (req.cgroup_fd)
-    args.cgroup = static_cast<uint64_t>(*req.cgroup_fd);
-  bool wait_for_attach = static_cast<bool>(req.attach);
-
-  long pid = ::syscall(SYS_clone3, &args, sizeof(args));
-  if (pid < 0) {
-    int err = errno;
-    ::close(devnull);
-    return make_error(err == EPERM ? errc::permission_denied : errc::resource_exhausted,
-                      std::string{"clone3: "} + std::strerror(err));
-  }
-  if (pid == 0) {
-    // Child: async-signal-safe calls only until exec.
-    ::close(sync.w);
-    ::close(errp.r);
-    if (wait_for_attach) {
-      char c;
-      if (::read(sync.r, &c, 1) != 1)
-        child_die(errp.w, step_sync);
-    }
-    if (req.isolate_process) {
-      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-        child_die(errp.w, step_mount);
-      if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, nullptr) != 0)
-        child_die(errp.w, step_proc);
-      if (!req.hostname.empty()
-          && ::sethostname(req.hostname.c_str(), req.hostname.size()) != 0)
-        child_die(errp.w, step_hostname);
-    }
-    if (req.isolate_network && !lo_up())
-      child_die(errp.w, step_lo);
-    if ((req.uid || req.gid) && ::setgroups(0, nullptr) != 0)
-      child_die(errp.w, step_groups);
-    if (req.gid && ::setgid(*req.gid) != 0)
-      child_die(errp.w, step_gid);
-    if (req.uid && ::setuid(*req.uid) != 0)
-      child_die(errp.w, step_uid);
-    if (::chdir(cwd) != 0)
-      child_die(errp.w, step_cwd);
-    if (::dup2(devnull, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd_out, 2) < 0)
-      child_die(errp.w, step_stdio);
-    ::setsid();
-    // The daemon blocks and ignores signals the program must see as usual, and its
-    // own descriptors must not leak into the program (the error pipe closes on exec).
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
-    ::syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
-    ::execve(program->c_str(), argv.data(), envp.data());
-    child_die(errp.w, step_exec);
-  }
-
-  // Parent.
+  // No daemon signal handler may run in the child: block everything around the clone.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  // CLONE_VFORK: this returns once the child has exec'd or exited.
+  pid_t pid = ::clone(child_main, stack.top(), flags, &args, &pidfd);
+  int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(devnull);
-  ::close(sync.r);
-  sync.r = -1;
-  ::close(errp.w);
-  errp.w = -1;
-  auto kill_child = [&] {
-    ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-    ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+  if (pid < 0)
+    return make_error(clone_errno == EPERM ? errc::permission_denied : errc::resource_exhausted,
+                      std::string{"clone: "} + std::strerror(clone_errno));
+  if (args.failure.step != 0) {
+    ::waitpid(pid, nullptr, 0);
     ::close(pidfd);
-  };
-  if (wait_for_attach) {
-    if (auto err = req.attach(static_cast<pid_t>(pid))) {
-      kill_child();
-      return err;
-    }
-    char go = 1;
-    if (::write(sync.w, &go, 1) != 1) {
-      kill_child();
-      return make_error(errc::internal, std::string{"release child: "} + std::strerror(errno));
-    }
+    auto err = args.failure.err;
+    auto code = err == ENOENT ? errc::not_found
+                : (err == EACCES || err == EPERM) ? errc::permission_denied
+                                                  : errc::internal;
+    return make_error(code, std::string{step_name(args.failure.step)} + " for " + *program + ": "
+                              + std::strerror(err));
   }
-  ::close(sync.w);
-  sync.w = -1;
-  // EOF on the error pipe means exec succeeded (it is close-on-exec).
-  child_failure f{};
-  ssize_t n;
-  do {
-    n = ::read(errp.r, &f, sizeof(f));
-  } while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof(f))) {
-    ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
-    ::close(pidfd);
-    auto code = f.err == ENOENT ? errc::not_found
-                : (f.err == EACCES || f.err == EPERM) ? errc::permission_denied
-                                                      : errc::internal;
-    return make_error(code, std::string{step_name(f.step)} + " for " + *program + ": "
-                              + std::strerror(f.err));
-  }
-  return spawned{static_cast<pid_t>(pid), pidfd};
+  return spawned{pid, pidfd};
 }
 
 pid_t ns_pid_of(pid_t pid) {

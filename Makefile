@@ -1,6 +1,7 @@
 # The README's two commands (both as root on Debian 12):
 #   make run    install missing packages, build, start cytod in the foreground on its defaults
-#   make test   install missing packages, build, run every test (unit + integration)
+#   make test   install missing packages, build, run every test (unit tests also under
+#               ASan/UBSan, then unit + integration)
 # Other targets: build, unit, bench, sanitize (unit tests under ASan/UBSan), clean.
 
 BUILD_DIR  ?= build
@@ -24,7 +25,8 @@ build: configure
 run: build
 	$(BUILD_DIR)/cytod $(ARGS)
 
-test: build
+# Unit tests under ASan/UBSan first, then every test; ctest's full summary comes last.
+test: build sanitize
 	tests/run-ctest $(BUILD_DIR)
 
 unit: build
@@ -36,7 +38,7 @@ bench: build
 # Unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 sanitize: deps
 	cmake -S . -B $(BUILD_DIR)-asan -DCMAKE_BUILD_TYPE=Debug -DCYTO_SANITIZE=ON -DCYTO_BUILD_BENCH=OFF
-	cmake --build $(BUILD_DIR)-asan -j $(JOBS)
+	cmake --build $(BUILD_DIR)-asan -j $(JOBS) --target unit_tests
 	tests/run-ctest $(BUILD_DIR)-asan -L unit
 
 clean:

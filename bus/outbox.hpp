@@ -84,4 +84,15 @@ private:
   uint64_t total_dropped_ = 0;
 };
 
+/// Grants subscription `id` of `subs` (a map of id -> something with an `outbox` member
+/// `box`) credit for `n` events. Returns true if it has something to send now.
+template <class Map>
+bool grant_credit(Map& subs, uint64_t id, size_t n) {
+  auto i = subs.find(id);
+  if (i == subs.end())
+    return false;
+  i->second.box.grant(n);
+  return i->second.box.ready();
+}
+
 } // namespace cyto

@@ -86,11 +86,7 @@ topic_actor::behavior_type topics(self_ptr self, topics_config config) {
       schedule_flush(self);
     },
     [self](demand_atom, uint64_t id, uint32_t n) {
-      auto i = self->state.subscriptions.find(id);
-      if (i == self->state.subscriptions.end())
-        return;
-      i->second.box.grant(n);
-      if (i->second.box.ready())
+      if (grant_credit(self->state.subscriptions, id, n))
         schedule_flush(self);
     },
     [self](flush_atom) {

@@ -113,11 +113,7 @@ observe_actor::behavior_type observe(self_ptr self, observe_config config) {
       return id;
     },
     [self](demand_atom, uint64_t id, uint32_t n) {
-      auto i = self->state.subscriptions.find(id);
-      if (i == self->state.subscriptions.end())
-        return;
-      i->second.box.grant(n);
-      if (i->second.box.ready())
+      if (grant_credit(self->state.subscriptions, id, n))
         schedule_flush(self);
     },
     [self](unsub_atom, uint64_t id) { self->state.subscriptions.erase(id); },

@@ -41,9 +41,6 @@ public:
   /// Moves `pid` into the cell's process leaf in every hierarchy.
   virtual caf::error attach(const std::string& cell, pid_t pid) = 0;
 
-  /// An O_PATH fd of the v2 leaf directory for clone3(CLONE_INTO_CGROUP); nothing on v1.
-  virtual std::optional<int> open_leaf(const std::string& cell) = 0;
-
   /// The cgroup.procs files of the cell's leaf, one per hierarchy: a process writing
   /// "0" into each of them moves itself into the cell.
   virtual std::vector<std::string> procs_files(const std::string& cell) const = 0;

@@ -138,10 +138,6 @@ public:
     return {};
   }
 
-  std::optional<int> open_leaf(const std::string&) override {
-    return std::nullopt;
-  }
-
   std::vector<std::string> procs_files(const std::string& cell) const override {
     std::vector<std::string> out;
     for (auto& h : hier_)

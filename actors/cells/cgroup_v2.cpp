@@ -106,14 +106,6 @@ public:
                       std::to_string(pid));
   }
 
-  std::optional<int> open_leaf(const std::string& cell) override {
-    auto leaf = path(cell) + "/" + std::string{leaf_name};
-    int fd = ::open(leaf.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-      return std::nullopt;
-    return fd;
-  }
-
   std::vector<std::string> procs_files(const std::string& cell) const override {
     return {path(cell) + "/" + std::string{leaf_name} + "/cgroup.procs"};
   }

@@ -25,22 +25,6 @@ namespace {
 
 // -- what the host says, read independently of cytod -----------------------------------
 
-std::vector<std::string> split_on(const std::string& text, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : text) {
-    if (c == sep) {
-      if (!cur.empty())
-        out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty())
-    out.push_back(cur);
-  return out;
-}
 
 struct host_truth {
   schema::CgroupMode mode = schema::CgroupMode::UNKNOWN;
@@ -64,8 +48,8 @@ host_truth read_host() {
     auto dash = line.find(" - ");
     if (dash == std::string::npos)
       continue;
-    auto left = split_on(line.substr(0, dash), ' ');
-    auto right = split_on(line.substr(dash + 3), ' ');
+    auto left = split(line.substr(0, dash), ' ');
+    auto right = split(line.substr(dash + 3), ' ');
     if (left.size() < 5 || right.empty())
       continue;
     if (right[0] == "cgroup2") {
@@ -74,7 +58,7 @@ host_truth read_host() {
     } else if (right[0] == "cgroup") {
       v1 = true;
       if (right.size() >= 3)
-        for (auto& opt : split_on(right[2], ','))
+        for (auto& opt : split(right[2], ','))
           if (v1_controllers.count(opt))
             h.controllers.insert(opt);
     }
@@ -85,7 +69,7 @@ host_truth read_host() {
                     : schema::CgroupMode::UNKNOWN;
   if (h.mode == schema::CgroupMode::V2)
     for (auto& m : v2_mounts)
-      for (auto& c : split_on(read_text(m + "/cgroup.controllers"), ' '))
+      for (auto& c : split(read_text(m + "/cgroup.controllers"), ' '))
         h.controllers.insert(c.back() == '\n' ? c.substr(0, c.size() - 1) : c);
   for (auto& e : fs::directory_iterator{"/proc/self/ns"}) {
     auto name = e.path().filename().string();
@@ -98,7 +82,7 @@ host_truth read_host() {
     ::close(fd);
   }
   for (auto& line : lines_of(read_text("/proc/filesystems"))) {
-    auto fields = split_on(line, '\t');
+    auto fields = split(line, '\t');
     if (!fields.empty() && fields.back() == "overlay")
       h.overlayfs = true;
   }

@@ -142,10 +142,36 @@ void remove_tmpdir_now() {
   g_tmpdir[0] = 0;
 }
 
+/// cytod makes an (empty) cgroup root per run in every hierarchy. Their paths are laid
+/// out here before any daemon starts, so a signal handler can rmdir them safely.
+constexpr int max_cgroup_dirs = 64;
+char g_cgroup_dirs[max_cgroup_dirs][160] = {};
+
+std::string cgroup_root_name(const std::string& policy) {
+  return "cyto-test-rpc-bench-" + std::to_string(::getpid()) + "-" + policy;
+}
+
+void prepare_cgroup_cleanup() {
+  int n = 0;
+  std::error_code ec;
+  for (auto& h : std::filesystem::directory_iterator{"/sys/fs/cgroup", ec})
+    for (const char* policy : {"sharing", "stealing"})
+      if (n < max_cgroup_dirs)
+        std::snprintf(g_cgroup_dirs[n++], sizeof(g_cgroup_dirs[0]), "%s",
+                      (h.path() / cgroup_root_name(policy)).c_str());
+}
+
+void remove_cgroup_dirs_now() {
+  for (auto& d : g_cgroup_dirs)
+    if (d[0])
+      ::rmdir(d);
+}
+
 extern "C" void on_fatal_signal(int sig) {
   write_stderr(sig == SIGALRM ? "[rpc_bench] overall time limit exceeded: stopping\n"
                               : "[rpc_bench] interrupted: stopping children\n");
   kill_children_now();
+  remove_cgroup_dirs_now();
   remove_tmpdir_now();
   ::_exit(sig == SIGALRM ? 3 : 128 + sig);
 }
@@ -153,6 +179,7 @@ extern "C" void on_fatal_signal(int sig) {
 void on_terminate() {
   write_stderr("[rpc_bench] terminate called: stopping children\n");
   kill_children_now();
+  remove_cgroup_dirs_now();
   remove_tmpdir_now();
   std::abort();
 }
@@ -942,7 +969,7 @@ public:
   daemon_process(const settings& cfg, const std::string& tmp, const std::string& policy,
                  json& out)
     : node_name_("rpc-bench"), policy_(policy),
-      cgroup_root_("cyto-test-rpc-bench-" + std::to_string(::getpid()) + "-" + policy) {
+      cgroup_root_(cgroup_root_name(policy)) {
     if (::access(cfg.cytod.c_str(), X_OK) != 0)
       throw std::runtime_error(errno_text("cytod at " + cfg.cytod));
     auto dir = tmp + "/gw-" + policy;
@@ -1344,6 +1371,7 @@ int main(int argc, char** argv) {
     }
   }
 
+  prepare_cgroup_cleanup();
   install_handlers(on_fatal_signal, on_terminate);
   ::alarm(cfg.watchdog_s);
   auto t_start = steady::now();

@@ -231,9 +231,6 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
   if (std::none_of(spec.env.begin(), spec.env.end(),
                    [](auto& e) { return e.rfind("PATH=", 0) == 0; }))
     spec.env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  // Fail on a missing program before anything is recorded or opened.
-  if (auto prog = resolve_executable(spec.argv[0], spec.env); !prog)
-    return prog.error();
 
   auto log_dir = fs::path{st.config.state_dir} / "logs" / spec.cell;
   std::error_code ec;

@@ -33,52 +33,34 @@ bool mul(uint64_t n, uint64_t by, uint64_t& out) {
   return true;
 }
 
+/// A number followed by one of `units` (case-insensitive; "" for none), times its factor.
+std::optional<uint64_t> scaled(std::string_view text,
+                               std::initializer_list<std::pair<std::string_view, uint64_t>> units) {
+  uint64_t n;
+  std::string unit;
+  if (!split(text, n, unit))
+    return std::nullopt;
+  for (auto& [name, by] : units) {
+    uint64_t out;
+    if (unit == name)
+      return mul(n, by, out) ? std::optional<uint64_t>{out} : std::nullopt;
+  }
+  return std::nullopt;
+}
+
 } // namespace
 
 std::optional<uint64_t> parse_size(std::string_view text) {
-  uint64_t n;
-  std::string unit;
-  if (!split(text, n, unit))
-    return std::nullopt;
-  uint64_t by;
-  if (unit.empty() || unit == "b")
-    by = 1;
-  else if (unit == "k" || unit == "ki" || unit == "kib" || unit == "kb")
-    by = 1ull << 10;
-  else if (unit == "m" || unit == "mi" || unit == "mib" || unit == "mb")
-    by = 1ull << 20;
-  else if (unit == "g" || unit == "gi" || unit == "gib" || unit == "gb")
-    by = 1ull << 30;
-  else if (unit == "t" || unit == "ti" || unit == "tib" || unit == "tb")
-    by = 1ull << 40;
-  else
-    return std::nullopt;
-  uint64_t out;
-  if (!mul(n, by, out))
-    return std::nullopt;
-  return out;
+  constexpr uint64_t k = 1ull << 10, m = 1ull << 20, g = 1ull << 30, t = 1ull << 40;
+  return scaled(text, {{"", 1},     {"b", 1},    {"k", k},    {"ki", k},  {"kib", k},
+                       {"kb", k},   {"m", m},    {"mi", m},   {"mib", m}, {"mb", m},
+                       {"g", g},    {"gi", g},   {"gib", g},  {"gb", g},  {"t", t},
+                       {"ti", t},   {"tib", t},  {"tb", t}});
 }
 
 std::optional<uint64_t> parse_duration_us(std::string_view text) {
-  uint64_t n;
-  std::string unit;
-  if (!split(text, n, unit))
-    return std::nullopt;
-  uint64_t by;
-  if (unit.empty() || unit == "us")
-    by = 1;
-  else if (unit == "ms")
-    by = 1000;
-  else if (unit == "s")
-    by = 1000000;
-  else if (unit == "m" || unit == "min")
-    by = 60000000;
-  else
-    return std::nullopt;
-  uint64_t out;
-  if (!mul(n, by, out))
-    return std::nullopt;
-  return out;
+  return scaled(text, {{"", 1}, {"us", 1}, {"ms", 1000}, {"s", 1000000}, {"m", 60000000},
+                       {"min", 60000000}});
 }
 
 std::optional<cpu_max> parse_cpu_max(std::string_view text) {

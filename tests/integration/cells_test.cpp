@@ -65,26 +65,17 @@ struct cgroup_host {
     cgroup_host h;
     bool any_v1 = false;
     std::vector<std::string> v2_mounts;
-    for (auto& line : lines_of(read_text("/proc/self/mountinfo"))) {
-      auto dash = line.find(" - ");
-      if (dash == std::string::npos)
+    for (auto& m : host_cgroup_mounts()) {
+      h.all_mounts.push_back(m.path);
+      if (m.v2) {
+        v2_mounts.push_back(m.path);
         continue;
-      auto left = split(line.substr(0, dash), ' ');
-      auto right = split(line.substr(dash + 3), ' ');
-      if (left.size() < 5 || right.empty())
-        continue;
-      if (right[0] == "cgroup2") {
-        v2_mounts.push_back(left[4]);
-        h.all_mounts.push_back(left[4]);
-      } else if (right[0] == "cgroup") {
-        any_v1 = true;
-        h.all_mounts.push_back(left[4]);
-        if (right.size() >= 3)
-          for (auto& opt : split(right[2], ','))
-            if (std::find(cell_controllers.begin(), cell_controllers.end(), opt)
-                != cell_controllers.end())
-              h.v1.emplace(opt, left[4]);
       }
+      any_v1 = true;
+      for (auto& opt : m.options)
+        if (std::find(cell_controllers.begin(), cell_controllers.end(), opt)
+            != cell_controllers.end())
+          h.v1.emplace(opt, m.path);
     }
     h.v2 = !any_v1 && !v2_mounts.empty();
     if (h.v2)

@@ -119,6 +119,31 @@ inline std::vector<std::string> split(const std::string& text, char sep) {
   return out;
 }
 
+/// A cgroup or cgroup2 mount of this host, read from /proc/self/mountinfo by the tests
+/// themselves (independently of cytod's own parser).
+struct host_cgroup_mount {
+  std::string path;
+  bool v2 = false;
+  /// Super options (for v1 these name the controllers).
+  std::vector<std::string> options;
+};
+
+inline std::vector<host_cgroup_mount> host_cgroup_mounts() {
+  std::vector<host_cgroup_mount> out;
+  for (auto& line : lines_of(read_text("/proc/self/mountinfo"))) {
+    auto dash = line.find(" - ");
+    if (dash == std::string::npos)
+      continue;
+    auto left = split(line.substr(0, dash), ' ');
+    auto right = split(line.substr(dash + 3), ' ');
+    if (left.size() < 5 || right.empty() || (right[0] != "cgroup" && right[0] != "cgroup2"))
+      continue;
+    out.push_back({left[4], right[0] == "cgroup2",
+                   right.size() >= 3 ? split(right[2], ',') : std::vector<std::string>{}});
+  }
+  return out;
+}
+
 inline bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }

@@ -44,24 +44,16 @@ host_truth read_host() {
     "memory", "misc", "net_cls", "net_prio", "perf_event", "pids",  "rdma"};
   bool v1 = false, v2 = false;
   std::vector<std::string> v2_mounts;
-  for (auto& line : lines_of(read_text("/proc/self/mountinfo"))) {
-    auto dash = line.find(" - ");
-    if (dash == std::string::npos)
-      continue;
-    auto left = split(line.substr(0, dash), ' ');
-    auto right = split(line.substr(dash + 3), ' ');
-    if (left.size() < 5 || right.empty())
-      continue;
-    if (right[0] == "cgroup2") {
+  for (auto& m : host_cgroup_mounts()) {
+    if (m.v2) {
       v2 = true;
-      v2_mounts.push_back(left[4]);
-    } else if (right[0] == "cgroup") {
-      v1 = true;
-      if (right.size() >= 3)
-        for (auto& opt : split(right[2], ','))
-          if (v1_controllers.count(opt))
-            h.controllers.insert(opt);
+      v2_mounts.push_back(m.path);
+      continue;
     }
+    v1 = true;
+    for (auto& opt : m.options)
+      if (v1_controllers.count(opt))
+        h.controllers.insert(opt);
   }
   h.mode = v1 && v2 ? schema::CgroupMode::HYBRID
            : v1     ? schema::CgroupMode::V1

@@ -1,0 +1,61 @@
+// The contract between ebpf/ (kernel programs + loader) and actors/observe/.
+// The loader owns one BPF ring buffer fed by tracepoints on signal generation,
+// exec, exit and OOM kills; the observe actor polls it and maps events to
+// cells. Nothing here includes libbpf or CAF, so both sides build alone.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace cyto::ebpf {
+
+enum class event_kind : std::uint8_t { signal = 1, exec = 2, exit = 3, oom = 4 };
+
+// One decoded kernel event. Pids are host (init pid namespace) ids; the
+// observe side adds the pid inside the workload's namespace (NSpid).
+struct event {
+  event_kind kind{};
+  std::uint64_t timestamp_ns = 0;  // bpf_ktime_get_ns(): CLOCK_MONOTONIC
+  // The process the event is about: the signal's target, the exec'd or
+  // exiting task, the OOM victim.
+  std::uint32_t pid = 0;   // thread id
+  std::uint32_t tgid = 0;  // process id
+  std::uint64_t cgroup_id = 0;  // cgroup v2 id of that task (0 when unknown)
+  char comm[16]{};
+  // signal: signo, result of delivery (0 = delivered), the sender.
+  std::int32_t signo = 0;
+  std::int32_t signal_result = 0;
+  std::uint32_t sender_pid = 0;
+  std::uint32_t sender_tgid = 0;
+  char sender_comm[16]{};
+  // exit: the wait(2)-style status (exit code << 8 | terminating signal).
+  std::int32_t exit_status = 0;
+  // exec: the file name passed to execve (truncated).
+  char filename[128]{};
+};
+
+// Per-stage loss and delivery counters.
+struct probe_counters {
+  std::uint64_t submitted = 0;      // events written to the ring buffer
+  std::uint64_t ringbuf_lost = 0;   // reserve failures in the kernel (buffer full)
+  std::uint64_t consumed = 0;       // events handed to poll()'s callback
+};
+
+class probe {
+ public:
+  // Opens, loads and attaches every program. Returns nullptr and fills `why`
+  // when BPF, BTF or tracefs is unavailable; the daemon then runs without it.
+  static std::unique_ptr<probe> open(std::string& why);
+  virtual ~probe() = default;
+
+  // An fd that turns readable when events are waiting (epoll-able).
+  virtual int fd() const = 0;
+  // Consumes waiting events, waiting up to timeout_ms (0: don't wait).
+  // Returns the number consumed, or a negative errno.
+  virtual int poll(int timeout_ms, const std::function<void(const event&)>& fn) = 0;
+  virtual probe_counters counters() const = 0;
+};
+
+}  // namespace cyto::ebpf

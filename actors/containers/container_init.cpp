@@ -1,0 +1,353 @@
+// The container's first process: from clone to exec of process.args.
+#include "actors/containers/container_init.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/capability.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "actors/containers/hooks.hpp"
+#include "actors/containers/runtime.hpp"
+
+namespace cyto::containers::detail {
+
+namespace {
+
+void send_msg(int fd, const sync_msg& m) {
+  while (::send(fd, &m, sizeof(m), MSG_NOSIGNAL) < 0 && errno == EINTR)
+    ;
+}
+
+bool recv_msg(int fd, sync_msg& m) {
+  ssize_t n;
+  while ((n = ::recv(fd, &m, sizeof(m), 0)) < 0 && errno == EINTR)
+    ;
+  return n == static_cast<ssize_t>(sizeof(m));
+}
+
+/// Reports a failure to the runtime (or, once it is gone, on stderr) and exits.
+[[noreturn]] void die(const init_context& ctx, const status& st, int exit_code = 1) {
+  sync_msg m;
+  m.kind = sync_msg::error;
+  m.exit_code = exit_code;
+  std::snprintf(m.code, sizeof(m.code), "%s", st.code().c_str());
+  std::snprintf(m.text, sizeof(m.text), "%s", st.text().c_str());
+  if (ctx.sync_fd >= 0)
+    send_msg(ctx.sync_fd, m);
+  else
+    std::fprintf(stderr, "cyto-runtime: %s\n", st.render().c_str());
+  ::_exit(exit_code);
+}
+
+status sys_error(const std::string& what) {
+  return from_errno(errno, what);
+}
+
+status join_namespaces(const oci::config& cfg) {
+  // The user namespace first: the others are then joined with its capabilities.
+  auto join = [](const oci::namespace_entry& n) -> status {
+    int fd = ::open(n.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return sys_error("open " + n.type + " namespace " + n.path);
+    int rc = ::setns(fd, n.flag);
+    int err = errno;
+    ::close(fd);
+    if (rc != 0) {
+      errno = err;
+      return sys_error("join " + n.type + " namespace " + n.path);
+    }
+    return {};
+  };
+  if (auto* u = cfg.linux.find(CLONE_NEWUSER); u && !u->path.empty()) {
+    if (auto s = join(*u))
+      return s;
+    if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0)
+      return sys_error("become root in the joined user namespace");
+  }
+  for (auto& n : cfg.linux.namespaces)
+    if (!n.path.empty() && n.flag != CLONE_NEWUSER && n.flag != CLONE_NEWPID)
+      if (auto s = join(n))
+        return s;
+  return {};
+}
+
+status apply_rlimits(const oci::process& p) {
+  for (auto& r : p.rlimits) {
+    struct rlimit rl{r.soft, r.hard};
+    if (::setrlimit(static_cast<__rlimit_resource>(r.resource), &rl) != 0)
+      return sys_error("process.rlimits " + r.type);
+  }
+  return {};
+}
+
+/// A pty whose master goes to the console socket; the slave becomes stdio and the
+/// controlling terminal.
+status setup_console(const init_context& ctx, const oci::process& p) {
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0)
+    return sys_error("open /dev/ptmx");
+  if (::unlockpt(master) != 0)
+    return sys_error("unlockpt");
+  char name[64];
+  if (::ptsname_r(master, name, sizeof(name)) != 0)
+    return sys_error("ptsname");
+  int slave = ::open(name, O_RDWR | O_NOCTTY);
+  if (slave < 0)
+    return sys_error(std::string{"open "} + name);
+  if (p.console_height || p.console_width) {
+    struct winsize ws{};
+    ws.ws_row = static_cast<unsigned short>(p.console_height);
+    ws.ws_col = static_cast<unsigned short>(p.console_width);
+    ::ioctl(slave, TIOCSWINSZ, &ws);
+  }
+  // The master goes over the console socket with SCM_RIGHTS.
+  char byte = 'm';
+  iovec iov{&byte, 1};
+  char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof(cbuf);
+  auto* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &master, sizeof(int));
+  if (::sendmsg(ctx.console_fd, &msg, MSG_NOSIGNAL) < 0)
+    return sys_error("send the pty master to the console socket");
+  ::close(master);
+  ::close(ctx.console_fd);
+  if (::setsid() < 0)
+    return sys_error("setsid");
+  if (::ioctl(slave, TIOCSCTTY, 0) != 0)
+    return sys_error("make the pty the controlling terminal");
+  for (int fd = 0; fd < 3; ++fd)
+    if (::dup2(slave, fd) < 0)
+      return sys_error("dup the pty onto stdio");
+  if (slave > 2)
+    ::close(slave);
+  return {};
+}
+
+/// execvp's lookup of args[0] in the container's PATH; nothing if absent.
+std::string find_program(const oci::process& p) {
+  auto& name = p.args[0];
+  auto runnable = [](const std::string& f) {
+    struct stat st{};
+    return ::stat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  };
+  if (name.find('/') != std::string::npos)
+    return runnable(name) ? name : std::string{};
+  std::string path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (auto& e : p.env)
+    if (e.rfind("PATH=", 0) == 0)
+      path = e.substr(5);
+  size_t i = 0;
+  while (i <= path.size()) {
+    auto j = path.find(':', i);
+    if (j == std::string::npos)
+      j = path.size();
+    auto dir = j > i ? path.substr(i, j - i) : std::string{"."};
+    auto f = dir + "/" + name;
+    if (runnable(f))
+      return f;
+    i = j + 1;
+  }
+  return {};
+}
+
+status drop_privileges(const oci::process& p) {
+  auto& caps = p.caps;
+  // Bounding set first (needs CAP_SETPCAP, which root still has).
+  if (caps) {
+    for (int c = 0; c < static_cast<int>(cap_max_bits()); ++c) {
+      if (std::find(caps->bounding.begin(), caps->bounding.end(), c) != caps->bounding.end())
+        continue;
+      if (::prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL)
+        return sys_error("drop " + oci::capability_name(c) + " from the bounding set");
+    }
+  }
+  if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0)
+    return sys_error("keep capabilities across setuid");
+  std::vector<gid_t> groups(p.user.additional_gids.begin(), p.user.additional_gids.end());
+  if (::setgroups(groups.size(), groups.data()) != 0 && !(groups.empty() && errno == EPERM))
+    return sys_error("process.user.additionalGids: setgroups");
+  if (::setresgid(p.user.gid, p.user.gid, p.user.gid) != 0)
+    return sys_error("process.user.gid: setgid " + std::to_string(p.user.gid));
+  if (::setresuid(p.user.uid, p.user.uid, p.user.uid) != 0)
+    return sys_error("process.user.uid: setuid " + std::to_string(p.user.uid));
+  ::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+  if (caps) {
+    cap_t set = cap_init();
+    auto put = [&](const std::vector<int>& list, cap_flag_t flag) {
+      std::vector<cap_value_t> v(list.begin(), list.end());
+      if (!v.empty())
+        cap_set_flag(set, flag, static_cast<int>(v.size()), v.data(), CAP_SET);
+    };
+    put(caps->effective, CAP_EFFECTIVE);
+    put(caps->permitted, CAP_PERMITTED);
+    put(caps->inheritable, CAP_INHERITABLE);
+    int rc = cap_set_proc(set);
+    int err = errno;
+    cap_free(set);
+    if (rc != 0) {
+      errno = err;
+      return sys_error("process.capabilities: set effective/permitted/inheritable");
+    }
+    cap_reset_ambient();
+    // The kernel raises an ambient capability only if it is permitted and inheritable;
+    // others are skipped, as runc and crun do (their default specs ask for such sets).
+    for (int c : caps->ambient)
+      cap_set_ambient(c, CAP_SET);
+  }
+  return {};
+}
+
+std::string state_json(const init_context& ctx, pid_t host_pid, const char* status_name) {
+  container_state st;
+  st.oci_version = oci::spec_version;
+  st.id = ctx.id;
+  st.status = status_name;
+  st.pid = host_pid;
+  st.bundle = ctx.bundle;
+  st.annotations = ctx.cfg->annotations;
+  return st.to_json(false);
+}
+
+} // namespace
+
+void container_init(init_context& ctx) {
+  auto& cfg = *ctx.cfg;
+  auto& proc = *cfg.process;
+  ::umask(0);
+  sync_msg go;
+  if (!recv_msg(ctx.sync_fd, go) || go.kind != sync_msg::go)
+    ::_exit(1); // the runtime went away
+  pid_t host_pid = go.pid;
+  auto* userns = cfg.linux.find(CLONE_NEWUSER);
+  bool in_userns = userns != nullptr;
+  if (userns && userns->path.empty()
+      && (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0))
+    die(ctx, sys_error("become root in the new user namespace"));
+  if (auto s = join_namespaces(cfg))
+    die(ctx, s);
+  if (auto* cg = cfg.linux.find(CLONE_NEWCGROUP); cg && cg->path.empty()
+                                                  && ::unshare(CLONE_NEWCGROUP) != 0)
+    die(ctx, sys_error("unshare the cgroup namespace"));
+  if (!cfg.hostname.empty() && ::sethostname(cfg.hostname.data(), cfg.hostname.size()) != 0)
+    die(ctx, sys_error("hostname: sethostname"));
+  if (!cfg.domainname.empty()
+      && ::setdomainname(cfg.domainname.data(), cfg.domainname.size()) != 0)
+    die(ctx, sys_error("domainname: setdomainname"));
+  if (proc.oom_score_adj) {
+    int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    auto v = std::to_string(*proc.oom_score_adj);
+    if (fd < 0 || ::write(fd, v.data(), v.size()) < 0)
+      die(ctx, sys_error("process.oomScoreAdj: write /proc/self/oom_score_adj"));
+    ::close(fd);
+  }
+  auto before_pivot = [&]() -> status {
+    if (ctx.runtime_hooks) {
+      sync_msg m;
+      m.kind = sync_msg::mounted;
+      send_msg(ctx.sync_fd, m);
+      sync_msg r;
+      if (!recv_msg(ctx.sync_fd, r) || r.kind != sync_msg::resume)
+        ::_exit(1);
+    }
+    auto state = state_json(ctx, host_pid, "creating");
+    for (auto& h : cfg.hooks.create_container)
+      if (auto s = run_hook(h, state, "createContainer"))
+        return s;
+    return {};
+  };
+  if (auto s = setup_rootfs(ctx, in_userns, before_pivot))
+    die(ctx, s);
+  if (auto s = finish_rootfs(ctx))
+    die(ctx, s);
+  if (proc.terminal) {
+    if (auto s = setup_console(ctx, proc))
+      die(ctx, s);
+  } else {
+    ::setsid();
+  }
+  if (auto s = apply_rlimits(proc))
+    die(ctx, s);
+  if (::chdir(proc.cwd.c_str()) != 0)
+    die(ctx, sys_error("process.cwd: chdir " + proc.cwd));
+  auto program = find_program(proc);
+  if (program.empty())
+    die(ctx,
+        status{"not_found", "process.args[0]: executable file \"" + proc.args[0]
+                              + "\" not found in the container's PATH or rootfs"},
+        127);
+  if (ctx.fifo_fd >= 0) {
+    // create: report, then block until `start` opens the fifo for reading.
+    sync_msg m;
+    m.kind = sync_msg::created;
+    send_msg(ctx.sync_fd, m);
+    ::close(ctx.sync_fd);
+    ctx.sync_fd = -1;
+    auto path = "/proc/self/fd/" + std::to_string(ctx.fifo_fd);
+    int w = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (w < 0)
+      die(ctx, sys_error("open the exec fifo"));
+    if (::write(w, "0", 1) != 1)
+      die(ctx, sys_error("write the exec fifo"));
+    ::close(w);
+    ::close(ctx.fifo_fd);
+    auto state = state_json(ctx, host_pid, "running");
+    for (auto& h : cfg.hooks.start_container)
+      if (auto s = run_hook(h, state, "startContainer"))
+        die(ctx, s);
+  } else if (!cfg.hooks.start_container.empty()) {
+    auto state = state_json(ctx, host_pid, "running");
+    for (auto& h : cfg.hooks.start_container)
+      if (auto s = run_hook(h, state, "startContainer"))
+        die(ctx, s);
+  }
+  if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    die(ctx, sys_error("process.noNewPrivileges"));
+  // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while root still has it.
+  if (ctx.seccomp && !proc.no_new_privileges)
+    if (int rc = ctx.seccomp->load(); rc != 0)
+      die(ctx, from_errno(-rc, "linux.seccomp: load the filter"));
+  if (auto s = drop_privileges(proc))
+    die(ctx, s);
+  if (proc.user.umask)
+    ::umask(*proc.user.umask);
+  else
+    ::umask(022);
+  if (ctx.seccomp && proc.no_new_privileges)
+    if (int rc = ctx.seccomp->load(); rc != 0)
+      die(ctx, from_errno(-rc, "linux.seccomp: load the filter"));
+  std::vector<char*> argv, envp;
+  for (auto& a : proc.args)
+    argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (auto& e : proc.env)
+    envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execve(program.c_str(), argv.data(), envp.data());
+  int err = errno;
+  errno = err;
+  die(ctx, sys_error("exec " + program), err == ENOENT ? 127 : 126);
+}
+
+} // namespace cyto::containers::detail

@@ -1,0 +1,108 @@
+#pragma once
+// The OCI runtime: the lifecycle of runtime-spec containers (create, start, kill, delete,
+// state) over a state directory per container, like runc's --root. Plain C++: linked by
+// `cyto-runtime` and by the containers actor. The calling process must be
+// single-threaded when it creates a container (the container process is forked from it
+// and allocates before exec): the daemon runs it in a helper process.
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "actors/containers/oci_spec.hpp"
+#include "actors/containers/status.hpp"
+
+namespace cyto::containers {
+
+/// Where a container's processes go: the leaf cgroup.procs file of each hierarchy.
+struct cgroup_placement {
+  std::vector<std::string> procs_files;
+};
+
+/// Gives containers their cgroup. In the daemon the cells actor owns cgroups and hands out
+/// a cell; `cyto-runtime` uses the cells cgroupfs driver on `linux.cgroupsPath`.
+class cgroup_provider {
+public:
+  virtual ~cgroup_provider() = default;
+  /// Makes the container's cgroup and applies `linux.resources`. Nothing is left on error.
+  virtual result<cgroup_placement> place(const std::string& id, const oci::linux_config& linux) = 0;
+  /// Removes what place() made; the container's processes are gone.
+  virtual status release(const std::string& id, const std::string& cgroups_path) = 0;
+  /// Processes in the container's cgroup.
+  virtual std::vector<pid_t> pids(const std::string& id, const std::string& cgroups_path) = 0;
+};
+
+struct runtime_options {
+  /// State directories live in <root>/<id>.
+  std::string root = "/run/cyto-runtime";
+  /// Not owned; nullptr: containers get no cgroup of their own.
+  cgroup_provider* cgroups = nullptr;
+  /// Apply default_seccomp_profile() when the config has no linux.seccomp.
+  bool default_seccomp = false;
+};
+
+struct create_options {
+  std::string bundle = ".";
+  /// Written with the container's pid (host namespace) once it is created.
+  std::string pid_file;
+  /// A unix socket that receives the pty master (SCM_RIGHTS) when process.terminal is set.
+  std::string console_socket;
+};
+
+/// The runtime-spec state, plus the exit code when this runtime saw the exit.
+struct container_state {
+  std::string oci_version;
+  std::string id;
+  std::string status; // creating, created, running, stopped
+  pid_t pid = 0;
+  std::string bundle;
+  std::map<std::string, std::string> annotations;
+  std::string created; // RFC 3339
+  std::optional<int> exit_code;
+  /// The runtime-spec state as JSON (runc's `state` output shape).
+  std::string to_json(bool pretty = true) const;
+};
+
+class runtime {
+public:
+  explicit runtime(runtime_options options);
+
+  /// Creates the container: its process is set up and waits for start. Returns its pid.
+  result<pid_t> create(const std::string& id, const create_options& options);
+  /// Lets the created container run its program; runs poststart hooks.
+  status start(const std::string& id);
+  /// create + start + wait + delete; returns the exit status (128+n when killed by signal n).
+  /// Signals the runtime gets (INT, TERM, HUP, QUIT, USR1, USR2) go to the container.
+  result<int> run(const std::string& id, const create_options& options);
+  /// Sends `sig` to the container's process (all its cgroup's processes with `all`).
+  status kill(const std::string& id, int sig, bool all = false);
+  /// Deletes a stopped container (with force, kills it first); runs poststop hooks.
+  status remove(const std::string& id, bool force = false);
+  result<container_state> state(const std::string& id);
+  /// Every container under the root.
+  std::vector<container_state> list();
+
+  /// Container ids: [A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}.
+  static status check_id(const std::string& id);
+
+private:
+  struct impl;
+  /// The container's pid and, for run with a terminal, the pty master (else -1).
+  struct created {
+    pid_t pid = 0;
+    int master = -1;
+  };
+  result<created> do_create(const std::string& id, const create_options& options, bool run_mode);
+  status cleanup(const std::string& id, bool force);
+  std::string dir(const std::string& id) const;
+  runtime_options opts_;
+};
+
+/// Parses a signal name or number ("KILL", "SIGKILL", "9").
+std::optional<int> parse_signal(const std::string& text);
+
+} // namespace cyto::containers

@@ -1,0 +1,253 @@
+// cyto-runtime: a runc-compatible command line over the cyto OCI runtime library, so
+// other engines (podman --runtime, containerd shims) and the OCI validation suite can
+// drive it. Verbs: create, start, state, kill, delete, run, spec, list.
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/containers/cgroupfs_provider.hpp"
+#include "actors/containers/runtime.hpp"
+#include "cyto/version.hpp"
+
+namespace {
+
+using namespace cyto::containers;
+using json = nlohmann::json;
+
+struct globals {
+  std::string root = "/run/cyto-runtime";
+  std::string log;
+  std::string log_format = "text";
+  bool default_seccomp = false;
+  bool systemd_cgroup = false;
+  bool debug = false;
+};
+
+/// An error to stderr and, with --log, to the log file (runc's JSON shape with --log-format json).
+int report(const globals& g, const status& st) {
+  auto text = st.render();
+  std::fprintf(stderr, "cyto-runtime: %s\n", text.c_str());
+  if (!g.log.empty()) {
+    int fd = ::open(g.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      char when[64];
+      time_t now = ::time(nullptr);
+      tm t{};
+      ::gmtime_r(&now, &t);
+      std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &t);
+      std::string line = g.log_format == "json"
+                           ? json{{"level", "error"}, {"msg", text}, {"time", when}}.dump()
+                           : std::string{when} + " error " + text;
+      line += "\n";
+      (void)!::write(fd, line.data(), line.size());
+      ::close(fd);
+    }
+  }
+  return st.exit_code();
+}
+
+json default_spec(bool rootless) {
+  json caps = {"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"};
+  json spec = {
+    {"ociVersion", "1.0.2"},
+    {"process",
+     {{"terminal", true},
+      {"user", {{"uid", 0}, {"gid", 0}}},
+      {"args", {"sh"}},
+      {"env", {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"}},
+      {"cwd", "/"},
+      {"capabilities",
+       {{"bounding", caps}, {"effective", caps}, {"permitted", caps}, {"ambient", caps}}},
+      {"rlimits", {{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}}}},
+      {"noNewPrivileges", true}}},
+    {"root", {{"path", "rootfs"}, {"readonly", true}}},
+    {"hostname", "cyto"},
+    {"mounts",
+     {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+      {{"destination", "/dev"},
+       {"type", "tmpfs"},
+       {"source", "tmpfs"},
+       {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
+      {{"destination", "/dev/pts"},
+       {"type", "devpts"},
+       {"source", "devpts"},
+       {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
+      {{"destination", "/dev/shm"},
+       {"type", "tmpfs"},
+       {"source", "shm"},
+       {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}}},
+      {{"destination", "/dev/mqueue"},
+       {"type", "mqueue"},
+       {"source", "mqueue"},
+       {"options", {"nosuid", "noexec", "nodev"}}},
+      {{"destination", "/sys"},
+       {"type", "sysfs"},
+       {"source", "sysfs"},
+       {"options", {"nosuid", "noexec", "nodev", "ro"}}},
+      {{"destination", "/sys/fs/cgroup"},
+       {"type", "cgroup"},
+       {"source", "cgroup"},
+       {"options", {"nosuid", "noexec", "nodev", "relatime", "ro"}}}}},
+    {"linux",
+     {{"namespaces",
+       {{{"type", "pid"}}, {{"type", "network"}}, {{"type", "ipc"}}, {{"type", "uts"}},
+        {{"type", "mount"}}}},
+      {"maskedPaths",
+       {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+        "/proc/scsi"}},
+      {"readonlyPaths",
+       {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}}}}};
+  if (rootless) {
+    spec["linux"]["namespaces"].push_back({{"type", "user"}});
+    spec["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", ::getuid()}, {"size", 1}}};
+    spec["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", ::getgid()}, {"size", 1}}};
+  }
+  return spec;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  globals g;
+  CLI::App app{"cyto-runtime: run OCI containers (runtime-spec 1.0/1.1), runc-compatible"};
+  app.set_version_flag("-v,--version", std::string{"cyto-runtime version "} + cyto::version
+                                         + "\nspec: " + cyto::containers::oci::spec_version);
+  app.add_option("--root", g.root, "directory for the containers' state")
+    ->capture_default_str();
+  app.add_option("--log", g.log, "append errors to this file");
+  app.add_option("--log-format", g.log_format, "text or json")
+    ->check(CLI::IsMember({"text", "json"}));
+  app.add_flag("--default-seccomp", g.default_seccomp,
+               "give containers without linux.seccomp the default (podman-like) profile");
+  app.add_flag("--systemd-cgroup", g.systemd_cgroup,
+               "accepted for compatibility; cgroupsPath must be a cgroupfs path");
+  app.add_flag("--debug", g.debug, "accepted for compatibility");
+  app.require_subcommand(1);
+
+  std::string id, bundle = ".", pid_file, console_socket, sig = "SIGTERM";
+  bool force = false, all = false, detach = false, rootless = false, no_keyring = false,
+       no_pivot = false;
+  int preserve_fds = 0;
+  auto add_create_flags = [&](CLI::App* c) {
+    c->add_option("-b,--bundle", bundle, "bundle directory (holds config.json)")
+      ->capture_default_str();
+    c->add_option("--pid-file", pid_file, "write the container's pid here");
+    c->add_option("--console-socket", console_socket,
+                  "unix socket that receives the pty master when process.terminal is set");
+    c->add_flag("--no-new-keyring", no_keyring, "accepted for compatibility");
+    c->add_flag("--no-pivot", no_pivot, "not supported: pivot_root is always used");
+    c->add_option("--preserve-fds", preserve_fds, "accepted when 0");
+    c->add_option("id", id, "container id")->required();
+  };
+  auto* create = app.add_subcommand("create", "create a container (its process waits for start)");
+  add_create_flags(create);
+  auto* run = app.add_subcommand("run", "create and start a container, wait, delete it; "
+                                        "exits with the container's status");
+  add_create_flags(run);
+  run->add_flag("-d,--detach", detach, "return after start instead of waiting");
+  auto* start = app.add_subcommand("start", "start a created container");
+  start->add_option("id", id, "container id")->required();
+  auto* state = app.add_subcommand("state", "print the state of a container as JSON");
+  state->add_option("id", id, "container id")->required();
+  auto* kill = app.add_subcommand("kill", "send a signal (default SIGTERM) to a container");
+  kill->add_flag("-a,--all", all, "signal every process in the container's cgroup");
+  kill->add_option("id", id, "container id")->required();
+  kill->add_option("signal", sig, "signal name or number")->capture_default_str();
+  auto* del = app.add_subcommand("delete", "delete a stopped (or with --force any) container");
+  del->add_flag("-f,--force", force, "kill the container first if it runs");
+  del->add_option("id", id, "container id")->required();
+  auto* spec = app.add_subcommand("spec", "write a default config.json into the bundle");
+  spec->add_option("-b,--bundle", bundle, "bundle directory")->capture_default_str();
+  spec->add_flag("--rootless", rootless, "map the caller's uid and gid to root in a user ns");
+  auto* list = app.add_subcommand("list", "list containers");
+
+  CLI11_PARSE(app, argc, argv);
+
+  std::unique_ptr<cgroup_provider> cgroups;
+  auto make_runtime = [&] {
+    cgroups = make_cgroupfs_provider();
+    runtime_options o;
+    o.root = g.root;
+    o.cgroups = cgroups.get();
+    o.default_seccomp = g.default_seccomp;
+    return runtime{o};
+  };
+  create_options co;
+  co.bundle = bundle;
+  co.pid_file = pid_file;
+  co.console_socket = console_socket;
+  if ((create->parsed() || run->parsed()) && (no_pivot || preserve_fds != 0))
+    return report(g, invalid(no_pivot ? "--no-pivot is not supported"
+                                      : "--preserve-fds is not supported"));
+
+  if (create->parsed()) {
+    auto rt = make_runtime();
+    auto pid = rt.create(id, co);
+    return pid ? 0 : report(g, pid.error());
+  }
+  if (run->parsed()) {
+    auto rt = make_runtime();
+    if (detach) {
+      auto pid = rt.create(id, co);
+      if (!pid)
+        return report(g, pid.error());
+      if (auto s = rt.start(id))
+        return report(g, s);
+      return 0;
+    }
+    auto code = rt.run(id, co);
+    return code ? *code : report(g, code.error());
+  }
+  if (start->parsed()) {
+    auto s = make_runtime().start(id);
+    return s ? report(g, s) : 0;
+  }
+  if (state->parsed()) {
+    auto st = make_runtime().state(id);
+    if (!st)
+      return report(g, st.error());
+    std::cout << st->to_json() << "\n";
+    return 0;
+  }
+  if (kill->parsed()) {
+    auto n = parse_signal(sig);
+    if (!n)
+      return report(g, invalid("unknown signal \"" + sig + "\""));
+    auto s = make_runtime().kill(id, *n, all);
+    return s ? report(g, s) : 0;
+  }
+  if (del->parsed()) {
+    auto s = make_runtime().remove(id, force);
+    return s ? report(g, s) : 0;
+  }
+  if (list->parsed()) {
+    json out = json::array();
+    for (auto& c : make_runtime().list())
+      out.push_back(json::parse(c.to_json(false)));
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  if (spec->parsed()) {
+    auto path = bundle + "/config.json";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+      return report(g, from_errno(errno, "create " + path));
+    auto text = default_spec(rootless).dump(2) + "\n";
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    return ok ? 0 : report(g, from_errno(errno, "write " + path));
+  }
+  return 1;
+}

@@ -1,0 +1,503 @@
+// cyto-runtime against the real kernel (root): a busybox-static bundle in a temp dir,
+// containers created through the runc-compatible command line, and what the container
+// process sees checked from inside and outside. cgroups only under cyto-test-* roots;
+// every test leaves no state dir, cgroup, mount or process behind (checked).
+#define BOOST_TEST_MODULE integration_runtime
+#include <boost/test/unit_test.hpp>
+
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/daemon_fixture.hpp"
+
+using namespace cyto::test;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* runtime_path = CYTO_RUNTIME_PATH;
+constexpr const char* busybox = "/bin/busybox";
+
+struct runtime_required {
+  runtime_required() {
+    require_root();
+    if (::access(busybox, X_OK) != 0) {
+      std::printf("SKIP: %s (busybox-static) is not installed\n", busybox);
+      std::exit(77);
+    }
+  }
+};
+
+BOOST_TEST_GLOBAL_FIXTURE(runtime_required);
+
+/// A bundle (rootfs = busybox + applet links), a state root and a cgroup root of its own.
+struct bundle_fixture {
+  temp_dir tmp;
+  std::string bundle = tmp / "bundle";
+  std::string rootfs = bundle + "/rootfs";
+  std::string state_root = tmp / "state";
+  std::string cg_root;
+  json config;
+
+  bundle_fixture() {
+    std::random_device rd;
+    cg_root = "cyto-test-rt" + std::to_string(rd() % 1000000);
+    for (auto* d : {"bin", "proc", "dev", "sys", "tmp", "etc", "mnt"})
+      fs::create_directories(rootfs + "/" + d);
+    fs::copy_file(busybox, rootfs + "/bin/busybox");
+    for (auto* a : {"sh", "true", "cat", "id", "hostname", "ls", "echo", "sleep", "touch",
+                    "mkdir", "grep", "tty", "pwd", "mount", "wc", "head"})
+      fs::create_symlink("busybox", rootfs + "/bin/" + a);
+    config = base_config();
+    // mkdtemp makes it 0700: a container whose root maps to another uid must traverse it.
+    fs::permissions(tmp.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  }
+
+  ~bundle_fixture() {
+    // Whatever a failed test left: containers, then the cgroup root.
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator{state_root, ec})
+      run_process({runtime_path, "--root", state_root, "delete", "--force",
+                   e.path().filename().string()});
+    for (auto& m : host_cgroup_mounts()) {
+      auto top = m.path + "/" + cg_root;
+      if (!fs::exists(top, ec))
+        continue;
+      std::vector<fs::path> dirs;
+      for (auto& d : fs::recursive_directory_iterator{top, ec})
+        if (d.is_directory(ec))
+          dirs.push_back(d.path());
+      dirs.push_back(top);
+      for (auto& d : dirs)
+        for (auto& line : lines_of(read_text((d / "cgroup.procs").string())))
+          ::kill(std::stoi(line), SIGKILL);
+      std::sort(dirs.begin(), dirs.end(),
+                [](auto& a, auto& b) { return a.string().size() > b.string().size(); });
+      for (auto& d : dirs)
+        ::rmdir(d.c_str());
+    }
+  }
+
+  json base_config() const {
+    json caps = {"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"};
+    return {
+      {"ociVersion", "1.0.2"},
+      {"process",
+       {{"terminal", false},
+        {"user", {{"uid", 0}, {"gid", 0}}},
+        {"args", {"true"}},
+        {"env", {"PATH=/bin", "TERM=xterm"}},
+        {"cwd", "/"},
+        {"capabilities",
+         {{"bounding", caps}, {"effective", caps}, {"permitted", caps}, {"ambient", caps}}},
+        {"noNewPrivileges", true}}},
+      {"root", {{"path", "rootfs"}, {"readonly", false}}},
+      {"hostname", "cyto-test"},
+      {"mounts",
+       {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+        {{"destination", "/dev"},
+         {"type", "tmpfs"},
+         {"source", "tmpfs"},
+         {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
+        {{"destination", "/dev/pts"},
+         {"type", "devpts"},
+         {"source", "devpts"},
+         {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
+        {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"}},
+        {{"destination", "/sys"},
+         {"type", "sysfs"},
+         {"source", "sysfs"},
+         {"options", {"nosuid", "noexec", "nodev", "ro"}}}}},
+      {"linux",
+       {{"namespaces",
+         {{{"type", "pid"}}, {{"type", "network"}}, {{"type", "ipc"}}, {{"type", "uts"}},
+          {{"type", "mount"}}}},
+        {"cgroupsPath", "/" + cg_root + "/ctr"},
+        {"maskedPaths", {"/proc/kcore", "/proc/timer_list", "/proc/fs"}},
+        {"readonlyPaths", {"/proc/sys", "/proc/bus"}}}}};
+  }
+
+  void args(const std::vector<std::string>& a) {
+    config["process"]["args"] = a;
+  }
+
+  void write_config() const {
+    write_text(bundle + "/config.json", config.dump(2));
+  }
+
+  process_result rt(std::vector<std::string> a) const {
+    std::vector<std::string> argv{runtime_path, "--root", state_root};
+    argv.insert(argv.end(), a.begin(), a.end());
+    return run_process(argv, 30s);
+  }
+
+  /// `cyto-runtime create`: the container keeps the stdio it is given, so it goes to a
+  /// file here (a pipe would stay open as long as the container lives).
+  process_result create(const std::string& id, std::vector<std::string> extra = {}) const {
+    write_config();
+    std::vector<std::string> argv{runtime_path, "--root", state_root, "create", "--bundle", bundle};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back(id);
+    auto log = tmp / (id + ".log");
+    child_process p{argv, log};
+    int st = p.wait(30s);
+    return {st, "", read_text(log)};
+  }
+
+  /// `cyto-runtime run` of the current config.
+  process_result run(const std::string& id = "c1") const {
+    write_config();
+    return rt({"run", "--bundle", bundle, id});
+  }
+
+  /// Shell command inside the container; returns its stdout.
+  std::string shell(const std::string& cmd, int expect = 0) {
+    args({"sh", "-c", cmd});
+    auto r = run();
+    BOOST_CHECK_MESSAGE(r.code() == expect, "exit " << describe_status(r.status) << " (want "
+                                                    << expect << "), stderr: " << r.err);
+    return r.out;
+  }
+
+  std::string cgroup_dir(const char* controller) const {
+    for (auto& m : host_cgroup_mounts())
+      if (!m.v2 && std::find(m.options.begin(), m.options.end(), controller) != m.options.end())
+        return m.path + "/" + cg_root;
+    for (auto& m : host_cgroup_mounts())
+      if (m.v2 && m.path == "/sys/fs/cgroup")
+        return m.path + "/" + cg_root;
+    return {};
+  }
+
+  /// Nothing left: no state dir, no cgroup, no process with its root in the rootfs.
+  void check_nothing_left(const std::string& id = "c1") const {
+    BOOST_CHECK_MESSAGE(!fs::exists(state_root + "/" + id), "state dir of " << id << " left");
+    std::error_code ec;
+    for (auto& m : host_cgroup_mounts())
+      BOOST_CHECK_MESSAGE(!fs::exists(m.path + "/" + cg_root, ec),
+                          "cgroup " << m.path << "/" << cg_root << " left");
+    for (auto& p : fs::directory_iterator{"/proc", ec}) {
+      auto name = p.path().filename().string();
+      if (!std::isdigit(static_cast<unsigned char>(name[0])))
+        continue;
+      auto root = fs::read_symlink(p.path() / "root", ec);
+      BOOST_CHECK_MESSAGE(ec || root.string().rfind(tmp.path(), 0) != 0,
+                          "process " << name << " left with root " << root);
+    }
+    for (auto& line : lines_of(read_text("/proc/self/mountinfo")))
+      BOOST_CHECK_MESSAGE(!contains(line, tmp.path()), "mount left: " << line);
+  }
+
+  /// A bad input: the command fails with `code` naming `what`, and leaves nothing.
+  void expect_refused(const std::string& what, int code = 1,
+                      const std::string& prefix = "cyto.invalid_argument") {
+    auto r = run();
+    BOOST_CHECK_MESSAGE(r.code() == code, "exit " << describe_status(r.status) << ", want "
+                                                  << code << "; stderr: " << r.err);
+    BOOST_CHECK_MESSAGE(contains(r.err, prefix) && contains(r.err, what),
+                        "stderr should hold '" << prefix << "' and '" << what << "': " << r.err);
+    check_nothing_left();
+  }
+};
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r'))
+    s.pop_back();
+  return s;
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(runtime, bundle_fixture)
+
+BOOST_AUTO_TEST_CASE(hostname_pid1_and_only_own_processes_visible) {
+  auto out = shell("hostname; echo pid=$$; for p in /proc/[0-9]*; do echo $p; done");
+  BOOST_CHECK_EQUAL(out, "cyto-test\npid=1\n/proc/1\n");
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(exit_code_propagates) {
+  args({"sh", "-c", "exit 42"});
+  BOOST_CHECK_EQUAL(run().code(), 42);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(capeff_matches_the_asked_set) {
+  json caps = {"CAP_CHOWN", "CAP_KILL"}; // bits 0 and 5
+  for (auto* set : {"bounding", "effective", "permitted", "inheritable", "ambient"})
+    config["process"]["capabilities"][set] = caps;
+  auto out = shell("grep -E '^Cap(Eff|Bnd|Amb)' /proc/self/status");
+  BOOST_CHECK(contains(out, "CapEff:\t0000000000000021"));
+  BOOST_CHECK(contains(out, "CapBnd:\t0000000000000021"));
+  BOOST_CHECK(contains(out, "CapAmb:\t0000000000000021"));
+}
+
+BOOST_AUTO_TEST_CASE(readonly_rootfs_refuses_writes) {
+  config["root"]["readonly"] = true;
+  args({"touch", "/etc/x"});
+  auto r = run();
+  BOOST_CHECK_NE(r.code(), 0);
+  BOOST_CHECK_MESSAGE(contains(r.err, "Read-only file system"), r.err);
+  BOOST_CHECK(!fs::exists(rootfs + "/etc/x"));
+  // tmpfs mounts stay writable
+  BOOST_CHECK_EQUAL(shell("touch /tmp/x && echo ok"), "ok\n");
+}
+
+BOOST_AUTO_TEST_CASE(seccomp_blocked_syscall_fails_with_eperm) {
+  config["linux"]["seccomp"] = {
+    {"defaultAction", "SCMP_ACT_ALLOW"},
+    {"architectures", {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86"}},
+    {"syscalls", {{{"names", {"mkdir", "mkdirat"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 1}}}}};
+  args({"mkdir", "/tmp/d"});
+  auto r = run();
+  BOOST_CHECK_NE(r.code(), 0);
+  BOOST_CHECK_MESSAGE(contains(r.err, "Operation not permitted"), r.err);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(default_seccomp_profile_blocks_mount) {
+  for (auto* set : {"bounding", "effective", "permitted"})
+    config["process"]["capabilities"][set] = {"CAP_SYS_ADMIN"};
+  args({"mount", "-t", "tmpfs", "x", "/mnt"});
+  write_config();
+  auto r = rt({"--default-seccomp", "run", "--bundle", bundle, "c1"});
+  BOOST_CHECK_NE(r.code(), 0);
+  BOOST_CHECK_MESSAGE(contains(r.err, "mount: permission denied"), r.err); // busybox's EPERM
+  // without the profile the same capability set may mount
+  BOOST_CHECK_EQUAL(shell("mount -t tmpfs x /mnt && echo mounted"), "mounted\n");
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(user_namespace_maps_root_to_an_unprivileged_uid) {
+  config["linux"]["namespaces"].push_back({{"type", "user"}});
+  config["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 200000}, {"size", 65536}}};
+  config["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 200000}, {"size", 65536}}};
+  args({"sh", "-c", "id -u; cat /proc/self/uid_map; sleep 30"});
+  auto c = create("c1", {"--pid-file", tmp / "pid"});
+  BOOST_REQUIRE_MESSAGE(c.code() == 0, c.err);
+  auto pid = trim(read_text(tmp / "pid"));
+  // Seen from the host, the container's root is uid 200000.
+  std::string uid_line;
+  for (auto& l : lines_of(read_text("/proc/" + pid + "/status")))
+    if (l.rfind("Uid:", 0) == 0)
+      uid_line = l;
+  BOOST_CHECK_MESSAGE(contains(uid_line, "200000"), uid_line);
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  args({"sh", "-c", "id -u; cat /proc/self/uid_map"});
+  auto out = shell("id -u; cat /proc/self/uid_map");
+  BOOST_CHECK(contains(out, "0\n"));
+  BOOST_CHECK(contains(out, "200000"));
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(memory_and_pids_limits_land_in_the_cgroup) {
+  config["linux"]["resources"] = {{"memory", {{"limit", 64 * 1024 * 1024}}},
+                                  {"pids", {{"limit", 50}}}};
+  args({"sleep", "30"});
+  BOOST_REQUIRE_EQUAL(create("c1").code(), 0);
+  auto mem = cgroup_dir("memory");
+  BOOST_REQUIRE(!mem.empty());
+  auto file = fs::exists(mem + "/ctr/memory.limit_in_bytes") ? mem + "/ctr/memory.limit_in_bytes"
+                                                             : mem + "/ctr/memory.max";
+  BOOST_CHECK_EQUAL(trim(read_text(file)), "67108864");
+  auto pids = cgroup_dir("pids");
+  BOOST_CHECK_EQUAL(trim(read_text(pids + "/ctr/pids.max")), "50");
+  auto st = json::parse(rt({"state", "c1"}).out);
+  auto procs = read_text(mem + "/ctr/_/cgroup.procs");
+  BOOST_CHECK_MESSAGE(contains(procs, std::to_string(st["pid"].get<int>())), procs);
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(masked_and_readonly_paths) {
+  // /proc/kcore is absent on some kernels: a masked path that does not exist is skipped.
+  BOOST_REQUIRE_GT(read_text("/proc/timer_list").size(), 0u);
+  auto out = shell("wc -c < /proc/timer_list; ls /proc/fs | wc -l; "
+                   "echo 1 > /proc/sys/kernel/ns_last_pid || echo ro");
+  BOOST_CHECK_EQUAL(out, "0\n0\nro\n");
+}
+
+BOOST_AUTO_TEST_CASE(user_env_cwd_rlimits_oom_sysctl) {
+  config["process"]["user"] = {{"uid", 1000}, {"gid", 1001}, {"additionalGids", {1002}}};
+  config["process"]["env"].push_back("FOO=bar");
+  config["process"]["cwd"] = "/tmp";
+  config["process"]["rlimits"] = {{{"type", "RLIMIT_NOFILE"}, {"soft", 123}, {"hard", 456}}};
+  config["process"]["oomScoreAdj"] = 500;
+  config["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
+  auto out = shell("id; pwd; echo $FOO; ulimit -n; cat /proc/self/oom_score_adj "
+                   "/proc/sys/net/ipv4/ip_forward");
+  BOOST_CHECK_EQUAL(out, "uid=1000 gid=1001 groups=1002\n/tmp\nbar\n123\n500\n1\n");
+}
+
+BOOST_AUTO_TEST_CASE(terminal_gives_a_pty) {
+  config["process"]["terminal"] = true;
+  auto out = shell("tty");
+  BOOST_CHECK_MESSAGE(contains(out, "/dev/pts/0"), out);
+}
+
+BOOST_AUTO_TEST_CASE(lifecycle_create_start_kill_delete) {
+  config["annotations"] = {{"org.cyto.test", "yes"}};
+  args({"sleep", "30"});
+  auto c = create("c1", {"--pid-file", tmp / "pid"});
+  BOOST_REQUIRE_MESSAGE(c.code() == 0, c.err);
+  auto st = json::parse(rt({"state", "c1"}).out);
+  BOOST_CHECK_EQUAL(st["status"], "created");
+  BOOST_CHECK_EQUAL(st["id"], "c1");
+  BOOST_CHECK_EQUAL(st["bundle"], fs::canonical(bundle).string());
+  BOOST_CHECK_EQUAL(st["annotations"]["org.cyto.test"], "yes");
+  BOOST_CHECK_EQUAL(std::to_string(st["pid"].get<int>()), trim(read_text(tmp / "pid")));
+  // a second container with the same id is refused
+  auto dup = create("c1");
+  BOOST_CHECK(dup.code() != 0 && contains(dup.err, "cyto.already_exists"));
+  BOOST_CHECK_EQUAL(rt({"start", "c1"}).code(), 0);
+  BOOST_CHECK_EQUAL(json::parse(rt({"state", "c1"}).out)["status"], "running");
+  auto again = rt({"start", "c1"});
+  BOOST_CHECK(again.code() != 0 && contains(again.err, "cyto.failed_precondition"));
+  auto del = rt({"delete", "c1"});
+  BOOST_CHECK(del.code() != 0 && contains(del.err, "is running"));
+  BOOST_CHECK_EQUAL(rt({"kill", "c1", "KILL"}).code(), 0);
+  for (int i = 0; i < 100 && json::parse(rt({"state", "c1"}).out)["status"] != "stopped"; ++i)
+    std::this_thread::sleep_for(20ms);
+  BOOST_CHECK_EQUAL(json::parse(rt({"state", "c1"}).out)["status"], "stopped");
+  auto k = rt({"kill", "c1", "TERM"});
+  BOOST_CHECK(k.code() != 0 && contains(k.err, "stopped"));
+  BOOST_CHECK_EQUAL(rt({"delete", "c1"}).code(), 0);
+  auto gone = rt({"state", "c1"});
+  BOOST_CHECK(gone.code() != 0 && contains(gone.err, "cyto.not_found"));
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(hooks_get_the_state_on_stdin) {
+  // Hooks run in the runtime's namespaces: the host's busybox writes what they get.
+  auto hook = [&](const std::string& file) {
+    return json{{"path", busybox}, {"args", {"sh", "-c", "cat > " + file}}};
+  };
+  config["hooks"] = {{"prestart", {hook(tmp / "prestart")}},
+                     {"createRuntime", {hook(tmp / "createRuntime")}},
+                     {"poststart", {hook(tmp / "poststart")}},
+                     {"poststop", {hook(tmp / "poststop")}}};
+  BOOST_REQUIRE_EQUAL(run().code(), 0);
+  for (auto* phase : {"prestart", "createRuntime", "poststart", "poststop"}) {
+    auto st = json::parse(read_text(tmp / phase));
+    BOOST_CHECK_EQUAL(st["id"], "c1");
+    BOOST_CHECK_EQUAL(st["bundle"], fs::canonical(bundle).string());
+  }
+  BOOST_CHECK_EQUAL(json::parse(read_text(tmp / "prestart"))["status"], "creating");
+  BOOST_CHECK_GT(json::parse(read_text(tmp / "prestart"))["pid"].get<int>(), 0);
+  BOOST_CHECK_EQUAL(json::parse(read_text(tmp / "poststop"))["status"], "stopped");
+  // a failing prestart hook stops the create and leaves nothing
+  config["hooks"] = {{"prestart", {{{"path", "/bin/false"}}}}};
+  expect_refused("hooks.prestart", 1, "cyto.failed_precondition");
+}
+
+BOOST_AUTO_TEST_CASE(joins_a_namespace_by_path) {
+  config["hostname"] = "first";
+  args({"sleep", "30"});
+  auto c = create("c1", {"--pid-file", tmp / "pid"});
+  BOOST_REQUIRE_MESSAGE(c.code() == 0, c.err);
+  auto pid = trim(read_text(tmp / "pid"));
+  auto second = base_config();
+  second["hostname"] = "";
+  second["linux"]["cgroupsPath"] = "/" + cg_root + "/ctr2";
+  for (auto& ns : second["linux"]["namespaces"])
+    if (ns["type"] == "uts")
+      ns["path"] = "/proc/" + pid + "/ns/uts";
+  second["process"]["args"] = {"hostname"};
+  second.erase("hostname");
+  write_text(bundle + "/config.json", second.dump());
+  auto r = rt({"run", "--bundle", bundle, "c2"});
+  BOOST_CHECK_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out, "first\n");
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+  check_nothing_left("c2");
+}
+
+BOOST_AUTO_TEST_CASE(spec_writes_a_config_this_runtime_accepts) {
+  fs::remove(bundle + "/config.json");
+  auto r = rt({"spec", "--bundle", bundle});
+  BOOST_REQUIRE_MESSAGE(r.code() == 0, r.err);
+  auto cfg = json::parse(read_text(bundle + "/config.json"));
+  cfg["process"]["terminal"] = false;
+  cfg["process"]["args"] = {"sh", "-c", "exit 7"};
+  cfg["linux"]["cgroupsPath"] = "/" + cg_root + "/ctr";
+  config = cfg;
+  BOOST_CHECK_EQUAL(run().code(), 7);
+  BOOST_CHECK(rt({"spec", "--bundle", bundle}).code() != 0); // never overwrites
+  check_nothing_left();
+}
+
+// -- bad input: a clear error, and nothing left behind ------------------------------
+
+BOOST_AUTO_TEST_CASE(missing_rootfs) {
+  config["root"]["path"] = "no-such-rootfs";
+  expect_refused("root.path");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_and_truncated_config) {
+  write_text(bundle + "/config.json", "{\"ociVersion\": \"1.0.2\", \"root\": ");
+  auto r = rt({"run", "--bundle", bundle, "c1"});
+  BOOST_CHECK(r.code() == 1 && contains(r.err, "cyto.invalid_argument: config.json: malformed"));
+  auto text = config.dump();
+  write_text(bundle + "/config.json", text.substr(0, text.size() / 2));
+  r = rt({"run", "--bundle", bundle, "c1"});
+  BOOST_CHECK(r.code() == 1 && contains(r.err, "malformed JSON"));
+  write_text(bundle + "/config.json", "[1,2]");
+  r = rt({"run", "--bundle", bundle, "c1"});
+  BOOST_CHECK(r.code() == 1 && contains(r.err, "must be an object"));
+  check_nothing_left();
+  config["process"]["cwd"] = "relative";
+  expect_refused("process.cwd: must be an absolute path");
+  config = base_config();
+  config["process"]["rlimits"] = {{{"type", "RLIMIT_NOFILE"}, {"soft", 1}, {"hard", 2}},
+                                  {{"type", "RLIMIT_NOFILE"}, {"soft", 1}, {"hard", 2}}};
+  expect_refused("duplicate rlimit");
+}
+
+BOOST_AUTO_TEST_CASE(unsupported_oci_version) {
+  config["ociVersion"] = "2.0.0";
+  expect_refused("ociVersion: unsupported version \"2.0.0\"");
+}
+
+BOOST_AUTO_TEST_CASE(namespace_path_that_does_not_exist) {
+  for (auto& ns : config["linux"]["namespaces"])
+    if (ns["type"] == "network")
+      ns["path"] = "/proc/999999999/ns/net";
+  expect_refused("/proc/999999999/ns/net");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_capability) {
+  config["process"]["capabilities"]["bounding"].push_back("CAP_NO_SUCH_THING");
+  expect_refused("process.capabilities.bounding[3]: unknown capability \"CAP_NO_SUCH_THING\"");
+}
+
+BOOST_AUTO_TEST_CASE(seccomp_profile_with_unknown_syscall) {
+  config["linux"]["seccomp"] = {
+    {"defaultAction", "SCMP_ACT_ALLOW"},
+    {"syscalls", {{{"names", {"getpid", "no_such_syscall"}}, {"action", "SCMP_ACT_ERRNO"}}}}};
+  expect_refused("linux.seccomp.syscalls[0].names[1]: unknown syscall \"no_such_syscall\"");
+}
+
+BOOST_AUTO_TEST_CASE(command_not_found_exits_127) {
+  args({"no-such-command"});
+  expect_refused("\"no-such-command\" not found", 127, "cyto.not_found");
+  // also through create: the error comes at create, nothing waits for start
+  auto r = create("c1");
+  BOOST_CHECK_EQUAL(r.code(), 127);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(bad_ids_and_cgroup_paths) {
+  write_config();
+  auto r = rt({"run", "--bundle", bundle, "../escape"});
+  BOOST_CHECK(r.code() == 1 && contains(r.err, "container id"));
+  config["linux"]["cgroupsPath"] = "system.slice:cyto:x";
+  expect_refused("systemd slices are not supported");
+  config["linux"]["cgroupsPath"] = "/" + cg_root + "/ctr";
+  config["linux"]["resources"] = {{"cpu", {{"shares", 1}, {"quota", 10}, {"period", 100}}}};
+  expect_refused("linux.resources");
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -18,6 +18,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "actors/containers/fd_passing.hpp"
 #include "actors/containers/hooks.hpp"
 #include "actors/containers/runtime.hpp"
 
@@ -112,21 +113,7 @@ status setup_console(const init_context& ctx, const oci::process& p) {
     ws.ws_col = static_cast<unsigned short>(p.console_width);
     ::ioctl(slave, TIOCSWINSZ, &ws);
   }
-  // The master goes over the console socket with SCM_RIGHTS.
-  char byte = 'm';
-  iovec iov{&byte, 1};
-  char cbuf[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof(cbuf);
-  auto* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &master, sizeof(int));
-  if (::sendmsg(ctx.console_fd, &msg, MSG_NOSIGNAL) < 0)
+  if (!send_fd(ctx.console_fd, master))
     return sys_error("send the pty master to the console socket");
   ::close(master);
   ::close(ctx.console_fd);

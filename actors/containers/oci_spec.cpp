@@ -112,6 +112,24 @@ uint32_t get_u32(const json& j, const std::string& field) {
   return static_cast<uint32_t>(v);
 }
 
+/// obj[key], which the spec requires; the error names "<field>.<key>".
+const json& required(const json& obj, const char* key, const std::string& field) {
+  auto* v = member(obj, key);
+  if (!v)
+    fail(field.empty() ? std::string{key} : field + "." + key, "is required");
+  return *v;
+}
+
+/// Calls fn(element, "<field>[i]") for each element of an array of objects.
+template <class F>
+void each_object(const json& arr, const std::string& field, F fn) {
+  need_array(arr, field);
+  for (size_t i = 0; i < arr.size(); ++i) {
+    auto f = field + "[" + std::to_string(i) + "]";
+    fn(need_object(arr[i], f), f);
+  }
+}
+
 std::vector<std::string> get_strings(const json& j, const std::string& field) {
   need_array(j, field);
   std::vector<std::string> out;
@@ -210,10 +228,7 @@ process parse_process(const json& j) {
     p.console_height = get_u32((*cs)["height"], "process.consoleSize.height");
     p.console_width = get_u32((*cs)["width"], "process.consoleSize.width");
   }
-  auto* u = member(j, "user");
-  if (!u)
-    fail("process.user", "is required");
-  need_object(*u, "process.user");
+  auto* u = &need_object(required(j, "user", "process"), "process.user");
   if (auto* v = member(*u, "uid"))
     p.user.uid = get_u32(*v, "process.user.uid");
   if (auto* v = member(*u, "gid"))
@@ -228,10 +243,7 @@ process parse_process(const json& j) {
   }
   if (member(*u, "username"))
     fail("process.user.username", "is for Windows; use uid and gid");
-  auto* args = member(j, "args");
-  if (!args)
-    fail("process.args", "is required");
-  p.args = get_strings(*args, "process.args");
+  p.args = get_strings(required(j, "args", "process"), "process.args");
   if (p.args.empty())
     fail("process.args", "needs at least one entry (the program)");
   if (p.args[0].empty())
@@ -240,10 +252,7 @@ process parse_process(const json& j) {
     p.env = get_strings(*e, "process.env");
     check_env(p.env, "process.env");
   }
-  auto* cwd = member(j, "cwd");
-  if (!cwd)
-    fail("process.cwd", "is required");
-  p.cwd = need_absolute(*cwd, "process.cwd");
+  p.cwd = need_absolute(required(j, "cwd", "process"), "process.cwd");
   if (auto* c = member(j, "capabilities")) {
     need_object(*c, "process.capabilities");
     capabilities caps;
@@ -257,29 +266,21 @@ process parse_process(const json& j) {
     p.caps = std::move(caps);
   }
   if (auto* r = member(j, "rlimits")) {
-    need_array(*r, "process.rlimits");
     std::set<int> seen;
-    for (size_t i = 0; i < r->size(); ++i) {
-      auto field = "process.rlimits[" + std::to_string(i) + "]";
-      auto& e = need_object((*r)[i], field);
-      auto* type = member(e, "type");
-      if (!type)
-        fail(field + ".type", "is required");
+    each_object(*r, "process.rlimits", [&](const json& e, const std::string& field) {
       rlimit rl;
-      rl.type = get_string(*type, field + ".type");
+      rl.type = get_string(required(e, "type", field), field + ".type");
       rl.resource = rlimit_from_name(rl.type);
       if (rl.resource < 0)
         fail(field + ".type", "unknown rlimit \"" + rl.type + "\"");
       if (!seen.insert(rl.resource).second)
         fail(field + ".type", "duplicate rlimit \"" + rl.type + "\"");
-      if (!member(e, "soft") || !member(e, "hard"))
-        fail(field, "needs soft and hard");
-      rl.soft = get_uint(e["soft"], field + ".soft");
-      rl.hard = get_uint(e["hard"], field + ".hard");
+      rl.soft = get_uint(required(e, "soft", field), field + ".soft");
+      rl.hard = get_uint(required(e, "hard", field), field + ".hard");
       if (rl.soft > rl.hard)
         fail(field, "soft limit above hard limit");
       p.rlimits.push_back(rl);
-    }
+    });
   }
   if (auto* n = member(j, "noNewPrivileges"))
     p.no_new_privileges = get_bool(*n, "process.noNewPrivileges");
@@ -295,16 +296,10 @@ process parse_process(const json& j) {
 }
 
 std::vector<hook> parse_hooks(const json& j, const std::string& field) {
-  need_array(j, field);
   std::vector<hook> out;
-  for (size_t i = 0; i < j.size(); ++i) {
-    auto f = field + "[" + std::to_string(i) + "]";
-    auto& e = need_object(j[i], f);
+  each_object(j, field, [&](const json& e, const std::string& f) {
     hook h;
-    auto* p = member(e, "path");
-    if (!p)
-      fail(f + ".path", "is required");
-    h.path = need_absolute(*p, f + ".path");
+    h.path = need_absolute(required(e, "path", f), f + ".path");
     if (auto* a = member(e, "args"))
       h.args = get_strings(*a, f + ".args");
     if (auto* v = member(e, "env")) {
@@ -314,25 +309,20 @@ std::vector<hook> parse_hooks(const json& j, const std::string& field) {
     if (auto* t = member(e, "timeout"))
       h.timeout = static_cast<int>(get_int(*t, f + ".timeout", 1, INT32_MAX));
     out.push_back(std::move(h));
-  }
+  });
   return out;
 }
 
 std::vector<id_mapping> parse_mappings(const json& j, const std::string& field) {
-  need_array(j, field);
   std::vector<id_mapping> out;
-  for (size_t i = 0; i < j.size(); ++i) {
-    auto f = field + "[" + std::to_string(i) + "]";
-    auto& e = need_object(j[i], f);
-    for (auto* k : {"containerID", "hostID", "size"})
-      if (!member(e, k))
-        fail(f + "." + k, "is required");
-    id_mapping m{get_u32(e["containerID"], f + ".containerID"),
-                 get_u32(e["hostID"], f + ".hostID"), get_u32(e["size"], f + ".size")};
+  each_object(j, field, [&](const json& e, const std::string& f) {
+    id_mapping m{get_u32(required(e, "containerID", f), f + ".containerID"),
+                 get_u32(required(e, "hostID", f), f + ".hostID"),
+                 get_u32(required(e, "size", f), f + ".size")};
     if (m.size == 0)
       fail(f + ".size", "must be at least 1");
     out.push_back(m);
-  }
+  });
   return out;
 }
 
@@ -382,14 +372,8 @@ void parse_resources(const json& j, resources& r) {
   // devices: the default device set is what the container gets; device cgroup rules are
   // accepted (validated) but the cell, not the runtime, decides device access.
   if (auto* d = member(j, "devices")) {
-    need_array(*d, "linux.resources.devices");
-    for (size_t i = 0; i < d->size(); ++i) {
-      auto f = "linux.resources.devices[" + std::to_string(i) + "]";
-      auto& e = need_object((*d)[i], f);
-      auto* allow = member(e, "allow");
-      if (!allow)
-        fail(f + ".allow", "is required");
-      get_bool(*allow, f + ".allow");
+    each_object(*d, "linux.resources.devices", [&](const json& e, const std::string& f) {
+      get_bool(required(e, "allow", f), f + ".allow");
       if (auto* t = member(e, "type")) {
         auto s = get_string(*t, f + ".type");
         if (s != "a" && s != "c" && s != "b")
@@ -400,7 +384,7 @@ void parse_resources(const json& j, resources& r) {
         if (s.find_first_not_of("rwm") != std::string::npos)
           fail(f + ".access", "must be made of r, w and m");
       }
-    }
+    });
   }
   for (auto* k : {"hugepageLimits", "network", "rdma", "unified"})
     if (auto* v = member(j, k); v && !(v->is_array() || v->is_object() ? v->empty() : false))
@@ -410,10 +394,8 @@ void parse_resources(const json& j, resources& r) {
 seccomp parse_seccomp(const json& j) {
   need_object(j, "linux.seccomp");
   seccomp s;
-  auto* d = member(j, "defaultAction");
-  if (!d)
-    fail("linux.seccomp.defaultAction", "is required");
-  s.default_action = get_string(*d, "linux.seccomp.defaultAction");
+  s.default_action = get_string(required(j, "defaultAction", "linux.seccomp"),
+                                "linux.seccomp.defaultAction");
   if (auto* v = member(j, "defaultErrnoRet"))
     s.default_errno_ret = get_u32(*v, "linux.seccomp.defaultErrnoRet");
   if (auto* v = member(j, "architectures"))
@@ -423,41 +405,26 @@ seccomp parse_seccomp(const json& j) {
   if (auto* v = member(j, "listenerPath"); v && !get_string(*v, "linux.seccomp.listenerPath").empty())
     fail("linux.seccomp.listenerPath", "is not supported by this runtime");
   if (auto* v = member(j, "syscalls")) {
-    need_array(*v, "linux.seccomp.syscalls");
-    for (size_t i = 0; i < v->size(); ++i) {
-      auto f = "linux.seccomp.syscalls[" + std::to_string(i) + "]";
-      auto& e = need_object((*v)[i], f);
+    each_object(*v, "linux.seccomp.syscalls", [&](const json& e, const std::string& f) {
       seccomp_rule r;
-      auto* names = member(e, "names");
-      if (!names)
-        fail(f + ".names", "is required");
-      r.names = get_strings(*names, f + ".names");
+      r.names = get_strings(required(e, "names", f), f + ".names");
       if (r.names.empty())
         fail(f + ".names", "needs at least one syscall");
-      auto* a = member(e, "action");
-      if (!a)
-        fail(f + ".action", "is required");
-      r.action = get_string(*a, f + ".action");
+      r.action = get_string(required(e, "action", f), f + ".action");
       if (auto* er = member(e, "errnoRet"))
         r.errno_ret = get_u32(*er, f + ".errnoRet");
-      if (auto* args = member(e, "args")) {
-        need_array(*args, f + ".args");
-        for (size_t k = 0; k < args->size(); ++k) {
-          auto af = f + ".args[" + std::to_string(k) + "]";
-          auto& ae = need_object((*args)[k], af);
+      if (auto* args = member(e, "args"))
+        each_object(*args, f + ".args", [&](const json& ae, const std::string& af) {
           seccomp_arg sa;
-          if (!member(ae, "index") || !member(ae, "value") || !member(ae, "op"))
-            fail(af, "needs index, value and op");
-          sa.index = static_cast<unsigned>(get_int(ae["index"], af + ".index", 0, 5));
-          sa.value = get_uint(ae["value"], af + ".value");
+          sa.index = static_cast<unsigned>(get_int(required(ae, "index", af), af + ".index", 0, 5));
+          sa.value = get_uint(required(ae, "value", af), af + ".value");
           if (auto* v2 = member(ae, "valueTwo"))
             sa.value_two = get_uint(*v2, af + ".valueTwo");
-          sa.op = get_string(ae["op"], af + ".op");
+          sa.op = get_string(required(ae, "op", af), af + ".op");
           r.args.push_back(sa);
-        }
-      }
+        });
       s.syscalls.push_back(std::move(r));
-    }
+    });
   }
   return s;
 }
@@ -466,15 +433,9 @@ linux_config parse_linux(const json& j) {
   need_object(j, "linux");
   linux_config l;
   if (auto* ns = member(j, "namespaces")) {
-    need_array(*ns, "linux.namespaces");
-    for (size_t i = 0; i < ns->size(); ++i) {
-      auto f = "linux.namespaces[" + std::to_string(i) + "]";
-      auto& e = need_object((*ns)[i], f);
-      auto* t = member(e, "type");
-      if (!t)
-        fail(f + ".type", "is required");
+    each_object(*ns, "linux.namespaces", [&](const json& e, const std::string& f) {
       namespace_entry n;
-      n.type = get_string(*t, f + ".type");
+      n.type = get_string(required(e, "type", f), f + ".type");
       n.flag = namespace_flag(n.type);
       if (n.flag == 0)
         fail(f + ".type", "unknown namespace type \"" + n.type + "\"");
@@ -483,7 +444,7 @@ linux_config parse_linux(const json& j) {
       if (auto* p = member(e, "path"))
         n.path = need_absolute(*p, f + ".path");
       l.namespaces.push_back(std::move(n));
-    }
+    });
   }
   if (auto* m = member(j, "uidMappings"))
     l.uid_mappings = parse_mappings(*m, "linux.uidMappings");
@@ -495,27 +456,16 @@ linux_config parse_linux(const json& j) {
   if ((!userns || !userns->path.empty()) && (!l.uid_mappings.empty() || !l.gid_mappings.empty()))
     fail("linux.uidMappings", "mappings need a new user namespace (linux.namespaces type user)");
   if (auto* d = member(j, "devices")) {
-    need_array(*d, "linux.devices");
-    for (size_t i = 0; i < d->size(); ++i) {
-      auto f = "linux.devices[" + std::to_string(i) + "]";
-      auto& e = need_object((*d)[i], f);
+    each_object(*d, "linux.devices", [&](const json& e, const std::string& f) {
       device dev;
-      auto* t = member(e, "type");
-      auto* p = member(e, "path");
-      if (!t)
-        fail(f + ".type", "is required");
-      if (!p)
-        fail(f + ".path", "is required");
-      auto ts = get_string(*t, f + ".type");
+      auto ts = get_string(required(e, "type", f), f + ".type");
       if (ts.size() != 1 || std::string{"cbup"}.find(ts[0]) == std::string::npos)
         fail(f + ".type", "must be c, b, u or p");
       dev.type = ts[0];
-      dev.path = need_absolute(*p, f + ".path");
+      dev.path = need_absolute(required(e, "path", f), f + ".path");
       if (dev.type != 'p') {
-        if (!member(e, "major") || !member(e, "minor"))
-          fail(f, "needs major and minor for type " + ts);
-        dev.major = get_int(e["major"], f + ".major", 0, 0xfff);
-        dev.minor = get_int(e["minor"], f + ".minor", 0, 0xfffff);
+        dev.major = get_int(required(e, "major", f), f + ".major", 0, 0xfff);
+        dev.minor = get_int(required(e, "minor", f), f + ".minor", 0, 0xfffff);
       }
       if (auto* v = member(e, "fileMode"))
         dev.file_mode = get_u32(*v, f + ".fileMode");
@@ -524,7 +474,7 @@ linux_config parse_linux(const json& j) {
       if (auto* v = member(e, "gid"))
         dev.gid = get_u32(*v, f + ".gid");
       l.devices.push_back(std::move(dev));
-    }
+    });
   }
   if (auto* c = member(j, "cgroupsPath"))
     l.cgroups_path = get_string(*c, "linux.cgroupsPath");
@@ -605,19 +555,10 @@ result<config> parse_config(const std::string& text, const std::string& bundle) 
   try {
     need_object(j, "config.json");
     config c;
-    auto* v = member(j, "ociVersion");
-    if (!v)
-      fail("ociVersion", "is required");
-    c.oci_version = get_string(*v, "ociVersion");
+    c.oci_version = get_string(required(j, "ociVersion", ""), "ociVersion");
     check_version(c.oci_version);
-    auto* root = member(j, "root");
-    if (!root)
-      fail("root", "is required");
-    need_object(*root, "root");
-    auto* rp = member(*root, "path");
-    if (!rp)
-      fail("root.path", "is required");
-    auto path = get_string(*rp, "root.path");
+    auto* root = &need_object(required(j, "root", ""), "root");
+    auto path = get_string(required(*root, "path", "root"), "root.path");
     if (path.empty())
       fail("root.path", "must not be empty");
     c.root_path = join_bundle(bundle, path);
@@ -630,15 +571,9 @@ result<config> parse_config(const std::string& text, const std::string& bundle) 
     if (auto* h = member(j, "domainname"))
       c.domainname = get_string(*h, "domainname");
     if (auto* m = member(j, "mounts")) {
-      need_array(*m, "mounts");
-      for (size_t i = 0; i < m->size(); ++i) {
-        auto f = "mounts[" + std::to_string(i) + "]";
-        auto& e = need_object((*m)[i], f);
+      each_object(*m, "mounts", [&](const json& e, const std::string& f) {
         oci::mount mt;
-        auto* d = member(e, "destination");
-        if (!d)
-          fail(f + ".destination", "is required");
-        mt.destination = need_absolute(*d, f + ".destination");
+        mt.destination = need_absolute(required(e, "destination", f), f + ".destination");
         if (auto* t = member(e, "type"))
           mt.type = get_string(*t, f + ".type");
         if (auto* s = member(e, "source"))
@@ -653,7 +588,7 @@ result<config> parse_config(const std::string& text, const std::string& bundle) 
                 || std::count(mt.options.begin(), mt.options.end(), "rbind")))
           mt.source = join_bundle(bundle, mt.source);
         c.mounts.push_back(std::move(mt));
-      }
+      });
     }
     if (auto* h = member(j, "hooks")) {
       need_object(*h, "hooks");

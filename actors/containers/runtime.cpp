@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/containers/container_init.hpp"
+#include "actors/containers/fd_passing.hpp"
 #include "actors/containers/hooks.hpp"
 #include "actors/containers/oci_seccomp.hpp"
 
@@ -222,25 +223,6 @@ void proxy_terminal(int master, int pidfd) {
   }
   if (raw)
     ::tcsetattr(0, TCSANOW, &saved);
-}
-
-int receive_fd(int sock) {
-  char byte;
-  iovec iov{&byte, 1};
-  char cbuf[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof(cbuf);
-  if (::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0)
-    return -1;
-  auto* c = CMSG_FIRSTHDR(&msg);
-  if (!c || c->cmsg_type != SCM_RIGHTS)
-    return -1;
-  int fd;
-  std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
-  return fd;
 }
 
 } // namespace
@@ -552,7 +534,7 @@ result<runtime::created> runtime::do_create(const std::string& id, const create_
       return undo(s);
   created out{pid, -1};
   if (console_peer.fd >= 0)
-    out.master = receive_fd(console_peer.fd);
+    out.master = detail::receive_fd(console_peer.fd);
   return out;
 }
 

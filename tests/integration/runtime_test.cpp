@@ -80,43 +80,24 @@ struct bundle_fixture {
     }
   }
 
+  /// `cyto-runtime spec`'s default, made to run non-interactively under our cgroup root.
   json base_config() const {
-    json caps = {"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"};
-    return {
-      {"ociVersion", "1.0.2"},
-      {"process",
-       {{"terminal", false},
-        {"user", {{"uid", 0}, {"gid", 0}}},
-        {"args", {"true"}},
-        {"env", {"PATH=/bin", "TERM=xterm"}},
-        {"cwd", "/"},
-        {"capabilities",
-         {{"bounding", caps}, {"effective", caps}, {"permitted", caps}, {"ambient", caps}}},
-        {"noNewPrivileges", true}}},
-      {"root", {{"path", "rootfs"}, {"readonly", false}}},
-      {"hostname", "cyto-test"},
-      {"mounts",
-       {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
-        {{"destination", "/dev"},
-         {"type", "tmpfs"},
-         {"source", "tmpfs"},
-         {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
-        {{"destination", "/dev/pts"},
-         {"type", "devpts"},
-         {"source", "devpts"},
-         {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
-        {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"}},
-        {{"destination", "/sys"},
-         {"type", "sysfs"},
-         {"source", "sysfs"},
-         {"options", {"nosuid", "noexec", "nodev", "ro"}}}}},
-      {"linux",
-       {{"namespaces",
-         {{{"type", "pid"}}, {{"type", "network"}}, {{"type", "ipc"}}, {{"type", "uts"}},
-          {{"type", "mount"}}}},
-        {"cgroupsPath", "/" + cg_root + "/ctr"},
-        {"maskedPaths", {"/proc/kcore", "/proc/timer_list", "/proc/fs"}},
-        {"readonlyPaths", {"/proc/sys", "/proc/bus"}}}}};
+    auto dir = tmp / "spec";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    auto r = run_process({runtime_path, "spec", "--bundle", dir});
+    BOOST_REQUIRE_MESSAGE(r.code() == 0, "cyto-runtime spec: " << r.err);
+    auto c = json::parse(read_text(dir + "/config.json"));
+    c["process"]["terminal"] = false;
+    c["process"]["args"] = {"true"};
+    c["process"]["env"] = {"PATH=/bin", "TERM=xterm"};
+    c["root"]["readonly"] = false;
+    c["hostname"] = "cyto-test";
+    c["mounts"].push_back({{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"}});
+    c["linux"]["cgroupsPath"] = "/" + cg_root + "/ctr";
+    c["linux"]["maskedPaths"] = {"/proc/kcore", "/proc/timer_list", "/proc/fs"};
+    c["linux"]["readonlyPaths"] = {"/proc/sys", "/proc/bus"};
+    return c;
   }
 
   void args(const std::vector<std::string>& a) {
@@ -418,6 +399,7 @@ BOOST_AUTO_TEST_CASE(joins_a_namespace_by_path) {
 BOOST_AUTO_TEST_CASE(spec_writes_a_config_this_runtime_accepts) {
   fs::remove(bundle + "/config.json");
   auto r = rt({"spec", "--bundle", bundle});
+  // (base_config() itself starts from `spec`: every test here runs its output)
   BOOST_REQUIRE_MESSAGE(r.code() == 0, r.err);
   auto cfg = json::parse(read_text(bundle + "/config.json"));
   cfg["process"]["terminal"] = false;

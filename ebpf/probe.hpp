@@ -43,11 +43,19 @@ struct probe_counters {
   std::uint64_t consumed = 0;       // events handed to poll()'s callback
 };
 
+// How to open the probe (every field has a working default).
+struct probe_options {
+  // Ring buffer size in bytes: a power of two, at least one page. A signal,
+  // exit or OOM record takes 88 bytes in the ring, an exec record 216.
+  std::uint32_t ringbuf_bytes = 8u << 20;
+};
+
 class probe {
  public:
   // Opens, loads and attaches every program. Returns nullptr and fills `why`
   // when BPF, BTF or tracefs is unavailable; the daemon then runs without it.
   static std::unique_ptr<probe> open(std::string& why);
+  static std::unique_ptr<probe> open(std::string& why, const probe_options& options);
   virtual ~probe() = default;
 
   // An fd that turns readable when events are waiting (epoll-able).

@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Process events for the observe actor: signals generated, execs, process exits
+ * and OOM kills, written to one ring buffer. BTF-enabled tracepoints (tp_btf)
+ * hand us the subject task, so every record names the task the event is about
+ * (not whoever happens to be running) and its cgroup. */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "events.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* include/linux/sched/signal.h: not in BTF, stable since 2.6. */
+#define SIGNAL_GROUP_EXIT 0x00000004
+
+/* Sized by the loader (bpf_map__set_max_entries) before load. */
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, CYTO_CNT_MAX);
+  __type(key, __u32);
+  __type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 which) {
+  __u64* v = bpf_map_lookup_elem(&counters, &which);
+  if (v)
+    *v += 1; /* per-CPU slot; a tracing program does not nest on its CPU */
+}
+
+static __always_inline struct cyto_event* reserve(__u64 size) {
+  struct cyto_event* e = bpf_ringbuf_reserve(&events, size, 0);
+  if (!e)
+    count(CYTO_CNT_LOST);
+  return e;
+}
+
+static __always_inline void submit(struct cyto_event* e) {
+  bpf_ringbuf_submit(e, 0);
+  count(CYTO_CNT_SUBMITTED);
+}
+
+/* The fields every record has, taken from the subject task `t`. */
+static __always_inline void fill_subject(struct cyto_event* e, __u32 kind,
+                                         struct task_struct* t) {
+  e->timestamp_ns = bpf_ktime_get_ns();
+  e->kind = kind;
+  e->pid = BPF_CORE_READ(t, pid);
+  e->tgid = BPF_CORE_READ(t, tgid);
+  e->cgroup_id = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+  bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), &t->comm);
+  e->signo = 0;
+  e->signal_result = 0;
+  e->exit_status = 0;
+  e->sender_pid = 0;
+  e->sender_tgid = 0;
+  e->sender_comm[0] = 0;
+}
+
+/* Runs in the sender's context, so `current` is the sender. */
+SEC("tp_btf/signal_generate")
+int BPF_PROG(on_signal_generate, int sig, struct kernel_siginfo* info, struct task_struct* task,
+             int group, int result) {
+  struct cyto_event* e = reserve(CYTO_EVENT_SHORT_SIZE);
+  if (!e)
+    return 0;
+  fill_subject(e, CYTO_EV_SIGNAL, task);
+  e->signo = sig;
+  e->signal_result = result;
+  __u64 id = bpf_get_current_pid_tgid();
+  e->sender_pid = (__u32)id;
+  e->sender_tgid = id >> 32;
+  bpf_get_current_comm(e->sender_comm, sizeof(e->sender_comm));
+  submit(e);
+  return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct* p, pid_t old_pid, struct linux_binprm* bprm) {
+  struct cyto_event* e = reserve(sizeof(struct cyto_event));
+  if (!e)
+    return 0;
+  fill_subject(e, CYTO_EV_EXEC, p);
+  bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+  submit(e);
+  return 0;
+}
+
+/* One event per process: only the last thread of the group to exit reports,
+ * with the status wait(2) would return for the process. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct* p, bool group_dead) {
+  if (!group_dead)
+    return 0;
+  struct cyto_event* e = reserve(CYTO_EVENT_SHORT_SIZE);
+  if (!e)
+    return 0;
+  fill_subject(e, CYTO_EV_EXIT, p);
+  struct signal_struct* sig = BPF_CORE_READ(p, signal);
+  if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
+    e->exit_status = BPF_CORE_READ(sig, group_exit_code);
+  else
+    e->exit_status = BPF_CORE_READ(p, group_leader, exit_code);
+  submit(e);
+  return 0;
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(on_oom_victim, struct task_struct* task, uid_t uid) {
+  struct cyto_event* e = reserve(CYTO_EVENT_SHORT_SIZE);
+  if (!e)
+    return 0;
+  fill_subject(e, CYTO_EV_OOM, task);
+  submit(e);
+  return 0;
+}

@@ -1,0 +1,255 @@
+// The loader: opens the generated skeleton, sizes the ring buffer, loads and
+// attaches the programs, and decodes ring buffer records into probe::event.
+#include "ebpf/probe.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <vector>
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "bus/logging.hpp"
+#include "ebpf/events.h"
+#include "events.skel.h"
+
+namespace cyto::ebpf {
+
+namespace {
+
+constexpr const char* btf_path = "/sys/kernel/btf/vmlinux";
+constexpr const char* tracefs_path = "/sys/kernel/tracing";
+
+std::shared_ptr<spdlog::logger> logger() {
+  return cyto::log::get("ebpf");
+}
+
+// libbpf's last warning (verifier output, missing BTF types, ...), for `why`.
+std::mutex last_warning_mtx;
+std::string last_warning;
+
+int print_libbpf(enum libbpf_print_level level, const char* fmt, va_list ap) {
+  char buf[1024];
+  int n = std::vsnprintf(buf, sizeof(buf), fmt, ap);
+  if (n < 0)
+    return 0;
+  std::string_view line{buf, std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1)};
+  while (!line.empty() && line.back() == '\n')
+    line.remove_suffix(1);
+  logger()->debug("libbpf: {}", line);
+  if (level == LIBBPF_WARN) {
+    std::lock_guard guard{last_warning_mtx};
+    last_warning = line;
+  }
+  return n;
+}
+
+void route_libbpf_logs() {
+  static std::once_flag once;
+  std::call_once(once, [] { libbpf_set_print(print_libbpf); });
+}
+
+std::string take_last_warning() {
+  std::lock_guard guard{last_warning_mtx};
+  return std::exchange(last_warning, {});
+}
+
+// "what: strerror (libbpf's last complaint)", with EPERM spelt out.
+std::string failure(const std::string& what, int err) {
+  err = err < 0 ? -err : err;
+  std::string text = what + ": ";
+  if (err == EPERM)
+    text += "bpf(): EPERM (needs root, or CAP_BPF with CAP_PERFMON)";
+  else
+    text += std::strerror(err);
+  if (auto w = take_last_warning(); !w.empty())
+    text += " (libbpf: " + w + ")";
+  return text;
+}
+
+bool tracefs_mounted() {
+  std::ifstream in{"/proc/mounts"};
+  std::string dev, dir, type;
+  std::string rest;
+  while (in >> dev >> dir >> type) {
+    std::getline(in, rest);
+    if (dir == tracefs_path && type == "tracefs")
+      return true;
+  }
+  return false;
+}
+
+// The programs are tp_btf and need no tracefs, but bpftool, perf and the
+// classic tracepoints do, and the issue asks the daemon to provide it.
+void ensure_tracefs() {
+  if (tracefs_mounted())
+    return;
+  if (::mount("nodev", tracefs_path, "tracefs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0)
+    logger()->info("mounted tracefs at {}", tracefs_path);
+  else
+    logger()->warn("mount tracefs at {}: {} (the event programs do not need it)", tracefs_path,
+                   std::strerror(errno));
+}
+
+void copy_str(char* dst, size_t cap, const char* src, size_t src_cap) {
+  size_t n = strnlen(src, std::min(cap - 1, src_cap));
+  std::memcpy(dst, src, n);
+  dst[n] = 0;
+}
+
+class bpf_probe final : public probe {
+public:
+  explicit bpf_probe(cyto_events* skel) : skel_{skel} {}
+  ~bpf_probe() override {
+    ring_buffer__free(rb_);
+    cyto_events::destroy(skel_);
+  }
+  bpf_probe(const bpf_probe&) = delete;
+  bpf_probe& operator=(const bpf_probe&) = delete;
+
+  // The ring buffer's callback context is the probe, so it is set after construction.
+  void set_ring(ring_buffer* rb) {
+    rb_ = rb;
+  }
+
+  int fd() const override {
+    return ring_buffer__epoll_fd(rb_);
+  }
+
+  int poll(int timeout_ms, const std::function<void(const event&)>& fn) override {
+    fn_ = &fn;
+    int n = timeout_ms == 0 ? ring_buffer__consume(rb_) : ring_buffer__poll(rb_, timeout_ms);
+    fn_ = nullptr;
+    if (n == -EINTR)
+      return 0;
+    return n;
+  }
+
+  probe_counters counters() const override {
+    probe_counters c;
+    c.submitted = sum_counter(CYTO_CNT_SUBMITTED);
+    c.ringbuf_lost = sum_counter(CYTO_CNT_LOST);
+    c.consumed = consumed_;
+    return c;
+  }
+
+  // ring_buffer_sample_fn: `ctx` is the probe.
+  static int on_sample(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<bpf_probe*>(ctx);
+    cyto_event raw{};
+    std::memcpy(&raw, data, std::min(size, sizeof(raw)));
+    event e;
+    e.kind = static_cast<event_kind>(raw.kind);
+    e.timestamp_ns = raw.timestamp_ns;
+    e.pid = raw.pid;
+    e.tgid = raw.tgid;
+    e.cgroup_id = raw.cgroup_id;
+    copy_str(e.comm, sizeof(e.comm), raw.comm, sizeof(raw.comm));
+    e.signo = raw.signo;
+    e.signal_result = raw.signal_result;
+    e.sender_pid = raw.sender_pid;
+    e.sender_tgid = raw.sender_tgid;
+    copy_str(e.sender_comm, sizeof(e.sender_comm), raw.sender_comm, sizeof(raw.sender_comm));
+    e.exit_status = raw.exit_status;
+    if (size > CYTO_EVENT_SHORT_SIZE)
+      copy_str(e.filename, sizeof(e.filename), raw.filename, sizeof(raw.filename));
+    ++self->consumed_;
+    if (self->fn_)
+      (*self->fn_)(e);
+    return 0;
+  }
+
+private:
+  std::uint64_t sum_counter(std::uint32_t key) const {
+    int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0)
+      return 0;
+    std::vector<std::uint64_t> per_cpu(static_cast<size_t>(ncpu));
+    if (bpf_map__lookup_elem(skel_->maps.counters, &key, sizeof(key), per_cpu.data(),
+                             per_cpu.size() * sizeof(std::uint64_t), 0) != 0)
+      return 0;
+    std::uint64_t sum = 0;
+    for (auto v : per_cpu)
+      sum += v;
+    return sum;
+  }
+
+  cyto_events* skel_;
+  ring_buffer* rb_ = nullptr;
+  const std::function<void(const event&)>* fn_ = nullptr;
+  std::uint64_t consumed_ = 0;
+};
+
+bool is_power_of_two(std::uint32_t x) {
+  return x != 0 && (x & (x - 1)) == 0;
+}
+
+} // namespace
+
+std::unique_ptr<probe> probe::open(std::string& why) {
+  return open(why, probe_options{});
+}
+
+std::unique_ptr<probe> probe::open(std::string& why, const probe_options& options) {
+  route_libbpf_logs();
+  auto page = static_cast<std::uint32_t>(sysconf(_SC_PAGESIZE));
+  if (!is_power_of_two(options.ringbuf_bytes) || options.ringbuf_bytes < page) {
+    why = "ring buffer size " + std::to_string(options.ringbuf_bytes) +
+          " is not a power of two of at least one page";
+    return nullptr;
+  }
+  struct stat st {};
+  if (::stat(btf_path, &st) != 0) {
+    why = std::string{"BTF missing at "} + btf_path + " (kernel without CONFIG_DEBUG_INFO_BTF)";
+    return nullptr;
+  }
+  ensure_tracefs();
+  // RLIMIT_MEMLOCK: kernels before 5.11 charge BPF memory to it. libbpf 1.x
+  // (strict mode, its default) raises it itself only on those kernels; on
+  // newer ones memory is charged to the memory cgroup and the limit stays as
+  // is, so the processes the daemon spawns do not inherit a raised limit.
+  take_last_warning();
+
+  cyto_events* skel = cyto_events::open();
+  if (!skel) {
+    why = failure("open BPF object", errno);
+    return nullptr;
+  }
+  if (int err = bpf_map__set_max_entries(skel->maps.events, options.ringbuf_bytes); err != 0) {
+    why = failure("size ring buffer", err);
+    cyto_events::destroy(skel);
+    return nullptr;
+  }
+  if (int err = cyto_events::load(skel); err != 0) {
+    why = failure("load BPF programs", err);
+    cyto_events::destroy(skel);
+    return nullptr;
+  }
+  if (int err = cyto_events::attach(skel); err != 0) {
+    why = failure("attach BPF programs", err);
+    cyto_events::destroy(skel);
+    return nullptr;
+  }
+  auto p = std::make_unique<bpf_probe>(skel);
+  ring_buffer* rb =
+      ring_buffer__new(bpf_map__fd(skel->maps.events), &bpf_probe::on_sample, p.get(), nullptr);
+  if (!rb) {
+    why = failure("open ring buffer", errno);
+    return nullptr; // p's destructor frees the skeleton
+  }
+  p->set_ring(rb);
+  logger()->debug("probe loaded: ring buffer {} bytes", options.ringbuf_bytes);
+  return p;
+}
+
+} // namespace cyto::ebpf

@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -117,6 +118,13 @@ status setup_console(const init_context& ctx, const oci::process& p) {
     return sys_error("send the pty master to the console socket");
   ::close(master);
   ::close(ctx.console_fd);
+  // runtime-spec: with a terminal, /dev/console is the pty (bound over an empty file).
+  int cfd = ::open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  if (cfd >= 0) {
+    ::close(cfd);
+    if (::mount(name, "/dev/console", nullptr, MS_BIND, nullptr) != 0)
+      return sys_error("bind the pty on /dev/console");
+  }
   if (::setsid() < 0)
     return sys_error("setsid");
   if (::ioctl(slave, TIOCSCTTY, 0) != 0)

@@ -616,6 +616,30 @@ result<int> runtime::run(const std::string& id, const create_options& options) {
   return code;
 }
 
+result<int> runtime::wait(const std::string& id) {
+  auto st = state(id);
+  if (!st)
+    return st.error();
+  auto rec = read_record(dir(id));
+  if (!rec)
+    return rec.error();
+  if (rec->contains("exitCode"))
+    return (*rec)["exitCode"].get<int>();
+  pid_t pid = rec->value("pid", 0);
+  int ws = 0;
+  pid_t r;
+  while ((r = ::waitpid(pid, &ws, 0)) < 0 && errno == EINTR)
+    ;
+  if (r != pid)
+    return status{"failed_precondition",
+                  "container " + id + " was not created by this process: its exit status is unknown"};
+  int code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+  (*rec)["exitCode"] = code;
+  if (auto s = write_atomic(dir(id) + "/state.json", rec->dump()))
+    return s;
+  return code;
+}
+
 result<container_state> runtime::state(const std::string& id) {
   if (auto s = check_id(id))
     return s;
@@ -688,8 +712,10 @@ status runtime::remove(const std::string& id, bool force) {
   if (st->status == "running" && !force)
     return {"failed_precondition",
             "container " + id + " is running: stop it first or delete with --force"};
-  if (st->status == "creating" && !force)
-    return {"failed_precondition", "container " + id + " is being created"};
+  // runtime-spec: deleting a container that is not stopped has no effect and is an error.
+  if ((st->status == "creating" || st->status == "created") && !force)
+    return {"failed_precondition",
+            "container " + id + " is " + st->status + ": delete it with --force"};
   return cleanup(id, true);
 }
 

@@ -78,6 +78,9 @@ public:
   /// create + start + wait + delete; returns the exit status (128+n when killed by signal n).
   /// Signals the runtime gets (INT, TERM, HUP, QUIT, USR1, USR2) go to the container.
   result<int> run(const std::string& id, const create_options& options);
+  /// Waits for a container this process created (its parent) to exit and keeps the exit
+  /// status (128+n for signal n) in its state; the containers actor's helper uses this.
+  result<int> wait(const std::string& id);
   /// Sends `sig` to the container's process (all its cgroup's processes with `all`).
   status kill(const std::string& id, int sig, bool all = false);
   /// Deletes a stopped container (with force, kills it first); runs poststop hooks.

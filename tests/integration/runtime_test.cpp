@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/containers/cgroupfs_provider.hpp"
+#include "actors/containers/runtime.hpp"
 #include "tests/integration/daemon_fixture.hpp"
 
 using namespace cyto::test;
@@ -314,8 +316,9 @@ BOOST_AUTO_TEST_CASE(user_env_cwd_rlimits_oom_sysctl) {
 
 BOOST_AUTO_TEST_CASE(terminal_gives_a_pty) {
   config["process"]["terminal"] = true;
-  auto out = shell("tty");
+  auto out = shell("tty; ls -l /dev/console");
   BOOST_CHECK_MESSAGE(contains(out, "/dev/pts/0"), out);
+  BOOST_CHECK_MESSAGE(contains(out, " 136,"), out); // /dev/console is the pty (major 136)
 }
 
 BOOST_AUTO_TEST_CASE(lifecycle_create_start_kill_delete) {
@@ -330,6 +333,10 @@ BOOST_AUTO_TEST_CASE(lifecycle_create_start_kill_delete) {
   BOOST_CHECK_EQUAL(st["annotations"]["org.cyto.test"], "yes");
   BOOST_CHECK_EQUAL(std::to_string(st["pid"].get<int>()), trim(read_text(tmp / "pid")));
   // a second container with the same id is refused
+  // runtime-spec: delete of a container that is not stopped is an error and changes nothing
+  auto early = rt({"delete", "c1"});
+  BOOST_CHECK(early.code() != 0 && contains(early.err, "cyto.failed_precondition"));
+  BOOST_CHECK_EQUAL(json::parse(rt({"state", "c1"}).out)["status"], "created");
   auto dup = create("c1");
   BOOST_CHECK(dup.code() != 0 && contains(dup.err, "cyto.already_exists"));
   BOOST_CHECK_EQUAL(rt({"start", "c1"}).code(), 0);
@@ -408,6 +415,31 @@ BOOST_AUTO_TEST_CASE(spec_writes_a_config_this_runtime_accepts) {
   config = cfg;
   BOOST_CHECK_EQUAL(run().code(), 7);
   BOOST_CHECK(rt({"spec", "--bundle", bundle}).code() != 0); // never overwrites
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(library_keeps_the_exit_code_of_a_container_it_created) {
+  // The containers actor's helper uses the library directly: it is the container's parent.
+  namespace ct = cyto::containers;
+  auto cgroups = ct::make_cgroupfs_provider();
+  ct::runtime_options o;
+  o.root = state_root;
+  o.cgroups = cgroups.get();
+  ct::runtime rt_lib{o};
+  args({"sh", "-c", "exit 9"});
+  write_config();
+  ct::create_options co;
+  co.bundle = bundle;
+  auto pid = rt_lib.create("c1", co);
+  BOOST_REQUIRE_MESSAGE(pid.ok(), pid.error().render());
+  BOOST_CHECK(rt_lib.start("c1").ok());
+  auto code = rt_lib.wait("c1");
+  BOOST_REQUIRE_MESSAGE(code.ok(), code.error().render());
+  BOOST_CHECK_EQUAL(*code, 9);
+  auto st = json::parse(rt({"state", "c1"}).out);
+  BOOST_CHECK_EQUAL(st["status"], "stopped");
+  BOOST_CHECK_EQUAL(st["exitCode"], 9);
+  BOOST_CHECK(rt_lib.remove("c1").ok());
   check_nothing_left();
 }
 

@@ -28,5 +28,11 @@ using exited_atom = caf::atom_constant<caf::atom("exited")>;
 using output_atom = caf::atom_constant<caf::atom("output")>;
 using kill_atom = caf::atom_constant<caf::atom("kill")>;
 using logs_atom = caf::atom_constant<caf::atom("logs")>;
+using pull_atom = caf::atom_constant<caf::atom("pull")>;
+using import_atom = caf::atom_constant<caf::atom("import")>;
+using prune_atom = caf::atom_constant<caf::atom("prune")>;
+using mount_atom = caf::atom_constant<caf::atom("mount")>;
+using unmount_atom = caf::atom_constant<caf::atom("unmount")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
 
 } // namespace cyto

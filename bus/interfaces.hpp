@@ -11,6 +11,7 @@
 
 #include "bus/atoms.hpp"
 #include "bus/cells.hpp"
+#include "bus/images.hpp"
 #include "bus/messages.hpp"
 
 namespace cyto {
@@ -91,6 +92,41 @@ using cells_actor = caf::typed_actor<
   /// Internal: the executable behind `token` wrote a line to stream 1 (stdout) or 2.
   caf::reacts_to<output_atom, uint64_t, int32_t, std::string>>;
 
+// -- images ------------------------------------------------------------------
+
+/// Receives the progress of one pull (the gateway, for a client's progress sink).
+using image_progress_sink_actor = caf::typed_actor<
+  /// One blob's phase and bytes.
+  caf::reacts_to<image_progress>>;
+
+/// Owns the content store (<state>/images/blobs), the layer snapshots and the image
+/// records (images.db). Pulls and imports run on worker threads; progress goes to the
+/// caller's sink and to topic "image.progress".
+using images_actor = caf::typed_actor<
+  /// Pulls `ref` for `platform` ("" = linux/amd64); progress goes to `sink` tagged `watch`.
+  caf::replies_to<pull_atom, std::string, std::string, uint64_t,
+                  image_progress_sink_actor>::with<image_info>,
+  /// Every image, by name.
+  caf::replies_to<list_atom>::with<std::vector<image_info>>,
+  /// One image by name, short name or digest.
+  caf::replies_to<get_atom, std::string>::with<image_info>,
+  /// Removes an image record (and what only it used); refused while a rootfs uses it
+  /// unless `force`.
+  caf::reacts_to<delete_atom, std::string, bool>,
+  /// Imports an OCI layout directory or oci-archive tar; `name` renames a single image.
+  caf::replies_to<import_atom, std::string, std::string>::with<std::vector<image_info>>,
+  /// Removes every blob and snapshot no image and no rootfs refers to.
+  caf::replies_to<prune_atom>::with<prune_report>,
+  /// Mounts a rootfs of image `image` for owner `id` on dir `target` (made if missing).
+  caf::replies_to<mount_atom, std::string, std::string, std::string>::with<rootfs_info>,
+  /// Unmounts and deletes the rootfs of owner `id` (its upper dir with it).
+  caf::reacts_to<unmount_atom, std::string>,
+  /// Every prepared rootfs.
+  caf::replies_to<list_atom, mount_atom>::with<std::vector<rootfs_info>>,
+  /// Internal: worker job `job` finished with images (or failed).
+  caf::reacts_to<done_atom, uint64_t, std::vector<image_info>>,
+  caf::reacts_to<done_atom, uint64_t, caf::error>>;
+
 // -- observe -----------------------------------------------------------------
 
 /// Receives a log subscription's batches; grants credit with observe's `demand`.
@@ -121,6 +157,7 @@ inline constexpr const char* topics = "topics";
 inline constexpr const char* node = "node";
 inline constexpr const char* observe = "observe";
 inline constexpr const char* cells = "cells";
+inline constexpr const char* images = "images";
 } // namespace service_name
 
 } // namespace cyto

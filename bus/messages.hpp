@@ -21,6 +21,8 @@ inline constexpr const char* daemon_log = "daemon.log";
 inline constexpr const char* process_exited = "process.exited";
 /// Lines executables write to stdout and stderr (body: process_output).
 inline constexpr const char* process_output = "process.output";
+/// Bytes of each blob while images are pulled (body: image_progress).
+inline constexpr const char* image_progress = "image.progress";
 } // namespace topic
 
 /// What a topic hands a subscriber: a batch of events, preceded by a count of

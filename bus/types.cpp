@@ -50,6 +50,16 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<cell_info>>("cyto.cell_infos");
   cfg.add_message_type<process_exited>("cyto.process_exited");
   cfg.add_message_type<process_output>("cyto.process_output");
+  cfg.add_message_type<image_layer>("cyto.image_layer");
+  cfg.add_message_type<std::vector<image_layer>>("cyto.image_layers");
+  cfg.add_message_type<image_info>("cyto.image_info");
+  cfg.add_message_type<std::vector<image_info>>("cyto.image_infos");
+  cfg.add_message_type<pull_phase>("cyto.pull_phase");
+  cfg.add_message_type<image_progress>("cyto.image_progress");
+  cfg.add_message_type<prune_report>("cyto.prune_report");
+  cfg.add_message_type<rootfs_info>("cyto.rootfs_info");
+  cfg.add_message_type<std::vector<rootfs_info>>("cyto.rootfs_infos");
+  cfg.add_message_type<image_progress_sink_actor>("cyto.image_progress_sink_actor");
   cfg.add_message_type<topic_subscriber_actor>("cyto.topic_subscriber_actor");
   cfg.add_message_type<log_sink_actor>("cyto.log_sink_actor");
   cfg.add_error_category(errc_category,

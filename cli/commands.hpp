@@ -27,4 +27,7 @@ int cmd_logs(const global_options& g, const logs_options& o);
 /// Adds `cyto cell ...`; the chosen verb stores its action in `run`.
 void add_cell_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 
+/// Adds `cyto image ...`; the chosen verb stores its action in `run`.
+void add_image_commands(CLI::App& app, global_options& g, std::function<int()>& run);
+
 } // namespace cyto::cli

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   logs_cmd->add_option("--tail", logs.tail, "recent entries to show first")->capture_default_str();
   std::function<int()> run;
   add_cell_commands(app, g, run);
+  add_image_commands(app, g, run);
   for (auto* sub : {discover, health, version, logs_cmd}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");

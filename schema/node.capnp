@@ -5,6 +5,7 @@ $import "/capnp/c++.capnp".namespace("cyto::schema");
 using Discovery = import "discovery.capnp".Discovery;
 using Observe = import "observe.capnp".Observe;
 using Cells = import "cells.capnp".Cells;
+using Images = import "images.capnp".Images;
 
 interface Node {
   # Lists the services this node offers now (e.g. ["discovery", "observe"]).
@@ -15,4 +16,5 @@ interface Node {
   discovery @1 () -> (service :Discovery);
   observe @2 () -> (service :Observe);
   cells @3 () -> (service :Cells);
+  images @4 () -> (service :Images);
 }

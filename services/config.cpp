@@ -44,12 +44,29 @@ struct applier {
       out = static_cast<uint32_t>(*v);
   }
 
+  void strings(const toml::node& n, const std::string& key, std::vector<std::string>& out) {
+    auto arr = n.as_array();
+    if (!arr) {
+      error = key + ": expected an array of strings, got " + type_name(n.type());
+      return;
+    }
+    std::vector<std::string> v;
+    for (auto& x : *arr) {
+      if (auto s = x.value<std::string>())
+        v.push_back(*s);
+      else
+        error = key + ": expected an array of strings";
+    }
+    out = std::move(v);
+  }
+
   void table(const toml::table& t, const std::string& prefix) {
     for (auto& [k, node] : t) {
       if (error)
         return;
       std::string key = prefix + std::string{k.str()};
-      if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup") {
+      if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup"
+          || key == "images") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -72,6 +89,25 @@ struct applier {
         str(node, key, cfg.scheduler_policy);
       } else if (key == "scheduler.threads") {
         u32(node, key, cfg.scheduler_threads);
+      } else if (key == "images.default_registry") {
+        str(node, key, cfg.default_registry);
+      } else if (key == "images.credentials_file") {
+        str(node, key, cfg.registry_credentials);
+      } else if (key == "images.parallel_layers") {
+        u32(node, key, cfg.parallel_layers);
+      } else if (key == "images.insecure_registries") {
+        strings(node, key, cfg.insecure_registries);
+      } else if (key == "images.ca") {
+        if (auto sub = node.as_table()) {
+          for (auto& [reg, path] : *sub) {
+            std::string out;
+            str(path, key + "." + std::string{reg.str()}, out);
+            cfg.registry_ca[std::string{reg.str()}] = out;
+          }
+        } else {
+          error = key + ": expected a table of registry = \"CA file\", got "
+                  + type_name(node.type());
+        }
       } else {
         error = key + ": unknown key";
       }
@@ -131,6 +167,10 @@ std::optional<std::string> validate(const daemon_config& cfg) {
     return "scheduler.policy: must be sharing or stealing, got '" + cfg.scheduler_policy + "'";
   if (cfg.scheduler_threads > 256)
     return "scheduler.threads: at most 256";
+  if (cfg.default_registry.empty())
+    return "images.default_registry: must not be empty";
+  if (cfg.parallel_layers == 0 || cfg.parallel_layers > 64)
+    return "images.parallel_layers: must be 1..64";
   if (cfg.log_history > 1'000'000)
     return "log.history: at most 1000000 entries";
   for (char c : cfg.node_name)

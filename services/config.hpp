@@ -2,6 +2,8 @@
 // cytod's configuration: defaults, TOML file (/etc/cyto/cytod.toml or --config), flags.
 
 #include <cstdint>
+#include <map>
+#include <vector>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +29,16 @@ struct daemon_config {
   std::string cgroup_root = "cyto";
   /// Recent daemon log entries kept for `cyto logs --daemon`.
   uint32_t log_history = 1000;
+  /// Where short image names ("busybox") resolve (images.default_registry).
+  std::string default_registry = "docker.io";
+  /// Registries ("host:port") spoken to over plain HTTP (images.insecure_registries).
+  std::vector<std::string> insecure_registries;
+  /// A docker-style config.json with registry credentials (images.credentials_file).
+  std::string registry_credentials;
+  /// Registry -> PEM CA bundle for its TLS certificate (table images.ca).
+  std::map<std::string, std::string> registry_ca;
+  /// Layers fetched and unpacked at once per pull (images.parallel_layers).
+  uint32_t parallel_layers = 4;
 };
 
 /// The default configuration file, read if it exists and no --config is given.

@@ -24,6 +24,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "actors/cells/cells_actor.hpp"
+#include "actors/images/images_actor.hpp"
 #include "actors/node/host_features.hpp"
 #include "actors/node/node_actor.hpp"
 #include "actors/observe/log_sink.hpp"
@@ -172,9 +173,23 @@ int run(services::daemon_config cfg) {
     main_log->error("cells: {}", bad);
     return exit_config;
   }
+  images::images_config images_cfg;
+  images_cfg.state_dir = cfg.state_dir;
+  images_cfg.registry.default_registry = cfg.default_registry;
+  images_cfg.registry.insecure = cfg.insecure_registries;
+  images_cfg.registry.ca_files = cfg.registry_ca;
+  images_cfg.registry.credentials_file = cfg.registry_credentials;
+  images_cfg.registry.parallel_layers = cfg.parallel_layers;
+  images_cfg.topics = topics;
+  if (auto bad = images_cfg.validate(); !bad.empty()) {
+    main_log->error("images: {}", bad);
+    return exit_config;
+  }
   auto observe_actor = sys.spawn(observe::observe, observe_cfg);
   // Blocking kernel work (clone, cgroupfs, SQLite) runs on a thread of its own.
   auto cells_actor = sys.spawn<caf::detached>(cells::cells, cells_cfg);
+  // Removal, prune and mounts block on the disk: a thread of its own (pulls get more).
+  auto images_actor = sys.spawn<caf::detached>(images::images, images_cfg);
   auto node_actor = sys.spawn(node::node, node_cfg);
 
   int rc = 0;
@@ -185,6 +200,7 @@ int run(services::daemon_config cfg) {
       register_actor(self, registry, service_name::observe, observe_actor);
       register_actor(self, registry, service_name::node, node_actor);
       register_actor(self, registry, service_name::cells, cells_actor);
+      register_actor(self, registry, service_name::images, images_actor);
       // Ready means ready: the cells actor has set up its cgroups and re-adopted its
       // workloads (it answers only after its start-up work).
       self->request(cells_actor, caf::infinite, list_atom::value)
@@ -220,7 +236,8 @@ int run(services::daemon_config cfg) {
 
   // Actors first, then the sink that holds the topic handle, then the system.
   bus_sink->detach();
-  for (auto& a : {caf::actor_cast<caf::actor>(cells_actor), caf::actor_cast<caf::actor>(node_actor),
+  for (auto& a : {caf::actor_cast<caf::actor>(cells_actor), caf::actor_cast<caf::actor>(images_actor),
+                  caf::actor_cast<caf::actor>(node_actor),
                   caf::actor_cast<caf::actor>(observe_actor),
                   caf::actor_cast<caf::actor>(topics), caf::actor_cast<caf::actor>(registry)})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
@@ -236,6 +253,8 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::optional<std::string> socket, state_dir, log_level, node_name, policy, cgroup_root;
   std::optional<uint32_t> threads;
+  std::optional<std::string> default_registry, registry_credentials;
+  std::vector<std::string> insecure_registries;
   app.add_option("--config", config_path,
                  std::string{"TOML configuration file (default "} + services::default_config_path
                    + " if it exists)");
@@ -247,6 +266,12 @@ int main(int argc, char** argv) {
                  "cgroup subtree cytod owns under each hierarchy (cgroup.root, default cyto)");
   app.add_option("--scheduler", policy, "CAF scheduler policy: sharing|stealing (scheduler.policy)");
   app.add_option("--threads", threads, "CAF worker threads, 0 = one per core (scheduler.threads)");
+  app.add_option("--default-registry", default_registry,
+                 "registry for short image names (images.default_registry, default docker.io)");
+  app.add_option("--insecure-registry", insecure_registries,
+                 "host:port spoken to over plain HTTP; repeat (images.insecure_registries)");
+  app.add_option("--registry-credentials", registry_credentials,
+                 "docker-style config.json with registry auths (images.credentials_file)");
   app.set_version_flag("--version", std::string{cyto::version});
   try {
     app.parse(argc, argv);
@@ -269,6 +294,9 @@ int main(int argc, char** argv) {
   if (policy) cfg.scheduler_policy = *policy;
   if (cgroup_root) cfg.cgroup_root = *cgroup_root;
   if (threads) cfg.scheduler_threads = *threads;
+  if (default_registry) cfg.default_registry = *default_registry;
+  if (registry_credentials) cfg.registry_credentials = *registry_credentials;
+  for (auto& r : insecure_registries) cfg.insecure_registries.push_back(r);
   if (auto err = services::validate(cfg)) {
     std::fprintf(stderr, "cytod: config %s\n", err->c_str());
     return exit_config;

@@ -19,6 +19,7 @@
 #include "schema/node.capnp.h"
 #include "services/cells_service.hpp"
 #include "services/discovery_service.hpp"
+#include "services/images_service.hpp"
 
 namespace cyto::services {
 
@@ -56,6 +57,7 @@ constexpr std::pair<const char*, const char*> offered[] = {
   {"discovery", service_name::node},
   {"observe", service_name::observe},
   {"cells", service_name::cells},
+  {"images", service_name::images},
 };
 
 } // namespace
@@ -90,8 +92,9 @@ struct gateway::connection {
 /// each backed by the actor the registry names.
 class gateway::node_server final : public schema::Node::Server {
 public:
-  node_server(bridge& br, log_router& router, registry_actor registry)
-    : bridge_(br), router_(router), registry_(std::move(registry)) {
+  node_server(bridge& br, log_router& router, progress_router& progress,
+              registry_actor registry)
+    : bridge_(br), router_(router), progress_(progress), registry_(std::move(registry)) {
   }
 
   kj::Promise<void> services(ServicesContext context) override {
@@ -128,6 +131,13 @@ public:
     });
   }
 
+  kj::Promise<void> images(ImagesContext context) override {
+    return lookup(service_name::images).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_images_service(bridge_, progress_, caf::actor_cast<images_actor>(std::move(h))));
+    });
+  }
+
 private:
   kj::Promise<caf::strong_actor_ptr> lookup(const char* name) {
     return bridge_.request(registry_, get_atom::value, std::string{name})
@@ -138,6 +148,7 @@ private:
 
   bridge& bridge_;
   log_router& router_;
+  progress_router& progress_;
   registry_actor registry_;
 };
 
@@ -167,7 +178,7 @@ gateway::gateway(kj::AsyncIoContext& io, caf::actor_system& sys, registry_actor 
     router_(bridge_),
     tasks_(std::make_unique<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this))) {
   bridge_.on_message([this](const caf::strong_actor_ptr& sender, caf::message& msg) {
-    if (!router_.route(sender, msg))
+    if (!router_.route(sender, msg) && !progress_.route(msg))
       log::get("gateway")->warn("unexpected message from the bus: {}", caf::to_string(msg));
   });
 }
@@ -258,7 +269,7 @@ kj::Promise<void> gateway::accept_loop() {
     if (allowed(cred.uid, cred.gid, cred.pid)) {
       log::get("gateway")->debug("peer pid={} uid={} gid={} connected", cred.pid, cred.uid,
                                  cred.gid);
-      boot = kj::heap<node_server>(bridge_, router_, registry_);
+      boot = kj::heap<node_server>(bridge_, router_, progress_, registry_);
     } else {
       auto why = "uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid)
                  + ") may not use " + cfg_.socket_path + "; allowed: root"

@@ -15,6 +15,7 @@
 
 #include "bus/interfaces.hpp"
 #include "services/bridge.hpp"
+#include "services/images_service.hpp"
 #include "services/observe_service.hpp"
 
 namespace cyto::services {
@@ -63,6 +64,7 @@ private:
   registry_actor registry_;
   bridge bridge_;
   log_router router_;
+  progress_router progress_;
   kj::Own<kj::ConnectionReceiver> listener_;
   ino_t socket_inode_ = 0;
   size_t connections_ = 0;

@@ -14,8 +14,6 @@
 #include <unistd.h>
 
 #include <caf/all.hpp>
-#include <caf/binary_deserializer.hpp>
-#include <caf/binary_serializer.hpp>
 
 #include "actors/cells/limits.hpp"
 #include "actors/cells/spawn.hpp"
@@ -45,20 +43,8 @@ typename Inspector::result_type inspect(Inspector& f, exe_row& x) {
   return f(caf::meta::type_name("exe_row"), x.info, x.start_time);
 }
 
-template <class T>
-std::vector<char> to_blob(T& x) {
-  std::vector<char> buf;
-  caf::binary_serializer sink{nullptr, buf};
-  if (auto err = sink(x))
-    throw std::logic_error("serialize: " + caf::to_string(err)); // our own types: a bug
-  return buf;
-}
-
-template <class T>
-bool from_blob(const std::vector<char>& buf, T& x) {
-  caf::binary_deserializer source{nullptr, buf};
-  return !source(x);
-}
+using store::from_blob;
+using store::to_blob;
 
 std::string exe_key(const std::string& cell, const std::string& exe) {
   return cell + ":" + exe;

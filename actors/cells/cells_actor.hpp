@@ -9,11 +9,14 @@
 #include <spdlog/logger.h>
 
 #include "actors/cells/cgroup.hpp"
-#include "actors/cells/state_db.hpp"
+#include "store/state_db.hpp"
 #include "actors/cells/watcher.hpp"
 #include "bus/interfaces.hpp"
 
 namespace cyto::cells {
+
+using store::record;
+using store::state_db;
 
 /// What the cells actor is told at spawn.
 struct cells_config {

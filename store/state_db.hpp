@@ -1,19 +1,22 @@
 #pragma once
-// The cells actor's durable records in SQLite (state.db): one row per cell and per
-// executable, written before the kernel object exists and marked done after, so a
+// Durable records in SQLite (state.db, images.db): one row per cell, executable, image,
+// rootfs..., written before the kernel object exists and marked done after, so a
 // restart can re-adopt what lives and clean up what a crash half made.
 
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
 struct sqlite3;
 
-namespace cyto::cells {
+namespace cyto::store {
 
 /// One stored record: `kind` ("cell", "exe"), `key`, a state word and an opaque blob.
 struct record {
@@ -22,6 +25,23 @@ struct record {
   std::string state;
   std::vector<char> data;
 };
+
+/// Serializes an inspectable value into a record's blob.
+template <class T>
+std::vector<char> to_blob(T& x) {
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  if (auto err = sink(x))
+    throw std::logic_error("serialize: " + caf::to_string(err)); // our own types: a bug
+  return buf;
+}
+
+/// Reads a blob written by to_blob; false if it does not parse as a T.
+template <class T>
+bool from_blob(const std::vector<char>& buf, T& x) {
+  caf::binary_deserializer source{nullptr, buf};
+  return !source(x);
+}
 
 class state_db {
 public:
@@ -42,10 +62,12 @@ public:
   caf::expected<std::vector<record>> all(const std::string& kind);
 
 private:
-  explicit state_db(sqlite3* db) : db_(db) {
+  state_db(sqlite3* db, std::string name) : db_(db), name_(std::move(name)) {
   }
   caf::error exec(const char* sql);
   sqlite3* db_;
+  /// The file name, for error texts.
+  std::string name_;
 };
 
-} // namespace cyto::cells
+} // namespace cyto::store

@@ -1,4 +1,4 @@
-#include "actors/cells/state_db.hpp"
+#include "store/state_db.hpp"
 
 #include <memory>
 
@@ -6,12 +6,12 @@
 
 #include "bus/errc.hpp"
 
-namespace cyto::cells {
+namespace cyto::store {
 
 namespace {
 
-caf::error db_error(sqlite3* db, const std::string& what) {
-  return make_error(errc::internal, "state.db: " + what + ": " + sqlite3_errmsg(db));
+caf::error db_error(sqlite3* db, const std::string& name, const std::string& what) {
+  return make_error(errc::internal, name + ": " + what + ": " + sqlite3_errmsg(db));
 }
 
 /// A prepared statement that finalizes itself.
@@ -35,7 +35,7 @@ caf::expected<std::unique_ptr<state_db>> state_db::open(const std::string& path)
     sqlite3_close(db);
     return err;
   }
-  std::unique_ptr<state_db> out{new state_db(db)};
+  std::unique_ptr<state_db> out{new state_db(db, path.substr(path.rfind('/') + 1))};
   if (auto err = out->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                            "CREATE TABLE IF NOT EXISTS records ("
                            " kind TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL,"
@@ -53,7 +53,7 @@ caf::error state_db::exec(const char* sql) {
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
     std::string text = msg ? msg : "unknown";
     sqlite3_free(msg);
-    return make_error(errc::internal, "state.db: " + text);
+    return make_error(errc::internal, name_ + ": " + text);
   }
   return {};
 }
@@ -63,13 +63,13 @@ caf::error state_db::put(const record& r) {
   if (sqlite3_prepare_v2(db_, "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", -1, &st.s,
                          nullptr)
       != SQLITE_OK)
-    return db_error(db_, "prepare insert");
+    return db_error(db_, name_, "prepare insert");
   sqlite3_bind_text(st.s, 1, r.kind.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st.s, 2, r.key.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st.s, 3, r.state.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_blob(st.s, 4, r.data.data(), static_cast<int>(r.data.size()), SQLITE_TRANSIENT);
   if (sqlite3_step(st.s) != SQLITE_DONE)
-    return db_error(db_, "insert " + r.kind + " " + r.key);
+    return db_error(db_, name_, "insert " + r.kind + " " + r.key);
   return {};
 }
 
@@ -79,7 +79,7 @@ caf::error state_db::set_state(const std::string& kind, const std::string& key,
   const char* sql = data ? "UPDATE records SET state = ?, data = ? WHERE kind = ? AND key = ?"
                          : "UPDATE records SET state = ? WHERE kind = ? AND key = ?";
   if (sqlite3_prepare_v2(db_, sql, -1, &st.s, nullptr) != SQLITE_OK)
-    return db_error(db_, "prepare update");
+    return db_error(db_, name_, "prepare update");
   int i = 1;
   sqlite3_bind_text(st.s, i++, state.c_str(), -1, SQLITE_TRANSIENT);
   if (data)
@@ -87,7 +87,7 @@ caf::error state_db::set_state(const std::string& kind, const std::string& key,
   sqlite3_bind_text(st.s, i++, kind.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st.s, i++, key.c_str(), -1, SQLITE_TRANSIENT);
   if (sqlite3_step(st.s) != SQLITE_DONE)
-    return db_error(db_, "update " + kind + " " + key);
+    return db_error(db_, name_, "update " + kind + " " + key);
   return {};
 }
 
@@ -95,11 +95,11 @@ caf::error state_db::erase(const std::string& kind, const std::string& key) {
   stmt st;
   if (sqlite3_prepare_v2(db_, "DELETE FROM records WHERE kind = ? AND key = ?", -1, &st.s, nullptr)
       != SQLITE_OK)
-    return db_error(db_, "prepare delete");
+    return db_error(db_, name_, "prepare delete");
   sqlite3_bind_text(st.s, 1, kind.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st.s, 2, key.c_str(), -1, SQLITE_TRANSIENT);
   if (sqlite3_step(st.s) != SQLITE_DONE)
-    return db_error(db_, "delete " + kind + " " + key);
+    return db_error(db_, name_, "delete " + kind + " " + key);
   return {};
 }
 
@@ -108,7 +108,7 @@ caf::expected<std::vector<record>> state_db::all(const std::string& kind) {
   if (sqlite3_prepare_v2(db_, "SELECT key, state, data FROM records WHERE kind = ? ORDER BY key",
                          -1, &st.s, nullptr)
       != SQLITE_OK)
-    return db_error(db_, "prepare select");
+    return db_error(db_, name_, "prepare select");
   sqlite3_bind_text(st.s, 1, kind.c_str(), -1, SQLITE_TRANSIENT);
   std::vector<record> out;
   int rc;
@@ -122,8 +122,8 @@ caf::expected<std::vector<record>> state_db::all(const std::string& kind) {
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE)
-    return db_error(db_, "select " + kind);
+    return db_error(db_, name_, "select " + kind);
   return out;
 }
 
-} // namespace cyto::cells
+} // namespace cyto::store

@@ -1,0 +1,162 @@
+// Unit tests of the images kernel code: references, manifests, chain ids, the content
+// store's all-or-nothing writer. No root, no network.
+#define BOOST_TEST_MODULE unit_actors_images
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+
+#include <unistd.h>
+
+#include "actors/images/content_store.hpp"
+#include "actors/images/manifest.hpp"
+#include "actors/images/reference.hpp"
+#include "bus/errc.hpp"
+
+using namespace cyto;
+using namespace cyto::images;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct temp {
+  std::string path;
+  temp() {
+    char t[] = "/tmp/cyto-unit-images-XXXXXX";
+    path = ::mkdtemp(t);
+  }
+  ~temp() {
+    fs::remove_all(path);
+  }
+};
+
+const std::string d64 = "sha256:" + std::string(64, 'a');
+
+} // namespace
+
+namespace cyto {
+std::ostream& operator<<(std::ostream& os, errc code) {
+  return os << to_string(code);
+}
+} // namespace cyto
+
+BOOST_AUTO_TEST_CASE(short_names_resolve_to_the_default_registry) {
+  auto r = parse_reference("busybox");
+  BOOST_TEST_REQUIRE(static_cast<bool>(r));
+  BOOST_TEST(r->name() == "docker.io/library/busybox:latest");
+  BOOST_TEST(registry_host(r->registry) == "registry-1.docker.io");
+  auto l = parse_reference("team/app:1.0", "127.0.0.1:5000");
+  BOOST_TEST(l->name() == "127.0.0.1:5000/team/app:1.0");
+  auto p = parse_reference("localhost:5000/a/b_c__d-e.f:v");
+  BOOST_TEST(p->registry == "localhost:5000");
+  BOOST_TEST(p->repository == "a/b_c__d-e.f");
+  BOOST_TEST(p->tag == "v");
+}
+
+BOOST_AUTO_TEST_CASE(digest_references_pull_by_digest) {
+  auto r = parse_reference("reg.example/x@" + d64);
+  BOOST_TEST_REQUIRE(static_cast<bool>(r));
+  BOOST_TEST(r->tag.empty());
+  BOOST_TEST(r->reference() == d64);
+  BOOST_TEST(r->name() == "reg.example/x@" + d64);
+  auto both = parse_reference("reg.example/x:t@" + d64);
+  BOOST_TEST(both->reference() == d64);
+  BOOST_TEST(both->name() == "reg.example/x:t");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_references_are_invalid_arguments) {
+  for (auto bad : {"", "UP", "a//b", "a/", "/a", "a:", "a:-t", "a@sha256:12", "a@md5:" ,
+                   "a b", "_a", "a..b", "a/B", "reg:1/x:y:z"}) {
+    auto r = parse_reference(bad);
+    BOOST_TEST(!r, bad);
+    if (!r)
+      BOOST_TEST(code_of(r.error()) == errc::invalid_argument, bad);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(platforms_parse_and_default_to_linux_amd64) {
+  BOOST_TEST(parse_platform("")->str() == "linux/amd64");
+  BOOST_TEST(parse_platform("linux/arm64/v8")->variant == "v8");
+  BOOST_TEST(!parse_platform("linux"));
+  BOOST_TEST(!parse_platform("linux/a b"));
+}
+
+BOOST_AUTO_TEST_CASE(chain_ids_follow_the_oci_rule) {
+  std::vector<std::string> diffs{d64, "sha256:" + std::string(64, 'b')};
+  auto c = chain_ids(diffs);
+  BOOST_TEST(c[0] == d64);
+  BOOST_TEST(c[1] == sha256::of(d64 + " " + diffs[1]));
+  // sha256("abc"), a known vector
+  BOOST_TEST(sha256::of(std::string{"abc"})
+             == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+BOOST_AUTO_TEST_CASE(unsupported_media_types_are_named) {
+  auto m = parse_manifest(R"({"schemaVersion":2,"mediaType":"application/vnd.example+json"})", "");
+  BOOST_TEST_REQUIRE(!m);
+  BOOST_TEST(code_of(m.error()) == errc::unsupported);
+  BOOST_TEST(context_of(m.error()).find("application/vnd.example+json") != std::string::npos);
+  auto v1 = parse_manifest(R"({"schemaVersion":1,"name":"x"})", "");
+  BOOST_TEST(code_of(v1.error()) == errc::unsupported);
+  std::string layer = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+    "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" + d64
+                      + R"(","size":2},"layers":[{"mediaType":"x/weird","digest":")" + d64
+                      + R"(","size":1}]})";
+  auto w = parse_manifest(layer, "");
+  BOOST_TEST(code_of(w.error()) == errc::unsupported);
+  BOOST_TEST(context_of(w.error()).find("x/weird") != std::string::npos, context_of(w.error()));
+  BOOST_TEST(code_of(parse_manifest("{nope", "").error()) == errc::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(an_index_picks_the_asked_platform) {
+  auto d2 = "sha256:" + std::string(64, 'c');
+  auto idx = parse_manifest(R"({"schemaVersion":2,"manifests":[
+    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + d64
+                              + R"(","size":1,"platform":{"os":"linux","architecture":"arm64"}},
+    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + d2
+                              + R"(","size":1,"platform":{"os":"linux","architecture":"amd64"}}]})",
+                            "application/vnd.oci.image.index.v1+json");
+  BOOST_TEST_REQUIRE(static_cast<bool>(idx));
+  BOOST_TEST(idx->is_index);
+  BOOST_TEST(pick_platform(*idx, *parse_platform(""))->digest == d2);
+  BOOST_TEST(pick_platform(*idx, *parse_platform("linux/arm64"))->digest == d64);
+  auto none = pick_platform(*idx, *parse_platform("linux/riscv64"));
+  BOOST_TEST(code_of(none.error()) == errc::not_found);
+}
+
+BOOST_AUTO_TEST_CASE(the_store_keeps_only_blobs_that_match_their_digest_and_size) {
+  temp t;
+  auto store = content_store::open(t.path);
+  BOOST_TEST_REQUIRE(static_cast<bool>(store));
+  auto& s = **store;
+  std::string data = "hello layer";
+  auto good = sha256::of(data);
+  // wrong content for the digest
+  {
+    auto w = s.open_writer(good);
+    (*w)->write("hello LAYER", 11);
+    auto err = (*w)->commit(11);
+    BOOST_TEST(code_of(err) == errc::invalid_argument);
+    BOOST_TEST(context_of(err).find("digest mismatch") != std::string::npos);
+  }
+  BOOST_TEST(!s.has(good));
+  // truncated: writer dropped without commit
+  {
+    auto w = s.open_writer(good);
+    (*w)->write(data.data(), 5);
+  }
+  BOOST_TEST(!s.has(good));
+  // wrong size
+  {
+    auto w = s.open_writer(good);
+    (*w)->write(data.data(), data.size());
+    BOOST_TEST(code_of((*w)->commit(3)) == errc::invalid_argument);
+  }
+  BOOST_TEST(fs::is_empty(t.path + "/ingest"));
+  BOOST_TEST(!s.has(good));
+  BOOST_TEST(*s.put(data) == good);
+  BOOST_TEST(s.has(good));
+  BOOST_TEST(*s.read(good) == data);
+  BOOST_TEST(s.list().size() == 1u);
+  BOOST_TEST(s.remove(good) == data.size());
+  BOOST_TEST(!s.open_writer("sha256:../../etc"));
+}

@@ -98,3 +98,29 @@ BOOST_AUTO_TEST_CASE(shipped_example_config_is_valid) {
   BOOST_TEST(!err.has_value(), (err ? *err : ""));
   BOOST_TEST(cfg.socket_path == "/run/cyto/cyto.sock");
 }
+
+BOOST_AUTO_TEST_CASE(image_registry_keys_are_applied_and_checked) {
+  daemon_config cfg;
+  auto err = apply_toml(R"(
+[images]
+default_registry = "127.0.0.1:5000"
+insecure_registries = ["127.0.0.1:5000", "localhost:5001"]
+credentials_file = "/etc/cyto/auth.json"
+parallel_layers = 8
+[images.ca]
+"reg.example:443" = "/etc/cyto/reg-ca.pem"
+)",
+                        cfg);
+  BOOST_TEST(!err.has_value(), (err ? *err : ""));
+  BOOST_TEST(cfg.default_registry == "127.0.0.1:5000");
+  BOOST_TEST(cfg.insecure_registries.size() == 2u);
+  BOOST_TEST(cfg.registry_credentials == "/etc/cyto/auth.json");
+  BOOST_TEST(cfg.parallel_layers == 8u);
+  BOOST_TEST(cfg.registry_ca["reg.example:443"] == "/etc/cyto/reg-ca.pem");
+  daemon_config bad;
+  BOOST_TEST(mentions(apply_toml("[images]\ninsecure_registries = \"x\"\n", bad),
+                      "images.insecure_registries: expected an array"));
+  BOOST_TEST(mentions(apply_toml("[images]\nparallel_layers = 0\n", bad), "images.parallel_layers"));
+  BOOST_TEST(mentions(apply_toml("[images]\nca = 3\n", bad), "images.ca"));
+  BOOST_TEST(bad.insecure_registries.empty()); // unchanged on error
+}

@@ -61,6 +61,27 @@ public:
   /// Every record of a kind, ordered by key.
   caf::expected<std::vector<record>> all(const std::string& kind);
 
+  /// Every record of a kind decoded (from_blob) as T. Records that do not decode are
+  /// erased, their keys added to `dropped`.
+  template <class T>
+  caf::expected<std::vector<std::pair<record, T>>> load_all(const std::string& kind,
+                                                           std::vector<std::string>& dropped) {
+    auto rows = all(kind);
+    if (!rows)
+      return rows.error();
+    std::vector<std::pair<record, T>> out;
+    for (auto& r : *rows) {
+      T x;
+      if (!from_blob(r.data, x)) {
+        dropped.push_back(r.key);
+        erase(kind, r.key);
+        continue;
+      }
+      out.emplace_back(std::move(r), std::move(x));
+    }
+    return out;
+  }
+
 private:
   state_db(sqlite3* db, std::string name) : db_(db), name_(std::move(name)) {
   }

@@ -20,7 +20,6 @@ namespace cyto::images {
 namespace {
 
 using self_ptr = images_actor::stateful_pointer<images_state>;
-using store::from_blob;
 using store::to_blob;
 namespace fs = std::filesystem;
 
@@ -102,17 +101,15 @@ std::string rootfs_dir(const images_state& st, const std::string& id) {
 /// Brings rootfs records and the mounts back in line after a (re)start.
 void reconcile_rootfs(self_ptr self) {
   auto& st = self->state;
-  auto rows = st.db->all(kind_rootfs);
+  std::vector<std::string> dropped;
+  auto rows = st.db->load_all<rootfs_info>(kind_rootfs, dropped);
+  for (auto& key : dropped)
+    st.log->error("images.db: unreadable record of rootfs {}; dropped", key);
   if (!rows) {
     st.log->error("read rootfs records: {}", render(rows.error()));
     return;
   }
-  for (auto& r : *rows) {
-    rootfs_info info;
-    if (!from_blob(r.data, info)) {
-      st.db->erase(kind_rootfs, r.key);
-      continue;
-    }
+  for (auto& [r, info] : *rows) {
     if (r.state != "ready") {
       // A crash between the record and the mount: undo what may exist.
       unmount(info.target);
@@ -133,20 +130,16 @@ void reconcile_rootfs(self_ptr self) {
 
 void load_images(self_ptr self) {
   auto& st = self->state;
-  auto rows = st.db->all(kind_image);
+  std::vector<std::string> dropped;
+  auto rows = st.db->load_all<image_info>(kind_image, dropped);
+  for (auto& key : dropped)
+    st.log->error("images.db: unreadable record of image {}; dropped", key);
   if (!rows) {
     st.log->error("read image records: {}", render(rows.error()));
     return;
   }
-  for (auto& r : *rows) {
-    image_info img;
-    if (!from_blob(r.data, img)) {
-      st.log->error("images.db: unreadable record of image {}; dropped", r.key);
-      st.db->erase(kind_image, r.key);
-      continue;
-    }
+  for (auto& [r, img] : *rows)
     st.images[img.name] = std::move(img);
-  }
 }
 
 /// Runs `work` on a thread of its own; its answer comes back as a done message.

@@ -9,6 +9,9 @@
 
 #include <nlohmann/json.hpp>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 
 #include "schema/images.capnp.h"
 #include "schema/node.capnp.h"
@@ -77,18 +80,47 @@ std::string tar_end() {
   return std::string(1024, '\0');
 }
 
-/// An OCI layout holding one image of one uncompressed layer (`layer_type` is its media
-/// type). Returns the layout's path.
+/// A pax extended header carrying `key=value` for the entry after it.
+std::string pax_entry(const std::string& key, const std::string& value) {
+  auto body = " " + key + "=" + value + "\n";
+  auto len = body.size() + 1;
+  while (std::to_string(len).size() + body.size() != len)
+    ++len;
+  return tar_entry("PaxHeader", 'x', "", std::to_string(len) + body);
+}
+
+/// A tar entry with owner, mode and device numbers.
+std::string tar_node(const std::string& name, char type, unsigned mode, unsigned uid,
+                     unsigned gid, unsigned major = 0, unsigned minor = 0) {
+  auto e = tar_entry(name, type, "", "", mode);
+  auto put = [&](size_t off, const std::string& v) { std::memcpy(&e[off], v.data(), v.size()); };
+  put(108, octal(uid, 8));
+  put(116, octal(gid, 8));
+  put(329, octal(major, 8));
+  put(337, octal(minor, 8));
+  put(148, std::string(8, ' '));
+  unsigned sum = 0;
+  for (size_t i = 0; i < 512; ++i)
+    sum += static_cast<unsigned char>(e[i]);
+  put(148, octal(sum, 7) + " ");
+  return e;
+}
+
+/// An OCI layout holding one image of one layer (`layer_type` is its media type;
+/// `compressed` the blob if it is compressed). Returns the layout's path.
 std::string make_layout(const temp_dir& tmp, const std::string& name, const std::string& layer,
-                        const std::string& layer_type = "application/vnd.oci.image.layer.v1.tar") {
+                        const std::string& layer_type = "application/vnd.oci.image.layer.v1.tar",
+                        const std::string& compressed = "") {
   auto dir = tmp / name;
   fs::create_directories(dir + "/blobs/sha256");
   write_text(dir + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
-  auto ld = add_blob(dir, layer, tmp);
+  auto diff = add_blob(dir, layer, tmp);
+  auto ld = compressed.empty() ? diff : add_blob(dir, compressed, tmp);
+  auto blob_size = compressed.empty() ? layer.size() : compressed.size();
   json cfg = {{"architecture", "amd64"},
               {"os", "linux"},
               {"created", "2026-01-01T00:00:00Z"},
-              {"rootfs", {{"type", "layers"}, {"diff_ids", {ld}}}}};
+              {"rootfs", {{"type", "layers"}, {"diff_ids", {diff}}}}};
   auto cfg_text = cfg.dump();
   auto cd = add_blob(dir, cfg_text, tmp);
   json m = {{"schemaVersion", 2},
@@ -97,7 +129,7 @@ std::string make_layout(const temp_dir& tmp, const std::string& name, const std:
              {{"mediaType", "application/vnd.oci.image.config.v1+json"},
               {"digest", cd},
               {"size", cfg_text.size()}}},
-            {"layers", {{{"mediaType", layer_type}, {"digest", ld}, {"size", layer.size()}}}}};
+            {"layers", {{{"mediaType", layer_type}, {"digest", ld}, {"size", blob_size}}}}};
   auto m_text = m.dump();
   auto md = add_blob(dir, m_text, tmp);
   json index = {{"schemaVersion", 2},
@@ -592,4 +624,67 @@ BOOST_AUTO_TEST_CASE(prune_removes_only_what_no_image_uses) {
   BOOST_TEST(v.snapshots.count(base_snap) == 1u);
   auto pr2 = cli({"image", "prune", "--json"});
   BOOST_TEST(json::parse(pr2.out)["blobs"] == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_zstd_layer_keeps_links_devices_modes_owners_and_xattrs) {
+  auto tar = tar_entry("data/", '5', "", "", 0755) + pax_entry("SCHILY.xattr.user.cyto", "yes")
+             + tar_entry("data/file", '0', "", "payload", 04755)
+             + tar_entry("data/hard", '1', "data/file") + tar_entry("data/soft", '2', "file")
+             + tar_node("data/null", '3', 0666, 0, 0, 1, 3) + tar_node("data/fifo", '6', 0600, 0, 0)
+             + tar_node("data/owned", '0', 0640, 1234, 5678) + tar_end();
+  auto raw = W().work / "good.tar";
+  write_text(raw, tar);
+  sh("zstd -q -f " + raw + " -o " + raw + ".zst");
+  auto dir = make_layout(W().work, "good-zstd", tar, "application/vnd.oci.image.layer.v1.tar+zstd",
+                         read_text(raw + ".zst"));
+  auto out = cli({"image", "import", dir, "--name", "local/good:zstd", "--json"});
+  BOOST_TEST_REQUIRE(out.code() == 0, out.err);
+  auto target = W().work / "rootfs-good";
+  auto m = cli({"image", "mount", "local/good:zstd", "good", target});
+  BOOST_TEST_REQUIRE(m.code() == 0, m.err);
+  struct stat file{}, hard{}, null{}, fifo{}, owned{};
+  BOOST_TEST_REQUIRE(::lstat((target + "/data/file").c_str(), &file) == 0);
+  BOOST_TEST(read_text(target + "/data/file") == "payload");
+  BOOST_TEST((file.st_mode & 07777) == 04755u);
+  BOOST_TEST(::lstat((target + "/data/hard").c_str(), &hard) == 0);
+  BOOST_TEST(hard.st_ino == file.st_ino); // one inode, two names
+  BOOST_TEST(fs::read_symlink(target + "/data/soft") == "file");
+  BOOST_TEST(::lstat((target + "/data/null").c_str(), &null) == 0);
+  BOOST_TEST(S_ISCHR(null.st_mode));
+  BOOST_TEST(major(null.st_rdev) == 1u);
+  BOOST_TEST(minor(null.st_rdev) == 3u);
+  BOOST_TEST(::lstat((target + "/data/fifo").c_str(), &fifo) == 0);
+  BOOST_TEST(S_ISFIFO(fifo.st_mode));
+  BOOST_TEST(::lstat((target + "/data/owned").c_str(), &owned) == 0);
+  BOOST_TEST(owned.st_uid == 1234u);
+  BOOST_TEST(owned.st_gid == 5678u);
+  char value[16] = {};
+  auto n = ::getxattr((target + "/data/file").c_str(), "user.cyto", value, sizeof(value));
+  BOOST_TEST(n == 3);
+  BOOST_TEST(std::string(value, n > 0 ? static_cast<size_t>(n) : 0) == "yes");
+  BOOST_TEST(cli({"image", "unmount", "good"}).code() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(images_and_mounted_rootfs_survive_a_daemon_restart) {
+  auto ref = W().registry.host() + "/test/a:1";
+  {
+    client c;
+    c.pull(ref);
+  }
+  auto target = W().work / "rootfs-restart";
+  BOOST_TEST_REQUIRE(cli({"image", "mount", ref, "keep", target}).code() == 0);
+  W().daemon.stop();
+  BOOST_TEST(::umount2(target.c_str(), 0) == 0); // as if the host rebooted
+  W().daemon.start({"--insecure-registry", W().registry.host(), "--insecure-registry",
+                    W().proxy.host(), "--registry-credentials", W().creds, "--default-registry",
+                    W().registry.host()});
+  auto ls = cli({"image", "ls", "--json"});
+  BOOST_TEST(contains(ls.out, ref));
+  auto ms = cli({"image", "mounts", "--json"});
+  BOOST_TEST(contains(ms.out, "\"keep\""), ms.out);
+  BOOST_TEST(read_text(target + "/a.txt") == "a\n"); // mounted again at start
+  auto rm = cli({"image", "rm", ref});
+  BOOST_TEST(contains(rm.err, "cyto.failed_precondition"));
+  BOOST_TEST(cli({"image", "unmount", "keep"}).code() == 0);
+  BOOST_TEST(!fs::exists(target + "/a.txt"));
 }

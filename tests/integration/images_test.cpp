@@ -147,6 +147,7 @@ std::string make_layout(const temp_dir& tmp, const std::string& name, const std:
 struct world {
   temp_dir work;
   registry_fixture registry;
+  registry_fixture tls_registry{true};
   test_proxy proxy{registry.port()};
   int dead_port = free_port();
   std::string layout = work / "layout";
@@ -158,7 +159,10 @@ struct world {
     // user:secret
     write_text(creds, R"({"auths":{")" + proxy.host() + R"(":{"auth":"dXNlcjpzZWNyZXQ="}}})");
     build_images();
-    daemon.start({"--insecure-registry", registry.host(), "--insecure-registry", proxy.host(),
+    // The TLS registry's CA comes from the config file ([images.ca] has no flag).
+    write_text(work / "cytod.toml", "[images.ca]\n\"" + tls_registry.host() + "\" = \""
+                                      + tls_registry.ca_file() + "\"\n");
+    daemon.start({"--config", work / "cytod.toml", "--insecure-registry", registry.host(), "--insecure-registry", proxy.host(),
                   "--insecure-registry", "127.0.0.1:" + std::to_string(dead_port),
                   "--registry-credentials", creds, "--default-registry", registry.host()});
   }
@@ -209,6 +213,7 @@ struct world {
     registry.push(layout, "a", "test/a", "1");
     registry.push(layout, "b", "test/b", "1");
     registry.push(layout, "multi", "test/multi", "1");
+    tls_registry.push(layout, "base", "test/bb", "1");
   }
 
   std::string images_dir() const {
@@ -675,7 +680,7 @@ BOOST_AUTO_TEST_CASE(images_and_mounted_rootfs_survive_a_daemon_restart) {
   BOOST_TEST_REQUIRE(cli({"image", "mount", ref, "keep", target}).code() == 0);
   W().daemon.stop();
   BOOST_TEST(::umount2(target.c_str(), 0) == 0); // as if the host rebooted
-  W().daemon.start({"--insecure-registry", W().registry.host(), "--insecure-registry",
+  W().daemon.start({"--config", W().work / "cytod.toml", "--insecure-registry", W().registry.host(), "--insecure-registry",
                     W().proxy.host(), "--registry-credentials", W().creds, "--default-registry",
                     W().registry.host()});
   auto ls = cli({"image", "ls", "--json"});
@@ -687,4 +692,29 @@ BOOST_AUTO_TEST_CASE(images_and_mounted_rootfs_survive_a_daemon_restart) {
   BOOST_TEST(contains(rm.err, "cyto.failed_precondition"));
   BOOST_TEST(cli({"image", "unmount", "keep"}).code() == 0);
   BOOST_TEST(!fs::exists(target + "/a.txt"));
+}
+
+BOOST_AUTO_TEST_CASE(https_with_the_registry_ca_from_the_config_over_http2) {
+  client c;
+  auto ref = W().tls_registry.host() + "/test/bb:1";
+  auto resp = c.pull(ref);
+  BOOST_TEST(std::string{resp.getImage().getManifestDigest()} == W().amd64_manifest);
+  // The registry logged the requests as HTTP/2 (curl negotiated it over TLS).
+  BOOST_TEST(contains(W().tls_registry.log(), "HTTP/2.0"));
+  // Same server by another name: no CA configured for it, the system CAs refuse it.
+  auto err = c.pull_error("localhost:" + std::to_string(W().tls_registry.port()) + "/test/bb:1");
+  BOOST_TEST(contains(err, "cyto.unavailable"), err);
+}
+
+BOOST_AUTO_TEST_CASE(basic_auth_with_credentials_from_the_config_file) {
+  client c;
+  W().proxy.require_basic("dXNlcjpzZWNyZXQ=");
+  auto before = W().proxy.unauthorized.load();
+  auto resp = c.pull(W().proxy.host() + "/test/bb:1");
+  BOOST_TEST(resp.getImage().getLayers().size() == 1u);
+  BOOST_TEST(W().proxy.unauthorized.load() > before); // challenged, then answered
+  W().proxy.require_basic("b3RoZXI6b3RoZXI=");
+  auto err = c.pull_error(W().proxy.host() + "/test/bb:1");
+  BOOST_TEST(contains(err, "cyto.permission_denied"), err);
+  W().proxy.require_basic("");
 }

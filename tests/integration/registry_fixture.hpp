@@ -53,16 +53,31 @@ inline std::string sh(const std::string& script, std::chrono::milliseconds timeo
   return r.out;
 }
 
-/// docker-registry on 127.0.0.1:<port>, storage and access log in a temp dir.
+/// docker-registry on 127.0.0.1:<port>, storage and access log in a temp dir. With
+/// `tls`, it serves HTTPS with a certificate for IP 127.0.0.1 signed by a CA of its own
+/// (`ca_file()`), made with the openssl CLI.
 class registry_fixture {
 public:
-  registry_fixture() : port_(free_port()) {
+  explicit registry_fixture(bool tls = false) : port_(free_port()) {
+    std::string tls_conf;
+    if (tls) {
+      auto d = dir_.path();
+      sh("cd " + d + " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
+         " -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=cyto-test-ca 2>/dev/null"
+         " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+         " -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null"
+         " && printf 'subjectAltName=IP:127.0.0.1\\n' > ext"
+         " && openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
+         " -out srv.pem -days 2 -extfile ext 2>/dev/null");
+      tls_conf = "  tls:\n    certificate: " + dir_ / "srv.pem" + "\n    key: " + dir_ / "srv.key"
+                 + "\n";
+    }
     write_text(dir_ / "config.yml",
                "version: 0.1\n"
                "log:\n  level: info\n"
                "storage:\n  filesystem:\n    rootdirectory: " + dir_ / "storage" + "\n"
                "  delete:\n    enabled: true\n"
-               "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n");
+               "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n" + tls_conf);
     proc_ = std::make_unique<child_process>(
       std::vector<std::string>{"/usr/bin/docker-registry", "serve", dir_ / "config.yml"},
       dir_ / "registry.log");
@@ -104,6 +119,13 @@ public:
   std::string storage() const {
     return dir_ / "storage";
   }
+  /// The CA that signed a TLS registry's certificate.
+  std::string ca_file() const {
+    return dir_ / "ca.pem";
+  }
+  std::string log() const {
+    return read_text(dir_ / "registry.log");
+  }
 
   /// GET requests for blobs of `repo` the registry logged so far (its access log).
   int blob_gets(const std::string& repo) const {
@@ -123,6 +145,7 @@ public:
   /// Pushes tag `tag` of OCI layout `layout` to repo:rtag (all platforms of an index).
   void push(const std::string& layout, const std::string& tag, const std::string& repo,
             const std::string& rtag) const {
+    // (for a TLS registry skopeo skips verification: the daemon under test must not)
     sh("skopeo copy --all --quiet --dest-tls-verify=false oci:" + layout + ":" + tag
        + " docker://" + host() + "/" + repo + ":" + rtag);
   }
@@ -180,6 +203,11 @@ public:
     std::lock_guard<std::mutex> g{mtx_};
     token_ = std::move(token);
     basic_ = std::move(basic_b64);
+  }
+  /// Demand "Authorization: Basic <basic_b64>" on /v2/ (a Basic challenge, no tokens).
+  void require_basic(std::string basic_b64) {
+    std::lock_guard<std::mutex> g{mtx_};
+    basic_only_ = std::move(basic_b64);
   }
   /// Cut the body of the next blob GET of at least `min_size` bytes after half of it.
   void cut_next_blob(uint64_t min_size) {
@@ -246,7 +274,7 @@ private:
     if (!request_line.empty() && request_line.back() == '\r')
       request_line.pop_back();
     auto path = split(request_line, ' ').size() > 1 ? split(request_line, ' ')[1] : "";
-    std::string auth, token, basic;
+    std::string auth, token, basic, basic_only;
     std::string forwarded = request_line + "\r\n";
     for (size_t i = 1; i < lines.size(); ++i) {
       auto l = lines[i];
@@ -271,6 +299,12 @@ private:
       std::lock_guard<std::mutex> g{mtx_};
       token = token_;
       basic = basic_;
+      basic_only = basic_only_;
+    }
+    if (!basic_only.empty() && auth != "Basic " + basic_only) {
+      ++unauthorized;
+      return respond(c, "401 Unauthorized", "WWW-Authenticate: Basic realm=\"cyto-test\"\r\n",
+                     R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})");
     }
     if (path.rfind("/token", 0) == 0) {
       ++token_requests;
@@ -343,7 +377,7 @@ private:
   std::thread acceptor_;
   std::mutex mtx_;
   std::vector<std::thread> workers_;
-  std::string token_, basic_;
+  std::string token_, basic_, basic_only_;
   std::atomic<bool> cut_next_{false};
   std::atomic<uint64_t> cut_min_{0};
 };

@@ -214,6 +214,9 @@ struct world {
     registry.push(layout, "b", "test/b", "1");
     registry.push(layout, "multi", "test/multi", "1");
     tls_registry.push(layout, "base", "test/bb", "1");
+    // The same image as a Docker schema 2 manifest (skopeo converts it).
+    sh("skopeo copy --quiet --format v2s2 --dest-tls-verify=false oci:" + layout
+       + ":base docker://" + registry.host() + "/test/docker:1");
   }
 
   std::string images_dir() const {
@@ -717,4 +720,16 @@ BOOST_AUTO_TEST_CASE(basic_auth_with_credentials_from_the_config_file) {
   auto err = c.pull_error(W().proxy.host() + "/test/bb:1");
   BOOST_TEST(contains(err, "cyto.permission_denied"), err);
   W().proxy.require_basic("");
+}
+
+BOOST_AUTO_TEST_CASE(docker_schema2_manifests_pull_like_oci_ones) {
+  client c;
+  auto resp = c.pull(W().registry.host() + "/test/docker:1");
+  auto img = resp.getImage();
+  BOOST_TEST(std::string{img.getMediaType()}
+             == "application/vnd.docker.distribution.manifest.v2+json");
+  BOOST_TEST_REQUIRE(img.getLayers().size() == 1u);
+  BOOST_TEST(std::string{img.getLayers()[0].getMediaType()}
+             == "application/vnd.docker.image.rootfs.diff.tar.gzip");
+  BOOST_TEST(std::string{img.getArchitecture()} == "amd64");
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -109,7 +110,8 @@ void copy_str(char* dst, size_t cap, const char* src, size_t src_cap) {
 
 class bpf_probe final : public probe {
 public:
-  explicit bpf_probe(cyto_events* skel) : skel_{skel} {}
+  bpf_probe(cyto_events* skel, std::uint32_t wakeup_interval_us)
+      : skel_{skel}, interval_{std::chrono::microseconds(wakeup_interval_us)} {}
   ~bpf_probe() override {
     ring_buffer__free(rb_);
     cyto_events::destroy(skel_);
@@ -128,11 +130,18 @@ public:
 
   int poll(int timeout_ms, const std::function<void(const event&)>& fn) override {
     fn_ = &fn;
-    int n = timeout_ms == 0 ? ring_buffer__consume(rb_) : ring_buffer__poll(rb_, timeout_ms);
+    int n = timeout_ms == 0 ? consume() : wait_and_consume(timeout_ms);
     fn_ = nullptr;
-    if (n == -EINTR)
-      return 0;
     return n;
+  }
+
+  int poll_again_ms() const override {
+    if (interval_.count() == 0 || steady::now() >= last_found_ + 2 * interval_)
+      return -1;
+    // Re-check one interval on; twice without finding anything and a record
+    // can no longer have been committed without a wakeup (events.bpf.c).
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(interval_).count();
+    return static_cast<int>(std::max<std::int64_t>(ms, 1));
   }
 
   probe_counters counters() const override {
@@ -141,6 +150,23 @@ public:
     c.ringbuf_lost = sum_counter(CYTO_CNT_LOST);
     c.consumed = consumed_;
     return c;
+  }
+
+  std::vector<program_stats> stats() const override {
+    std::vector<program_stats> out;
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel_->obj) {
+      bpf_prog_info info{};
+      __u32 len = sizeof(info);
+      program_stats s;
+      s.name = bpf_program__name(prog);
+      if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0) {
+        s.run_time_ns = info.run_time_ns;
+        s.run_cnt = info.run_cnt;
+      }
+      out.push_back(std::move(s));
+    }
+    return out;
   }
 
   // ring_buffer_sample_fn: `ctx` is the probe.
@@ -170,6 +196,42 @@ public:
   }
 
 private:
+  using steady = std::chrono::steady_clock;
+
+  int consume() {
+    int n = ring_buffer__consume(rb_);
+    if (n > 0)
+      last_found_ = steady::now();
+    return n;
+  }
+
+  // Waits up to timeout_ms (-1: for ever) for records, re-checking without a
+  // wakeup as poll_again_ms() says.
+  int wait_and_consume(int timeout_ms) {
+    auto deadline = steady::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      int wait = poll_again_ms();
+      if (timeout_ms >= 0) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - steady::now()).count();
+        left = std::max<std::int64_t>(left, 0);
+        wait = wait < 0 ? static_cast<int>(left) : std::min(wait, static_cast<int>(left));
+      }
+      int n = ring_buffer__poll(rb_, wait);
+      if (n == -EINTR)
+        n = 0;
+      if (n < 0)
+        return n;
+      if (n == 0)
+        n = ring_buffer__consume(rb_);
+      if (n > 0) {
+        last_found_ = steady::now();
+        return n;
+      }
+      if (timeout_ms >= 0 && steady::now() >= deadline)
+        return 0;
+    }
+  }
+
   std::uint64_t sum_counter(std::uint32_t key) const {
     int ncpu = libbpf_num_possible_cpus();
     if (ncpu <= 0)
@@ -188,6 +250,8 @@ private:
   ring_buffer* rb_ = nullptr;
   const std::function<void(const event&)>* fn_ = nullptr;
   std::uint64_t consumed_ = 0;
+  std::chrono::microseconds interval_;
+  steady::time_point last_found_{};
 };
 
 bool is_power_of_two(std::uint32_t x) {
@@ -230,6 +294,7 @@ std::unique_ptr<probe> probe::open(std::string& why, const probe_options& option
     cyto_events::destroy(skel);
     return nullptr;
   }
+  skel->rodata->wakeup_interval_ns = std::uint64_t{options.wakeup_interval_us} * 1000;
   if (int err = cyto_events::load(skel); err != 0) {
     why = failure("load BPF programs", err);
     cyto_events::destroy(skel);
@@ -240,7 +305,7 @@ std::unique_ptr<probe> probe::open(std::string& why, const probe_options& option
     cyto_events::destroy(skel);
     return nullptr;
   }
-  auto p = std::make_unique<bpf_probe>(skel);
+  auto p = std::make_unique<bpf_probe>(skel, options.wakeup_interval_us);
   ring_buffer* rb =
       ring_buffer__new(bpf_map__fd(skel->maps.events), &bpf_probe::on_sample, p.get(), nullptr);
   if (!rb) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace cyto::ebpf {
 
@@ -43,11 +44,25 @@ struct probe_counters {
   std::uint64_t consumed = 0;       // events handed to poll()'s callback
 };
 
+// Kernel-side cost of one program, from the kernel's BPF statistics: both
+// stay 0 unless the sysctl kernel.bpf_stats_enabled is 1.
+struct program_stats {
+  std::string name;
+  std::uint64_t run_time_ns = 0;  // total time spent in the program
+  std::uint64_t run_cnt = 0;      // times it ran
+};
+
 // How to open the probe (every field has a working default).
 struct probe_options {
   // Ring buffer size in bytes: a power of two, at least one page. A signal,
   // exit or OOM record takes 88 bytes in the ring, an exec record 216.
   std::uint32_t ringbuf_bytes = 8u << 20;
+  // 0: the kernel may wake fd() for every record (whenever the consumer has
+  // caught up), so fd() is readable whenever events wait. N > 0: at most one
+  // wakeup per N µs, which cuts the kernel's cost per event several-fold at
+  // high rates; records between wakeups are found by poll() with a timeout,
+  // or by calling poll(0) again within poll_again_ms() of the last one.
+  std::uint32_t wakeup_interval_us = 0;
 };
 
 class probe {
@@ -64,6 +79,13 @@ class probe {
   // Returns the number consumed, or a negative errno.
   virtual int poll(int timeout_ms, const std::function<void(const event&)>& fn) = 0;
   virtual probe_counters counters() const = 0;
+  // How long a caller that waits on fd() itself may wait before calling
+  // poll(0) again: -1 when fd() alone suffices (always, unless
+  // wakeup_interval_us is set and events were consumed in the last two
+  // intervals). poll() with a timeout handles this itself.
+  virtual int poll_again_ms() const { return -1; }
+  // One entry per program (empty by default, e.g. for a test double).
+  virtual std::vector<program_stats> stats() const { return {}; }
 };
 
 }  // namespace cyto::ebpf

@@ -21,6 +21,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -445,6 +446,77 @@ BOOST_AUTO_TEST_CASE(counters_count_submitted_and_consumed) {
   BOOST_TEST(after.consumed > before.consumed);
   BOOST_TEST(after.consumed <= after.submitted);
   BOOST_TEST(after.ringbuf_lost == 0u, "8 MiB ring, polled: nothing lost");
+}
+
+// With wakeups batched the kernel wakes fd() at most once per interval; a
+// signal sent right after a burst gets no wakeup of its own and must still
+// arrive, both through poll() with a timeout and through a caller's own
+// epoll on fd() that honours poll_again_ms().
+BOOST_AUTO_TEST_CASE(batched_wakeups_still_deliver_a_lone_event) {
+  std::string why;
+  probe_options o;
+  o.wakeup_interval_us = 200'000;
+  auto b = probe::open(why, o);
+  BOOST_REQUIRE_MESSAGE(b, why);
+  BOOST_TEST(b->poll_again_ms() == -1, "nothing consumed yet");
+  pid_t child = fork_sleeper();
+  child_guard guard{child};
+  auto ours = [child](const event& e) {
+    return e.kind == event_kind::signal && e.tgid == static_cast<std::uint32_t>(child);
+  };
+
+  // Through poll(timeout): a burst, then one more inside the same interval.
+  for (int i = 0; i < 100; ++i)
+    kill(child, SIGUSR1);
+  int got = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (got < 100 && std::chrono::steady_clock::now() < deadline)
+    b->poll(100, [&](const event& e) { got += ours(e); });
+  BOOST_REQUIRE(got == 100);
+  BOOST_TEST(b->poll_again_ms() == 200, "a re-check is due after consuming");
+  kill(child, SIGUSR1);
+  int lone = 0;
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (lone == 0 && std::chrono::steady_clock::now() < deadline)
+    b->poll(1000, [&](const event& e) { lone += ours(e); });
+  BOOST_TEST(lone == 1, "the lone signal through poll(timeout)");
+
+  // Through the caller's epoll on fd(): wait poll_again_ms(), then poll(0).
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  BOOST_REQUIRE(epoll_ctl(ep, EPOLL_CTL_ADD, b->fd(), &ev) == 0);
+  // The first may wake fd(); the second, sent while we wait on fd() after
+  // consuming the first, falls inside the same interval: no wakeup of its own.
+  int seen = 0;
+  // Found only after fd() stayed quiet and no re-check was due. On a busy host
+  // other processes' events cause wakeups too, so this catches a broken
+  // re-check only on a quiet one; poll_again_ms() is checked directly above.
+  bool stranded = false;
+  for (int want : {1, 2}) {
+    std::thread late;
+    if (want == 1)
+      kill(child, SIGUSR1);
+    else
+      late = std::thread{[child] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        kill(child, SIGUSR1);
+      }};
+    deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (seen < want && std::chrono::steady_clock::now() < deadline) {
+      int wait = b->poll_again_ms();
+      bool fd_only = wait < 0;
+      epoll_event out{};
+      int r = epoll_wait(ep, &out, 1, fd_only ? 2000 : wait);
+      int n = b->poll(0, [&](const event& e) { seen += ours(e); });
+      stranded = stranded || (fd_only && r == 0 && n > 0);
+    }
+    if (late.joinable())
+      late.join();
+  }
+  close(ep);
+  BOOST_TEST(!stranded, "an event waited without a wakeup or a due re-check");
+  BOOST_TEST(seen == 2, "both signals through fd() and poll_again_ms()");
 }
 
 BOOST_AUTO_TEST_CASE(bad_ring_buffer_size_is_refused) {

@@ -117,8 +117,11 @@ struct host_features {
   cgroup_mode cgroups = cgroup_mode::unknown;
   std::vector<std::string> cgroup_controllers;
   std::vector<std::string> namespaces;
+  /// The eBPF event programs (ebpf/) load here; ebpf_detail says why not.
   bool ebpf = false;
   bool btf = false;
+  bool tracefs = false;
+  std::string ebpf_detail;
   bool kvm = false;
   bool overlayfs = false;
   bool pidfd = false;
@@ -128,7 +131,8 @@ struct host_features {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, host_features& x) {
   return f(caf::meta::type_name("host_features"), x.cgroups, x.cgroup_controllers, x.namespaces,
-           x.ebpf, x.btf, x.kvm, x.overlayfs, x.pidfd, x.kernel_release);
+           x.ebpf, x.btf, x.tracefs, x.ebpf_detail, x.kvm, x.overlayfs, x.pidfd,
+           x.kernel_release);
 }
 
 /// The answer to discover.

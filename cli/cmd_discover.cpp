@@ -56,6 +56,8 @@ int cmd_discover(const global_options& g) {
          {"namespaces", texts(f.getNamespaces())},
          {"ebpf", f.getEbpf()},
          {"btf", f.getBtf()},
+         {"tracefs", f.getTracefs()},
+         {"ebpfDetail", f.getEbpfDetail().cStr()},
          {"kvm", f.getKvm()},
          {"overlayfs", f.getOverlayfs()},
          {"pidfd", f.getPidfd()},
@@ -74,7 +76,9 @@ int cmd_discover(const global_options& g) {
     {"cgroups", std::string{mode_name(f.getCgroupMode())} + " ("
                   + join(texts(f.getCgroupControllers())) + ")"},
     {"namespaces", join(texts(f.getNamespaces()))},
-    {"ebpf", std::string{yes_no(f.getEbpf())} + " (btf " + yes_no(f.getBtf()) + ")"},
+    {"ebpf", std::string{yes_no(f.getEbpf())} + " (btf " + yes_no(f.getBtf()) + ", tracefs " +
+               yes_no(f.getTracefs()) + ")" +
+               (f.getEbpf() ? std::string{} : std::string{": "} + f.getEbpfDetail().cStr())},
     {"kvm", yes_no(f.getKvm())},
     {"overlayfs", yes_no(f.getOverlayfs())},
     {"pidfd", yes_no(f.getPidfd())},

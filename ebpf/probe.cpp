@@ -264,26 +264,27 @@ std::unique_ptr<probe> probe::open(std::string& why) {
   return open(why, probe_options{});
 }
 
-std::unique_ptr<probe> probe::open(std::string& why, const probe_options& options) {
+namespace {
+
+// BTF, tracefs and the log route: what open() and supported() check first.
+bool preflight(std::string& why) {
   route_libbpf_logs();
-  auto page = static_cast<std::uint32_t>(sysconf(_SC_PAGESIZE));
-  if (!is_power_of_two(options.ringbuf_bytes) || options.ringbuf_bytes < page) {
-    why = "ring buffer size " + std::to_string(options.ringbuf_bytes) +
-          " is not a power of two of at least one page";
-    return nullptr;
-  }
   struct stat st {};
   if (::stat(btf_path, &st) != 0) {
     why = std::string{"BTF missing at "} + btf_path + " (kernel without CONFIG_DEBUG_INFO_BTF)";
-    return nullptr;
+    return false;
   }
   ensure_tracefs();
-  // RLIMIT_MEMLOCK: kernels before 5.11 charge BPF memory to it. libbpf 1.x
-  // (strict mode, its default) raises it itself only on those kernels; on
-  // newer ones memory is charged to the memory cgroup and the limit stays as
-  // is, so the processes the daemon spawns do not inherit a raised limit.
   take_last_warning();
+  return true;
+}
 
+// Opens and loads the skeleton (nothing attached); nullptr with `why` set.
+// RLIMIT_MEMLOCK: kernels before 5.11 charge BPF memory to it. libbpf 1.x
+// (strict mode, its default) raises it itself only on those kernels; on newer
+// ones memory is charged to the memory cgroup and the limit stays as is, so
+// the processes the daemon spawns do not inherit a raised limit.
+cyto_events* load(const probe_options& options, std::string& why) {
   cyto_events* skel = cyto_events::open();
   if (!skel) {
     why = failure("open BPF object", errno);
@@ -300,6 +301,35 @@ std::unique_ptr<probe> probe::open(std::string& why, const probe_options& option
     cyto_events::destroy(skel);
     return nullptr;
   }
+  return skel;
+}
+
+} // namespace
+
+bool probe::supported(std::string& why) {
+  if (!preflight(why))
+    return false;
+  probe_options small;
+  small.ringbuf_bytes = 1u << 16;
+  cyto_events* skel = load(small, why);
+  if (!skel)
+    return false;
+  cyto_events::destroy(skel);
+  return true;
+}
+
+std::unique_ptr<probe> probe::open(std::string& why, const probe_options& options) {
+  auto page = static_cast<std::uint32_t>(sysconf(_SC_PAGESIZE));
+  if (!is_power_of_two(options.ringbuf_bytes) || options.ringbuf_bytes < page) {
+    why = "ring buffer size " + std::to_string(options.ringbuf_bytes) +
+          " is not a power of two of at least one page";
+    return nullptr;
+  }
+  if (!preflight(why))
+    return nullptr;
+  cyto_events* skel = load(options, why);
+  if (!skel)
+    return nullptr;
   if (int err = cyto_events::attach(skel); err != 0) {
     why = failure("attach BPF programs", err);
     cyto_events::destroy(skel);
@@ -313,7 +343,8 @@ std::unique_ptr<probe> probe::open(std::string& why, const probe_options& option
     return nullptr; // p's destructor frees the skeleton
   }
   p->set_ring(rb);
-  logger()->debug("probe loaded: ring buffer {} bytes", options.ringbuf_bytes);
+  logger()->debug("probe loaded: ring buffer {} bytes, wakeup interval {} us",
+                  options.ringbuf_bytes, options.wakeup_interval_us);
   return p;
 }
 

@@ -71,6 +71,10 @@ class probe {
   // when BPF, BTF or tracefs is unavailable; the daemon then runs without it.
   static std::unique_ptr<probe> open(std::string& why);
   static std::unique_ptr<probe> open(std::string& why, const probe_options& options);
+  // Whether open() can work here: loads the programs without attaching them
+  // (tens of ms) and mounts tracefs like open() does. False with `why` set
+  // otherwise. For `cyto discover`.
+  static bool supported(std::string& why);
   virtual ~probe() = default;
 
   // An fd that turns readable when events are waiting (epoll-able).

@@ -13,4 +13,9 @@ std::unique_ptr<probe> probe::open(std::string& why, const probe_options&) {
   return nullptr;
 }
 
+bool probe::supported(std::string& why) {
+  why = "built without eBPF programs: " CYTO_EBPF_UNAVAILABLE;
+  return false;
+}
+
 } // namespace cyto::ebpf

@@ -14,12 +14,14 @@ struct Features {
   cgroupMode @0 :CgroupMode;
   cgroupControllers @1 :List(Text);   # controllers cytod can use (v2: cgroup.controllers; v1: mounted)
   namespaces @2 :List(Text);          # kinds in /proc/self/ns: cgroup ipc mnt net pid time user uts
-  ebpf @3 :Bool;                      # BTF at /sys/kernel/btf/vmlinux and bpf() usable
+  ebpf @3 :Bool;                      # the eBPF event programs load (BTF, bpf(), tp_btf, ring buffer)
   btf @4 :Bool;
   kvm @5 :Bool;                       # /dev/kvm present and openable
   overlayfs @6 :Bool;                 # overlay listed in /proc/filesystems
   pidfd @7 :Bool;                     # pidfd_open works
   kernelRelease @8 :Text;
+  ebpfDetail @9 :Text;                # why ebpf is false ("" when true)
+  tracefs @10 :Bool;                  # tracefs mounted at /sys/kernel/tracing (cytod mounts it)
 }
 
 struct NodeInfo {

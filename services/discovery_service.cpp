@@ -31,6 +31,8 @@ void fill(schema::NodeInfo::Builder out, const node_info& in) {
   fill_texts(f.initNamespaces(hf.namespaces.size()), hf.namespaces);
   f.setEbpf(hf.ebpf);
   f.setBtf(hf.btf);
+  f.setTracefs(hf.tracefs);
+  f.setEbpfDetail(hf.ebpf_detail);
   f.setKvm(hf.kvm);
   f.setOverlayfs(hf.overlayfs);
   f.setPidfd(hf.pidfd);

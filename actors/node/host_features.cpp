@@ -6,10 +6,11 @@
 #include <sstream>
 
 #include <fcntl.h>
-#include <linux/bpf.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+
+#include "ebpf/probe.hpp"
 
 namespace cyto::node {
 
@@ -38,23 +39,18 @@ std::vector<std::string> split(std::string_view text, char sep) {
 
 bool is_v1_controller(std::string_view opt) {
   static constexpr std::string_view known[] = {
-    "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb",
-    "memory", "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma"};
+      "blkio",  "cpu",  "cpuacct", "cpuset",   "devices",    "freezer", "hugetlb",
+      "memory", "misc", "net_cls", "net_prio", "perf_event", "pids",    "rdma"};
   return std::find(std::begin(known), std::end(known), opt) != std::end(known);
 }
 
-bool bpf_usable() {
-  // Creating (and closing) a one-entry array map proves bpf() works for us.
-  union bpf_attr attr {};
-  attr.map_type = BPF_MAP_TYPE_ARRAY;
-  attr.key_size = 4;
-  attr.value_size = 4;
-  attr.max_entries = 1;
-  auto fd = static_cast<int>(syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof(attr)));
-  if (fd < 0)
-    return false;
-  close(fd);
-  return true;
+bool tracefs_mounted() {
+  for (auto& line : split(read_file("/proc/self/mounts"), '\n')) {
+    auto fields = split(line, ' ');
+    if (fields.size() >= 3 && fields[1] == "/sys/kernel/tracing" && fields[2] == "tracefs")
+      return true;
+  }
+  return false;
 }
 
 } // namespace
@@ -124,7 +120,12 @@ host_features detect_host_features() {
   }
   std::sort(f.namespaces.begin(), f.namespaces.end());
   f.btf = fs::exists("/sys/kernel/btf/vmlinux", ec);
-  f.ebpf = f.btf && bpf_usable();
+  // The one accurate answer is loading the event programs (which also mounts
+  // tracefs when absent); bpf() alone working says little (tp_btf, ring buffers).
+  f.ebpf = ebpf::probe::supported(f.ebpf_detail);
+  if (f.ebpf)
+    f.ebpf_detail.clear();
+  f.tracefs = tracefs_mounted();
   if (int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC); fd >= 0) {
     f.kvm = true;
     close(fd);

@@ -215,6 +215,13 @@ BOOST_AUTO_TEST_CASE(discover_reports_host_features) {
   BOOST_TEST(f.getBtf() == host.btf);
   if (!host.btf)
     BOOST_TEST(!f.getEbpf(), "ebpf needs BTF");
+  // As root with BTF the event programs load, unless this build left them out.
+  std::string ebpf_detail = f.getEbpfDetail().cStr();
+  if (host.btf && ebpf_detail.rfind("built without eBPF programs", 0) != 0)
+    BOOST_TEST(f.getEbpf(), "ebpf: " << ebpf_detail);
+  BOOST_TEST(f.getEbpf() == ebpf_detail.empty(), "a reason exactly when ebpf is off");
+  if (f.getEbpf())
+    BOOST_TEST(f.getTracefs(), "cytod mounts tracefs with the programs");
   BOOST_TEST(f.getKvm() == host.kvm);
   BOOST_TEST(f.getOverlayfs() == host.overlayfs);
   BOOST_TEST(f.getPidfd() == host.pidfd);

@@ -53,4 +53,5 @@ BOOST_AUTO_TEST_CASE(detection_on_this_host_is_consistent) {
   BOOST_TEST(std::is_sorted(f.namespaces.begin(), f.namespaces.end()));
   if (f.ebpf)
     BOOST_TEST(f.btf); // ebpf is reported only with BTF
+  BOOST_TEST(f.ebpf == f.ebpf_detail.empty(), "a reason exactly when ebpf is off: " << f.ebpf_detail);
 }

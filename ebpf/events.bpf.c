@@ -64,6 +64,18 @@ static __always_inline void submit(struct cyto_event* e) {
   count(CYTO_CNT_SUBMITTED);
 }
 
+/* The task's id in its own (innermost) pid namespace: NSpid's last field. */
+static __always_inline __u32 ns_id(struct pid* pid) {
+  unsigned int level = BPF_CORE_READ(pid, level);
+  struct upid up = {};
+  if (level > 64) /* MAX_PID_NS_LEVEL is 32 */
+    return 0;
+  const void* at = (const void*)pid + bpf_core_field_offset(struct pid, numbers) +
+                   level * bpf_core_type_size(struct upid);
+  bpf_probe_read_kernel(&up, sizeof(up), at);
+  return up.nr;
+}
+
 /* The fields every record has, taken from the subject task `t`. */
 static __always_inline void fill_subject(struct cyto_event* e, __u32 kind,
                                          struct task_struct* t) {
@@ -72,6 +84,8 @@ static __always_inline void fill_subject(struct cyto_event* e, __u32 kind,
   e->pid = BPF_CORE_READ(t, pid);
   e->tgid = BPF_CORE_READ(t, tgid);
   e->cgroup_id = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+  e->ns_pid = ns_id(BPF_CORE_READ(t, thread_pid));
+  e->ns_tgid = ns_id(BPF_CORE_READ(t, group_leader, thread_pid));
   bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), &t->comm);
   e->signo = 0;
   e->signal_result = 0;

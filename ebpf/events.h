@@ -37,6 +37,8 @@ struct cyto_event {
   __s32 exit_status;   /* wait(2) status: code << 8 | terminating signal */
   __u32 sender_pid;
   __u32 sender_tgid;
+  __u32 ns_pid; /* pid and tgid in the subject's own (innermost) pid namespace */
+  __u32 ns_tgid;
   char comm[CYTO_COMM_LEN];
   char sender_comm[CYTO_COMM_LEN];
   char filename[CYTO_FILENAME_LEN]; /* exec records only */

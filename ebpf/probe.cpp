@@ -187,6 +187,8 @@ public:
     e.sender_tgid = raw.sender_tgid;
     copy_str(e.sender_comm, sizeof(e.sender_comm), raw.sender_comm, sizeof(raw.sender_comm));
     e.exit_status = raw.exit_status;
+    e.ns_pid = raw.ns_pid;
+    e.ns_tgid = raw.ns_tgid;
     if (size > CYTO_EVENT_SHORT_SIZE)
       copy_str(e.filename, sizeof(e.filename), raw.filename, sizeof(raw.filename));
     ++self->consumed_;

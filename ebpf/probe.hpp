@@ -35,6 +35,10 @@ struct event {
   std::int32_t exit_status = 0;
   // exec: the file name passed to execve (truncated).
   char filename[128]{};
+  // pid and tgid inside the subject's own pid namespace (NSpid's last field;
+  // equal to pid/tgid for a task in the host's namespace).
+  std::uint32_t ns_pid = 0;
+  std::uint32_t ns_tgid = 0;
 };
 
 // Per-stage loss and delivery counters.
@@ -55,7 +59,7 @@ struct program_stats {
 // How to open the probe (every field has a working default).
 struct probe_options {
   // Ring buffer size in bytes: a power of two, at least one page. A signal,
-  // exit or OOM record takes 88 bytes in the ring, an exec record 216.
+  // exit or OOM record takes 96 bytes in the ring, an exec record 224.
   std::uint32_t ringbuf_bytes = 8u << 20;
   // 0: the kernel may wake fd() for every record (whenever the consumer has
   // caught up), so fd() is readable whenever events wait. N > 0: at most one

@@ -283,7 +283,7 @@ int main(int argc, char** argv) {
   out["bench"] = "ebpf_bench";
   out["cpus"] = std::thread::hardware_concurrency();
   out["seconds_per_step"] = seconds;
-  out["record_bytes_in_ring"] = 88;
+  out["record_bytes_in_ring"] = 96;
 
   json steps = json::array();
   json cost = json::array();

@@ -21,6 +21,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -230,6 +231,8 @@ BOOST_AUTO_TEST_CASE(signal_event_names_target_sender_and_signal) {
   auto* e = first(evs, event_kind::signal);
   BOOST_REQUIRE_MESSAGE(e, "no SIGUSR1 event for child " << child);
   BOOST_TEST(e->pid == static_cast<std::uint32_t>(child));
+  BOOST_TEST(e->ns_pid == e->pid, "host pid namespace: the same ids");
+  BOOST_TEST(e->ns_tgid == e->tgid);
   BOOST_TEST(e->sender_pid == static_cast<std::uint32_t>(gettid()));
   BOOST_TEST(e->sender_tgid == static_cast<std::uint32_t>(getpid()));
   BOOST_TEST(e->signal_result == 0, "delivered (queued as pending)");
@@ -293,6 +296,41 @@ BOOST_AUTO_TEST_CASE(exit_event_carries_killing_signal) {
   auto* s = first(evs, event_kind::signal);
   BOOST_REQUIRE(s);
   BOOST_TEST(s->signo == SIGKILL);
+}
+
+// A process that is pid 1 of its own pid namespace: host ids in pid/tgid,
+// 1 in ns_pid/ns_tgid, on its exit event too (after which /proc has nothing).
+BOOST_AUTO_TEST_CASE(exit_event_carries_pid_namespace_ids) {
+  int report[2];
+  BOOST_REQUIRE(pipe(report) == 0);
+  pid_t middle = fork();
+  if (middle == 0) {
+    close(report[0]);
+    if (unshare(CLONE_NEWPID) != 0)
+      _exit(100);
+    pid_t inner = fork(); // pid 1 of the new namespace
+    if (inner == 0)
+      _exit(5);
+    if (write(report[1], &inner, sizeof(inner)) != sizeof(inner))
+      _exit(101);
+    int st = 0;
+    waitpid(inner, &st, 0);
+    _exit(0);
+  }
+  BOOST_REQUIRE(middle > 0);
+  close(report[1]);
+  child_guard guard{middle};
+  pid_t inner = 0;
+  BOOST_REQUIRE(read(report[0], &inner, sizeof(inner)) == sizeof(inner));
+  close(report[0]);
+  auto evs = collect(about(inner), has(event_kind::exit));
+  BOOST_TEST(guard.wait() == 0);
+  auto* e = first(evs, event_kind::exit);
+  BOOST_REQUIRE_MESSAGE(e, "no exit event for " << inner);
+  BOOST_TEST(e->pid == static_cast<std::uint32_t>(inner));
+  BOOST_TEST(e->ns_pid == 1u);
+  BOOST_TEST(e->ns_tgid == 1u);
+  BOOST_TEST(e->exit_status == 5 << 8);
 }
 
 BOOST_AUTO_TEST_CASE(multi_threaded_process_exits_once) {

@@ -35,7 +35,8 @@ std::shared_ptr<spdlog::logger> logger() {
   return cyto::log::get("ebpf");
 }
 
-// libbpf's last warning (verifier output, missing BTF types, ...), for `why`.
+// libbpf's first warning since the last reset (verifier output, missing BTF
+// types, ...), for `why`.
 std::mutex last_warning_mtx;
 std::string last_warning;
 
@@ -48,9 +49,14 @@ int print_libbpf(enum libbpf_print_level level, const char* fmt, va_list ap) {
   while (!line.empty() && line.back() == '\n')
     line.remove_suffix(1);
   logger()->debug("libbpf: {}", line);
+  // The first warning since the last reset names the cause; later ones (such
+  // as "failed to load BPF skeleton") only repeat that something failed.
   if (level == LIBBPF_WARN) {
+    if (line.substr(0, 8) == "libbpf: ")
+      line.remove_prefix(8);
     std::lock_guard guard{last_warning_mtx};
-    last_warning = line;
+    if (last_warning.empty())
+      last_warning = line;
   }
   return n;
 }
@@ -65,15 +71,15 @@ std::string take_last_warning() {
   return std::exchange(last_warning, {});
 }
 
-// "what: strerror (libbpf's last complaint)", with EPERM spelt out.
+// "what: strerror (libbpf: its first complaint)". EPERM says it all: libbpf's
+// own words then are about RLIMIT_MEMLOCK and CONFIG_BPF_SYSCALL, misleading.
 std::string failure(const std::string& what, int err) {
   err = err < 0 ? -err : err;
-  std::string text = what + ": ";
+  auto w = take_last_warning();
   if (err == EPERM)
-    text += "bpf(): EPERM (needs root, or CAP_BPF with CAP_PERFMON)";
-  else
-    text += std::strerror(err);
-  if (auto w = take_last_warning(); !w.empty())
+    return what + ": bpf(): EPERM (needs root, or CAP_BPF with CAP_PERFMON)";
+  std::string text = what + ": " + std::strerror(err);
+  if (!w.empty())
     text += " (libbpf: " + w + ")";
   return text;
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
@@ -555,6 +556,38 @@ BOOST_AUTO_TEST_CASE(batched_wakeups_still_deliver_a_lone_event) {
   close(ep);
   BOOST_TEST(!stranded, "an event waited without a wakeup or a due re-check");
   BOOST_TEST(seen == 2, "both signals through fd() and poll_again_ms()");
+}
+
+// An unprivileged caller gets a clear reason, from both open() and supported().
+BOOST_AUTO_TEST_CASE(without_privileges_the_reason_is_eperm) {
+  int out[2];
+  BOOST_REQUIRE(pipe(out) == 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(out[0]);
+    if (setgroups(0, nullptr) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0)
+      _exit(100);
+    std::string why, why2;
+    bool opened = probe::open(why) != nullptr;
+    bool supported = probe::supported(why2);
+    std::string text = why + "\n" + why2;
+    (void)!write(out[1], text.data(), text.size());
+    _exit(opened || supported ? 1 : 0);
+  }
+  BOOST_REQUIRE(child > 0);
+  close(out[1]);
+  child_guard guard{child};
+  std::string text;
+  char buf[512];
+  for (ssize_t n; (n = read(out[0], buf, sizeof(buf))) > 0;)
+    text.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = guard.wait();
+  BOOST_TEST(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0, "neither open() nor supported() may succeed unprivileged");
+  BOOST_TEST(text == "load BPF programs: bpf(): EPERM (needs root, or CAP_BPF with CAP_PERFMON)\n"
+                     "load BPF programs: bpf(): EPERM (needs root, or CAP_BPF with CAP_PERFMON)");
 }
 
 BOOST_AUTO_TEST_CASE(bad_ring_buffer_size_is_refused) {

@@ -343,18 +343,26 @@ status make_devices(const init_context& ctx, const std::string& rootfs, bool in_
   return {};
 }
 
+/// shared and unbindable go on the new root last: earlier they would leak our mounts to
+/// the host (shared) or forbid the binds of the set-up (unbindable).
+unsigned long late_propagation(const std::string& prop) {
+  return prop == "shared"        ? MS_SHARED
+         : prop == "rshared"     ? MS_SHARED | MS_REC
+         : prop == "unbindable"  ? MS_UNBINDABLE
+         : prop == "runbindable" ? MS_UNBINDABLE | MS_REC
+                                 : 0;
+}
+
 } // namespace
 
 status setup_rootfs(const init_context& ctx, bool in_userns,
                     const std::function<status()>& before_pivot) {
   auto& cfg = *ctx.cfg;
   auto& prop = cfg.linux.rootfs_propagation;
-  bool shared = prop == "shared" || prop == "rshared";
+  unsigned long after = late_propagation(prop);
   unsigned long root_prop = MS_SLAVE | MS_REC;
-  if (shared || prop == "private" || prop == "rprivate")
+  if (after || prop == "private" || prop == "rprivate")
     root_prop = MS_PRIVATE | MS_REC;
-  else if (prop == "unbindable" || prop == "runbindable")
-    root_prop = MS_UNBINDABLE | MS_REC;
   if (::mount(nullptr, "/", nullptr, root_prop, nullptr) != 0)
     return sys_error("set the propagation of /");
   const auto& rootfs = cfg.root_path;
@@ -377,8 +385,6 @@ status setup_rootfs(const init_context& ctx, bool in_userns,
     return sys_error("detach the old root");
   if (::chdir("/") != 0)
     return sys_error("chdir /");
-  if (shared && ::mount(nullptr, "/", nullptr, MS_SHARED | (prop == "rshared" ? MS_REC : 0), nullptr) != 0)
-    return sys_error("make / " + prop);
   return {};
 }
 
@@ -423,6 +429,9 @@ status finish_rootfs(const init_context& ctx) {
     if (::mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, nullptr) != 0)
       return sys_error("remount the rootfs read-only");
   }
+  auto& prop = cfg.linux.rootfs_propagation;
+  if (auto after = late_propagation(prop); after && ::mount(nullptr, "/", nullptr, after, nullptr) != 0)
+    return sys_error("linux.rootfsPropagation: make / " + prop);
   return {};
 }
 

@@ -69,6 +69,10 @@ result<std::unique_ptr<seccomp_filter>> compile_seccomp(const oci::seccomp& p) {
     if (!ctx)
       return status{"internal", "seccomp_init failed"};
     auto guard = std::make_unique<seccomp_filter>(ctx);
+    // libseccomp sets no_new_privs itself unless told not to: that is process.noNewPrivileges'
+    // job, and a container without it must not get it from its seccomp profile.
+    if (int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0); rc != 0)
+      return status{"internal", std::string{"seccomp: clear the NNP attribute: "} + std::strerror(-rc)};
     for (size_t i = 0; i < p.architectures.size(); ++i) {
       auto f = "linux.seccomp.architectures[" + std::to_string(i) + "]";
       auto a = arch_of(p.architectures[i], f);

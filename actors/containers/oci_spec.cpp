@@ -608,11 +608,11 @@ result<config> parse_config(const std::string& text, const std::string& bundle) 
     if (!c.linux.find(CLONE_NEWNS))
       fail("linux.namespaces", "needs a mount namespace (this runtime never mounts in the "
                                "host's namespace)");
-    if (!c.hostname.empty()) {
-      auto* uts = c.linux.find(CLONE_NEWUTS);
-      if (!uts || !uts->path.empty())
-        fail("hostname", "needs a new uts namespace");
-    }
+    // A joined uts namespace gets the hostname too (as with runc); the host's never.
+    if (!c.hostname.empty() && !c.linux.find(CLONE_NEWUTS))
+      fail("hostname", "needs a uts namespace");
+    if (!c.domainname.empty() && !c.linux.find(CLONE_NEWUTS))
+      fail("domainname", "needs a uts namespace");
     if (!c.linux.sysctl.empty())
       for (auto& [k, _] : c.linux.sysctl) {
         // Namespaced sysctls only, like runc: others would change the host.

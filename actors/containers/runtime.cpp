@@ -500,13 +500,18 @@ result<runtime::created> runtime::do_create(const std::string& id, const create_
       return undo(status{m.code, m.text}.with_exit_code(m.exit_code));
     }
     if (m.kind == sync_msg::mounted) {
-      st.status = "creating";
+      // createRuntime sees "creating"; the deprecated prestart hooks belonged to start
+      // and see "created" (what the runtime-tools suite checks).
+      st.status = "created";
       auto state = st.to_json(false);
-      for (auto* list : {&cfg.hooks.prestart, &cfg.hooks.create_runtime})
-        for (auto& h : *list)
-          if (auto s = run_hook(h, state, list == &cfg.hooks.prestart ? "prestart"
-                                                                      : "createRuntime"))
-            return undo(s);
+      for (auto& h : cfg.hooks.prestart)
+        if (auto s = run_hook(h, state, "prestart"))
+          return undo(s);
+      st.status = "creating";
+      state = st.to_json(false);
+      for (auto& h : cfg.hooks.create_runtime)
+        if (auto s = run_hook(h, state, "createRuntime"))
+          return undo(s);
       sync_msg r;
       r.kind = sync_msg::resume;
       ::send(mine.fd, &r, sizeof(r), MSG_NOSIGNAL);
@@ -593,6 +598,7 @@ result<int> runtime::run(const std::string& id, const create_options& options) {
     st.status = "running";
     st.pid = *pid;
     st.bundle = (*rec)["bundle"];
+    st.annotations = rec->value("annotations", std::map<std::string, std::string>{});
     auto text = st.to_json(false);
     for (auto& h : hooks_from((*rec)["poststart"]))
       if (auto s = run_hook(h, text, "poststart"))
@@ -757,6 +763,7 @@ status runtime::cleanup(const std::string& id, bool force) {
     st.id = id;
     st.status = "stopped";
     st.bundle = r.value("bundle", "");
+    st.annotations = r.value("annotations", std::map<std::string, std::string>{});
     auto text = st.to_json(false);
     for (auto& h : hooks_from(r["poststop"]))
       if (auto s = run_hook(h, text, "poststop"))

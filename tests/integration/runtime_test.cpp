@@ -233,6 +233,9 @@ BOOST_AUTO_TEST_CASE(seccomp_blocked_syscall_fails_with_eperm) {
     {"defaultAction", "SCMP_ACT_ALLOW"},
     {"architectures", {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86"}},
     {"syscalls", {{{"names", {"mkdir", "mkdirat"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 1}}}}};
+  config["process"]["noNewPrivileges"] = false;
+  // the profile must not turn no_new_privs on by itself (libseccomp's default does)
+  BOOST_CHECK_EQUAL(shell("grep NoNewPrivs /proc/self/status"), "NoNewPrivs:\t0\n");
   args({"mkdir", "/tmp/d"});
   auto r = run();
   BOOST_CHECK_NE(r.code(), 0);
@@ -314,6 +317,23 @@ BOOST_AUTO_TEST_CASE(user_env_cwd_rlimits_oom_sysctl) {
   BOOST_CHECK_EQUAL(out, "uid=1000 gid=1001 groups=1002\n/tmp\nbar\n123\n500\n1\n");
 }
 
+BOOST_AUTO_TEST_CASE(rootfs_propagation) {
+  auto root_line = [&](const std::string& prop) {
+    config["linux"]["rootfsPropagation"] = prop;
+    // the line whose mount point (5th field) is "/"
+    for (auto& line : lines_of(shell("cat /proc/self/mountinfo")))
+      if (auto f = split(line, ' '); f.size() > 5 && f[4] == "/")
+        return line;
+    return std::string{};
+  };
+  BOOST_CHECK(contains(root_line("rshared"), " shared:"));
+  BOOST_CHECK(contains(root_line("runbindable"), " unbindable"));
+  auto priv = root_line("rprivate");
+  BOOST_CHECK_MESSAGE(!contains(priv, "shared:") && !contains(priv, "master:")
+                        && !contains(priv, "unbindable"), priv);
+  check_nothing_left();
+}
+
 BOOST_AUTO_TEST_CASE(terminal_gives_a_pty) {
   config["process"]["terminal"] = true;
   auto out = shell("tty; ls -l /dev/console");
@@ -362,6 +382,7 @@ BOOST_AUTO_TEST_CASE(hooks_get_the_state_on_stdin) {
   auto hook = [&](const std::string& file) {
     return json{{"path", busybox}, {"args", {"sh", "-c", "cat > " + file}}};
   };
+  config["annotations"] = {{"org.cyto.hook", "yes"}};
   config["hooks"] = {{"prestart", {hook(tmp / "prestart")}},
                      {"createRuntime", {hook(tmp / "createRuntime")}},
                      {"poststart", {hook(tmp / "poststart")}},
@@ -372,7 +393,10 @@ BOOST_AUTO_TEST_CASE(hooks_get_the_state_on_stdin) {
     BOOST_CHECK_EQUAL(st["id"], "c1");
     BOOST_CHECK_EQUAL(st["bundle"], fs::canonical(bundle).string());
   }
-  BOOST_CHECK_EQUAL(json::parse(read_text(tmp / "prestart"))["status"], "creating");
+  BOOST_CHECK_EQUAL(json::parse(read_text(tmp / "prestart"))["status"], "created");
+  BOOST_CHECK_EQUAL(json::parse(read_text(tmp / "createRuntime"))["status"], "creating");
+  for (auto* phase : {"prestart", "poststart", "poststop"})
+    BOOST_CHECK_EQUAL(json::parse(read_text(tmp / phase))["annotations"]["org.cyto.hook"], "yes");
   BOOST_CHECK_GT(json::parse(read_text(tmp / "prestart"))["pid"].get<int>(), 0);
   BOOST_CHECK_EQUAL(json::parse(read_text(tmp / "poststop"))["status"], "stopped");
   // a failing prestart hook stops the create and leaves nothing

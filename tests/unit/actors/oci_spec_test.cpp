@@ -136,7 +136,7 @@ BOOST_AUTO_TEST_CASE(namespaces_hostname_and_mappings) {
   j = minimal();
   j["linux"]["namespaces"] = {{{"type", "mount"}}};
   j["hostname"] = "x";
-  refused(j, "hostname: needs a new uts namespace");
+  refused(j, "hostname: needs a uts namespace");
   j = minimal();
   j["linux"]["namespaces"] = {{{"type", "uts"}}};
   refused(j, "needs a mount namespace");

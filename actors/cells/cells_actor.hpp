@@ -9,7 +9,7 @@
 #include <spdlog/logger.h>
 
 #include "actors/cells/cgroup.hpp"
-#include "store/state_db.hpp"
+#include "actors/store/state_db.hpp"
 #include "actors/cells/watcher.hpp"
 #include "bus/interfaces.hpp"
 

@@ -14,7 +14,7 @@
 #include "actors/images/registry_client.hpp"
 #include "actors/images/snapshots.hpp"
 #include "bus/interfaces.hpp"
-#include "store/state_db.hpp"
+#include "actors/store/state_db.hpp"
 
 namespace cyto::images {
 

@@ -1,4 +1,4 @@
-#include "store/state_db.hpp"
+#include "actors/store/state_db.hpp"
 
 #include <memory>
 

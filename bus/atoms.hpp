@@ -34,5 +34,8 @@ using prune_atom = caf::atom_constant<caf::atom("prune")>;
 using mount_atom = caf::atom_constant<caf::atom("mount")>;
 using unmount_atom = caf::atom_constant<caf::atom("unmount")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
+using events_atom = caf::atom_constant<caf::atom("events")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using history_atom = caf::atom_constant<caf::atom("history")>;
 
 } // namespace cyto

@@ -147,18 +147,53 @@ typename Inspector::result_type inspect(Inspector& f, process_exited& x) {
   return f(caf::meta::type_name("process_exited"), x.cell, x.executable, x.pid, x.status);
 }
 
-/// Published on topic "process.output": one line an executable wrote.
+/// Published on topic "process.output": one line an executable wrote, or (stream 0)
+/// the end of its output: it exited and every line it wrote was published before.
 struct process_output {
   std::string cell;
   std::string executable;
-  /// 1 = stdout, 2 = stderr.
+  /// 1 = stdout, 2 = stderr, 0 = end of output (no line).
   int32_t stream = 1;
   std::string line;
+  /// Host pid of the run that wrote it: a new run starts fresh files.
+  uint32_t pid = 0;
+  /// Byte offset of the line in its output file (lets readers of the file join the
+  /// live stream without gaps or duplicates).
+  uint64_t offset = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, process_output& x) {
-  return f(caf::meta::type_name("process_output"), x.cell, x.executable, x.stream, x.line);
+  return f(caf::meta::type_name("process_output"), x.cell, x.executable, x.stream, x.line,
+           x.pid, x.offset);
+}
+
+/// Resource usage of a cell's cgroup (its child cells included), read from cgroup files
+/// (v2 names; v1 equivalents on v1/hybrid hosts). Counters are cumulative.
+struct cell_usage {
+  std::string cell;
+  /// cpu.stat usage_usec (v1: cpuacct.usage / 1000).
+  uint64_t cpu_usage_usec = 0;
+  /// memory.current (v1: memory.usage_in_bytes).
+  uint64_t memory_current = 0;
+  /// memory.peak (v1: memory.max_usage_in_bytes); 0 when the kernel does not keep it.
+  uint64_t memory_peak = 0;
+  /// pids.current.
+  uint64_t pids_current = 0;
+  /// io.stat rbytes/wbytes summed over devices (v1: blkio.throttle.io_service_bytes).
+  uint64_t io_read_bytes = 0;
+  uint64_t io_write_bytes = 0;
+  /// memory.events oom_kill (v1: memory.oom_control oom_kill).
+  uint64_t oom_kills = 0;
+  /// CLOCK_MONOTONIC time of the reading, in nanoseconds.
+  int64_t monotonic_nanos = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cell_usage& x) {
+  return f(caf::meta::type_name("cell_usage"), x.cell, x.cpu_usage_usec, x.memory_current,
+           x.memory_peak, x.pids_current, x.io_read_bytes, x.io_write_bytes, x.oom_kills,
+           x.monotonic_nanos);
 }
 
 } // namespace cyto

@@ -13,6 +13,7 @@
 #include "bus/cells.hpp"
 #include "bus/images.hpp"
 #include "bus/messages.hpp"
+#include "bus/observe.hpp"
 
 namespace cyto {
 
@@ -69,7 +70,8 @@ using node_actor = caf::typed_actor<
 
 /// Owns every cgroup and process the daemon starts: cells (nestable, limited cgroups)
 /// and executables in them. Everything is recorded in state.db and re-adopted on restart.
-/// Publishes "process.exited" and "process.output" (each line of stdout and stderr).
+/// Publishes "process.started", "process.exited" and "process.output" (each line of
+/// stdout and stderr, then an end marker).
 using cells_actor = caf::typed_actor<
   /// Makes a cell ("parent/child" for nested ones) with its limits.
   caf::replies_to<allocate_atom, cell_spec>::with<cell_info>,
@@ -89,8 +91,11 @@ using cells_actor = caf::typed_actor<
   caf::reacts_to<exited_atom, uint64_t, exit_status>,
   /// Internal: the stop timeout of `token` ran out.
   caf::reacts_to<kill_atom, uint64_t>,
-  /// Internal: the executable behind `token` wrote a line to stream 1 (stdout) or 2.
-  caf::reacts_to<output_atom, uint64_t, int32_t, std::string>>;
+  /// Internal: the executable behind `token` wrote a line to stream 1 (stdout) or 2,
+  /// starting at `offset` in its output file.
+  caf::reacts_to<output_atom, uint64_t, int32_t, std::string, uint64_t>,
+  /// Usage counters of one cell (its children included), or of every cell for "".
+  caf::replies_to<stats_atom, std::string>::with<std::vector<cell_usage>>>;
 
 // -- images ------------------------------------------------------------------
 
@@ -134,19 +139,46 @@ using log_sink_actor = caf::typed_actor<
   /// Entries for one subscription, in order.
   caf::reacts_to<log_batch>>;
 
-/// Observability fan-out. This slice: the daemon's own log.
+/// Receives a stats subscription's samples; grants credit with observe's `demand`.
+using stats_sink_actor = caf::typed_actor<caf::reacts_to<stats_batch>>;
+
+/// Receives an output subscription's lines; grants credit with observe's `demand`.
+using output_sink_actor = caf::typed_actor<caf::reacts_to<output_batch>>;
+
+/// Receives an event subscription's events; grants credit with observe's `demand`.
+using event_sink_actor = caf::typed_actor<caf::reacts_to<event_batch>>;
+
+/// Observability fan-out: the daemon's own log, cgroup stats of cells, executables'
+/// output, kernel events (signals, exec, exit, OOM kills). Every subscription has a
+/// bounded queue and credit; ids are unique across kinds.
 using observe_actor = topic_subscriber_actor::extend<
   /// Subscribes `sink` to daemon logs at `level` or above: up to `tail` recent
   /// entries, then new ones if `follow`. Returns the subscription id.
   caf::replies_to<subscribe_atom, logs_atom, log_level, bool, uint32_t,
                   log_sink_actor>::with<uint64_t>,
-  /// Grants a log subscription credit for `n` more entries.
+  /// Samples a cell's usage (every cell for "") every `interval_ms` (10..3600000) into
+  /// `sink`, the first sample at once. not_found for a missing cell.
+  caf::replies_to<subscribe_atom, stats_atom, std::string, uint64_t,
+                  stats_sink_actor>::with<uint64_t>,
+  /// Streams an executable's output (cell, executable, output_streams mask, follow,
+  /// from_start): the lines in its files, then (if `follow`) new lines until it exits.
+  caf::replies_to<subscribe_atom, output_atom, std::string, std::string, uint8_t, bool, bool,
+                  output_sink_actor>::with<uint64_t>,
+  /// Streams kernel events matching `filter` into `sink`. not_found for a missing cell.
+  caf::replies_to<subscribe_atom, events_atom, event_filter, event_sink_actor>::with<uint64_t>,
+  /// Grants any subscription credit for `n` more items.
   caf::reacts_to<demand_atom, uint64_t, uint32_t>,
-  /// Ends a log subscription (a no-op for unknown ids).
+  /// Ends any subscription (a no-op for unknown ids).
   caf::reacts_to<unsub_atom, uint64_t>,
+  /// A batch of kernel events from the event source.
+  caf::reacts_to<events_atom, std::vector<observed_event>>,
+  /// Internal: time for the next sample of a stats subscription.
+  caf::reacts_to<tick_atom, uint64_t>,
+  /// Internal: the history reader of an output subscription is done.
+  caf::reacts_to<history_atom, uint64_t, output_history>,
   /// Internal: delivers queued entries to subscribers with credit.
   caf::reacts_to<flush_atom>,
-  /// Counters: subscribers, entries seen, entries dropped.
+  /// Counters: subscribers of each kind, entries and events seen, delivered, lost.
   caf::replies_to<get_atom, stats_atom>::with<observe_stats>>;
 
 // -- registry names ------------------------------------------------------------

@@ -23,6 +23,8 @@ inline constexpr const char* process_exited = "process.exited";
 inline constexpr const char* process_output = "process.output";
 /// Bytes of each blob while images are pulled (body: image_progress).
 inline constexpr const char* image_progress = "image.progress";
+/// Executables that started or were re-adopted (body: executable_info).
+inline constexpr const char* process_started = "process.started";
 } // namespace topic
 
 /// What a topic hands a subscriber: a batch of events, preceded by a count of
@@ -97,12 +99,31 @@ struct observe_stats {
   uint64_t log_subscribers = 0;
   uint64_t log_entries_seen = 0;
   uint64_t log_entries_dropped = 0;
+  uint64_t stats_subscribers = 0;
+  uint64_t output_subscribers = 0;
+  uint64_t event_subscribers = 0;
+  /// Kernel events: written to the ring buffer, lost there (buffer full), read from it,
+  /// lost between the reader and the actor (actor behind), seen by the actor, handed to
+  /// subscribers, lost in subscriber queues.
+  uint64_t events_submitted = 0;
+  uint64_t events_lost_ringbuf = 0;
+  uint64_t events_consumed = 0;
+  uint64_t events_lost_actor = 0;
+  uint64_t events_seen = 0;
+  uint64_t events_delivered = 0;
+  uint64_t events_lost_subscribers = 0;
+  /// Whether kernel events flow; if not, why.
+  bool events_available = false;
+  std::string events_unavailable;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, observe_stats& x) {
   return f(caf::meta::type_name("observe_stats"), x.log_subscribers, x.log_entries_seen,
-           x.log_entries_dropped);
+           x.log_entries_dropped, x.stats_subscribers, x.output_subscribers,
+           x.event_subscribers, x.events_submitted, x.events_lost_ringbuf, x.events_consumed,
+           x.events_lost_actor, x.events_seen, x.events_delivered, x.events_lost_subscribers,
+           x.events_available, x.events_unavailable);
 }
 
 // -- node / discovery ----------------------------------------------------------

@@ -60,6 +60,21 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<rootfs_info>("cyto.rootfs_info");
   cfg.add_message_type<std::vector<rootfs_info>>("cyto.rootfs_infos");
   cfg.add_message_type<image_progress_sink_actor>("cyto.image_progress_sink_actor");
+  cfg.add_message_type<cell_usage>("cyto.cell_usage");
+  cfg.add_message_type<std::vector<cell_usage>>("cyto.cell_usages");
+  cfg.add_message_type<cell_stats>("cyto.cell_stats");
+  cfg.add_message_type<stats_batch>("cyto.stats_batch");
+  cfg.add_message_type<output_line>("cyto.output_line");
+  cfg.add_message_type<output_history>("cyto.output_history");
+  cfg.add_message_type<output_batch>("cyto.output_batch");
+  cfg.add_message_type<event_kind>("cyto.event_kind");
+  cfg.add_message_type<event_filter>("cyto.event_filter");
+  cfg.add_message_type<observed_event>("cyto.observed_event");
+  cfg.add_message_type<std::vector<observed_event>>("cyto.observed_events");
+  cfg.add_message_type<event_batch>("cyto.event_batch");
+  cfg.add_message_type<stats_sink_actor>("cyto.stats_sink_actor");
+  cfg.add_message_type<output_sink_actor>("cyto.output_sink_actor");
+  cfg.add_message_type<event_sink_actor>("cyto.event_sink_actor");
   cfg.add_message_type<topic_subscriber_actor>("cyto.topic_subscriber_actor");
   cfg.add_message_type<log_sink_actor>("cyto.log_sink_actor");
   cfg.add_error_category(errc_category,

@@ -1,4 +1,4 @@
-// cyto logs --daemon [-f] [--level L] [--tail N]
+// cyto logs --daemon [-f] [--level L] [--tail N] (CELL/EXE: cmd_observe.cpp)
 #include <cstdio>
 
 #include "cli/commands.hpp"
@@ -53,8 +53,10 @@ private:
 } // namespace
 
 int cmd_logs(const global_options& g, const logs_options& o) {
-  if (!o.daemon)
-    throw cli_error("cyto.invalid_argument: logs: give --daemon (workload logs come with cells)");
+  if (!o.daemon && !o.target.empty())
+    return cmd_workload_logs(g, o);
+  if (!o.daemon || !o.target.empty())
+    throw cli_error("cyto.invalid_argument: logs: give either --daemon or CELL/EXECUTABLE");
   size_t level = 0;
   while (level < std::size(level_names) && o.level != level_names[level])
     ++level;

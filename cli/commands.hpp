@@ -20,9 +20,18 @@ struct logs_options {
   bool follow = false;
   std::string level = "info";
   uint32_t tail = 100;
+  /// CELL/EXECUTABLE (workload logs).
+  std::string target;
+  bool stderr_only = false;
+  bool both = false;
 };
 
+/// cytod's own log (--daemon) or an executable's output (CELL/EXECUTABLE).
 int cmd_logs(const global_options& g, const logs_options& o);
+int cmd_workload_logs(const global_options& g, const logs_options& o);
+
+/// Adds `cyto top`, `cyto events` and `cyto observe-status`.
+void add_observe_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 
 /// Adds `cyto cell ...`; the chosen verb stores its action in `run`.
 void add_cell_commands(CLI::App& app, global_options& g, std::function<int()>& run);

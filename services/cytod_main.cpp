@@ -108,6 +108,15 @@ void register_actor(caf::scoped_actor& self, const registry_actor& registry, con
              });
 }
 
+/// Opens the kernel event probes (eBPF) for the observe actor; without them the daemon
+/// runs on and says why (discover, observe status).
+void open_event_probe(observe::observe_config& cfg) {
+  std::string why;
+  cfg.probe = ebpf::probe::open(why);
+  if (!cfg.probe)
+    cfg.probe_error = why.empty() ? "the eBPF probe could not be opened" : why;
+}
+
 int run(services::daemon_config cfg) {
   // Pipelined calls allocate and free capnp messages in bursts; glibc's default trims
   // the heap after each burst and faults it back in on the next (brk, memset, page
@@ -153,15 +162,8 @@ int run(services::daemon_config cfg) {
 
   node::node_config node_cfg{cfg.node_name.empty() ? host_name() : cfg.node_name,
                              cyto::version, node::detect_host_features(), registry};
-  observe::observe_config observe_cfg;
-  observe_cfg.log_history = cfg.log_history;
-  observe_cfg.topics = topics;
   if (auto bad = node_cfg.validate(); !bad.empty()) {
     main_log->error("node: {}", bad);
-    return exit_config;
-  }
-  if (auto bad = observe_cfg.validate(); !bad.empty()) {
-    main_log->error("observe: {}", bad);
     return exit_config;
   }
   cells::cells_config cells_cfg;
@@ -185,9 +187,20 @@ int run(services::daemon_config cfg) {
     main_log->error("images: {}", bad);
     return exit_config;
   }
-  auto observe_actor = sys.spawn(observe::observe, observe_cfg);
   // Blocking kernel work (clone, cgroupfs, SQLite) runs on a thread of its own.
   auto cells_actor = sys.spawn<caf::detached>(cells::cells, cells_cfg);
+  observe::observe_config observe_cfg;
+  observe_cfg.log_history = cfg.log_history;
+  observe_cfg.topics = topics;
+  observe_cfg.cells = cells_actor;
+  observe_cfg.cgroup_root = cfg.cgroup_root;
+  open_event_probe(observe_cfg);
+  if (auto bad = observe_cfg.validate(); !bad.empty()) {
+    main_log->error("observe: {}", bad);
+    caf::anon_send_exit(cells_actor, caf::exit_reason::user_shutdown);
+    return exit_config;
+  }
+  auto observe_actor = sys.spawn(observe::observe, observe_cfg);
   // Removal, prune and mounts block on the disk: a thread of its own (pulls get more).
   auto images_actor = sys.spawn<caf::detached>(images::images, images_cfg);
   auto node_actor = sys.spawn(node::node, node_cfg);

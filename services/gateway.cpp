@@ -92,7 +92,7 @@ struct gateway::connection {
 /// each backed by the actor the registry names.
 class gateway::node_server final : public schema::Node::Server {
 public:
-  node_server(bridge& br, log_router& router, progress_router& progress,
+  node_server(bridge& br, stream_router& router, progress_router& progress,
               registry_actor registry)
     : bridge_(br), router_(router), progress_(progress), registry_(std::move(registry)) {
   }
@@ -147,7 +147,7 @@ private:
   }
 
   bridge& bridge_;
-  log_router& router_;
+  stream_router& router_;
   progress_router& progress_;
   registry_actor registry_;
 };

@@ -63,7 +63,7 @@ private:
   gateway_config cfg_;
   registry_actor registry_;
   bridge bridge_;
-  log_router router_;
+  stream_router router_;
   progress_router progress_;
   kj::Own<kj::ConnectionReceiver> listener_;
   ino_t socket_inode_ = 0;

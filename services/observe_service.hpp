@@ -11,18 +11,24 @@
 
 namespace cyto::services {
 
-class log_stream;
-
-/// Routes log batches arriving through the bridge to the stream that asked for them.
-/// One per gateway; lives on the kj thread.
-class log_router {
+/// One streaming call of ObserveService, fed with the batches of its subscription.
+class observe_stream {
 public:
-  explicit log_router(bridge& br);
+  virtual ~observe_stream() noexcept(false) = default;
+  /// A batch (log_batch, stats_batch, output_batch or event_batch) for this stream.
+  virtual void on_message(caf::message& msg) = 0;
+};
 
-  /// Handles one message pushed through the bridge; returns false if not a log batch.
+/// Routes the observe actor's batches arriving through the bridge to the stream that
+/// asked for them. One per gateway; lives on the kj thread.
+class stream_router {
+public:
+  explicit stream_router(bridge& br);
+
+  /// Handles one message pushed through the bridge; returns false if not a batch.
   bool route(const caf::strong_actor_ptr& sender, caf::message& msg);
 
-  void add(uint64_t subscription, log_stream* stream);
+  void add(uint64_t subscription, observe_stream* stream);
   void remove(uint64_t subscription);
 
   /// Live streams.
@@ -32,11 +38,11 @@ public:
 
 private:
   bridge& bridge_;
-  std::unordered_map<uint64_t, log_stream*> streams_;
+  std::unordered_map<uint64_t, observe_stream*> streams_;
 };
 
 /// ObserveService, backed by the observe actor.
-kj::Own<schema::Observe::Server> new_observe_service(bridge& br, log_router& router,
+kj::Own<schema::Observe::Server> new_observe_service(bridge& br, stream_router& router,
                                                      observe_actor observe);
 
 } // namespace cyto::services

@@ -97,6 +97,14 @@ void finish(self_ptr self, const std::string& cell, cells_state::exe_record& e,
   st.log->info("executable {}/{} pid={} exited{} code={} signal={}", cell, e.info.spec.name,
                e.info.pid, status.known ? "" : " (status unknown: re-adopted)", status.code,
                status.signal);
+  // The end of its output, after its last line (the watcher reports lines before exits).
+  process_output end;
+  end.cell = cell;
+  end.executable = e.info.spec.name;
+  end.stream = 0;
+  end.pid = e.info.pid;
+  self->send(st.config.topics, publish_atom::value, std::string{topic::process_output},
+             caf::make_message(std::move(end)));
   self->send(st.config.topics, publish_atom::value, std::string{topic::process_exited},
              caf::make_message(process_exited{cell, e.info.spec.name, e.info.pid, status}));
 }
@@ -157,6 +165,8 @@ void reconcile(self_ptr self) {
       st.by_token[e.token] = {row.info.spec.cell, row.info.spec.name};
       st.watcher->watch(e.token, pidfd);
       st.log->info("re-adopted {}/{} pid={}", row.info.spec.cell, row.info.spec.name, pid);
+      self->send(st.config.topics, publish_atom::value, std::string{topic::process_started},
+                 caf::make_message(e.info));
     } else {
       if (pidfd >= 0)
         ::close(pidfd);
@@ -304,6 +314,8 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
   if (!st.watcher->watch(e.token, e.pidfd))
     st.log->error("cannot watch pidfd of {}/{}", spec.cell, spec.name);
   st.log->info("started {}/{} pid={} ns_pid={}", spec.cell, spec.name, info.pid, info.ns_pid);
+  self->send(st.config.topics, publish_atom::value, std::string{topic::process_started},
+             caf::make_message(info));
   return info;
 }
 
@@ -404,7 +416,8 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       [why](wait_atom, std::string&, std::string&) -> caf::result<exit_status> { return why; },
       [](exited_atom, uint64_t, exit_status) {},
       [](kill_atom, uint64_t) {},
-      [](output_atom, uint64_t, int32_t, std::string&) {},
+      [](output_atom, uint64_t, int32_t, std::string&, uint64_t) {},
+      [why](stats_atom, std::string&) -> caf::result<std::vector<cell_usage>> { return why; },
     };
   };
   if (auto err = st.cgroups->init())
@@ -423,10 +436,10 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
         caf::anon_send(caf::actor_cast<cells_actor>(strong), exited_atom::value, token,
                        exit_status{true, r.known, r.code, r.signal});
     },
-    [weak](uint64_t token, int stream, std::string line) {
+    [weak](uint64_t token, int stream, std::string line, uint64_t offset) {
       if (auto strong = weak.lock())
         caf::anon_send(caf::actor_cast<cells_actor>(strong), output_atom::value, token,
-                       static_cast<int32_t>(stream), std::move(line));
+                       static_cast<int32_t>(stream), std::move(line), offset);
     });
   reconcile(self);
   st.log->info("cells ready: cgroup {} root {}, {} cells", to_string(st.cgroups->mode()),
@@ -527,14 +540,30 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       auto& e = st.cells[cell].exes[exe];
       finish(self, cell, e, status);
     },
-    [self](output_atom, uint64_t token, int32_t stream, std::string& line) {
+    [self](output_atom, uint64_t token, int32_t stream, std::string& line, uint64_t offset) {
       auto& st = self->state;
       auto i = st.by_token.find(token);
       if (i == st.by_token.end())
         return;
+      auto& [cell, exe] = i->second;
       self->send(st.config.topics, publish_atom::value, std::string{topic::process_output},
-                 caf::make_message(
-                   process_output{i->second.first, i->second.second, stream, std::move(line)}));
+                 caf::make_message(process_output{cell, exe, stream, std::move(line),
+                                                  st.cells[cell].exes[exe].info.pid, offset}));
+    },
+    [self](stats_atom, std::string& name) -> caf::result<std::vector<cell_usage>> {
+      auto& st = self->state;
+      std::vector<cell_usage> out;
+      if (!name.empty() && st.cells.count(name) == 0)
+        return make_error(errc::not_found, "cell " + name + " does not exist");
+      for (auto& [n, c] : st.cells) {
+        if (!name.empty() && n != name)
+          continue;
+        auto u = st.cgroups->usage(n);
+        if (!u)
+          return std::move(u.error());
+        out.push_back(std::move(*u));
+      }
+      return out;
     },
     [self](kill_atom, uint64_t token) {
       auto& st = self->state;

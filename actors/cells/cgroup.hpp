@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <sys/types.h>
@@ -55,6 +56,10 @@ public:
   /// backend stores it (v1: "/sys/fs/cgroup/memory/<root>/<cell>/memory.limit_in_bytes").
   virtual std::string file(const std::string& cell, const std::string& v2_name) const = 0;
 
+  /// Usage counters of the cell and every cell under it. A counter whose file this host
+  /// lacks reads 0; a missing cell is not_found.
+  virtual caf::expected<cell_usage> usage(const std::string& cell) const = 0;
+
   /// Removes the whole subtree if it holds no processes (tests and cleanup).
   virtual caf::error destroy_root() = 0;
 };
@@ -81,6 +86,15 @@ caf::error make_dir(const std::string& path, bool exist_ok = false);
 
 /// rmdir with an error naming the path; ENOENT is fine.
 caf::error remove_dir(const std::string& path);
+
+/// The first number in a file (memory.current, pids.current); 0 if absent or unreadable.
+uint64_t read_number(const std::string& path);
+
+/// The value of `key` in a flat-keyed file ("usage_usec 123" lines); 0 if absent.
+uint64_t read_keyed(const std::string& path, std::string_view key);
+
+/// CLOCK_MONOTONIC now, in nanoseconds (the time stamp of a usage reading).
+int64_t monotonic_nanos();
 
 /// Pids listed in a cgroup.procs file.
 std::vector<pid_t> read_procs(const std::string& path);

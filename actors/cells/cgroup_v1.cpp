@@ -2,6 +2,8 @@
 // are mapped to v1 files, and limits v1 cannot express are refused.
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "actors/cells/cgroup.hpp"
 #include "actors/cells/limits.hpp"
@@ -180,6 +182,38 @@ public:
     auto [ctrl, v1name] = map_name(name);
     auto* h = hier_of(ctrl);
     return h ? path(*h, cell) + "/" + v1name : std::string{};
+  }
+
+  caf::expected<cell_usage> usage(const std::string& cell) const override {
+    if (!exists(cell))
+      return make_error(errc::not_found, "cell " + cell + " has no cgroup");
+    cell_usage u;
+    u.cell = cell;
+    u.monotonic_nanos = monotonic_nanos();
+    auto at = [&](const char* ctrl, const char* name) {
+      auto* h = hier_of(ctrl);
+      return h ? path(*h, cell) + "/" + name : std::string{};
+    };
+    u.cpu_usage_usec = read_number(at("cpuacct", "cpuacct.usage")) / 1000;
+    u.memory_current = read_number(at("memory", "memory.usage_in_bytes"));
+    u.memory_peak = read_number(at("memory", "memory.max_usage_in_bytes"));
+    u.oom_kills = read_keyed(at("memory", "memory.oom_control"), "oom_kill");
+    u.pids_current = read_number(at("pids", "pids.current"));
+    // "8:0 Read 4096" lines per device, then "Total N".
+    std::ifstream io{at("blkio", "blkio.throttle.io_service_bytes_recursive")};
+    std::string dev, op;
+    uint64_t n = 0;
+    std::string line;
+    while (std::getline(io, line)) {
+      std::istringstream ls{line};
+      if (!(ls >> dev >> op >> n))
+        continue;
+      if (op == "Read")
+        u.io_read_bytes += n;
+      else if (op == "Write")
+        u.io_write_bytes += n;
+    }
+    return u;
   }
 
   caf::error destroy_root() override {

@@ -3,6 +3,7 @@
 // processes live in its leaf "_" so child cells can be added at any time.
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include <fcntl.h>
@@ -138,6 +139,31 @@ public:
     if (name == "cgroup.procs")
       return path(cell) + "/" + std::string{leaf_name} + "/cgroup.procs";
     return path(cell) + "/" + name;
+  }
+
+  caf::expected<cell_usage> usage(const std::string& cell) const override {
+    std::error_code ec;
+    auto dir = path(cell);
+    if (!fs::is_directory(dir, ec))
+      return make_error(errc::not_found, "cell " + cell + " has no cgroup");
+    cell_usage u;
+    u.cell = cell;
+    u.monotonic_nanos = monotonic_nanos();
+    u.cpu_usage_usec = read_keyed(dir + "/cpu.stat", "usage_usec");
+    u.memory_current = read_number(dir + "/memory.current");
+    u.memory_peak = read_number(dir + "/memory.peak");
+    u.oom_kills = read_keyed(dir + "/memory.events", "oom_kill");
+    u.pids_current = read_number(dir + "/pids.current");
+    // "8:0 rbytes=1 wbytes=2 rios=3 ..." per device.
+    std::ifstream io{dir + "/io.stat"};
+    std::string word;
+    while (io >> word) {
+      if (word.rfind("rbytes=", 0) == 0)
+        u.io_read_bytes += std::stoull(word.substr(7));
+      else if (word.rfind("wbytes=", 0) == 0)
+        u.io_write_bytes += std::stoull(word.substr(7));
+    }
+    return u;
   }
 
   caf::error destroy_root() override {

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "actors/cells/cgroup.hpp"
@@ -69,6 +70,28 @@ caf::error remove_dir(const std::string& path) {
     return {};
   int err = errno;
   return make_error(code_for(err), "rmdir " + path + ": " + std::strerror(err));
+}
+
+uint64_t read_number(const std::string& path) {
+  std::ifstream in{path};
+  uint64_t v = 0;
+  return (in >> v) ? v : 0;
+}
+
+uint64_t read_keyed(const std::string& path, std::string_view key) {
+  std::ifstream in{path};
+  std::string k;
+  uint64_t v = 0;
+  while (in >> k >> v)
+    if (k == key)
+      return v;
+  return 0;
+}
+
+int64_t monotonic_nanos() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 std::vector<pid_t> read_procs(const std::string& path) {

@@ -79,7 +79,7 @@ bool exit_watcher::follow(uint64_t token, int stream, const std::string& path) {
     return false;
   }
   std::lock_guard guard{files_mtx_};
-  files_[wd] = followed{token, stream, fd, {}};
+  files_[wd] = followed{token, stream, fd, {}, 0};
   return true;
 }
 
@@ -90,13 +90,16 @@ void exit_watcher::drain(followed& f) {
     f.partial.append(buf, static_cast<size_t>(n));
     size_t start = 0, nl;
     while ((nl = f.partial.find('\n', start)) != std::string::npos) {
-      on_line_(f.token, f.stream, f.partial.substr(start, nl - start));
+      on_line_(f.token, f.stream, f.partial.substr(start, nl - start), f.offset + start);
       start = nl + 1;
     }
     f.partial.erase(0, start);
+    f.offset += start;
     // A line longer than 64 KiB is passed on in pieces rather than held without bound.
     if (f.partial.size() > 65536) {
-      on_line_(f.token, f.stream, std::move(f.partial));
+      auto at = f.offset;
+      f.offset += f.partial.size();
+      on_line_(f.token, f.stream, std::move(f.partial), at);
       f.partial.clear();
     }
   }
@@ -160,7 +163,7 @@ void exit_watcher::run() {
           }
           drain(f->second);
           if (!f->second.partial.empty())
-            on_line_(token, f->second.stream, std::move(f->second.partial));
+            on_line_(token, f->second.stream, std::move(f->second.partial), f->second.offset);
           ::inotify_rm_watch(inotify_fd_, f->first);
           ::close(f->second.fd);
           f = files_.erase(f);

@@ -25,8 +25,10 @@ public:
   /// `on_exit(token, report)` runs on the watcher's thread.
   using callback = std::function<void(uint64_t token, exit_report report)>;
   /// `on_line(token, stream, line)` runs on the watcher's thread for each complete line
-  /// appended to a followed file (stream 1 = stdout, 2 = stderr).
-  using line_callback = std::function<void(uint64_t token, int stream, std::string line)>;
+  /// appended to a followed file (stream 1 = stdout, 2 = stderr); `offset` is where the
+  /// line starts in the file.
+  using line_callback =
+    std::function<void(uint64_t token, int stream, std::string line, uint64_t offset)>;
 
   explicit exit_watcher(callback on_exit, line_callback on_line = {});
   ~exit_watcher();
@@ -49,6 +51,8 @@ private:
     int stream;
     int fd;
     std::string partial;
+    /// File offset of the first byte of `partial`.
+    uint64_t offset = 0;
   };
 
   void run();

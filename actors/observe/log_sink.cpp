@@ -6,8 +6,7 @@
 
 namespace cyto::observe {
 
-bus_log_sink::bus_log_sink(topic_actor topics) : topics_(std::move(topics)) {
-}
+bus_log_sink::bus_log_sink(topic_actor topics) : topics_(std::move(topics)) {}
 
 void bus_log_sink::detach() {
   std::lock_guard guard{mutex_};
@@ -18,8 +17,8 @@ void bus_log_sink::sink_it_(const spdlog::details::log_msg& msg) {
   if (!topics_)
     return;
   log_entry e;
-  e.unix_nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                   msg.time.time_since_epoch()).count();
+  e.unix_nanos =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(msg.time.time_since_epoch()).count();
   e.level = log::from_spdlog(msg.level);
   e.logger.assign(msg.logger_name.data(), msg.logger_name.size());
   e.message.assign(msg.payload.data(), msg.payload.size());
@@ -28,7 +27,6 @@ void bus_log_sink::sink_it_(const spdlog::details::log_msg& msg) {
                  caf::make_message(std::move(e)));
 }
 
-void bus_log_sink::flush_() {
-}
+void bus_log_sink::flush_() {}
 
 } // namespace cyto::observe

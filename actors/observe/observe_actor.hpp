@@ -3,12 +3,17 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <spdlog/logger.h>
 
+#include "actors/observe/event_source.hpp"
+#include "actors/observe/fanout.hpp"
 #include "bus/interfaces.hpp"
 #include "bus/outbox.hpp"
+#include "ebpf/probe.hpp"
 
 namespace cyto::observe {
 
@@ -22,8 +27,21 @@ struct observe_config {
   uint32_t initial_credit = 256;
   /// Most entries in one batch to a subscriber.
   uint32_t max_batch = 128;
-  /// Where daemon log entries are published.
+  /// Queue per event subscriber (events are small and come in bursts).
+  uint32_t event_queue_capacity = 65536;
+  uint32_t event_initial_credit = 8192;
+  uint32_t event_max_batch = 1024;
+  /// Where daemon log entries, process output and starts are published.
   topic_actor topics;
+  /// Answers stats and cell lookups (absent: stats and cell filters are unavailable).
+  cells_actor cells;
+  /// The kernel event probe, if it could be opened (shared: the config is copied at
+  /// spawn; the actor's event source is its only user).
+  std::shared_ptr<ebpf::probe> probe;
+  /// Why there is no probe.
+  std::string probe_error = "this build has no eBPF probe";
+  /// The cells' cgroup subtree name, to map processes to cells.
+  std::string cgroup_root = "cyto";
 
   /// Empty when usable; otherwise what is wrong.
   std::string validate() const;
@@ -39,16 +57,59 @@ struct observe_state {
     outbox<log_entry> box;
   };
 
+  struct stats_subscription {
+    std::string cell;
+    uint64_t interval_ms;
+    stats_sink_actor sink;
+    /// The previous reading of each cell, for rates.
+    std::unordered_map<std::string, cell_usage> previous;
+    outbox<stats_batch> box;
+    bool waiting = false; // a reading is on its way
+  };
+
+  struct output_subscription {
+    std::string cell;
+    std::string executable;
+    uint8_t which;
+    bool follow;
+    output_sink_actor sink;
+    outbox<output_line> box;
+    /// The history is being read; live lines wait in `pending`.
+    bool loading = true;
+    std::vector<process_output> pending;
+    /// The run whose files were read, and per stream where its live lines continue.
+    uint32_t pid = 0;
+    uint64_t next_offset[3] = {0, 0, 0};
+    /// Nothing more will be added: end once the queue is drained.
+    bool closing = false;
+  };
+
+  struct event_subscription {
+    event_sink_actor sink;
+  };
+
+  ~observe_state();
+
   observe_config config;
   std::deque<log_entry> history;
   std::unordered_map<uint64_t, log_subscription> subscriptions;
+  std::unordered_map<uint64_t, stats_subscription> stats_subs;
+  std::unordered_map<uint64_t, output_subscription> output_subs;
+  std::unordered_map<uint64_t, event_subscription> event_subs;
+  event_fanout fanout;
+  /// Host pid of each running executable's main process -> (cell, executable).
+  std::unordered_map<uint32_t, std::pair<std::string, std::string>> executables;
+  /// Processes an executable started (seen exec'ing) -> the executable's main pid.
+  std::unordered_map<uint32_t, uint32_t> descendants;
+  std::unique_ptr<event_source> source;
   uint64_t next_id = 1;
   bool flush_scheduled = false;
   observe_stats stats;
   std::shared_ptr<spdlog::logger> log;
 };
 
-/// The observe actor: fans daemon log entries out to subscribers with flow control.
+/// The observe actor: fans daemon logs, cell stats, executables' output and kernel
+/// events out to subscribers with flow control.
 observe_actor::behavior_type observe(observe_actor::stateful_pointer<observe_state> self,
                                      observe_config config);
 

@@ -70,8 +70,9 @@ BOOST_AUTO_TEST_CASE(followed_output_arrives_as_lines_before_the_exit) {
   recorder r;
   exit_watcher w{
     [&](uint64_t t, exit_report) { r.add("exit " + std::to_string(t)); },
-    [&](uint64_t t, int stream, std::string line) {
-      r.add("line " + std::to_string(t) + " " + std::to_string(stream) + " " + line);
+    [&](uint64_t t, int stream, std::string line, uint64_t offset) {
+      r.add("line " + std::to_string(t) + " " + std::to_string(stream) + " " + line + " @"
+            + std::to_string(offset));
     }};
   char path[] = "/tmp/cyto-watcher-XXXXXX";
   int fd = ::mkstemp(path);
@@ -88,9 +89,9 @@ BOOST_AUTO_TEST_CASE(followed_output_arrives_as_lines_before_the_exit) {
   BOOST_REQUIRE(w.watch(5, child));
   [[maybe_unused]] auto n = ::write(go[1], "x", 1);
   BOOST_REQUIRE(r.wait_for(4));
-  BOOST_TEST(r.events[0] == "line 5 1 first");
-  BOOST_TEST(r.events[1] == "line 5 1 second");
-  BOOST_TEST(r.events[2] == "line 5 1 partial"); // flushed at exit
+  BOOST_TEST(r.events[0] == "line 5 1 first @0");
+  BOOST_TEST(r.events[1] == "line 5 1 second @6");
+  BOOST_TEST(r.events[2] == "line 5 1 partial @13"); // flushed at exit
   BOOST_TEST(r.events[3] == "exit 5");
   ::close(child);
   ::close(fd);

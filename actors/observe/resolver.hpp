@@ -1,0 +1,61 @@
+#pragma once
+// Maps kernel events (ebpf::event, host pids) to cyto's terms: the cell of the process,
+// its pid inside its own pid namespace (NSpid) and its parent. Reads /proc/<tgid>/cgroup
+// and /proc/<tgid>/status once per process and caches the answer by tgid, so the exit
+// event (which may come after /proc is gone) still finds it. Plain C++; not thread-safe
+// (one reader thread owns it).
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include "bus/observe.hpp"
+#include "ebpf/probe.hpp"
+
+namespace cyto::observe {
+
+class pid_resolver {
+public:
+  /// `cgroup_root` is the daemon's subtree ("cyto"): a process whose cgroup path is
+  /// /<cgroup_root>/<cell>[/_] belongs to <cell>. `proc` is where /proc is (tests).
+  explicit pid_resolver(std::string cgroup_root, std::string proc = "/proc",
+                        size_t max_entries = 65536);
+
+  /// What is known of one process.
+  struct process {
+    std::string cell;
+    uint32_t ns_pid = 0;
+    uint32_t ppid = 0;
+  };
+
+  /// The event in cyto's terms. An exit (one per process) forgets the process afterwards.
+  observed_event resolve(const ebpf::event& e);
+
+  /// The process behind a host tgid: cached, else read from /proc (and cached).
+  const process& lookup(uint32_t tgid);
+
+  /// Parses a /proc/<pid>/cgroup text: the cell under `cgroup_root`, or "".
+  static std::string cell_of(const std::string& cgroup_text, const std::string& cgroup_root);
+
+  struct counters {
+    uint64_t hits = 0;
+    uint64_t misses = 0; // /proc reads
+  };
+  const counters& stats() const noexcept {
+    return counters_;
+  }
+  size_t cached() const noexcept {
+    return cache_.size();
+  }
+
+private:
+  process read(uint32_t tgid) const;
+
+  std::string root_;
+  std::string proc_;
+  size_t max_entries_;
+  std::unordered_map<uint32_t, process> cache_;
+  counters counters_;
+};
+
+} // namespace cyto::observe

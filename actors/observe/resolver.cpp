@@ -100,9 +100,15 @@ const pid_resolver::process& pid_resolver::lookup(uint32_t tgid) {
     return i->second;
   }
   ++counters_.misses;
+  auto p = read(tgid);
+  if (p.ns_pid == 0) {
+    // Not readable (gone, or not there yet): answer, but do not remember.
+    miss_ = std::move(p);
+    return miss_;
+  }
   if (cache_.size() >= max_entries_)
     cache_.clear(); // crude but bounded; entries are cheap to read again
-  return cache_.emplace(tgid, read(tgid)).first->second;
+  return cache_.emplace(tgid, std::move(p)).first->second;
 }
 
 observed_event pid_resolver::resolve(const ebpf::event& e) {

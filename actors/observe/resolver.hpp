@@ -55,6 +55,8 @@ private:
   std::string proc_;
   size_t max_entries_;
   std::unordered_map<uint32_t, process> cache_;
+  process miss_; // the last answer not worth caching
+
   counters counters_;
 };
 

@@ -83,8 +83,12 @@ int main(int argc, char** argv) {
   auto start = cells.startRequest();
   start.setCellName("bench");
   start.initExecutable().setName("target");
-  start.getExecutable().setCommand("trap '' USR1; while :; do sleep 1; done");
+  start.getExecutable().setCommand("trap '' USR1; echo ready; while :; do sleep 1; done");
   auto target = wait_for(io, start.send()).getInfo().getPid();
+  // A SIGUSR1 before the trap is set would end the target.
+  pump_until(io, [&] {
+    return contains(read_text(d.state_dir() + "/logs/bench/target.stdout"), "ready");
+  }, 5s);
 
   std::atomic<uint64_t> delivered{0}, sink_lost{0};
   auto req = obs.signalsRequest();

@@ -406,7 +406,14 @@ std::vector<event_record> of(const events_seen& s, schema::EventKind kind, uint3
 }
 
 /// A shell that ignores SIGUSR1 (signals to it are still generated, then discarded).
-const std::string ignore_usr1 = "trap '' USR1; while :; do sleep 0.05; done";
+const std::string ignore_usr1 = "trap '' USR1; echo ready; while :; do sleep 0.05; done";
+
+/// Waits until executable `exe` of `cell` has written "ready" (its signal trap is set: a
+/// SIGUSR1 before that would end it).
+void wait_ready(observed_daemon& t, const std::string& cell, const std::string& exe) {
+  auto path = t.d.state_dir() + "/logs/" + cell + "/" + exe + ".stdout";
+  BOOST_REQUIRE(pump_until(t.io, [&] { return contains(read_text(path), "ready"); }, 5s));
+}
 
 } // namespace
 
@@ -416,7 +423,8 @@ BOOST_AUTO_TEST_CASE(sigusr1_to_a_process_in_a_cell_gives_one_signal_event) {
     return;
   t.allocate("sig", 0, true); // own pid namespace: the ns pid differs from the host pid
   auto [pid, ns_pid] =
-      t.start("sig", "target", "trap 'echo usr1' USR1; while :; do sleep 0.05; done");
+      t.start("sig", "target", "trap 'echo usr1' USR1; echo ready; while :; do sleep 0.05; done");
+  wait_ready(t, "sig", "target");
   BOOST_REQUIRE(ns_pid != pid);
   auto seen = std::make_shared<events_seen>();
   auto call = t.subscribe_events(true, "sig", false, seen).eagerlyEvaluate(nullptr);
@@ -446,6 +454,7 @@ BOOST_AUTO_TEST_CASE(a_nested_filter_sees_a_child_cells_event_and_a_siblings_doe
   t.allocate("par/kid");
   t.allocate("sib");
   auto [pid, ns_pid] = t.start("par/kid", "target", ignore_usr1);
+  wait_ready(t, "par/kid", "target");
   auto parent = std::make_shared<events_seen>();
   auto sibling = std::make_shared<events_seen>();
   auto exact = std::make_shared<events_seen>();
@@ -533,6 +542,7 @@ BOOST_AUTO_TEST_CASE(a_stalled_subscriber_does_not_delay_another) {
     return;
   t.allocate("burst");
   auto [pid, ns_pid] = t.start("burst", "target", ignore_usr1);
+  wait_ready(t, "burst", "target");
   // The stalled reader: its own connection, its sink never returns.
   auto stalled = std::make_shared<events_seen>();
   auto never = kj::newPromiseAndFulfiller<void>();

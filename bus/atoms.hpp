@@ -37,5 +37,9 @@ using done_atom = caf::atom_constant<caf::atom("done")>;
 using events_atom = caf::atom_constant<caf::atom("events")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using history_atom = caf::atom_constant<caf::atom("history")>;
+using create_atom = caf::atom_constant<caf::atom("create")>;
+using attach_atom = caf::atom_constant<caf::atom("attach")>;
+using detach_atom = caf::atom_constant<caf::atom("detach")>;
+using check_atom = caf::atom_constant<caf::atom("check")>;
 
 } // namespace cyto

@@ -13,6 +13,7 @@
 #include "bus/cells.hpp"
 #include "bus/images.hpp"
 #include "bus/messages.hpp"
+#include "bus/network.hpp"
 #include "bus/observe.hpp"
 
 namespace cyto {
@@ -132,6 +133,27 @@ using images_actor = caf::typed_actor<
   caf::reacts_to<done_atom, uint64_t, std::vector<image_info>>,
   caf::reacts_to<done_atom, uint64_t, caf::error>>;
 
+// -- network -----------------------------------------------------------------
+
+/// Owns CNI networks (conflists under <state>/network/), named netns files
+/// (<state>/netns/) and attachments (state.db). Plugins run on worker threads.
+using network_actor = caf::typed_actor<
+  /// Makes a network (conflist written, nothing in the kernel until the first attach).
+  caf::replies_to<create_atom, network_spec>::with<network_info>,
+  /// Removes a network; refused (failed_precondition) while anything is attached.
+  caf::reacts_to<delete_atom, std::string>,
+  /// Every network, by name, with its attachments.
+  caf::replies_to<list_atom>::with<std::vector<network_info>>,
+  /// One network by name.
+  caf::replies_to<get_atom, std::string>::with<network_info>,
+  /// Connects a workload (CNI ADD); nothing is left on error.
+  caf::replies_to<attach_atom, attach_request>::with<net_attachment>,
+  /// Disconnects a workload (CNI DEL) and removes its netns if the actor made it;
+  /// a no-op for an owner with no attachment.
+  caf::reacts_to<detach_atom, std::string>,
+  /// Runs CNI CHECK for an owner's attachment.
+  caf::replies_to<check_atom, std::string>::with<net_attachment>>;
+
 // -- observe -----------------------------------------------------------------
 
 /// Receives a log subscription's batches; grants credit with observe's `demand`.
@@ -190,6 +212,8 @@ inline constexpr const char* node = "node";
 inline constexpr const char* observe = "observe";
 inline constexpr const char* cells = "cells";
 inline constexpr const char* images = "images";
+inline constexpr const char* network = "network";
+inline constexpr const char* containers = "containers";
 } // namespace service_name
 
 } // namespace cyto

@@ -77,6 +77,14 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<event_sink_actor>("cyto.event_sink_actor");
   cfg.add_message_type<topic_subscriber_actor>("cyto.topic_subscriber_actor");
   cfg.add_message_type<log_sink_actor>("cyto.log_sink_actor");
+  cfg.add_message_type<network_spec>("cyto.network_spec");
+  cfg.add_message_type<port_mapping>("cyto.port_mapping");
+  cfg.add_message_type<std::vector<port_mapping>>("cyto.port_mappings");
+  cfg.add_message_type<attach_request>("cyto.attach_request");
+  cfg.add_message_type<net_attachment>("cyto.net_attachment");
+  cfg.add_message_type<std::vector<net_attachment>>("cyto.net_attachments");
+  cfg.add_message_type<network_info>("cyto.network_info");
+  cfg.add_message_type<std::vector<network_info>>("cyto.network_infos");
   cfg.add_error_category(errc_category,
                          [](uint8_t code, caf::atom_value, const caf::message& ctx) {
                            auto text = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0)

@@ -74,7 +74,9 @@ void event_source::run() {
   };
   epoll_event events[4];
   for (;;) {
-    int n = ::epoll_wait(ep, events, 4, -1);
+    // With wakeup batching the ring may hold records that raised no wakeup: come back
+    // within poll_again_ms() while events are flowing.
+    int n = ::epoll_wait(ep, events, 4, probe_->poll_again_ms());
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)

@@ -85,15 +85,6 @@ status join_namespaces(const oci::config& cfg) {
   return {};
 }
 
-status apply_rlimits(const oci::process& p) {
-  for (auto& r : p.rlimits) {
-    struct rlimit rl{r.soft, r.hard};
-    if (::setrlimit(static_cast<__rlimit_resource>(r.resource), &rl) != 0)
-      return sys_error("process.rlimits " + r.type);
-  }
-  return {};
-}
-
 /// A pty whose master goes to the console socket; the slave becomes stdio and the
 /// controlling terminal.
 status setup_console(const init_context& ctx, const oci::process& p) {
@@ -137,15 +128,54 @@ status setup_console(const init_context& ctx, const oci::process& p) {
   return {};
 }
 
-/// execvp's lookup of args[0] in the container's PATH; nothing if absent.
-std::string find_program(const oci::process& p) {
+std::string state_json(const init_context& ctx, pid_t host_pid, const char* status_name) {
+  container_state st;
+  st.oci_version = oci::spec_version;
+  st.id = ctx.id;
+  st.status = status_name;
+  st.pid = host_pid;
+  st.bundle = ctx.bundle;
+  st.annotations = ctx.cfg->annotations;
+  return st.to_json(false);
+}
+
+} // namespace
+
+status apply_rlimits(const oci::process& p) {
+  for (auto& r : p.rlimits) {
+    struct rlimit rl{r.soft, r.hard};
+    if (::setrlimit(static_cast<__rlimit_resource>(r.resource), &rl) != 0)
+      return sys_error("process.rlimits " + r.type);
+  }
+  return {};
+}
+
+result<std::string> find_program(const oci::process& p) {
   auto& name = p.args[0];
-  auto runnable = [](const std::string& f) {
+  // Like execvp: a file found without execute permission is remembered (126) and the
+  // search goes on.
+  bool denied = false;
+  auto runnable = [&](const std::string& f) {
     struct stat st{};
-    return ::stat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    if (::stat(f.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+      return false;
+    if ((st.st_mode & 0111) == 0) {
+      denied = true;
+      return false;
+    }
+    return true;
+  };
+  auto missing = [&]() -> result<std::string> {
+    if (denied)
+      return status{"permission_denied", "process.args[0]: \"" + name
+                                           + "\" is not executable in the container"}
+        .with_exit_code(126);
+    return status{"not_found", "process.args[0]: executable file \"" + name
+                                 + "\" not found in the container's PATH or rootfs"}
+      .with_exit_code(127);
   };
   if (name.find('/') != std::string::npos)
-    return runnable(name) ? name : std::string{};
+    return runnable(name) ? result<std::string>{name} : missing();
   std::string path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   for (auto& e : p.env)
     if (e.rfind("PATH=", 0) == 0)
@@ -161,7 +191,7 @@ std::string find_program(const oci::process& p) {
       return f;
     i = j + 1;
   }
-  return {};
+  return missing();
 }
 
 status drop_privileges(const oci::process& p) {
@@ -211,18 +241,37 @@ status drop_privileges(const oci::process& p) {
   return {};
 }
 
-std::string state_json(const init_context& ctx, pid_t host_pid, const char* status_name) {
-  container_state st;
-  st.oci_version = oci::spec_version;
-  st.id = ctx.id;
-  st.status = status_name;
-  st.pid = host_pid;
-  st.bundle = ctx.bundle;
-  st.annotations = ctx.cfg->annotations;
-  return st.to_json(false);
+status exec_process(const oci::process& proc, const seccomp_filter* seccomp,
+                    const std::string& program) {
+  if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return sys_error("process.noNewPrivileges");
+  // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while root still has it.
+  if (seccomp && !proc.no_new_privileges)
+    if (int rc = seccomp->load(); rc != 0)
+      return from_errno(-rc, "linux.seccomp: load the filter");
+  if (auto s = drop_privileges(proc))
+    return s;
+  if (proc.user.umask)
+    ::umask(*proc.user.umask);
+  else
+    ::umask(022);
+  if (seccomp && proc.no_new_privileges)
+    if (int rc = seccomp->load(); rc != 0)
+      return from_errno(-rc, "linux.seccomp: load the filter");
+  std::vector<char*> argv, envp;
+  for (auto& a : proc.args)
+    argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (auto& e : proc.env)
+    envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execve(program.c_str(), argv.data(), envp.data());
+  int err = errno;
+  return from_errno(err, "exec " + program).with_exit_code(err == ENOENT ? 127 : 126);
 }
-
-} // namespace
 
 void container_init(init_context& ctx) {
   auto& cfg = *ctx.cfg;
@@ -283,12 +332,10 @@ void container_init(init_context& ctx) {
     die(ctx, s);
   if (::chdir(proc.cwd.c_str()) != 0)
     die(ctx, sys_error("process.cwd: chdir " + proc.cwd));
-  auto program = find_program(proc);
-  if (program.empty())
-    die(ctx,
-        status{"not_found", "process.args[0]: executable file \"" + proc.args[0]
-                              + "\" not found in the container's PATH or rootfs"},
-        127);
+  auto found = find_program(proc);
+  if (!found)
+    die(ctx, found.error(), found.error().exit_code());
+  auto& program = *found;
   if (ctx.fifo_fd >= 0) {
     // create: report, then block until `start` opens the fifo for reading.
     sync_msg m;
@@ -314,35 +361,8 @@ void container_init(init_context& ctx) {
       if (auto s = run_hook(h, state, "startContainer"))
         die(ctx, s);
   }
-  if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    die(ctx, sys_error("process.noNewPrivileges"));
-  // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while root still has it.
-  if (ctx.seccomp && !proc.no_new_privileges)
-    if (int rc = ctx.seccomp->load(); rc != 0)
-      die(ctx, from_errno(-rc, "linux.seccomp: load the filter"));
-  if (auto s = drop_privileges(proc))
-    die(ctx, s);
-  if (proc.user.umask)
-    ::umask(*proc.user.umask);
-  else
-    ::umask(022);
-  if (ctx.seccomp && proc.no_new_privileges)
-    if (int rc = ctx.seccomp->load(); rc != 0)
-      die(ctx, from_errno(-rc, "linux.seccomp: load the filter"));
-  std::vector<char*> argv, envp;
-  for (auto& a : proc.args)
-    argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  for (auto& e : proc.env)
-    envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  ::execve(program.c_str(), argv.data(), envp.data());
-  int err = errno;
-  errno = err;
-  die(ctx, sys_error("exec " + program), err == ENOENT ? 127 : 126);
+  auto failed = exec_process(proc, ctx.seccomp, program);
+  die(ctx, failed, failed.exit_code());
 }
 
 } // namespace cyto::containers::detail

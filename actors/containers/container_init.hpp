@@ -54,4 +54,18 @@ status setup_rootfs(const init_context& ctx, bool in_userns, const std::function
 /// After pivot_root: readonly root, sysctl, readonly and masked paths.
 status finish_rootfs(const init_context& ctx);
 
+// The process settings, shared by the container's first process and `exec`.
+
+/// process.rlimits.
+status apply_rlimits(const oci::process& p);
+/// execvp's lookup of args[0] with the process's PATH in the current root: not found is
+/// exit code 127, found but not executable 126.
+result<std::string> find_program(const oci::process& p);
+/// Bounding set, user and groups, then the other capability sets.
+status drop_privileges(const oci::process& p);
+/// no_new_privs, seccomp, privileges, umask, an empty signal mask, then execve(program).
+/// Returns only on failure (exit code 127/126 when exec itself failed).
+status exec_process(const oci::process& proc, const seccomp_filter* seccomp,
+                    const std::string& program);
+
 } // namespace cyto::containers::detail

@@ -132,21 +132,7 @@ std::vector<oci::hook> hooks_from(const json& a) {
 }
 
 status write_atomic(const std::string& path, const std::string& text) {
-  auto tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return sys_error("create " + tmp);
-  auto n = ::write(fd, text.data(), text.size());
-  int err = errno;
-  ::close(fd);
-  if (n != static_cast<ssize_t>(text.size())) {
-    errno = n < 0 ? err : EIO;
-    ::unlink(tmp.c_str());
-    return sys_error("write " + tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    return sys_error("rename " + tmp);
-  return {};
+  return write_file_atomic(path, text);
 }
 
 result<json> read_record(const std::string& dir) {
@@ -236,6 +222,35 @@ std::string container_state::to_json(bool pretty) const {
   if (exit_code)
     j["exitCode"] = *exit_code;
   return pretty ? j.dump(2) : j.dump();
+}
+
+status write_file_atomic(const std::string& path, const std::string& text, bool durable) {
+  auto tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return sys_error("create " + tmp);
+  auto n = ::write(fd, text.data(), text.size());
+  int err = errno;
+  bool synced = !durable || ::fsync(fd) == 0;
+  if (!synced)
+    err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size()) || !synced) {
+    errno = n < 0 || !synced ? err : EIO;
+    ::unlink(tmp.c_str());
+    return sys_error((synced ? "write " : "fsync ") + tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    err = errno;
+    ::unlink(tmp.c_str());
+    errno = err;
+    return sys_error("rename " + tmp);
+  }
+  return {};
+}
+
+uint64_t process_start_time(pid_t pid) {
+  return start_time_of(pid).first;
 }
 
 std::optional<int> parse_signal(const std::string& text) {
@@ -374,6 +389,19 @@ result<runtime::created> runtime::do_create(const std::string& id, const create_
     auto path = state_dir + "/" + fifo_name;
     if (::mkfifo(path.c_str(), 0600) != 0)
       return undo(sys_error("mkfifo " + path));
+    // In a new user namespace the process opens it as the container's root.
+    if (auto* u = cfg.linux.find(CLONE_NEWUSER); u && u->path.empty()) {
+      auto host_of = [](const std::vector<oci::id_mapping>& maps) -> int64_t {
+        for (auto& m : maps)
+          if (m.container_id == 0 && m.size > 0)
+            return m.host_id;
+        return -1;
+      };
+      auto uid = host_of(cfg.linux.uid_mappings), gid = host_of(cfg.linux.gid_mappings);
+      if (uid >= 0 && gid >= 0
+          && ::chown(path.c_str(), static_cast<uid_t>(uid), static_cast<gid_t>(gid)) != 0)
+        return undo(sys_error("chown " + path + " to the container's root"));
+    }
     fifo = unique_fd{::open(path.c_str(), O_PATH | O_CLOEXEC)};
     if (fifo.fd < 0)
       return undo(sys_error("open " + path));
@@ -530,6 +558,7 @@ result<runtime::created> runtime::do_create(const std::string& id, const create_
               {"annotations", cfg.annotations},
               {"cgroupsPath", cfg.linux.cgroups_path},
               {"cgroup", placed},
+              {"defaultSeccomp", !cfg.linux.seccomp && opts_.default_seccomp},
               {"poststart", hooks_json(cfg.hooks.poststart)},
               {"poststop", hooks_json(cfg.hooks.poststop)}};
   if (auto s = write_atomic(state_dir + "/state.json", record.dump()))
@@ -623,6 +652,13 @@ result<int> runtime::run(const std::string& id, const create_options& options) {
 }
 
 result<int> runtime::wait(const std::string& id) {
+  auto e = wait_exit(id);
+  if (!e)
+    return e.error();
+  return e->code;
+}
+
+result<exit_status> runtime::wait_exit(const std::string& id) {
   auto st = state(id);
   if (!st)
     return st.error();
@@ -630,7 +666,7 @@ result<int> runtime::wait(const std::string& id) {
   if (!rec)
     return rec.error();
   if (rec->contains("exitCode"))
-    return (*rec)["exitCode"].get<int>();
+    return exit_status{(*rec)["exitCode"].get<int>(), rec->value("exitSignal", 0)};
   pid_t pid = rec->value("pid", 0);
   int ws = 0;
   pid_t r;
@@ -639,11 +675,14 @@ result<int> runtime::wait(const std::string& id) {
   if (r != pid)
     return status{"failed_precondition",
                   "container " + id + " was not created by this process: its exit status is unknown"};
-  int code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-  (*rec)["exitCode"] = code;
+  exit_status out;
+  out.signal = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
+  out.code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + out.signal;
+  (*rec)["exitCode"] = out.code;
+  (*rec)["exitSignal"] = out.signal;
   if (auto s = write_atomic(dir(id) + "/state.json", rec->dump()))
     return s;
-  return code;
+  return out;
 }
 
 result<container_state> runtime::state(const std::string& id) {

@@ -53,6 +53,25 @@ struct create_options {
   std::string console_socket;
 };
 
+/// How a container's process ended.
+struct exit_status {
+  /// The exit code, or 128+n when killed by signal n.
+  int code = 0;
+  /// The signal that killed it, else 0.
+  int signal = 0;
+};
+
+/// What `exec` runs in a running container. Unset fields come from the container's
+/// config.json process.
+struct exec_options {
+  std::vector<std::string> args;
+  /// K=V entries replacing or extending process.env.
+  std::vector<std::string> env;
+  std::string cwd;
+  std::optional<uint32_t> uid;
+  std::optional<uint32_t> gid;
+};
+
 /// The runtime-spec state, plus the exit code when this runtime saw the exit.
 struct container_state {
   std::string oci_version;
@@ -81,6 +100,13 @@ public:
   /// Waits for a container this process created (its parent) to exit and keeps the exit
   /// status (128+n for signal n) in its state; the containers actor's helper uses this.
   result<int> wait(const std::string& id);
+  /// wait() with the signal kept apart from the code.
+  result<exit_status> wait_exit(const std::string& id);
+  /// Runs another process in the running container: joins its cgroup (when the caller
+  /// is not in it) and namespaces, applies its process settings with `options`' overrides,
+  /// forwards INT/TERM/HUP/QUIT/USR1/USR2 to it and returns its exit status. Errors before
+  /// the program runs carry exit code 127 (not found), 126 (not executable) or 125.
+  result<int> exec(const std::string& id, const exec_options& options);
   /// Sends `sig` to the container's process (all its cgroup's processes with `all`).
   status kill(const std::string& id, int sig, bool all = false);
   /// Deletes a stopped container (with force, kills it first); runs poststop hooks.
@@ -104,6 +130,13 @@ private:
   std::string dir(const std::string& id) const;
   runtime_options opts_;
 };
+
+/// Writes `text` to `path` through `path`.tmp and rename, so readers see all or nothing;
+/// `durable` fsyncs the file first.
+status write_file_atomic(const std::string& path, const std::string& text, bool durable = false);
+
+/// Field 22 of /proc/PID/stat (clock ticks after boot), 0 when there is no such process.
+uint64_t process_start_time(pid_t pid);
 
 /// Parses a signal name or number ("KILL", "SIGKILL", "9").
 std::optional<int> parse_signal(const std::string& text);

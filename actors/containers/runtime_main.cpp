@@ -1,6 +1,8 @@
 // cyto-runtime: a runc-compatible command line over the cyto OCI runtime library, so
 // other engines (podman --runtime, containerd shims) and the OCI validation suite can
-// drive it. Verbs: create, start, state, kill, delete, run, spec, list.
+// drive it. Verbs: create, start, state, kill, delete, run, spec, list; and the helpers the
+// containers actor runs in a container's cell: shim, exec, idle.
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -18,6 +20,7 @@
 
 #include "actors/containers/cgroupfs_provider.hpp"
 #include "actors/containers/runtime.hpp"
+#include "actors/containers/shim.hpp"
 #include "cyto/version.hpp"
 
 namespace {
@@ -173,6 +176,27 @@ int main(int argc, char** argv) {
   spec->add_flag("--rootless", rootless, "map the caller's uid and gid to root in a user ns");
   auto* list = app.add_subcommand("list", "list containers");
 
+  auto* shim = app.add_subcommand(
+    "shim", "create a container and supervise it for the daemon: writes created.json, "
+            "starts on SIGUSR1 (started.json), aborts on SIGTERM/SIGINT before that, "
+            "forwards TERM/INT/HUP/QUIT/USR2 while it runs, writes exit.json, deletes it; "
+            "exits with its code. Without linux.cgroupsPath the container stays in the "
+            "shim's cgroup");
+  shim->add_option("-b,--bundle", bundle, "bundle directory (holds config.json)")
+    ->capture_default_str();
+  shim->add_option("id", id, "container id")->required();
+  std::vector<std::string> exec_env, exec_cmd;
+  std::string exec_cwd, exec_user;
+  auto* exec = app.add_subcommand(
+    "exec", "run another process in a running container (its namespaces, cgroup and process "
+            "settings); exits with its status, 127 when the command is not found");
+  exec->add_option("-e,--env", exec_env, "K=V added to (or replacing in) the environment");
+  exec->add_option("--cwd", exec_cwd, "working directory instead of process.cwd");
+  exec->add_option("--user", exec_user, "UID[:GID] instead of process.user");
+  exec->add_option("id", id, "container id")->required();
+  exec->add_option("command", exec_cmd, "-- CMD [ARG...]")->required();
+  app.add_subcommand("idle", "sleep until SIGTERM/SIGINT, then exit 0 (a pod's placeholder)");
+
   CLI11_PARSE(app, argc, argv);
 
   std::unique_ptr<cgroup_provider> cgroups;
@@ -192,6 +216,43 @@ int main(int argc, char** argv) {
     return report(g, invalid(no_pivot ? "--no-pivot is not supported"
                                       : "--preserve-fds is not supported"));
 
+  if (app.got_subcommand("idle"))
+    return run_idle();
+  if (shim->parsed()) {
+    // The daemon's shim: the container goes into the shim's own cgroup (the cell's)
+    // unless the config asks for a cgroup path.
+    auto cfg = oci::load_bundle(bundle);
+    cgroups = cfg && !cfg->linux.cgroups_path.empty() ? make_cgroupfs_provider() : nullptr;
+    runtime_options o;
+    o.root = g.root;
+    o.cgroups = cgroups.get();
+    o.default_seccomp = g.default_seccomp;
+    runtime rt{o};
+    return run_shim(rt, id, bundle);
+  }
+  if (exec->parsed()) {
+    exec_options eo;
+    eo.args = exec_cmd;
+    eo.env = exec_env;
+    eo.cwd = exec_cwd;
+    if (!exec_user.empty()) {
+      auto colon = exec_user.find(':');
+      auto number = [](const std::string& t) -> std::optional<uint32_t> {
+        if (t.empty() || t.size() > 10 || !std::all_of(t.begin(), t.end(), ::isdigit))
+          return std::nullopt;
+        auto v = std::stoull(t);
+        return v <= 0xffffffffull ? std::optional<uint32_t>{static_cast<uint32_t>(v)} : std::nullopt;
+      };
+      eo.uid = number(exec_user.substr(0, colon));
+      if (colon != std::string::npos)
+        eo.gid = number(exec_user.substr(colon + 1));
+      if (!eo.uid || (colon != std::string::npos && !eo.gid))
+        return report(g, invalid("--user \"" + exec_user + "\": want UID[:GID] (numbers)")
+                           .with_exit_code(125));
+    }
+    auto code = make_runtime().exec(id, eo);
+    return code ? *code : report(g, code.error());
+  }
   if (create->parsed()) {
     auto rt = make_runtime();
     auto pid = rt.create(id, co);

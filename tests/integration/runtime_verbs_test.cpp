@@ -1,0 +1,324 @@
+// The helper verbs the containers actor runs (`cyto-runtime shim`, `exec`, `idle`),
+// through the real binary on a busybox-static bundle (root): the files and signals of
+// the shim protocol, what an exec'd process shares with the container, and that nothing
+// is left behind.
+#define BOOST_TEST_MODULE integration_runtime_verbs
+#include <boost/test/unit_test.hpp>
+
+#include "tests/integration/runtime_fixture.hpp"
+
+using namespace cyto::test;
+
+namespace {
+
+BOOST_TEST_GLOBAL_FIXTURE(runtime_required);
+
+/// Waits until `path` exists (the shim renames its files into place) and parses it.
+json wait_json(const std::string& path, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = steady::now() + timeout;
+  while (!fs::exists(path)) {
+    if (steady::now() > deadline)
+      throw std::runtime_error("no " + path + " after " + std::to_string(timeout.count()) + " ms");
+    std::this_thread::sleep_for(5ms);
+  }
+  return json::parse(read_text(path));
+}
+
+std::string status_line(pid_t pid, const std::string& key) {
+  for (auto& l : lines_of(read_text("/proc/" + std::to_string(pid) + "/status")))
+    if (l.rfind(key + ":", 0) == 0)
+      return l;
+  return {};
+}
+
+/// Field 22 of /proc/PID/stat.
+uint64_t start_time(pid_t pid) {
+  auto text = read_text("/proc/" + std::to_string(pid) + "/stat");
+  auto f = split(text.substr(text.rfind(')') + 2), ' ');
+  return std::stoull(f.at(19));
+}
+
+/// Waits until `pid` catches `sig` (its handler is installed).
+bool catches(pid_t pid, int sig, std::chrono::milliseconds timeout = 5s) {
+  auto deadline = steady::now() + timeout;
+  while (steady::now() < deadline) {
+    auto line = status_line(pid, "SigCgt");
+    if (!line.empty() &&
+        (std::stoull(line.substr(line.find('\t') + 1), nullptr, 16) >> (sig - 1)) & 1)
+      return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return false;
+}
+
+struct verbs_fixture : bundle_fixture {
+  /// `cyto-runtime shim` of the current config; its output (and the container's) goes
+  /// to a file, as the cell's output would.
+  std::unique_ptr<child_process> shim(const std::string& id = "c1") {
+    write_config();
+    return std::make_unique<child_process>(std::vector<std::string>{runtime_path, "--root",
+                                                                    state_root, "shim", "--bundle",
+                                                                    bundle, id},
+                                           tmp / (id + ".shim.log"));
+  }
+
+  std::string file(const std::string& name) const {
+    return bundle + "/" + name;
+  }
+
+  /// A running container (create + start), its host pid.
+  pid_t running(const std::string& id = "c1") {
+    auto c = create(id, {"--pid-file", tmp / (id + ".pid")});
+    BOOST_REQUIRE_MESSAGE(c.code() == 0, c.err);
+    BOOST_REQUIRE_EQUAL(rt({"start", id}).code(), 0);
+    return std::stoi(trim(read_text(tmp / (id + ".pid"))));
+  }
+
+  process_result exec(const std::vector<std::string>& a) const {
+    std::vector<std::string> argv{"exec"};
+    argv.insert(argv.end(), a.begin(), a.end());
+    return rt(argv);
+  }
+};
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(runtime_verbs, verbs_fixture)
+
+BOOST_AUTO_TEST_CASE(shim_creates_waits_for_usr1_and_reports_the_exit) {
+  args({"sh", "-c", "echo started; exit 7"});
+  auto s = shim();
+  auto created = wait_json(file("created.json"));
+  pid_t pid = created.at("pid").get<pid_t>();
+  // The pid is the container's init, set up and waiting for start (not run yet).
+  BOOST_CHECK_EQUAL(created.at("start_time").get<uint64_t>(), start_time(pid));
+  auto proc = "/proc/" + std::to_string(pid);
+  BOOST_CHECK(contains(read_text(proc + "/cmdline"), "shim")); // not exec'd yet
+  BOOST_CHECK(fs::exists(proc + "/root/bin/busybox"));
+  BOOST_CHECK(fs::read_symlink(proc + "/ns/pid") != fs::read_symlink("/proc/self/ns/pid"));
+  BOOST_CHECK_EQUAL(json::parse(rt({"state", "c1"}).out)["status"], "created");
+  std::this_thread::sleep_for(50ms);
+  BOOST_CHECK(!fs::exists(file("started.json")));
+  BOOST_CHECK(!fs::exists(file("exit.json")));
+  BOOST_CHECK(!contains(read_text(tmp / "c1.shim.log"), "started"));
+
+  ::kill(s->pid(), SIGUSR1);
+  BOOST_CHECK_EQUAL(wait_json(file("started.json")).at("pid").get<pid_t>(), pid);
+  auto exit = wait_json(file("exit.json"));
+  BOOST_CHECK_EQUAL(exit.at("exit_code"), 7);
+  BOOST_CHECK_EQUAL(exit.at("signal"), 0);
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  auto finished = std::chrono::nanoseconds{exit.at("finished_unix_nanos").get<int64_t>()};
+  BOOST_CHECK(finished <= now && finished > now - 60s);
+  BOOST_CHECK_EQUAL(exit_code(s->wait(10s)), 7);
+  BOOST_CHECK_EQUAL(read_text(tmp / "c1.shim.log"), "started\n");
+  BOOST_CHECK(!fs::exists(file("created.json.tmp")) && !fs::exists(file("exit.json.tmp")));
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(shim_with_a_missing_command_reports_127_and_leaves_nothing) {
+  args({"no-such-command"});
+  auto s = shim();
+  BOOST_CHECK_EQUAL(exit_code(s->wait(10s)), 127);
+  auto created = json::parse(read_text(file("created.json")));
+  BOOST_CHECK_EQUAL(created.at("exit_code"), 127);
+  auto error = created.at("error").get<std::string>();
+  BOOST_CHECK_MESSAGE(error.rfind("cyto.not_found: ", 0) == 0 && contains(error, "no-such-command"),
+                      error);
+  BOOST_CHECK(contains(read_text(tmp / "c1.shim.log"), error));
+  BOOST_CHECK(!created.contains("pid"));
+  BOOST_CHECK(!fs::exists(file("started.json")) && !fs::exists(file("exit.json")));
+  check_nothing_left();
+  // not executable: 126
+  fs::remove(file("created.json"));
+  write_text(rootfs + "/bin/plain", "#!/bin/sh\n");
+  args({"plain"});
+  BOOST_CHECK_EQUAL(exit_code(shim()->wait(10s)), 126);
+  BOOST_CHECK_EQUAL(json::parse(read_text(file("created.json"))).at("exit_code"), 126);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(shim_aborts_on_term_before_start) {
+  args({"sh", "-c", "echo ran"});
+  auto s = shim();
+  pid_t pid = wait_json(file("created.json")).at("pid").get<pid_t>();
+  ::kill(s->pid(), SIGTERM);
+  BOOST_CHECK_EQUAL(exit_code(s->wait(10s)), 143);
+  auto exit = json::parse(read_text(file("exit.json")));
+  BOOST_CHECK_EQUAL(exit.at("exit_code"), 143);
+  BOOST_CHECK_EQUAL(exit.at("signal"), 15);
+  BOOST_CHECK_EQUAL(exit.at("aborted"), true);
+  BOOST_CHECK(!fs::exists(file("started.json")));
+  BOOST_CHECK_EQUAL(read_text(tmp / "c1.shim.log"), ""); // the program never ran
+  BOOST_CHECK(::kill(pid, 0) != 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(shim_forwards_term_and_reports_a_kill_as_128_plus_n) {
+  // TERM to the shim reaches the container (pid 1 in its namespace needs a handler).
+  args({"sh", "-c", "trap 'exit 3' TERM; echo ready; while :; do sleep 0.05; done"});
+  auto s = shim();
+  pid_t pid = wait_json(file("created.json")).at("pid").get<pid_t>();
+  ::kill(s->pid(), SIGUSR1);
+  wait_json(file("started.json"));
+  BOOST_REQUIRE(catches(pid, SIGTERM));
+  ::kill(s->pid(), SIGTERM);
+  BOOST_CHECK_EQUAL(wait_json(file("exit.json")).at("exit_code"), 3);
+  BOOST_CHECK_EQUAL(exit_code(s->wait(10s)), 3);
+  check_nothing_left();
+
+  for (auto* f : {"created.json", "started.json", "exit.json"})
+    fs::remove(file(f));
+  args({"sleep", "30"});
+  s = shim();
+  wait_json(file("created.json"));
+  ::kill(s->pid(), SIGUSR1);
+  wait_json(file("started.json"));
+  BOOST_CHECK_EQUAL(rt({"kill", "c1", "KILL"}).code(), 0);
+  auto exit = wait_json(file("exit.json"));
+  BOOST_CHECK_EQUAL(exit.at("exit_code"), 137);
+  BOOST_CHECK_EQUAL(exit.at("signal"), 9);
+  BOOST_CHECK_EQUAL(exit_code(s->wait(10s)), 137);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(exec_shares_the_containers_namespaces_and_cgroup) {
+  args({"sleep", "30"});
+  pid_t pid = running();
+  auto host = [&](const char* ns) {
+    return fs::read_symlink("/proc/" + std::to_string(pid) + "/ns/" + ns).string();
+  };
+  auto r = exec({"c1", "--", "sh", "-c",
+                 "for n in pid mnt net ipc uts; do readlink /proc/self/ns/$n; done; "
+                 "cat /proc/1/cmdline; echo; hostname; cat /proc/self/cgroup"});
+  BOOST_REQUIRE_MESSAGE(r.code() == 0, r.err);
+  auto out = lines_of(r.out);
+  BOOST_REQUIRE_GE(out.size(), 7u);
+  BOOST_CHECK_EQUAL(out[0], host("pid"));
+  BOOST_CHECK_EQUAL(out[1], host("mnt"));
+  BOOST_CHECK_EQUAL(out[2], host("net"));
+  BOOST_CHECK_EQUAL(out[3], host("ipc"));
+  BOOST_CHECK_EQUAL(out[4], host("uts"));
+  BOOST_CHECK_EQUAL(out[5], std::string("sleep\0"
+                                        "30\0",
+                                        9)); // the container's pid 1
+  BOOST_CHECK_EQUAL(out[6], "cyto-test");
+  // same cgroups (no cgroup namespace in this config: host paths)
+  std::string cg;
+  for (size_t i = 7; i < out.size(); ++i)
+    cg += out[i] + "\n";
+  BOOST_CHECK_EQUAL(cg, read_text("/proc/" + std::to_string(pid) + "/cgroup"));
+  // the exec'd process is gone afterwards; the container still runs
+  BOOST_CHECK_EQUAL(json::parse(rt({"state", "c1"}).out)["status"], "running");
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(exec_takes_the_containers_settings_with_overrides) {
+  config["process"]["env"].push_back("FOO=bar");
+  config["process"]["env"].push_back("KEEP=1");
+  config["process"]["cwd"] = "/tmp";
+  json caps = {"CAP_CHOWN", "CAP_KILL"};
+  for (auto* set : {"bounding", "effective", "permitted", "inheritable", "ambient"})
+    config["process"]["capabilities"][set] = caps;
+  config["process"]["rlimits"] = {{{"type", "RLIMIT_NOFILE"}, {"soft", 123}, {"hard", 456}}};
+  args({"sleep", "30"});
+  pid_t pid = running();
+  auto r = exec({"c1", "--", "sh", "-c",
+                 "echo $FOO $KEEP; pwd; id -u; ulimit -n; grep -E '^(CapEff|CapBnd|NoNewPrivs)' "
+                 "/proc/self/status"});
+  BOOST_REQUIRE_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out, "bar 1\n/tmp\n0\n123\n" + status_line(pid, "CapEff") + "\n" +
+                               status_line(pid, "CapBnd") + "\n" + status_line(pid, "NoNewPrivs") +
+                               "\n");
+  BOOST_CHECK_EQUAL(status_line(pid, "CapEff"), "CapEff:\t0000000000000021");
+  r = exec({"-e", "FOO=over", "-e", "NEW=x", "--cwd", "/etc", "--user", "1000:1001", "c1", "--",
+            "sh", "-c", "echo $FOO $KEEP $NEW; pwd; id"});
+  BOOST_REQUIRE_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out, "over 1 x\n/etc\nuid=1000 gid=1001\n");
+  // the exit status comes back, also for a signal
+  BOOST_CHECK_EQUAL(exec({"c1", "--", "sh", "-c", "exit 5"}).code(), 5);
+  BOOST_CHECK_EQUAL(exec({"c1", "--", "sh", "-c", "kill -9 $$"}).code(), 137);
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(exec_into_a_user_namespace_container) {
+  config["linux"]["namespaces"].push_back({{"type", "user"}});
+  config["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 200000}, {"size", 65536}}};
+  config["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 200000}, {"size", 65536}}};
+  args({"sleep", "30"});
+  pid_t pid = running();
+  auto r = exec({"c1", "--", "sh", "-c",
+                 "id -u; readlink /proc/self/ns/user; readlink /proc/self/ns/pid; cat /proc/self/uid_map; "
+                 "grep CapEff /proc/self/status; cat /proc/1/cmdline"});
+  BOOST_REQUIRE_MESSAGE(r.code() == 0, r.err);
+  auto out = lines_of(r.out);
+  BOOST_REQUIRE_GE(out.size(), 6u);
+  BOOST_CHECK_EQUAL(out[0], "0");
+  BOOST_CHECK_EQUAL(out[1], fs::read_symlink("/proc/" + std::to_string(pid) + "/ns/user").string());
+  BOOST_CHECK_EQUAL(out[2], fs::read_symlink("/proc/" + std::to_string(pid) + "/ns/pid").string());
+  BOOST_CHECK_MESSAGE(contains(out[3], "200000"), out[3]);
+  BOOST_CHECK_EQUAL(out[4], status_line(pid, "CapEff"));
+  BOOST_CHECK(contains(out[5], "sleep"));
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(exec_bad_input) {
+  args({"sleep", "30"});
+  auto c = create("c1");
+  BOOST_REQUIRE_MESSAGE(c.code() == 0, c.err);
+  // created, not running
+  auto r = exec({"c1", "--", "true"});
+  BOOST_CHECK_EQUAL(r.code(), 125);
+  BOOST_CHECK_MESSAGE(contains(r.err, "cyto.failed_precondition: container c1 is created"), r.err);
+  BOOST_REQUIRE_EQUAL(rt({"start", "c1"}).code(), 0);
+  r = exec({"c1", "--", "no-such-command"});
+  BOOST_CHECK_EQUAL(r.code(), 127);
+  BOOST_CHECK_MESSAGE(contains(r.err, "cyto.not_found") && contains(r.err, "no-such-command"),
+                      r.err);
+  r = exec({"--user", "root", "c1", "--", "true"});
+  BOOST_CHECK(r.code() == 125 && contains(r.err, "cyto.invalid_argument: --user"));
+  r = exec({"--cwd", "relative", "c1", "--", "true"});
+  BOOST_CHECK(r.code() == 125 && contains(r.err, "must be an absolute path"));
+  r = exec({"c1", "--", "sh", "-c", "echo x > /tmp/mark"});
+  BOOST_CHECK_EQUAL(r.code(), 0);
+  // stopped
+  BOOST_CHECK_EQUAL(rt({"kill", "c1", "KILL"}).code(), 0);
+  for (int i = 0; i < 100 && json::parse(rt({"state", "c1"}).out)["status"] != "stopped"; ++i)
+    std::this_thread::sleep_for(20ms);
+  r = exec({"c1", "--", "true"});
+  BOOST_CHECK_EQUAL(r.code(), 125);
+  BOOST_CHECK_MESSAGE(contains(r.err, "cyto.failed_precondition: container c1 is stopped"), r.err);
+  r = exec({"nope", "--", "true"});
+  BOOST_CHECK(r.code() == 125 && contains(r.err, "cyto.not_found"));
+  BOOST_CHECK_EQUAL(rt({"delete", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(exec_forwards_signals) {
+  args({"sleep", "30"});
+  running();
+  child_process e{{runtime_path, "--root", state_root, "exec", "c1", "--", "sh", "-c",
+                   "trap 'echo got; exit 4' TERM; echo ready; while :; do sleep 0.05; done"}};
+  BOOST_REQUIRE(e.read_until([](auto& o) { return contains(o, "ready"); }, 10s));
+  ::kill(e.pid(), SIGTERM);
+  BOOST_CHECK_EQUAL(exit_code(e.wait(10s)), 4);
+  BOOST_CHECK_EQUAL(e.out(), "ready\ngot\n");
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(idle_exits_0_on_term_and_int) {
+  for (int sig : {SIGTERM, SIGINT}) {
+    child_process p{{runtime_path, "idle"}};
+    BOOST_REQUIRE(catches(p.pid(), sig));
+    std::this_thread::sleep_for(20ms);
+    BOOST_CHECK(!p.try_wait());
+    ::kill(p.pid(), sig);
+    BOOST_CHECK_EQUAL(describe_status(p.wait(10s)), describe_status(0));
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -322,3 +322,34 @@ BOOST_AUTO_TEST_CASE(idle_exits_0_on_term_and_int) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_FIXTURE_TEST_SUITE(demo_image, bundle_fixture)
+
+BOOST_AUTO_TEST_CASE(demo_image_unpacks_and_runs_echo_hello) {
+  // umoci's own unpack of the layout (its runtime config too), run by cyto-runtime
+  auto unpacked = tmp / "demo";
+  auto u = run_process(
+      {"/usr/bin/umoci", "unpack", "--image", CYTO_DEMO_IMAGE_DIR ":latest", unpacked}, 60s);
+  BOOST_REQUIRE_MESSAGE(u.code() == 0, "umoci unpack: " << u.err);
+  auto cfg = json::parse(read_text(unpacked + "/config.json"));
+  BOOST_CHECK_EQUAL(cfg["process"]["args"], json::array({"sh"}));
+  BOOST_CHECK_EQUAL(cfg["process"]["cwd"], "/");
+  BOOST_CHECK(contains(cfg["process"]["env"].dump(),
+                       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+  auto perms = fs::status(unpacked + "/rootfs/tmp").permissions();
+  BOOST_CHECK((perms & fs::perms::sticky_bit) != fs::perms::none &&
+              (perms & fs::perms::others_write) != fs::perms::none);
+  BOOST_CHECK(contains(read_text(unpacked + "/rootfs/etc/passwd"), "nobody:x:65534:65534:"));
+  BOOST_CHECK(contains(read_text(unpacked + "/rootfs/etc/group"), "root:x:0:"));
+  BOOST_CHECK_EQUAL(fs::read_symlink(unpacked + "/rootfs/bin/ls").string(), "busybox");
+  cfg["process"]["terminal"] = false;
+  cfg["process"]["args"] = {"echo", "hello"};
+  cfg["linux"]["cgroupsPath"] = "/" + cg_root + "/demo";
+  write_text(unpacked + "/config.json", cfg.dump());
+  auto r = rt({"run", "--bundle", unpacked, "demo1"});
+  BOOST_CHECK_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out, "hello\n");
+  check_nothing_left("demo1");
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -321,6 +321,31 @@ BOOST_AUTO_TEST_CASE(idle_exits_0_on_term_and_int) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(idle_as_pid_1_reaps_orphans_and_stops_on_term_from_inside) {
+  // pid 1 of a namespace only gets signals it has handlers for from inside it
+  child_process u{{"/usr/bin/unshare", "--pid", "--fork", "--kill-child", runtime_path, "idle"}};
+  auto children = [](pid_t p) {
+    return trim(read_text("/proc/" + std::to_string(p) + "/task/" + std::to_string(p) + "/children"));
+  };
+  std::string idle;
+  for (int i = 0; i < 500 && idle.empty(); ++i, std::this_thread::sleep_for(10ms))
+    idle = children(u.pid());
+  BOOST_REQUIRE(!idle.empty());
+  pid_t pid = std::stoi(idle);
+  BOOST_REQUIRE(catches(pid, SIGTERM));
+  auto inside = [&](const std::string& cmd) {
+    return run_process({"/usr/bin/nsenter", "-t", idle, "-p", "--", busybox, "sh", "-c", cmd});
+  };
+  // an orphan (its parent exits at once) is re-parented to idle, which reaps it
+  BOOST_CHECK_EQUAL(inside("busybox sleep 0.1 & exit 0").code(), 0);
+  bool reaped = false;
+  for (int i = 0; i < 500 && !reaped; ++i, std::this_thread::sleep_for(10ms))
+    reaped = children(pid).empty();
+  BOOST_CHECK_MESSAGE(reaped, "idle's children: " << children(pid));
+  inside("busybox kill -TERM 1"); // (killed itself when its namespace's pid 1 is gone)
+  BOOST_CHECK_EQUAL(describe_status(u.wait(10s)), describe_status(0));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_FIXTURE_TEST_SUITE(demo_image, bundle_fixture)

@@ -10,6 +10,9 @@
 //   cyto-runtime  with linux.cgroupsPath /cyto-test-bench-<pid>/c: makes and removes a
 //                 cgroup in every v1 hierarchy (or the v2 tree) each run
 //   runc          the same config (runc makes the same cgroups)
+//   cyto-runtime shim  the daemon's helper on the same bundle: `shim`, wait for
+//                 created.json (inotify, as the containers actor does), SIGUSR1, wait for
+//                 the shim's exit; the same cgroups as cyto-runtime run
 //   crun          through /work/shared/tools/crun-here (this host's hybrid layout makes
 //                 crun refuse cgroups): crun is timed WITHOUT cgroups, a stricter reference
 //
@@ -24,7 +27,11 @@
 
 #include <filesystem>
 
+#include <csignal>
+
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 
 namespace cyto::bench {
@@ -139,6 +146,48 @@ std::optional<double> timed_run(const std::vector<std::string>& argv, std::strin
   return micros_between(t0, t1);
 }
 
+/// The shim protocol's round trip: start `argv` (a shim on `bundle`), wait for
+/// created.json to be renamed into place, send SIGUSR1, wait for the exit; µs.
+std::optional<double> timed_shim(const std::vector<std::string>& argv, const std::string& bundle,
+                                 std::string& error) {
+  std::vector<char*> args;
+  for (auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int in = ::inotify_init1(IN_CLOEXEC);
+  ::inotify_add_watch(in, bundle.c_str(), IN_MOVED_TO);
+  auto created = bundle + "/created.json";
+  auto t0 = steady::now();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  while (::access(created.c_str(), F_OK) != 0) {
+    pollfd p{in, POLLIN, 0};
+    if (::poll(&p, 1, 10000) <= 0)
+      break;
+    char buf[4096];
+    (void)!::read(in, buf, sizeof(buf));
+  }
+  ::kill(pid, SIGUSR1);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  auto t1 = steady::now();
+  ::close(in);
+  for (auto* f : {"created.json", "started.json", "exit.json"})
+    ::unlink((bundle + "/" + f).c_str());
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    error = argv[0] + " shim: " + describe_status(st);
+    return std::nullopt;
+  }
+  return micros_between(t0, t1);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -180,10 +229,12 @@ int main(int argc, char** argv) {
     std::vector<double> us;
     std::string error;
     bool present = true;
+    bool shim = false;
   };
   std::string crun_here = "/work/shared/tools/crun-here";
   std::vector<runtime> rts = {
     {"cyto-runtime", {cyto_runtime, "--root", tmp + "/state-cyto"}, {}, {}, true},
+    {"cyto-runtime shim", {cyto_runtime, "--root", tmp + "/state-cyto"}, {}, {}, true, true},
     {"crun", {crun_here, "--root", tmp + "/state-crun"}, {}, {}, true},
     {"runc", {"/usr/sbin/runc", "--root", tmp + "/state-runc"}, {}, {}, true}};
   for (auto& r : rts)
@@ -198,11 +249,11 @@ int main(int argc, char** argv) {
       if (!r.present || !r.error.empty())
         continue;
       auto argv2 = r.prefix;
-      for (auto* a : {"run", "--bundle"})
+      for (auto* a : {r.shim ? "shim" : "run", "--bundle"})
         argv2.push_back(a);
       argv2.push_back(bundle);
       argv2.push_back("b" + std::to_string(i + 3));
-      auto us = timed_run(argv2, r.error);
+      auto us = r.shim ? timed_shim(argv2, bundle, r.error) : timed_run(argv2, r.error);
       if (us && i >= 0)
         r.us.push_back(*us);
     }
@@ -215,7 +266,7 @@ int main(int argc, char** argv) {
   out["runs"] = runs;
   out["workload"] = "run --bundle (busybox, /bin/true): create+start+wait+delete";
   json results = json::obj();
-  double cyto_p50 = NAN, crun_p50 = NAN, runc_p50 = NAN;
+  double cyto_p50 = NAN, crun_p50 = NAN, runc_p50 = NAN, shim_p50 = NAN;
   for (auto& r : rts) {
     json j = json::obj();
     if (!r.present)
@@ -228,12 +279,16 @@ int main(int argc, char** argv) {
     j["latency_ms"] = latency_stats(ms);
     results[r.name] = j;
     double p50 = ms.empty() ? NAN : median(ms);
-    (r.name == "cyto-runtime" ? cyto_p50 : r.name == "crun" ? crun_p50 : runc_p50) = p50;
+    if (r.name == "cyto-runtime shim")
+      shim_p50 = p50;
+    else
+      (r.name == "cyto-runtime" ? cyto_p50 : r.name == "crun" ? crun_p50 : runc_p50) = p50;
   }
   out["results"] = results;
   json cmp = json::obj();
   cmp["cyto_vs_crun_p50"] = cyto_p50 / crun_p50;
   cmp["cyto_vs_runc_p50"] = cyto_p50 / runc_p50;
+  cmp["shim_vs_crun_p50"] = shim_p50 / crun_p50;
   cmp["target_vs_crun"] = 0.8;
   cmp["meets_target"] = cyto_p50 / crun_p50 <= 0.8;
   cmp["note"] = "crun runs via crun-here: no cgroups (cyto-runtime and runc make them)";

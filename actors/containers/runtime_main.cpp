@@ -190,7 +190,8 @@ int main(int argc, char** argv) {
   auto* exec = app.add_subcommand(
     "exec", "run another process in a running container (its namespaces, cgroup and process "
             "settings); exits with its status, 127 when the command is not found");
-  exec->add_option("-e,--env", exec_env, "K=V added to (or replacing in) the environment");
+  exec->add_option("-e,--env", exec_env, "K=V added to (or replacing in) the environment")
+    ->allow_extra_args(false); // one value each: never the id or a `--`
   exec->add_option("--cwd", exec_cwd, "working directory instead of process.cwd");
   exec->add_option("--user", exec_user, "UID[:GID] instead of process.user");
   exec->add_option("id", id, "container id")->required();

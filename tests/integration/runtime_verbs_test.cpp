@@ -236,6 +236,11 @@ BOOST_AUTO_TEST_CASE(exec_takes_the_containers_settings_with_overrides) {
             "sh", "-c", "echo $FOO $KEEP $NEW; pwd; id"});
   BOOST_REQUIRE_MESSAGE(r.code() == 0, r.err);
   BOOST_CHECK_EQUAL(r.out, "over 1 x\n/etc\nuid=1000 gid=1001\n");
+  // the daemon's order: the id first, a repeated -e last before `--`
+  r = exec({"c1", "--user", "1000", "-e", "FOO=over", "-e", "NEW=x", "--", "sh", "-c",
+            "echo $FOO $NEW; id"});
+  BOOST_REQUIRE_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out, "over x\nuid=1000 gid=0\n"); // no passwd entry: gid 0
   // the exit status comes back, also for a signal
   BOOST_CHECK_EQUAL(exec({"c1", "--", "sh", "-c", "exit 5"}).code(), 5);
   BOOST_CHECK_EQUAL(exec({"c1", "--", "sh", "-c", "kill -9 $$"}).code(), 137);

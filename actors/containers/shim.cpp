@@ -55,6 +55,9 @@ int run_shim(runtime& rt, const std::string& id, const std::string& bundle) {
     return 125;
   }
   bundle_files out{bundle};
+  // A bundle used before (a restarted container) may hold the last run's answers.
+  for (auto* name : {"created.json", "started.json", "exit.json"})
+    ::unlink((bundle + "/" + name).c_str());
   create_options co;
   co.bundle = bundle;
   auto pid = rt.create(id, co);

@@ -87,6 +87,9 @@ BOOST_FIXTURE_TEST_SUITE(runtime_verbs, verbs_fixture)
 
 BOOST_AUTO_TEST_CASE(shim_creates_waits_for_usr1_and_reports_the_exit) {
   args({"sh", "-c", "echo started; exit 7"});
+  // answers of an earlier run in the same bundle are not mistaken for this one's
+  write_text(file("started.json"), "{\"pid\":1}");
+  write_text(file("exit.json"), "{\"exit_code\":0}");
   auto s = shim();
   auto created = wait_json(file("created.json"));
   pid_t pid = created.at("pid").get<pid_t>();

@@ -120,13 +120,12 @@ std::string config_json(const std::string& cgroups_path) {
 })";
 }
 
-/// Runs argv with stdio on /dev/null; returns the wall time in µs, or nothing on failure.
-std::optional<double> timed_run(const std::vector<std::string>& argv, std::string& error) {
+/// Starts argv with stdio on /dev/null.
+pid_t spawn_quiet(const std::vector<std::string>& argv) {
   std::vector<char*> args;
   for (auto& a : argv)
     args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  auto t0 = steady::now();
   pid_t pid = ::fork();
   if (pid == 0) {
     int null = ::open("/dev/null", O_RDWR);
@@ -136,6 +135,13 @@ std::optional<double> timed_run(const std::vector<std::string>& argv, std::strin
     ::execv(args[0], args.data());
     ::_exit(127);
   }
+  return pid;
+}
+
+/// Runs argv with stdio on /dev/null; returns the wall time in µs, or nothing on failure.
+std::optional<double> timed_run(const std::vector<std::string>& argv, std::string& error) {
+  auto t0 = steady::now();
+  pid_t pid = spawn_quiet(argv);
   int st = 0;
   ::waitpid(pid, &st, 0);
   auto t1 = steady::now();
@@ -150,23 +156,11 @@ std::optional<double> timed_run(const std::vector<std::string>& argv, std::strin
 /// created.json to be renamed into place, send SIGUSR1, wait for the exit; µs.
 std::optional<double> timed_shim(const std::vector<std::string>& argv, const std::string& bundle,
                                  std::string& error) {
-  std::vector<char*> args;
-  for (auto& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
   int in = ::inotify_init1(IN_CLOEXEC);
   ::inotify_add_watch(in, bundle.c_str(), IN_MOVED_TO);
   auto created = bundle + "/created.json";
   auto t0 = steady::now();
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 0);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
+  pid_t pid = spawn_quiet(argv);
   while (::access(created.c_str(), F_OK) != 0) {
     pollfd p{in, POLLIN, 0};
     if (::poll(&p, 1, 10000) <= 0)

@@ -7,6 +7,8 @@
 
 #include <caf/meta/type_name.hpp>
 
+#include "bus/network.hpp"
+
 namespace cyto {
 
 /// Bandwidth and iops caps on one block device ("major:minor"); 0 means no cap.
@@ -57,12 +59,17 @@ struct cell_spec {
   bool isolate_process = false;
   /// A new network namespace with only `lo` up.
   bool isolate_network = false;
+  /// Attach the cell to this CNI network (owner "cell/<name>"); its executables run in
+  /// the attachment's netns. Empty: the daemon's own network namespace.
+  std::string network;
+  /// Host ports forwarded to the cell (needs `network`).
+  std::vector<port_mapping> ports;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cell_spec& x) {
   return f(caf::meta::type_name("cell_spec"), x.name, x.limits, x.isolate_process,
-           x.isolate_network);
+           x.isolate_network, x.network, x.ports);
 }
 
 /// What start asks for: a program to run in a cell.
@@ -127,11 +134,14 @@ struct cell_info {
   std::vector<uint32_t> pids;
   /// Where its cgroup lives (the memory or first hierarchy on v1).
   std::string cgroup_path;
+  /// Its attachment when `spec.network` is set (addresses, netns).
+  net_attachment net;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cell_info& x) {
-  return f(caf::meta::type_name("cell_info"), x.spec, x.executables, x.pids, x.cgroup_path);
+  return f(caf::meta::type_name("cell_info"), x.spec, x.executables, x.pids, x.cgroup_path,
+           x.net);
 }
 
 /// Published on topic "process.exited".

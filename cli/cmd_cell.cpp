@@ -20,6 +20,8 @@ struct cell_flags {
   uint64_t io_weight = 0;
   bool isolate_process = false;
   bool isolate_network = false;
+  std::string network;
+  std::vector<std::string> ports;
 };
 
 struct start_flags {
@@ -93,6 +95,9 @@ nlohmann::json cell_json(schema::CellInfo::Reader info) {
     kids.push_back(cell_json(k));
   for (auto p : info.getPids())
     pids.push_back(p);
+  nlohmann::json ips = nlohmann::json::array();
+  for (auto ip : info.getIps())
+    ips.push_back(ip.cStr());
   return {{"name", c.getName().cStr()},
           {"cpu",
            {{"weight", c.getCpu().getWeight()},
@@ -108,6 +113,9 @@ nlohmann::json cell_json(schema::CellInfo::Reader info) {
           {"isolateProcess", c.getIsolateProcess()},
           {"isolateNetwork", c.getIsolateNetwork()},
           {"cgroupPath", info.getCgroupPath().cStr()},
+          {"network", c.getNetwork().cStr()},
+          {"ips", ips},
+          {"netns", info.getNetnsPath().cStr()},
           {"pids", pids},
           {"executables", exes},
           {"children", kids}};
@@ -137,6 +145,8 @@ std::string limits_text(schema::Cell::Reader c) {
     parts.push_back("isolate-process");
   if (c.getIsolateNetwork())
     parts.push_back("isolate-network");
+  if (c.getNetwork().size())
+    parts.push_back(std::string{"network="} + c.getNetwork().cStr());
   return parts.empty() ? "-" : join(parts);
 }
 
@@ -184,11 +194,28 @@ int allocate(const global_options& g, const cell_flags& f) {
   cell.initIo().setWeight(f.io_weight);
   cell.setIsolateProcess(f.isolate_process);
   cell.setIsolateNetwork(f.isolate_network);
+  cell.setNetwork(f.network);
+  auto ports = cell.initPorts(f.ports.size());
+  for (uint i = 0; i < f.ports.size(); ++i) {
+    auto p = parse_port(f.ports[i]);
+    if (!p)
+      bad("--publish: '" + f.ports[i] + "' is not [IP:]HOST_PORT:CELL_PORT[/tcp|udp|sctp]");
+    ports[i].setHostPort(p->host_port);
+    ports[i].setContainerPort(p->container_port);
+    ports[i].setProtocol(p->protocol);
+    ports[i].setHostIp(p->host_ip);
+  }
   auto resp = wait(c, req.send());
-  if (g.json)
-    print_json(cell_json(resp.getInfo()));
-  else
-    std::printf("allocated %s (%s)\n", f.name.c_str(), resp.getInfo().getCgroupPath().cStr());
+  auto info = resp.getInfo();
+  if (g.json) {
+    print_json(cell_json(info));
+  } else {
+    std::string ips;
+    for (auto ip : info.getIps())
+      ips += std::string{ips.empty() ? "" : ","} + ip.cStr();
+    std::printf("allocated %s (%s)%s\n", f.name.c_str(), info.getCgroupPath().cStr(),
+                ips.empty() ? "" : (" on " + f.network + " " + ips).c_str());
+  }
   return 0;
 }
 
@@ -324,6 +351,9 @@ void add_cell_commands(CLI::App& app, global_options& g, std::function<int()>& r
   alloc->add_option("--io-weight", af.io_weight, "relative io weight 1..10000");
   alloc->add_flag("--isolate-process", af.isolate_process, "own pid (and /proc), uts, ipc, mount ns");
   alloc->add_flag("--isolate-network", af.isolate_network, "own network namespace with only lo");
+  alloc->add_option("--network", af.network, "attach the cell to this network (cyto network ls)");
+  alloc->add_option("-p,--publish", af.ports,
+                    "forward a host port: [IP:]HOST_PORT:CELL_PORT[/tcp|udp], repeat (needs --network)");
   alloc->callback([&] { run = [&] { return allocate(g, af); }; });
 
   static start_flags sf;

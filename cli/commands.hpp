@@ -39,4 +39,7 @@ void add_cell_commands(CLI::App& app, global_options& g, std::function<int()>& r
 /// Adds `cyto image ...`; the chosen verb stores its action in `run`.
 void add_image_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 
+/// Adds `cyto network ...`; the chosen verb stores its action in `run`.
+void add_network_commands(CLI::App& app, global_options& g, std::function<int()>& run);
+
 } // namespace cyto::cli

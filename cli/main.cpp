@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   add_cell_commands(app, g, run);
   add_image_commands(app, g, run);
   add_observe_commands(app, g, run);
+  add_network_commands(app, g, run);
   for (auto* sub : {discover, health, version, logs_cmd}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");

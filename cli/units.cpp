@@ -115,4 +115,44 @@ std::string human_size(uint64_t bytes) {
   return buf;
 }
 
+std::optional<port_spec> parse_port(std::string_view text) {
+  port_spec out;
+  auto slash = text.find('/');
+  if (slash != std::string_view::npos) {
+    out.protocol = std::string{text.substr(slash + 1)};
+    if (out.protocol != "tcp" && out.protocol != "udp" && out.protocol != "sctp")
+      return std::nullopt;
+    text = text.substr(0, slash);
+  }
+  auto last = text.rfind(':');
+  if (last == std::string_view::npos)
+    return std::nullopt;
+  auto front = text.substr(0, last);
+  if (auto ip = front.rfind(':'); ip != std::string_view::npos) {
+    out.host_ip = std::string{front.substr(0, ip)};
+    if (out.host_ip.empty())
+      return std::nullopt;
+    front = front.substr(ip + 1);
+  }
+  auto number = [](std::string_view s) -> std::optional<uint16_t> {
+    if (s.empty() || s.size() > 5 || s.find_first_not_of("0123456789") != std::string_view::npos)
+      return std::nullopt;
+    auto v = std::stoul(std::string{s});
+    if (v == 0 || v > 65535)
+      return std::nullopt;
+    return static_cast<uint16_t>(v);
+  };
+  auto host = number(front), container = number(text.substr(last + 1));
+  if (!host || !container)
+    return std::nullopt;
+  out.host_port = *host;
+  out.container_port = *container;
+  return out;
+}
+
+std::string port_text(const port_spec& p) {
+  return (p.host_ip.empty() ? "" : p.host_ip + ":") + std::to_string(p.host_port) + ":"
+         + std::to_string(p.container_port) + "/" + p.protocol;
+}
+
 } // namespace cyto::cli

@@ -24,6 +24,18 @@ std::optional<cpu_max> parse_cpu_max(std::string_view text);
 /// "TERM", "SIGTERM", "15" -> 15.
 std::optional<int> parse_signal(std::string_view text);
 
+/// A port mapping as given on the command line: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO].
+struct port_spec {
+  uint16_t host_port = 0;
+  uint16_t container_port = 0;
+  std::string protocol = "tcp";
+  std::string host_ip;
+};
+std::optional<port_spec> parse_port(std::string_view text);
+
+/// "8080:80/tcp" (with "IP:" in front when bound to one address).
+std::string port_text(const port_spec& p);
+
 /// "1.5GiB" style rendering of a byte count.
 std::string human_size(uint64_t bytes);
 

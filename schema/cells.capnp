@@ -2,6 +2,8 @@
 # CellService: cgroup-limited, nestable process groups and the executables in them.
 $import "/capnp/c++.capnp".namespace("cyto::schema");
 
+using PortMapping = import "network.capnp".PortMapping;
+
 struct CpuLimits {
   weight @0 :UInt64;      # 1..10000; 0 = unset (v1: cpu.shares = weight * 1024 / 100)
   maxQuotaUs @1 :UInt64;  # cpu.max quota in microseconds; 0 = unset
@@ -42,6 +44,8 @@ struct Cell {
   io @5 :IoLimits;
   isolateProcess @6 :Bool;  # own pid (with /proc), uts, ipc and mount namespaces
   isolateNetwork @7 :Bool;  # own network namespace with only lo
+  network @8 :Text;         # attach the cell to this CNI network (its processes join the netns)
+  ports @9 :List(PortMapping);  # host ports forwarded into the cell (needs network)
 }
 
 struct Executable {
@@ -79,6 +83,8 @@ struct CellInfo {
   pids @2 :List(UInt32);  # processes in the cell itself (its child cells list their own)
   cgroupPath @3 :Text;
   children @4 :List(CellInfo);
+  ips @5 :List(Text);       # the cell's addresses on its network (CIDR)
+  netnsPath @6 :Text;       # its network namespace, when attached
 }
 
 interface Cells {

@@ -6,6 +6,7 @@ using Discovery = import "discovery.capnp".Discovery;
 using Observe = import "observe.capnp".Observe;
 using Cells = import "cells.capnp".Cells;
 using Images = import "images.capnp".Images;
+using Networks = import "network.capnp".Networks;
 
 interface Node {
   # Lists the services this node offers now (e.g. ["discovery", "observe"]).
@@ -17,4 +18,5 @@ interface Node {
   observe @2 () -> (service :Observe);
   cells @3 () -> (service :Cells);
   images @4 () -> (service :Images);
+  network @5 () -> (service :Networks);
 }

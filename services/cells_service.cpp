@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include "services/network_service.hpp"
+
 namespace cyto::services {
 
 namespace {
@@ -38,6 +40,8 @@ cell_spec from_capnp(schema::Cell::Reader c) {
     l.io_max.push_back({d.getDevice(), d.getRbps(), d.getWbps(), d.getRiops(), d.getWiops()});
   s.isolate_process = c.getIsolateProcess();
   s.isolate_network = c.getIsolateNetwork();
+  s.network = c.getNetwork();
+  s.ports = services::from_capnp(c.getPorts());
   return s;
 }
 
@@ -71,6 +75,8 @@ void to_capnp(const cell_spec& s, schema::Cell::Builder c) {
   }
   c.setIsolateProcess(s.isolate_process);
   c.setIsolateNetwork(s.isolate_network);
+  c.setNetwork(s.network);
+  services::to_capnp(s.ports, c.initPorts(s.ports.size()));
 }
 
 executable_spec from_capnp(kj::StringPtr cell, schema::Executable::Reader e) {
@@ -125,6 +131,8 @@ void to_capnp(const std::vector<cell_info>& all, size_t at,
   for (uint i = 0; i < c.pids.size(); ++i)
     pids.set(i, c.pids[i]);
   out.setCgroupPath(c.cgroup_path);
+  fill_texts(out.initIps(c.net.ips.size()), c.net.ips);
+  out.setNetnsPath(c.net.netns_path);
   auto [b, e] = children.equal_range(c.spec.name);
   auto kids = out.initChildren(std::distance(b, e));
   uint i = 0;

@@ -66,7 +66,7 @@ struct applier {
         return;
       std::string key = prefix + std::string{k.str()};
       if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup"
-          || key == "images") {
+          || key == "images" || key == "network") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -97,6 +97,16 @@ struct applier {
         u32(node, key, cfg.parallel_layers);
       } else if (key == "images.insecure_registries") {
         strings(node, key, cfg.insecure_registries);
+      } else if (key == "network.cni_path") {
+        strings(node, key, cfg.cni_path);
+      } else if (key == "network.subnet_pool") {
+        str(node, key, cfg.subnet_pool);
+      } else if (key == "network.subnet_size") {
+        u32(node, key, cfg.subnet_size);
+      } else if (key == "network.default_name") {
+        str(node, key, cfg.default_network);
+      } else if (key == "network.default_subnet") {
+        str(node, key, cfg.default_subnet);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {

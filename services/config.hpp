@@ -39,6 +39,16 @@ struct daemon_config {
   std::map<std::string, std::string> registry_ca;
   /// Layers fetched and unpacked at once per pull (images.parallel_layers).
   uint32_t parallel_layers = 4;
+  /// Directories holding the CNI plugin binaries (network.cni_path).
+  std::vector<std::string> cni_path{"/usr/lib/cni", "/opt/cni/bin"};
+  /// Networks created without a subnet get one of this pool (network.subnet_pool)...
+  std::string subnet_pool = "10.89.0.0/16";
+  /// ... of this prefix length (network.subnet_size).
+  uint32_t subnet_size = 24;
+  /// The network used when none is named, made at start (network.default_name).
+  std::string default_network = "cyto";
+  /// Its subnet (network.default_subnet).
+  std::string default_subnet = "10.88.0.0/16";
 };
 
 /// The default configuration file, read if it exists and no --config is given.

@@ -25,6 +25,7 @@
 
 #include "actors/cells/cells_actor.hpp"
 #include "actors/images/images_actor.hpp"
+#include "actors/network/network_actor.hpp"
 #include "actors/node/host_features.hpp"
 #include "actors/node/node_actor.hpp"
 #include "actors/observe/log_sink.hpp"
@@ -192,6 +193,20 @@ int run(services::daemon_config cfg) {
     main_log->error("images: {}", bad);
     return exit_config;
   }
+  network::network_config network_cfg;
+  network_cfg.state_dir = cfg.state_dir;
+  network_cfg.plugin_dirs = cfg.cni_path;
+  network_cfg.subnet_pool = cfg.subnet_pool;
+  network_cfg.subnet_size = cfg.subnet_size;
+  network_cfg.default_network = cfg.default_network;
+  network_cfg.default_subnet = cfg.default_subnet;
+  if (auto bad = network_cfg.validate(); !bad.empty()) {
+    main_log->error("network: {}", bad);
+    return exit_config;
+  }
+  // CNI plugins and netns mounts block: a thread of its own.
+  auto network_actor = sys.spawn<caf::detached>(network::network, network_cfg);
+  cells_cfg.network = network_actor;
   // Blocking kernel work (clone, cgroupfs, SQLite) runs on a thread of its own.
   auto cells_actor = sys.spawn<caf::detached>(cells::cells, cells_cfg);
   observe::observe_config observe_cfg;
@@ -203,6 +218,7 @@ int run(services::daemon_config cfg) {
   if (auto bad = observe_cfg.validate(); !bad.empty()) {
     main_log->error("observe: {}", bad);
     caf::anon_send_exit(cells_actor, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(network_actor, caf::exit_reason::user_shutdown);
     return exit_config;
   }
   auto observe_actor = sys.spawn(observe::observe, observe_cfg);
@@ -219,11 +235,15 @@ int run(services::daemon_config cfg) {
       register_actor(self, registry, service_name::node, node_actor);
       register_actor(self, registry, service_name::cells, cells_actor);
       register_actor(self, registry, service_name::images, images_actor);
+      register_actor(self, registry, service_name::network, network_actor);
       // Ready means ready: the cells actor has set up its cgroups and re-adopted its
       // workloads (it answers only after its start-up work).
       self->request(cells_actor, caf::infinite, list_atom::value)
         .receive([](std::vector<cell_info>&) {},
                  [&](caf::error& err) { main_log->warn("cells: {}", render(err)); });
+      self->request(network_actor, caf::infinite, list_atom::value)
+        .receive([](std::vector<network_info>&) {},
+                 [&](caf::error& err) { main_log->warn("network: {}", render(err)); });
     } catch (const std::exception& e) {
       main_log->error("{}", e.what());
       rc = exit_runtime;
@@ -255,6 +275,7 @@ int run(services::daemon_config cfg) {
   // Actors first, then the sink that holds the topic handle, then the system.
   bus_sink->detach();
   for (auto& a : {caf::actor_cast<caf::actor>(cells_actor), caf::actor_cast<caf::actor>(images_actor),
+                  caf::actor_cast<caf::actor>(network_actor),
                   caf::actor_cast<caf::actor>(node_actor),
                   caf::actor_cast<caf::actor>(observe_actor),
                   caf::actor_cast<caf::actor>(topics), caf::actor_cast<caf::actor>(registry)})
@@ -272,7 +293,8 @@ int main(int argc, char** argv) {
   std::optional<std::string> socket, state_dir, log_level, node_name, policy, cgroup_root;
   std::optional<uint32_t> threads;
   std::optional<std::string> default_registry, registry_credentials;
-  std::vector<std::string> insecure_registries;
+  std::vector<std::string> insecure_registries, cni_path;
+  std::optional<std::string> subnet_pool;
   app.add_option("--config", config_path,
                  std::string{"TOML configuration file (default "} + services::default_config_path
                    + " if it exists)");
@@ -290,6 +312,10 @@ int main(int argc, char** argv) {
                  "host:port spoken to over plain HTTP; repeat (images.insecure_registries)");
   app.add_option("--registry-credentials", registry_credentials,
                  "docker-style config.json with registry auths (images.credentials_file)");
+  app.add_option("--cni-path", cni_path,
+                 "directory of CNI plugin binaries; repeat (network.cni_path)");
+  app.add_option("--subnet-pool", subnet_pool,
+                 "pool of subnets for networks made without one (network.subnet_pool)");
   app.set_version_flag("--version", std::string{cyto::version});
   try {
     app.parse(argc, argv);
@@ -315,6 +341,8 @@ int main(int argc, char** argv) {
   if (default_registry) cfg.default_registry = *default_registry;
   if (registry_credentials) cfg.registry_credentials = *registry_credentials;
   for (auto& r : insecure_registries) cfg.insecure_registries.push_back(r);
+  if (!cni_path.empty()) cfg.cni_path = cni_path;
+  if (subnet_pool) cfg.subnet_pool = *subnet_pool;
   if (auto err = services::validate(cfg)) {
     std::fprintf(stderr, "cytod: config %s\n", err->c_str());
     return exit_config;

@@ -20,6 +20,7 @@
 #include "services/cells_service.hpp"
 #include "services/discovery_service.hpp"
 #include "services/images_service.hpp"
+#include "services/network_service.hpp"
 
 namespace cyto::services {
 
@@ -58,6 +59,7 @@ constexpr std::pair<const char*, const char*> offered[] = {
   {"observe", service_name::observe},
   {"cells", service_name::cells},
   {"images", service_name::images},
+  {"network", service_name::network},
 };
 
 } // namespace
@@ -135,6 +137,13 @@ public:
     return lookup(service_name::images).then([this, context](caf::strong_actor_ptr h) mutable {
       context.getResults().setService(
         new_images_service(bridge_, progress_, caf::actor_cast<images_actor>(std::move(h))));
+    });
+  }
+
+  kj::Promise<void> network(NetworkContext context) override {
+    return lookup(service_name::network).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_network_service(bridge_, caf::actor_cast<network_actor>(std::move(h))));
     });
   }
 

@@ -31,6 +31,12 @@ constexpr const char* kind_cell = "cell";
 /// Executable names become file names (<name>.stdout.new): keep well under NAME_MAX.
 constexpr size_t max_exe_name = 200;
 constexpr const char* kind_exe = "exe";
+/// A cell's network attachment (net_attachment), kept next to its cell record.
+constexpr const char* kind_cell_net = "cellnet";
+
+std::string net_owner(const std::string& cell) {
+  return "cell/" + cell;
+}
 
 /// What state.db keeps of an executable.
 struct exe_row {
@@ -69,6 +75,7 @@ cell_info info_of(self_ptr self, const std::string& name, const cells_state::cel
   for (auto p : self->state.cgroups->pids(name, false))
     out.pids.push_back(static_cast<uint32_t>(p));
   out.cgroup_path = fs::path{self->state.cgroups->file(name, "cgroup.procs")}.parent_path().parent_path();
+  out.net = c.net;
   return out;
 }
 
@@ -128,6 +135,10 @@ void reconcile(self_ptr self) {
       // A crash between the record and the cgroup: undo what may exist.
       st.cgroups->remove(r.key);
       st.db->erase(kind_cell, r.key);
+      if (!spec.network.empty() && st.config.network) {
+        self->send(st.config.network, detach_atom::value, net_owner(r.key));
+        st.db->erase(kind_cell_net, r.key);
+      }
       st.log->warn("cleaned up half-made cell {}", r.key);
       continue;
     }
@@ -139,6 +150,13 @@ void reconcile(self_ptr self) {
       st.log->warn("cgroup of cell {} was gone; re-created", r.key);
     }
     st.cells[r.key].spec = std::move(spec);
+  }
+  if (auto nets = st.db->all(kind_cell_net)) {
+    for (auto& r : *nets) {
+      auto c = st.cells.find(r.key);
+      if (c == st.cells.end() || !from_blob(r.data, c->second.net))
+        st.db->erase(kind_cell_net, r.key);
+    }
   }
   auto exes = st.db->all(kind_exe);
   if (!exes)
@@ -278,6 +296,7 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
   req.isolate_process = cell.isolate_process;
   req.isolate_network = cell.isolate_network;
   req.hostname = fs::path{spec.cell}.filename().string();
+  req.netns_path = c->second.net.netns_path;
   req.stdout_fd = out;
   req.stderr_fd = err_fd;
   req.cgroup_procs = st.cgroups->procs_files(spec.cell);
@@ -319,6 +338,28 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
   return info;
 }
 
+/// Detaches the given cells from their networks; the answer comes once all are done
+/// (a failed detach is logged, the cell is gone either way).
+caf::result<void> detach_all(self_ptr self, std::vector<std::string> cells) {
+  auto& st = self->state;
+  if (cells.empty())
+    return caf::unit;
+  auto rp = self->make_response_promise(); // untyped: the typed one cannot deliver void
+  auto left = std::make_shared<size_t>(cells.size()); // shared by the replies' handlers
+  for (auto& name : cells) {
+    auto done = [rp, left]() mutable {
+      if (--*left == 0)
+        rp.deliver(caf::unit);
+    };
+    self->request(st.config.network, caf::infinite, detach_atom::value, net_owner(name))
+      .then(done, [self, name, done](caf::error& err) mutable {
+        self->state.log->error("detach cell {} from its network: {}", name, render(err));
+        done();
+      });
+  }
+  return rp;
+}
+
 caf::result<void> free_cell(self_ptr self, const std::string& name, bool recursive, bool force) {
   auto& st = self->state;
   if (st.cells.count(name) == 0)
@@ -357,9 +398,14 @@ caf::result<void> free_cell(self_ptr self, const std::string& name, bool recursi
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   }
+  std::vector<std::string> attached;
   for (auto& t : targets) {
     if (auto err = st.cgroups->remove(t))
       return err;
+    if (!st.cells[t].net.owner.empty() && st.config.network) {
+      attached.push_back(t);
+      st.db->erase(kind_cell_net, t);
+    }
     auto& cell = st.cells[t];
     for (auto& [n, e] : cell.exes) {
       if (e.running)
@@ -370,7 +416,53 @@ caf::result<void> free_cell(self_ptr self, const std::string& name, bool recursi
     st.cells.erase(t);
     st.log->info("freed cell {}", t);
   }
-  return caf::unit;
+  return detach_all(self, std::move(attached));
+}
+
+/// Allocation of a cell that names a network: the cgroup exists, the attach is asked
+/// for; the answer comes when it is done (and on failure the cgroup goes again).
+caf::result<cell_info> attach_cell(self_ptr self, const cell_spec& spec) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise<cell_info>();
+  auto name = spec.name;
+  st.pending.insert(name);
+  auto undo = [self, name] {
+    auto& st = self->state;
+    st.pending.erase(name);
+    st.cgroups->remove(name);
+    st.db->erase(kind_cell, name);
+  };
+  attach_request req;
+  req.owner = net_owner(name);
+  req.network = spec.network;
+  req.ports = spec.ports;
+  self->request(st.config.network, caf::infinite, attach_atom::value, std::move(req))
+    .then(
+      [self, rp, spec, undo](net_attachment& a) mutable {
+        auto& st = self->state;
+        auto err = st.db->put({kind_cell_net, spec.name, "ready", to_blob(a)});
+        if (!err)
+          err = st.db->set_state(kind_cell, spec.name, "ready");
+        if (err) {
+          self->send(st.config.network, detach_atom::value, a.owner);
+          st.db->erase(kind_cell_net, spec.name);
+          undo();
+          rp.deliver(std::move(err));
+          return;
+        }
+        st.pending.erase(spec.name);
+        auto& c = st.cells[spec.name];
+        c.spec = spec;
+        c.net = std::move(a);
+        st.log->info("allocated cell {} on network {} ({})", spec.name, c.net.network,
+                     c.net.ips.empty() ? "-" : c.net.ips.front());
+        rp.deliver(info_of(self, spec.name, c));
+      },
+      [rp, undo](caf::error& err) mutable {
+        undo();
+        rp.deliver(std::move(err));
+      });
+  return rp;
 }
 
 } // namespace
@@ -453,8 +545,15 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
         return err;
       if (auto err = st.cgroups->supports(spec.limits))
         return err;
-      if (st.cells.count(spec.name) > 0)
+      if (st.cells.count(spec.name) > 0 || st.pending.count(spec.name) > 0)
         return make_error(errc::already_exists, "cell " + spec.name + " exists");
+      if (spec.network.empty() && !spec.ports.empty())
+        return make_error(errc::invalid_argument, "ports need a network");
+      if (!spec.network.empty() && spec.isolate_network)
+        return make_error(errc::invalid_argument,
+                          "a cell takes either a network or isolate-network, not both");
+      if (!spec.network.empty() && !st.config.network)
+        return make_error(errc::unavailable, "no network service on this node");
       if (auto slash = spec.name.rfind('/'); slash != std::string::npos) {
         auto parent = spec.name.substr(0, slash);
         if (st.cells.count(parent) == 0)
@@ -466,6 +565,8 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
         st.db->erase(kind_cell, spec.name);
         return err;
       }
+      if (!spec.network.empty())
+        return attach_cell(self, spec);
       if (auto err = st.db->set_state(kind_cell, spec.name, "ready")) {
         st.cgroups->remove(spec.name);
         st.db->erase(kind_cell, spec.name);

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -28,6 +29,8 @@ struct cells_config {
   std::string state_dir;
   /// Where process.exited events are published.
   topic_actor topics;
+  /// Attaches cells that name a network (none: such cells are refused as unavailable).
+  network_actor network;
 
   /// Empty when usable; otherwise what is wrong.
   std::string validate() const;
@@ -48,6 +51,8 @@ struct cells_state {
   struct cell_record {
     cell_spec spec;
     std::map<std::string, exe_record> exes;
+    /// Set once the network actor has attached the cell.
+    net_attachment net;
   };
 
   ~cells_state();
@@ -59,6 +64,8 @@ struct cells_state {
   /// Sorted by name, so a parent always comes before its children.
   std::map<std::string, cell_record> cells;
   std::unordered_map<uint64_t, std::pair<std::string, std::string>> by_token;
+  /// Cells whose allocation waits for their network attachment.
+  std::set<std::string> pending;
   uint64_t next_token = 1;
   std::vector<int> cpus;
   std::shared_ptr<spdlog::logger> log;

@@ -34,12 +34,13 @@ struct child_failure {
   int err = 0;
 };
 
-enum step : int { step_cgroup = 1, step_mount, step_proc, step_hostname, step_lo, step_groups,
+enum step : int { step_cgroup = 1, step_netns, step_mount, step_proc, step_hostname, step_lo, step_groups,
                   step_gid, step_uid, step_cwd, step_stdio, step_exec };
 
 const char* step_name(int s) {
   switch (s) {
     case step_cgroup: return "join the cell's cgroup";
+    case step_netns: return "join the cell's network namespace";
     case step_mount: return "make mounts private";
     case step_proc: return "mount /proc";
     case step_hostname: return "set the hostname";
@@ -63,6 +64,7 @@ struct child_args {
   char* const* envp;
   const char* cwd;
   int devnull;
+  int netns_fd;
   int out_fd;
   int err_fd;
   child_failure failure;
@@ -108,6 +110,8 @@ int child_main(void* arg) {
       return child_fail(a, step_cgroup);
     ::close(fd);
   }
+  if (a->netns_fd >= 0 && ::setns(a->netns_fd, CLONE_NEWNET) != 0)
+    return child_fail(a, step_netns);
   if (req.isolate_process) {
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
       return child_fail(a, step_mount);
@@ -207,15 +211,27 @@ caf::expected<spawned> spawn(const spawn_request& req) {
   int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull < 0)
     return make_error(errc::internal, std::string{"open /dev/null: "} + std::strerror(errno));
+  int netns_fd = -1;
+  if (!req.netns_path.empty()) {
+    netns_fd = ::open(req.netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (netns_fd < 0) {
+      auto err = errno;
+      ::close(devnull);
+      return make_error(errc::internal, "open netns " + req.netns_path + ": " + std::strerror(err));
+    }
+  }
   child_args args{&req,          program->c_str(),
                   argv.data(),   envp.data(),
                   req.cwd.empty() ? "/" : req.cwd.c_str(),
-                  devnull,       req.stdout_fd >= 0 ? req.stdout_fd : devnull,
+                  devnull,       netns_fd,
+                  req.stdout_fd >= 0 ? req.stdout_fd : devnull,
                   req.stderr_fd >= 0 ? req.stderr_fd : devnull,
                   {}};
   child_stack stack;
   if (stack.base == MAP_FAILED) {
     ::close(devnull);
+    if (netns_fd >= 0)
+      ::close(netns_fd);
     return make_error(errc::resource_exhausted, std::string{"map a stack: "} + std::strerror(errno));
   }
 
@@ -234,6 +250,8 @@ caf::expected<spawned> spawn(const spawn_request& req) {
   int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(devnull);
+  if (netns_fd >= 0)
+    ::close(netns_fd);
   if (pid < 0)
     return make_error(clone_errno == EPERM ? errc::permission_denied : errc::resource_exhausted,
                       std::string{"clone: "} + std::strerror(clone_errno));

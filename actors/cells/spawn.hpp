@@ -31,6 +31,8 @@ struct spawn_request {
   bool isolate_process = false;
   /// New network namespace with only `lo` up.
   bool isolate_network = false;
+  /// Join this network namespace (a netns file) instead of the daemon's.
+  std::string netns_path;
   /// Hostname inside a new uts namespace.
   std::string hostname;
   /// cgroup.procs files the child writes "0" into before exec (one per hierarchy).

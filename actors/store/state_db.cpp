@@ -36,7 +36,7 @@ caf::expected<std::unique_ptr<state_db>> state_db::open(const std::string& path)
     return err;
   }
   std::unique_ptr<state_db> out{new state_db(db, path.substr(path.rfind('/') + 1))};
-  if (auto err = out->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+  if (auto err = out->exec("PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                            "CREATE TABLE IF NOT EXISTS records ("
                            " kind TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL,"
                            " data BLOB, PRIMARY KEY (kind, key));"))

@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -533,6 +534,7 @@ public:
     }
     proc_.reset();
     remove_cgroup_root();
+    unmount_netns_files();
   }
 
   daemon_fixture(const daemon_fixture&) = delete;
@@ -591,14 +593,30 @@ public:
         ::rmdir(d.c_str());
     }
   }
+  /// Network namespaces the daemon made are bind mounts under <state>/netns: a killed
+  /// daemon leaves them mounted, and the temporary directory cannot go while they are.
+  void unmount_netns_files() const {
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator{state_dir() + "/netns", ec})
+      ::umount2(e.path().c_str(), MNT_DETACH);
+  }
+
   pid_t pid() const {
     return proc_ ? proc_->pid() : -1;
   }
 
+  /// Runs cytod through this command (an absolute path first), e.g.
+  /// {"/usr/bin/nsenter", "--net=/run/netns/x", "--"} to run it in a test's netns.
+  void set_wrapper(std::vector<std::string> wrapper) {
+    wrapper_ = std::move(wrapper);
+  }
+
   std::vector<std::string> argv(const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> a{cytod_path,  "--socket",    socket_path(), "--state-dir",
-                               state_dir(), "--node-name", node_name_,    "--cgroup-root",
-                               cgroup_root()};
+    std::vector<std::string> a = wrapper_;
+    for (auto& x : {std::string{cytod_path}, std::string{"--socket"}, socket_path(),
+                    std::string{"--state-dir"}, state_dir(), std::string{"--node-name"},
+                    node_name_, std::string{"--cgroup-root"}, cgroup_root()})
+      a.push_back(x);
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -703,6 +721,7 @@ public:
 private:
   temp_dir dir_;
   std::string node_name_;
+  std::vector<std::string> wrapper_;
   std::unique_ptr<child_process> proc_;
 };
 

@@ -1,12 +1,13 @@
 // The network actor in this process, against the real CNI plugins and kernel: the test
-// first moves itself into a network namespace of its own (unshare(CLONE_NEWNET) before
-// any thread exists), so the bridge, veths and rules live and die with it. Covers what
+// first moves itself into network and mount namespaces of its own (unshare before any
+// thread exists), so the bridge, veths, rules and netns mounts live and die with it. Covers what
 // the daemon's services do not reach directly: attach twice, CHECK, an owner's own
 // netns, restart of the actor over the same state.db. Needs root (77 otherwise).
 #define BOOST_TEST_MODULE integration_network_actor
 #include <boost/test/unit_test.hpp>
 
 #include <sched.h>
+#include <sys/mount.h>
 
 #include <caf/all.hpp>
 
@@ -35,8 +36,11 @@ std::string code(const caf::error& e) {
 struct private_netns {
   private_netns() {
     test::require_root();
-    if (::unshare(CLONE_NEWNET) != 0) {
-      std::printf("SKIP: unshare(CLONE_NEWNET): %s\n", std::strerror(errno));
+    // A mount namespace of its own too: the netns files' bind mounts go with the process
+    // even when a test crashes.
+    if (::unshare(CLONE_NEWNET | CLONE_NEWNS) != 0
+        || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      std::printf("SKIP: unshare(CLONE_NEWNET | CLONE_NEWNS): %s\n", std::strerror(errno));
       std::exit(77);
     }
   }

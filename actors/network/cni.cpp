@@ -1,6 +1,9 @@
 #include "actors/network/cni.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <functional>
 
@@ -18,6 +21,8 @@ namespace cyto::network {
 namespace {
 
 constexpr const char* cni_version = "1.0.0";
+/// Longest a single plugin call may take.
+constexpr std::chrono::seconds plugin_timeout{60};
 
 struct plugin_output {
   int status = 0;
@@ -45,7 +50,8 @@ struct fd_pair {
 /// config on stdin, stdout and stderr read until EOF.
 caf::expected<plugin_output> exec_plugin(const std::string& binary,
                                          const std::vector<std::string>& env,
-                                         const std::string& input) {
+                                         const std::string& input,
+                                         std::chrono::milliseconds timeout) {
   fd_pair in, out, err;
   int p[2];
   for (auto* fp : {&in, &out, &err}) {
@@ -93,12 +99,24 @@ caf::expected<plugin_output> exec_plugin(const std::string& binary,
   }
   in.close_w();
   plugin_output res;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
   while (out.r >= 0 || err.r >= 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      // A hung plugin (e.g. waiting on the xtables lock) must not hold the actor forever.
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR)
+        ;
+      return make_error(errc::timeout, "CNI plugin " + binary + " did not finish within "
+                                         + std::to_string(timeout.count() / 1000)
+                                         + " s; killed");
+    }
     pollfd fds[2];
     int n = 0;
     if (out.r >= 0) fds[n++] = {out.r, POLLIN, 0};
     if (err.r >= 0) fds[n++] = {err.r, POLLIN, 0};
-    if (::poll(fds, n, -1) < 0) {
+    if (::poll(fds, n, static_cast<int>(std::min<int64_t>(left.count(), 1000))) < 0) {
       if (errno == EINTR)
         continue;
       break;
@@ -188,7 +206,7 @@ caf::expected<nlohmann::json> invoke(const std::string& command, const nlohmann:
                                "CNI_IFNAME=" + t.ifname,
                                "CNI_PATH=" + join_dirs(t.plugin_dirs),
                                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
-  auto o = exec_plugin(*binary, env, conf.dump());
+  auto o = exec_plugin(*binary, env, conf.dump(), plugin_timeout);
   if (!o)
     return o.error();
   if (!WIFEXITED(o->status) || WEXITSTATUS(o->status) != 0)

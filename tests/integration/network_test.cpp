@@ -77,6 +77,17 @@ struct net_daemon {
       ++n;
     return n;
   }
+  /// The iptables rules of the daemon's namespace (nat and filter), one per line.
+  std::string rules() const {
+    auto r = ns.exec({"/usr/sbin/iptables-save"});
+    if (r.code() != 0)
+      throw std::runtime_error("iptables-save: " + r.err);
+    std::string out;
+    for (auto& line : lines_of(r.out))
+      if (line.rfind("-A ", 0) == 0)
+        out += line + "\n";
+    return out;
+  }
   /// Names of the veth interfaces in the daemon's namespace.
   std::vector<std::string> veths() const {
     std::vector<std::string> out;
@@ -234,6 +245,7 @@ BOOST_AUTO_TEST_CASE(cells_on_one_network_reach_each_other_and_a_mapped_port_ans
   BOOST_TEST(contains(host.out, "hello from a"), show_result(host));
 
   // A second mapping of the same host port is refused, and nothing is left of it.
+  auto rules_before = t.rules();
   auto clash = t.cli({"cell", "allocate", "c", "--network", "web", "-p", "8080:80"});
   BOOST_TEST(contains(clash.err, "cyto.already_exists:"), clash.err);
   auto unknown = t.cli({"cell", "allocate", "d", "--network", "nosuch"});
@@ -242,6 +254,8 @@ BOOST_AUTO_TEST_CASE(cells_on_one_network_reach_each_other_and_a_mapped_port_ans
   BOOST_TEST(t.leases("web").size() == 2u);
   BOOST_TEST(t.veths().size() == 2u);
   BOOST_TEST(t.netns_files() == 2u);
+  BOOST_TEST(t.rules() == rules_before);
+  BOOST_TEST(contains(rules_before, "--dport 8080"), rules_before);
 
   // The network cannot go while cells use it.
   auto busy = t.cli({"network", "rm", "web"});
@@ -257,6 +271,10 @@ BOOST_AUTO_TEST_CASE(cells_on_one_network_reach_each_other_and_a_mapped_port_ans
   BOOST_TEST(t.cli({"cell", "free", "--force", "b"}).code() == 0);
   BOOST_TEST(t.leases("web").empty());
   BOOST_TEST(t.veths().empty());
+  auto rules_after = t.rules();
+  BOOST_TEST(!contains(rules_after, "--dport 8080"), rules_after);
+  BOOST_TEST(!contains(rules_after, "cell-a-"), rules_after);
+  BOOST_TEST(!contains(rules_after, "cell-b-"), rules_after);
   BOOST_TEST(t.cli({"network", "rm", "web"}).code() == 0);
   BOOST_TEST(!contains(t.ns.ip({"-o", "link"}), "cyto-web"));
 }

@@ -142,6 +142,22 @@ int remove(const global_options& g, const std::string& name) {
   return 0;
 }
 
+int check(const global_options& g, const std::string& owner) {
+  client c{g.socket};
+  auto req = networks(c).checkRequest();
+  req.setOwner(owner);
+  auto resp = wait(c, req.send());
+  auto a = resp.getAttachment();
+  if (g.json) {
+    print_json(attachment_json(a));
+  } else {
+    auto ips = texts(a.getIps());
+    std::printf("%s ok on %s (%s)\n", owner.c_str(), a.getNetwork().cStr(),
+                ips.empty() ? "-" : join(ips, ",").c_str());
+  }
+  return 0;
+}
+
 } // namespace
 
 void add_network_commands(CLI::App& app, global_options& g, std::function<int()>& run) {
@@ -171,7 +187,13 @@ void add_network_commands(CLI::App& app, global_options& g, std::function<int()>
   rm->add_option("name", rm_name, "network name")->required();
   rm->callback([&] { run = [&] { return remove(g, rm_name); }; });
 
-  for (auto* sub : {cr, ls, in, rm}) {
+  static std::string check_owner;
+  auto* ck = net->add_subcommand("check", "run CNI CHECK on a workload's attachment (e.g. cell/web)");
+  ck->add_option("owner", check_owner, "owner as shown by inspect: cell/NAME, container/NAME, pod/NAME")
+    ->required();
+  ck->callback([&] { run = [&] { return check(g, check_owner); }; });
+
+  for (auto* sub : {cr, ls, in, rm, ck}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
     sub->add_flag("--json", g.json, "print JSON for scripts");
   }

@@ -45,4 +45,7 @@ interface Networks {
   list @2 () -> (networks :List(NetworkInfo));
   # One network with its attachments and their addresses.
   inspect @3 (name :Text) -> (info :NetworkInfo);
+  # Runs the plugins' CNI CHECK on one workload's attachment (owner as listed by inspect,
+  # e.g. "cell/web"); fails with the plugin's message if the kernel no longer matches.
+  check @4 (owner :Text) -> (attachment :Attachment);
 }

@@ -76,6 +76,13 @@ public:
       });
   }
 
+  kj::Promise<void> check(CheckContext context) override {
+    return bridge_.request(network_, check_atom::value, std::string{context.getParams().getOwner()})
+      .then([context](net_attachment a) mutable {
+        to_capnp(a, context.getResults().initAttachment());
+      });
+  }
+
 private:
   bridge& bridge_;
   network_actor network_;

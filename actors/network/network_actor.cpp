@@ -6,6 +6,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+
+#include <arpa/inet.h>
 
 #include <caf/all.hpp>
 
@@ -185,6 +188,30 @@ network_info info_of(self_ptr self, const network_state::net_record& n) {
   return out;
 }
 
+/// The daemon's namespace's IPv4 routes (but the default route and those of our own
+/// bridges): a subnet picked from the pool must not shadow a network the host reaches.
+std::vector<ipv4_net> host_routes(self_ptr self) {
+  std::vector<ipv4_net> out;
+  std::ifstream in{"/proc/net/route"};
+  std::string line;
+  std::getline(in, line); // header
+  while (std::getline(in, line)) {
+    std::istringstream ss{line};
+    std::string iface, dst, gw, flags, refcnt, use, metric, mask;
+    if (!(ss >> iface >> dst >> gw >> flags >> refcnt >> use >> metric >> mask))
+      continue;
+    bool ours = false;
+    for (auto& [name, n] : self->state.networks)
+      ours = ours || n.spec.bridge == iface;
+    auto d = ntohl(static_cast<uint32_t>(std::stoul(dst, nullptr, 16)));
+    auto m = ntohl(static_cast<uint32_t>(std::stoul(mask, nullptr, 16)));
+    if (ours || m == 0)
+      continue;
+    out.push_back({d & m, static_cast<uint8_t>(__builtin_popcount(m))});
+  }
+  return out;
+}
+
 /// Checks and completes a spec (subnet from the pool, gateway, bridge); builds its conflist.
 caf::expected<network_state::net_record> prepare(self_ptr self, network_spec spec) {
   auto& st = self->state;
@@ -204,7 +231,7 @@ caf::expected<network_state::net_record> prepare(self_ptr self, network_spec spe
     auto pool = parse_subnet(st.config.subnet_pool);
     if (!pool)
       return pool.error();
-    std::vector<ipv4_net> taken;
+    auto taken = host_routes(self);
     for (auto& u : used)
       taken.push_back(u.second);
     auto picked = pick_subnet(*pool, static_cast<uint8_t>(st.config.subnet_size), taken);

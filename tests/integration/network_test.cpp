@@ -148,9 +148,13 @@ BOOST_AUTO_TEST_CASE(networks_are_created_listed_and_removed_and_bad_input_chang
   BOOST_TEST(conflist["plugins"][0]["type"] == "bridge");
   BOOST_TEST(conflist["plugins"][0]["mtu"] == 1400);
   BOOST_TEST(conflist["plugins"][0]["ipam"]["ranges"][0][0]["subnet"] == "10.90.1.0/24");
-  // From the pool: a free subnet, not overlapping.
+  // From the pool: a free subnet, not overlapping a network nor a route of the host (here:
+  // the daemon's namespace, where a veth takes the pool's first /24).
+  t.ns.ip({"link", "add", "t-v0", "type", "veth", "peer", "name", "t-v1"});
+  t.ns.ip({"addr", "add", "10.89.0.1/24", "dev", "t-v0"});
+  t.ns.ip({"link", "set", "t-v0", "up"});
   auto pooled = t.cli_json({"network", "create", "back"});
-  BOOST_TEST(pooled["subnet"] == "10.89.0.0/24");
+  BOOST_TEST(pooled["subnet"] == "10.89.1.0/24");
 
   auto files = [&] {
     std::vector<std::string> out;
@@ -262,6 +266,25 @@ BOOST_AUTO_TEST_CASE(cells_on_one_network_reach_each_other_and_a_mapped_port_ans
   BOOST_TEST(contains(busy.err, "cyto.failed_precondition:"), busy.err);
   auto inspect = t.cli_json({"network", "inspect", "web"});
   BOOST_TEST(inspect["attachments"].size() == 2u);
+  auto checked = t.cli_json({"network", "check", "cell/b"});
+  BOOST_TEST(checked["ips"] == b["ips"]);
+  // CHECK notices when the kernel no longer matches the record: b's address is gone.
+  auto b_netns = b.at("netns").get<std::string>();
+  auto flushed = run_process({"/usr/bin/nsenter", "--net=" + b_netns, "--", "/usr/sbin/ip",
+                              "addr", "flush", "dev", "eth0"});
+  BOOST_REQUIRE(flushed.code() == 0);
+  auto broken = t.cli({"network", "check", "cell/b"});
+  BOOST_TEST(broken.code() == 1);
+  BOOST_TEST(contains(broken.err, "CNI plugin"), broken.err);
+  // Put it back: the bridge plugin's DEL finds the masquerade rules by that address.
+  auto restored = run_process({"/usr/bin/nsenter", "--net=" + b_netns, "--", "/usr/sbin/ip",
+                               "addr", "add", b["ips"][0].get<std::string>(), "dev", "eth0"});
+  auto route = run_process({"/usr/bin/nsenter", "--net=" + b_netns, "--", "/usr/sbin/ip",
+                            "route", "add", "default", "via", "10.90.2.1"});
+  BOOST_REQUIRE(restored.code() == 0 && route.code() == 0);
+  auto fixed = t.cli({"network", "check", "cell/b"});
+  BOOST_TEST(fixed.code() == 0, fixed.err);
+  BOOST_TEST(contains(t.cli({"network", "check", "cell/nobody"}).err, "cyto.not_found:"));
 
   // Freeing a cell releases its lease, veth and netns.
   BOOST_TEST(t.cli({"cell", "free", "--force", "a"}).code() == 0);

@@ -194,6 +194,36 @@ void reconcile(self_ptr self) {
   }
 }
 
+/// Takes the attachments as the network actor knows them after a restart (it may have
+/// attached a cell anew, e.g. after a reboot, with another address).
+void refresh_attachments(self_ptr self) {
+  auto& st = self->state;
+  if (!st.config.network)
+    return;
+  std::set<std::string> nets;
+  for (auto& [name, c] : st.cells)
+    if (!c.net.owner.empty())
+      nets.insert(c.net.network);
+  for (auto& net : nets)
+    self->request(st.config.network, caf::infinite, get_atom::value, net)
+      .then(
+        [self](network_info& info) {
+          auto& st = self->state;
+          for (auto& a : info.attachments) {
+            if (a.owner.rfind("cell/", 0) != 0)
+              continue;
+            auto c = st.cells.find(a.owner.substr(5));
+            if (c == st.cells.end() || c->second.net.owner != a.owner || c->second.net.ips == a.ips)
+              continue;
+            c->second.net = a;
+            st.db->put({kind_cell_net, c->first, "ready", to_blob(a)});
+          }
+        },
+        [self, net](caf::error& err) {
+          self->state.log->warn("network {} of cells: {}", net, render(err));
+        });
+}
+
 caf::error check_user(const executable_spec& spec) {
   if (spec.uid >= 0) {
     passwd pw{}, *res = nullptr;
@@ -534,6 +564,7 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
                        static_cast<int32_t>(stream), std::move(line), offset);
     });
   reconcile(self);
+  refresh_attachments(self);
   st.log->info("cells ready: cgroup {} root {}, {} cells", to_string(st.cgroups->mode()),
                st.config.cgroup_root, st.cells.size());
   return {

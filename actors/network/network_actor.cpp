@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include <arpa/inet.h>
+#include <sys/vfs.h>
 
 #include <caf/all.hpp>
 
@@ -23,6 +24,13 @@ namespace cyto::network {
 namespace {
 
 using self_ptr = network_actor::stateful_pointer<network_state>;
+
+/// Whether `path` is a bound network namespace (nsfs), not a plain file left by a reboot.
+bool is_netns(const std::string& path) {
+  constexpr long nsfs_magic = 0x6e736673;
+  struct statfs fs{};
+  return ::statfs(path.c_str(), &fs) == 0 && fs.f_type == nsfs_magic;
+}
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -439,6 +447,27 @@ caf::result<void> remove(self_ptr self, const std::string& name) {
   return caf::unit;
 }
 
+/// After a reboot the netns files are plain files again and the kernel objects are gone:
+/// release the old lease (DEL without a namespace), then attach anew at the same path, so
+/// the workload finds its namespace where its record says.
+void readd(self_ptr self, net_attachment a, const json& old_result) {
+  auto& st = self->state;
+  st.log->warn("netns {} of {} is gone (reboot?); attaching it again", a.netns_path, a.owner);
+  remove_netns(a.netns_path);
+  auto n = st.networks.find(a.network);
+  if (n != st.networks.end())
+    cni_del(n->second.conflist, target_of(self, a), old_result);
+  st.db->erase(kind_attach, a.owner);
+  attach_request req;
+  req.owner = a.owner;
+  req.network = a.network;
+  req.ports = a.ports;
+  req.ifname = a.ifname;
+  auto again = attach(self, req);
+  if (!again)
+    st.log->error("re-attach {}: {}", a.owner, render(again.error()));
+}
+
 /// Brings the records, the conflists and the kernel back in line after a (re)start.
 void reconcile(self_ptr self) {
   auto& st = self->state;
@@ -476,6 +505,10 @@ void reconcile(self_ptr self) {
           st.log->error("clean up half-made attachment of {}: {}", row.info.owner, render(err));
         else
           st.log->warn("cleaned up half-made attachment of {}", row.info.owner);
+        continue;
+      }
+      if (row.info.netns_owned && !is_netns(row.info.netns_path)) {
+        readd(self, row.info, result.is_discarded() ? json{} : result);
         continue;
       }
       st.attachments[row.info.owner] = {row.info, result.is_discarded() ? json{} : result};

@@ -319,10 +319,30 @@ BOOST_AUTO_TEST_CASE(attachments_survive_kill_9_and_detach_after_restart) {
   auto ping = t.cli({"cell", "start", "a", "--name", "ping", "--wait", "--", busybox, "ping",
                      "-c", "1", "-W", "3", "10.88.0.1"});
   BOOST_TEST(ping.code() == 0, ping.out + ping.err + t.log());
+
+  // As after a reboot: the daemon, the namespace (its bind mount; the file stays), the
+  // bridge and the iptables rules are gone, the state dir is not. The restarted daemon
+  // releases the old lease and attaches the cell anew at the same path.
+  t.d.stop(SIGKILL);
+  BOOST_REQUIRE(::umount2(netns.c_str(), MNT_DETACH) == 0);
+  t.ns.ip({"link", "del", "cyto-cyto"});
+  for (auto* table : {"nat", "filter"})
+    for (auto* op : {"-F", "-X"})
+      BOOST_REQUIRE(t.ns.exec({"/usr/sbin/iptables", "-t", table, op}).code() == 0);
+  t.d.start();
+  BOOST_TEST(t.leases("cyto").size() == 1u);
+  BOOST_TEST(t.veths().size() == 1u);
+  auto ping2 = t.cli({"cell", "start", "a", "--name", "ping", "--wait", "--", busybox, "ping",
+                      "-c", "1", "-W", "3", "10.88.0.1"});
+  BOOST_TEST(ping2.code() == 0, ping2.out + ping2.err + t.log());
+  auto readded = t.cli_json({"network", "inspect", "cyto"})["attachments"];
+  BOOST_REQUIRE(readded.size() == 1u);
+  BOOST_TEST(t.cli_json({"cell", "inspect", "a"})["ips"] == readded[0]["ips"]);
+
   BOOST_TEST(t.cli({"cell", "free", "a"}).code() == 0);
   BOOST_TEST(t.leases("cyto").empty());
   BOOST_TEST(t.veths().empty());
-  BOOST_TEST(!fs::exists(netns));
+  BOOST_TEST(!fs::exists(netns), t.log());
   BOOST_TEST(t.cli_json({"network", "inspect", "cyto"})["attachments"].empty());
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bus/errc.hpp"
+#include "bus/logging.hpp"
 
 namespace cyto::network {
 
@@ -206,7 +207,12 @@ caf::expected<nlohmann::json> invoke(const std::string& command, const nlohmann:
                                "CNI_IFNAME=" + t.ifname,
                                "CNI_PATH=" + join_dirs(t.plugin_dirs),
                                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  auto t0 = std::chrono::steady_clock::now();
   auto o = exec_plugin(*binary, env, conf.dump(), plugin_timeout);
+  log::get("network")->debug(
+    "CNI {} {} for {}: {} us", type, command, t.container_id,
+    std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+      .count());
   if (!o)
     return o.error();
   if (!WIFEXITED(o->status) || WEXITSTATUS(o->status) != 0)

@@ -244,6 +244,9 @@ int run(services::daemon_config cfg) {
       self->request(network_actor, caf::infinite, list_atom::value)
         .receive([](std::vector<network_info>&) {},
                  [&](caf::error& err) { main_log->warn("network: {}", render(err)); });
+      self->request(images_actor, caf::infinite, list_atom::value)
+        .receive([](std::vector<image_info>&) {},
+                 [&](caf::error& err) { main_log->warn("images: {}", render(err)); });
     } catch (const std::exception& e) {
       main_log->error("{}", e.what());
       rc = exit_runtime;

@@ -1,6 +1,8 @@
 #include "actors/store/state_db.hpp"
 
+#include <chrono>
 #include <memory>
+#include <thread>
 
 #include <sqlite3.h>
 
@@ -36,10 +38,21 @@ caf::expected<std::unique_ptr<state_db>> state_db::open(const std::string& path)
     return err;
   }
   std::unique_ptr<state_db> out{new state_db(db, path.substr(path.rfind('/') + 1))};
-  if (auto err = out->exec("PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                           "CREATE TABLE IF NOT EXISTS records ("
-                           " kind TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL,"
-                           " data BLOB, PRIMARY KEY (kind, key));"))
+  // Several actors open state.db at start, each with a connection of its own. Switching
+  // to WAL needs the file to itself and SQLite does not wait for that (no busy handler):
+  // retry while another connection holds it.
+  caf::error err;
+  for (int attempt = 0; attempt < 250; ++attempt) {
+    err = out->exec("PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                    "CREATE TABLE IF NOT EXISTS records ("
+                    " kind TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL,"
+                    " data BLOB, PRIMARY KEY (kind, key));");
+    auto code = sqlite3_errcode(db);
+    if (!err || (code != SQLITE_BUSY && code != SQLITE_LOCKED))
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (err)
     return err;
   return out;
 }

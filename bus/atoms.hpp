@@ -41,5 +41,8 @@ using create_atom = caf::atom_constant<caf::atom("create")>;
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
 using detach_atom = caf::atom_constant<caf::atom("detach")>;
 using check_atom = caf::atom_constant<caf::atom("check")>;
+using run_atom = caf::atom_constant<caf::atom("run")>;
+using exec_atom = caf::atom_constant<caf::atom("exec")>;
+using pod_atom = caf::atom_constant<caf::atom("pod")>;
 
 } // namespace cyto

@@ -11,6 +11,7 @@
 
 #include "bus/atoms.hpp"
 #include "bus/cells.hpp"
+#include "bus/containers.hpp"
 #include "bus/images.hpp"
 #include "bus/messages.hpp"
 #include "bus/network.hpp"
@@ -153,6 +154,54 @@ using network_actor = caf::typed_actor<
   caf::reacts_to<detach_atom, std::string>,
   /// Runs CNI CHECK for an owner's attachment.
   caf::replies_to<check_atom, std::string>::with<net_attachment>>;
+
+// -- containers --------------------------------------------------------------
+
+/// Owns OCI containers and pods. A container is a cell (cells actor) with a rootfs
+/// (images actor) whose `cyto-runtime shim` runs as an executable of that cell; the
+/// actor and the shim talk through files in the bundle dir. Records live in state.db
+/// and are re-adopted on restart (containers outlive the daemon).
+using containers_actor = caf::typed_actor<
+  /// Makes a container (cell, rootfs, bundle, process waiting for start); nothing is
+  /// left on error.
+  caf::replies_to<create_atom, container_spec>::with<container_info>,
+  /// Lets a created container run its program; answers once it runs or, with `wait`,
+  /// once it has stopped (before an auto-remove).
+  caf::replies_to<start_atom, std::string, bool>::with<container_info>,
+  /// create + start in one call (`wait` as for start).
+  caf::replies_to<run_atom, container_spec, bool>::with<container_info>,
+  /// Signals the container's process (0 = SIGTERM), SIGKILL after `timeout_ms`
+  /// (0 = never); answers once it stopped.
+  caf::replies_to<stop_atom, std::string, int32_t, uint32_t>::with<container_info>,
+  /// Sends one signal to the container's process; answers at once.
+  caf::reacts_to<kill_atom, std::string, int32_t>,
+  /// Removes a container (cell, rootfs, bundle, record); `force` kills a running one.
+  caf::reacts_to<delete_atom, std::string, bool>,
+  /// Every container, by name.
+  caf::replies_to<list_atom>::with<std::vector<container_info>>,
+  /// One container by name or id (prefix of at least 4 hex digits).
+  caf::replies_to<get_atom, std::string>::with<container_info>,
+  /// Starts another process in a running container, as an executable of its cell.
+  caf::replies_to<exec_atom, exec_spec>::with<exec_info>,
+  /// Answers once the container has stopped (at once if it has).
+  caf::replies_to<wait_atom, std::string>::with<container_info>,
+  /// Makes a pod: its cell and the pause process that holds its namespaces.
+  caf::replies_to<create_atom, pod_spec>::with<pod_info>,
+  /// Stops a pod's containers (SIGTERM, SIGKILL after `timeout_ms`), then its pause process.
+  caf::replies_to<stop_atom, pod_atom, std::string, uint32_t>::with<pod_info>,
+  /// Removes a pod; refused while containers run in it unless `force`.
+  caf::reacts_to<delete_atom, pod_atom, std::string, bool>,
+  /// Every pod, by name.
+  caf::replies_to<list_atom, pod_atom>::with<std::vector<pod_info>>,
+  /// Internal: the stop timeout of container `id` ran out.
+  caf::reacts_to<tick_atom, std::string>>;
+
+/// A blocking helper the containers actor spawns detached for one wait: answers the
+/// content of a file once it appears (inotify), or fails when process `pid` exits
+/// first or `timeout_ms` passes.
+using file_waiter_actor = caf::typed_actor<
+  /// Waits for `path` while `pid` lives; answers the file's content.
+  caf::replies_to<wait_atom, std::string, uint32_t, uint32_t>::with<std::string>>;
 
 // -- observe -----------------------------------------------------------------
 

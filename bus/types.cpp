@@ -85,6 +85,15 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<net_attachment>>("cyto.net_attachments");
   cfg.add_message_type<network_info>("cyto.network_info");
   cfg.add_message_type<std::vector<network_info>>("cyto.network_infos");
+  cfg.add_message_type<container_spec>("cyto.container_spec");
+  cfg.add_message_type<container_state>("cyto.container_state");
+  cfg.add_message_type<container_info>("cyto.container_info");
+  cfg.add_message_type<std::vector<container_info>>("cyto.container_infos");
+  cfg.add_message_type<exec_spec>("cyto.exec_spec");
+  cfg.add_message_type<exec_info>("cyto.exec_info");
+  cfg.add_message_type<pod_spec>("cyto.pod_spec");
+  cfg.add_message_type<pod_info>("cyto.pod_info");
+  cfg.add_message_type<std::vector<pod_info>>("cyto.pod_infos");
   cfg.add_error_category(errc_category,
                          [](uint8_t code, caf::atom_value, const caf::message& ctx) {
                            auto text = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0)

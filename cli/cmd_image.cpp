@@ -34,7 +34,7 @@ schema::Images::Client images(client& c) {
 /// phase change otherwise (and JSON lines with --json).
 class progress_printer final : public schema::PullSink::Server {
 public:
-  progress_printer(bool json, bool tty) : json_(json), tty_(tty) {
+  progress_printer(bool json, bool tty, FILE* out = stdout) : json_(json), tty_(tty), out_(out) {
   }
 
   kj::Promise<void> progress(ProgressContext context) override {
@@ -56,9 +56,9 @@ public:
     if (tty_) {
       redraw();
     } else if (changed) {
-      std::printf("%s %s %s\n", short_digest(digest).c_str(), phase_name(phase),
+      std::fprintf(out_, "%s %s %s\n", short_digest(digest).c_str(), phase_name(phase),
                   human_size(l.getTotal()).c_str());
-      std::fflush(stdout);
+      std::fflush(out_);
     }
     return kj::READY_NOW;
   }
@@ -72,7 +72,7 @@ private:
 
   void redraw() {
     if (drawn_ > 0)
-      std::printf("\x1b[%zuA", drawn_);
+      std::fprintf(out_, "\x1b[%zuA", drawn_);
     for (auto& d : order_) {
       auto& r = rows_[d];
       constexpr int width = 30;
@@ -82,12 +82,12 @@ private:
         filled = width;
       std::string bar(static_cast<size_t>(filled), '=');
       bar.resize(width, ' ');
-      std::printf("\x1b[2K%s [%s] %-11s %s/%s\n", short_digest(d).c_str(), bar.c_str(),
+      std::fprintf(out_, "\x1b[2K%s [%s] %-11s %s/%s\n", short_digest(d).c_str(), bar.c_str(),
                   phase_name(r.phase), human_size(r.current).c_str(),
                   human_size(r.total).c_str());
     }
     drawn_ = order_.size();
-    std::fflush(stdout);
+    std::fflush(out_);
   }
 
   bool json_;
@@ -95,6 +95,7 @@ private:
   std::vector<std::string> order_;
   std::map<std::string, row> rows_;
   size_t drawn_ = 0;
+  FILE* out_;
 };
 
 nlohmann::json image_json(schema::Image::Reader x, bool with_config) {
@@ -158,6 +159,18 @@ int pull(const global_options& g, const pull_flags& f) {
                 static_cast<size_t>(img.getLayers().size()));
   return 0;
 }
+
+} // namespace
+
+void pull_for_run(client& c, const std::string& ref) {
+  auto req = images(c).pullRequest();
+  req.setRef(ref);
+  req.setSink(kj::heap<progress_printer>(false, ::isatty(2) == 1, stderr));
+  auto img = wait(c, req.send()).getImage();
+  std::fprintf(stderr, "pulled %s %s\n", img.getName().cStr(), img.getDigest().cStr());
+}
+
+namespace {
 
 int list(const global_options& g) {
   client c{g.socket};

@@ -2,6 +2,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <tuple>
 
 #include <unistd.h>
 
@@ -53,24 +54,49 @@ private:
 };
 
 int workload_logs(const global_options& g, const logs_options& o) {
-  auto slash = o.target.rfind('/');
-  if (slash == std::string::npos || slash == 0 || slash + 1 == o.target.size())
-    bad("logs: give CELL/EXECUTABLE (or --daemon), got '" + o.target + "'");
   if (o.stderr_only && o.both)
     bad("logs: --stderr and --both exclude each other");
   client c{g.socket};
+  std::string cell, exe;
+  auto slash = o.target.rfind('/');
+  bool container = slash == std::string::npos;
+  if (container) {
+    // A container name: its output is that of its cell's shim executable.
+    std::tie(cell, exe) = container_output(c, o.target);
+  } else if (slash == 0 || slash + 1 == o.target.size()) {
+    bad("logs: give a container NAME, CELL/EXECUTABLE or --daemon, got '" + o.target + "'");
+  } else {
+    cell = o.target.substr(0, slash);
+    exe = o.target.substr(slash + 1);
+  }
   auto req = observe_service(c).outputRequest();
-  req.setCell(o.target.substr(0, slash));
-  req.setExecutable(o.target.substr(slash + 1));
-  req.setWhich(o.both          ? schema::OutputStream::BOTH
-               : o.stderr_only ? schema::OutputStream::STDERR
-                               : schema::OutputStream::STDOUT);
+  req.setCell(cell);
+  req.setExecutable(exe);
+  // A container's log is both streams (podman's habit); an executable's is stdout.
+  req.setWhich(o.both || (container && !o.stderr_only) ? schema::OutputStream::BOTH
+               : o.stderr_only                         ? schema::OutputStream::STDERR
+                                                       : schema::OutputStream::STDOUT);
   req.setFollow(o.follow);
   req.setFromStart(true);
   req.setSink(kj::heap<output_printer>(g.json));
   wait(c, req.send().ignoreResult());
   return 0;
 }
+
+} // namespace
+
+kj::Promise<void> follow_output(client& c, const std::string& cell, const std::string& exe) {
+  auto req = observe_service(c).outputRequest();
+  req.setCell(cell);
+  req.setExecutable(exe);
+  req.setWhich(schema::OutputStream::BOTH);
+  req.setFollow(true);
+  req.setFromStart(true);
+  req.setSink(kj::heap<output_printer>(false));
+  return req.send().ignoreResult();
+}
+
+namespace {
 
 // -- top ------------------------------------------------------------------------------
 

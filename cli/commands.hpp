@@ -41,5 +41,20 @@ void add_image_commands(CLI::App& app, global_options& g, std::function<int()>& 
 
 /// Adds `cyto network ...`; the chosen verb stores its action in `run`.
 void add_network_commands(CLI::App& app, global_options& g, std::function<int()>& run);
+/// Streams an executable's stdout and stderr (from its start, following) to ours until
+/// it has exited.
+kj::Promise<void> follow_output(client& c, const std::string& cell, const std::string& exe);
+
+/// Pulls `ref` with its progress on stderr (cyto run pulls a missing image with it).
+void pull_for_run(client& c, const std::string& ref);
+
+/// Adds `cyto run|create|start|ps|exec|stop|kill|rm|inspect|wait`.
+void add_container_commands(CLI::App& app, global_options& g, std::function<int()>& run);
+
+/// Adds `cyto pod create|ls|stop|rm`.
+void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& run);
+
+/// The cell and executable whose output is container `name`'s (for cyto logs NAME).
+std::pair<std::string, std::string> container_output(client& c, const std::string& name);
 
 } // namespace cyto::cli

@@ -22,8 +22,10 @@ int main(int argc, char** argv) {
   auto* health = app.add_subcommand("health", "check that every actor of the node is alive");
   auto* version = app.add_subcommand("version", "show the CLI's and the daemon's versions");
   auto* logs_cmd = app.add_subcommand(
-    "logs", "show an executable's output (CELL/EXECUTABLE) or cytod's own log (--daemon)");
-  logs_cmd->add_option("target", logs.target, "CELL/EXECUTABLE (nested cells: A/B/EXECUTABLE)");
+    "logs", "show a container's output (NAME), an executable's (CELL/EXECUTABLE) or cytod's "
+            "own log (--daemon)");
+  logs_cmd->add_option("target", logs.target,
+                       "container NAME, or CELL/EXECUTABLE (nested cells: A/B/EXECUTABLE)");
   logs_cmd->add_flag("--daemon", logs.daemon, "cytod's own log");
   logs_cmd->add_flag("--stderr", logs.stderr_only, "the executable's stderr instead of stdout");
   logs_cmd->add_flag("--both", logs.both, "stdout and stderr (history: stdout's, then stderr's)");
@@ -36,6 +38,8 @@ int main(int argc, char** argv) {
   add_image_commands(app, g, run);
   add_observe_commands(app, g, run);
   add_network_commands(app, g, run);
+  add_container_commands(app, g, run);
+  add_pod_commands(app, g, run);
   for (auto* sub : {discover, health, version, logs_cmd}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");

@@ -7,6 +7,8 @@ using Observe = import "observe.capnp".Observe;
 using Cells = import "cells.capnp".Cells;
 using Images = import "images.capnp".Images;
 using Networks = import "network.capnp".Networks;
+using Containers = import "containers.capnp".Containers;
+using Pods = import "containers.capnp".Pods;
 
 interface Node {
   # Lists the services this node offers now (e.g. ["discovery", "observe"]).
@@ -19,4 +21,6 @@ interface Node {
   cells @3 () -> (service :Cells);
   images @4 () -> (service :Images);
   network @5 () -> (service :Networks);
+  containers @6 () -> (service :Containers);
+  pods @7 () -> (service :Pods);
 }

@@ -221,6 +221,14 @@ private:
 
 } // namespace
 
+cell_spec cell_from_capnp(schema::Cell::Reader c) {
+  return from_capnp(c);
+}
+
+void cell_to_capnp(const cell_spec& s, schema::Cell::Builder c) {
+  to_capnp(s, c);
+}
+
 kj::Own<schema::Cells::Server> new_cells_service(bridge& br, cells_actor cells) {
   return kj::heap<cells_service>(br, std::move(cells));
 }

@@ -44,6 +44,13 @@ struct applier {
       out = static_cast<uint32_t>(*v);
   }
 
+  void boolean(const toml::node& n, const std::string& key, bool& out) {
+    if (auto v = n.value<bool>(); v && n.is_boolean())
+      out = *v;
+    else
+      error = key + ": expected a boolean, got " + type_name(n.type());
+  }
+
   void strings(const toml::node& n, const std::string& key, std::vector<std::string>& out) {
     auto arr = n.as_array();
     if (!arr) {
@@ -66,7 +73,8 @@ struct applier {
         return;
       std::string key = prefix + std::string{k.str()};
       if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup"
-          || key == "images" || key == "network") {
+          || key == "images" || key == "network"
+          || key == "containers") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -107,6 +115,12 @@ struct applier {
         str(node, key, cfg.default_network);
       } else if (key == "network.default_subnet") {
         str(node, key, cfg.default_subnet);
+      } else if (key == "containers.runtime_path") {
+        str(node, key, cfg.runtime_path);
+      } else if (key == "containers.demo_image") {
+        str(node, key, cfg.demo_image);
+      } else if (key == "containers.seccomp") {
+        boolean(node, key, cfg.default_seccomp);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {
@@ -126,6 +140,14 @@ struct applier {
 };
 
 } // namespace
+
+std::string default_demo_image() {
+#ifdef CYTO_DEMO_IMAGE_DIR
+  return CYTO_DEMO_IMAGE_DIR;
+#else
+  return {};
+#endif
+}
 
 std::optional<std::string> apply_toml(std::string_view text, daemon_config& cfg) {
   toml::table tbl;
@@ -181,6 +203,10 @@ std::optional<std::string> validate(const daemon_config& cfg) {
     return "images.default_registry: must not be empty";
   if (cfg.parallel_layers == 0 || cfg.parallel_layers > 64)
     return "images.parallel_layers: must be 1..64";
+  if (!cfg.runtime_path.empty() && cfg.runtime_path.front() != '/')
+    return "containers.runtime_path: must be an absolute path, got '" + cfg.runtime_path + "'";
+  if (!cfg.demo_image.empty() && cfg.demo_image.front() != '/')
+    return "containers.demo_image: must be an absolute path, got '" + cfg.demo_image + "'";
   if (cfg.log_history > 1'000'000)
     return "log.history: at most 1000000 entries";
   for (char c : cfg.node_name)

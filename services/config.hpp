@@ -10,6 +10,9 @@
 
 namespace cyto::services {
 
+/// The demo image layout this build made (CYTO_DEMO_IMAGE_DIR).
+std::string default_demo_image();
+
 struct daemon_config {
   /// Unix socket clients connect to.
   std::string socket_path = "/run/cyto/cyto.sock";
@@ -49,6 +52,13 @@ struct daemon_config {
   std::string default_network = "cyto";
   /// Its subnet (network.default_subnet).
   std::string default_subnet = "10.88.0.0/16";
+  /// The cyto-runtime binary (containers.runtime_path); empty: next to cytod.
+  std::string runtime_path;
+  /// OCI layout imported as image "demo" when missing (containers.demo_image); empty:
+  /// none. Defaults to the demo image this build made.
+  std::string demo_image = default_demo_image();
+  /// Containers get the default seccomp profile (containers.seccomp).
+  bool default_seccomp = true;
 };
 
 /// The default configuration file, read if it exists and no --config is given.

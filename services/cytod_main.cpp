@@ -24,6 +24,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "actors/cells/cells_actor.hpp"
+#include "actors/containers/containers_actor.hpp"
 #include "actors/images/images_actor.hpp"
 #include "actors/network/network_actor.hpp"
 #include "actors/node/host_features.hpp"
@@ -90,6 +91,13 @@ std::optional<gid_t> lookup_group(const std::string& name) {
   if (auto* g = ::getgrnam(name.c_str()))
     return g->gr_gid;
   return std::nullopt;
+}
+
+/// cyto-runtime next to this cytod (the default of containers.runtime_path).
+std::string runtime_next_to_self() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string{} : (self.parent_path() / "cyto-runtime").string();
 }
 
 std::string host_name() {
@@ -225,6 +233,19 @@ int run(services::daemon_config cfg) {
   // Removal, prune and mounts block on the disk: a thread of its own (pulls get more).
   auto images_actor = sys.spawn<caf::detached>(images::images, images_cfg);
   auto node_actor = sys.spawn(node::node, node_cfg);
+  containers::containers_config containers_cfg;
+  containers_cfg.state_dir = cfg.state_dir;
+  containers_cfg.runtime_path = cfg.runtime_path.empty() ? runtime_next_to_self() : cfg.runtime_path;
+  containers_cfg.demo_image = cfg.demo_image;
+  containers_cfg.default_seccomp = cfg.default_seccomp;
+  containers_cfg.cells = cells_actor;
+  containers_cfg.images = images_actor;
+  containers_cfg.registry = registry;
+  cyto::containers_actor containers_handle;
+  if (auto bad = containers_cfg.validate(); !bad.empty())
+    main_log->error("containers: {}; containers are unavailable", bad);
+  else // Bundles, the demo import and re-adoption touch the disk: a thread of its own.
+    containers_handle = sys.spawn<caf::detached>(containers::containers, containers_cfg);
 
   int rc = 0;
   {
@@ -236,6 +257,13 @@ int run(services::daemon_config cfg) {
       register_actor(self, registry, service_name::cells, cells_actor);
       register_actor(self, registry, service_name::images, images_actor);
       register_actor(self, registry, service_name::network, network_actor);
+      if (containers_handle) {
+        register_actor(self, registry, service_name::containers, containers_handle);
+        // Answers once the demo image is in and its records are read.
+        self->request(containers_handle, caf::infinite, list_atom::value)
+          .receive([](std::vector<container_info>&) {},
+                   [&](caf::error& err) { main_log->warn("containers: {}", render(err)); });
+      }
       // Ready means ready: the cells actor has set up its cgroups and re-adopted its
       // workloads (it answers only after its start-up work).
       self->request(cells_actor, caf::infinite, list_atom::value)
@@ -277,12 +305,14 @@ int run(services::daemon_config cfg) {
 
   // Actors first, then the sink that holds the topic handle, then the system.
   bus_sink->detach();
-  for (auto& a : {caf::actor_cast<caf::actor>(cells_actor), caf::actor_cast<caf::actor>(images_actor),
+  for (auto& a : {caf::actor_cast<caf::actor>(containers_handle),
+                  caf::actor_cast<caf::actor>(cells_actor), caf::actor_cast<caf::actor>(images_actor),
                   caf::actor_cast<caf::actor>(network_actor),
                   caf::actor_cast<caf::actor>(node_actor),
                   caf::actor_cast<caf::actor>(observe_actor),
                   caf::actor_cast<caf::actor>(topics), caf::actor_cast<caf::actor>(registry)})
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    if (a)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   log::init({stderr_sink}, level);
   return rc;
 }

@@ -18,6 +18,7 @@
 #include "bus/logging.hpp"
 #include "schema/node.capnp.h"
 #include "services/cells_service.hpp"
+#include "services/containers_service.hpp"
 #include "services/discovery_service.hpp"
 #include "services/images_service.hpp"
 #include "services/network_service.hpp"
@@ -60,6 +61,8 @@ constexpr std::pair<const char*, const char*> offered[] = {
   {"cells", service_name::cells},
   {"images", service_name::images},
   {"network", service_name::network},
+  {"containers", service_name::containers},
+  {"pods", service_name::containers},
 };
 
 } // namespace
@@ -144,6 +147,20 @@ public:
     return lookup(service_name::network).then([this, context](caf::strong_actor_ptr h) mutable {
       context.getResults().setService(
         new_network_service(bridge_, caf::actor_cast<network_actor>(std::move(h))));
+    });
+  }
+
+  kj::Promise<void> containers(ContainersContext context) override {
+    return lookup(service_name::containers).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_containers_service(bridge_, caf::actor_cast<containers_actor>(std::move(h))));
+    });
+  }
+
+  kj::Promise<void> pods(PodsContext context) override {
+    return lookup(service_name::containers).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_pods_service(bridge_, caf::actor_cast<containers_actor>(std::move(h))));
     });
   }
 

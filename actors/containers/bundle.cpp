@@ -1,0 +1,381 @@
+#include "actors/containers/bundle.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "bus/errc.hpp"
+
+namespace cyto::containers {
+
+namespace {
+
+using nlohmann::json;
+
+caf::error bad(std::string text) {
+  return make_error(errc::invalid_argument, std::move(text));
+}
+
+std::vector<std::string> strings_at(const json& j, const char* key) {
+  std::vector<std::string> out;
+  if (auto i = j.find(key); i != j.end() && i->is_array())
+    for (auto& x : *i)
+      if (x.is_string())
+        out.push_back(x.get<std::string>());
+  return out;
+}
+
+/// A regular file of the rootfs (never through a symlink: the rootfs is not trusted).
+std::string read_rootfs_file(const std::string& rootfs, const std::string& rel) {
+  auto path = rootfs + "/" + rel;
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20))
+    return {};
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return {};
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  auto got = ::read(fd, out.data(), out.size());
+  ::close(fd);
+  out.resize(got > 0 ? static_cast<size_t>(got) : 0);
+  return out;
+}
+
+std::vector<std::string> fields(const std::string& line, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : line) {
+    if (c == sep) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+bool numeric(const std::string& s) {
+  return !s.empty() && s.size() <= 10
+         && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+/// Looks `name` (or a numeric id) up in a passwd/group style file: {id, gid-field}.
+bool lookup(const std::string& text, const std::string& name, uint32_t& id, uint32_t* gid) {
+  std::istringstream in{text};
+  std::string line;
+  while (std::getline(in, line)) {
+    auto f = fields(line, ':');
+    if (f.size() < 3 || !numeric(f[2]))
+      continue;
+    if (f[0] == name || (numeric(name) && f[2] == name)) {
+      id = static_cast<uint32_t>(std::stoul(f[2]));
+      if (gid && f.size() > 3 && numeric(f[3]))
+        *gid = static_cast<uint32_t>(std::stoul(f[3]));
+      return true;
+    }
+  }
+  return false;
+}
+
+caf::expected<std::pair<uint32_t, uint32_t>> resolve_user(const std::string& user,
+                                                          const std::string& rootfs) {
+  if (user.empty())
+    return std::pair<uint32_t, uint32_t>{0, 0};
+  auto colon = user.find(':');
+  auto u = user.substr(0, colon);
+  auto g = colon == std::string::npos ? std::string{} : user.substr(colon + 1);
+  uint32_t uid = 0, gid = 0;
+  auto passwd = read_rootfs_file(rootfs, "etc/passwd");
+  if (!lookup(passwd, u, uid, &gid)) {
+    if (!numeric(u))
+      return bad("user '" + u + "' is not in the image's /etc/passwd");
+    uid = static_cast<uint32_t>(std::stoul(u));
+    gid = 0;
+  }
+  if (!g.empty()) {
+    auto group = read_rootfs_file(rootfs, "etc/group");
+    if (!lookup(group, g, gid, nullptr)) {
+      if (!numeric(g))
+        return bad("group '" + g + "' is not in the image's /etc/group");
+      gid = static_cast<uint32_t>(std::stoul(g));
+    }
+  }
+  return std::pair<uint32_t, uint32_t>{uid, gid};
+}
+
+/// Image env with the overrides on top (by key), in order of first appearance.
+caf::expected<std::vector<std::string>> merge_env(const std::vector<std::string>& base,
+                                                  const std::vector<std::string>& over) {
+  std::vector<std::string> out;
+  auto set = [&out](const std::string& kv) {
+    auto key = kv.substr(0, kv.find('='));
+    auto i = std::find_if(out.begin(), out.end(),
+                          [&](auto& x) { return x.substr(0, x.find('=')) == key; });
+    if (i == out.end())
+      out.push_back(kv);
+    else
+      *i = kv;
+  };
+  for (auto& e : base)
+    set(e);
+  for (auto& e : over) {
+    if (e.empty() || e.front() == '=' || e.find('=') == std::string::npos)
+      return bad("environment entry '" + e + "' is not KEY=VALUE");
+    set(e);
+  }
+  if (std::none_of(out.begin(), out.end(), [](auto& x) { return x.rfind("PATH=", 0) == 0; }))
+    out.insert(out.begin(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  if (std::none_of(out.begin(), out.end(), [](auto& x) { return x.rfind("HOME=", 0) == 0; }))
+    out.push_back("HOME=/root");
+  return out;
+}
+
+std::string cap_name(std::string c) {
+  std::transform(c.begin(), c.end(), c.begin(), [](unsigned char x) { return std::toupper(x); });
+  if (c.rfind("CAP_", 0) != 0)
+    c = "CAP_" + c;
+  return c;
+}
+
+/// Known capability names (up to CAP_CHECKPOINT_RESTORE, 40).
+const std::vector<std::string>& all_caps() {
+  static const std::vector<std::string> names{
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"};
+  return names;
+}
+
+bool known_cap(const std::string& c) {
+  return std::find(all_caps().begin(), all_caps().end(), c) != all_caps().end();
+}
+
+std::string hosts_file(const bundle_request& r) {
+  std::string out = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+  bool any = false;
+  for (auto& ip : r.ips) {
+    out += ip.substr(0, ip.find('/')) + "\t" + r.hostname + "\n";
+    any = true;
+  }
+  if (!any)
+    out += "127.0.1.1\t" + r.hostname + "\n";
+  return out;
+}
+
+std::string resolv_file(const bundle_request& r) {
+  std::string out;
+  if (!r.dns_servers.empty()) {
+    if (!r.dns_search.empty()) {
+      out += "search";
+      for (auto& s : r.dns_search)
+        out += " " + s;
+      out += "\n";
+    }
+    for (auto& s : r.dns_servers)
+      out += "nameserver " + s + "\n";
+    return out;
+  }
+  // The host's, without loopback resolvers (unreachable from another network namespace).
+  std::istringstream in{r.host_resolv_conf};
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("nameserver", 0) == 0
+        && (line.find(" 127.") != std::string::npos || line.find(" ::1") != std::string::npos))
+      continue;
+    out += line + "\n";
+  }
+  return out;
+}
+
+} // namespace
+
+const std::vector<std::string>& default_capabilities() {
+  static const std::vector<std::string> caps{
+    "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE",
+    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"};
+  return caps;
+}
+
+caf::expected<image_defaults> parse_image_config(const std::string& json_text) {
+  image_defaults out;
+  if (json_text.empty())
+    return out;
+  auto j = json::parse(json_text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return bad("the image config is not a JSON object");
+  auto c = j.find("config");
+  if (c == j.end() || !c->is_object())
+    return out;
+  out.entrypoint = strings_at(*c, "Entrypoint");
+  out.cmd = strings_at(*c, "Cmd");
+  out.env = strings_at(*c, "Env");
+  if (auto u = c->find("User"); u != c->end() && u->is_string())
+    out.user = u->get<std::string>();
+  if (auto w = c->find("WorkingDir"); w != c->end() && w->is_string())
+    out.workdir = w->get<std::string>();
+  return out;
+}
+
+caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::string& bundle) {
+  auto& spec = req.spec;
+  auto& img = req.image;
+  bundle_files out;
+  // Docker's rule: an entrypoint given by the user drops the image's cmd too.
+  auto entry = spec.entrypoint.empty() ? img.entrypoint : spec.entrypoint;
+  auto cmd = !spec.args.empty() ? spec.args
+             : spec.entrypoint.empty() ? img.cmd
+                                       : std::vector<std::string>{};
+  out.command = entry;
+  out.command.insert(out.command.end(), cmd.begin(), cmd.end());
+  if (out.command.empty() || out.command.front().empty())
+    return bad("no command: the image " + spec.image
+               + " has no Entrypoint or Cmd; give one after the image name");
+  auto env = merge_env(img.env, spec.env);
+  if (!env)
+    return env.error();
+  auto ids = resolve_user(spec.user.empty() ? img.user : spec.user, req.rootfs);
+  if (!ids)
+    return ids.error();
+  auto cwd = !spec.workdir.empty() ? spec.workdir : !img.workdir.empty() ? img.workdir : "/";
+  if (cwd.front() != '/')
+    return bad("working directory '" + cwd + "' must be an absolute path");
+
+  std::vector<std::string> caps;
+  for (auto& c : default_capabilities())
+    caps.push_back("CAP_" + c);
+  for (auto& c : spec.cap_add) {
+    auto name = cap_name(c);
+    if (name == "CAP_ALL") {
+      caps = all_caps();
+      continue;
+    }
+    if (!known_cap(name))
+      return bad("unknown capability '" + c + "'");
+    if (std::find(caps.begin(), caps.end(), name) == caps.end())
+      caps.push_back(name);
+  }
+  bool root = ids->first == 0;
+  json capabilities{{"bounding", caps},
+                    {"effective", root ? caps : std::vector<std::string>{}},
+                    {"permitted", root ? caps : std::vector<std::string>{}},
+                    {"inheritable", json::array()},
+                    {"ambient", json::array()}};
+
+  json namespaces = json::array();
+  for (const char* t : {"pid", "mount", "ipc", "uts", "network"}) {
+    json n{{"type", t}};
+    std::string type = t;
+    if (auto j = req.join.find(type); j != req.join.end())
+      n["path"] = j->second;
+    else if (type == "network" && !req.netns_path.empty())
+      n["path"] = req.netns_path;
+    namespaces.push_back(std::move(n));
+  }
+  bool own_uts = req.join.count("uts") == 0;
+
+  auto bind = [&](const char* dest, const char* file) {
+    return json{{"destination", dest},
+                {"type", "bind"},
+                {"source", bundle + "/" + file},
+                {"options", {"rbind", "rprivate"}}};
+  };
+  json mounts = json::array({
+    {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"},
+     {"options", {"nosuid", "noexec", "nodev"}}},
+    {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+     {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
+    {{"destination", "/dev/pts"}, {"type", "devpts"}, {"source", "devpts"},
+     {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
+    {{"destination", "/dev/shm"}, {"type", "tmpfs"}, {"source", "shm"},
+     {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}}},
+    {{"destination", "/dev/mqueue"}, {"type", "mqueue"}, {"source", "mqueue"},
+     {"options", {"nosuid", "noexec", "nodev"}}},
+    {{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"},
+     {"options", {"nosuid", "noexec", "nodev", "ro"}}},
+    {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+     {"options", {"nosuid", "nodev", "mode=1777"}}},
+  });
+  // A read-only rootfs keeps /tmp writable (podman's --read-only-tmpfs); otherwise /tmp
+  // is the image's own directory.
+  if (!spec.read_only)
+    mounts.erase(mounts.size() - 1);
+  mounts.push_back(bind("/etc/hosts", "hosts"));
+  mounts.push_back(bind("/etc/resolv.conf", "resolv.conf"));
+  if (own_uts)
+    mounts.push_back(bind("/etc/hostname", "hostname"));
+
+  json process{{"terminal", false},
+               {"user", {{"uid", ids->first}, {"gid", ids->second}}},
+               {"args", out.command},
+               {"env", *env},
+               {"cwd", cwd},
+               {"capabilities", capabilities},
+               {"rlimits", {{{"type", "RLIMIT_NOFILE"}, {"soft", 1048576}, {"hard", 1048576}}}},
+               {"noNewPrivileges", false}};
+  json linux{
+    {"namespaces", namespaces},
+    {"maskedPaths",
+     {"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+      "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+      "/sys/fs/selinux", "/sys/dev/block"}},
+    {"readonlyPaths",
+     {"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+      "/proc/sysrq-trigger"}},
+  };
+  json config{{"ociVersion", "1.0.2"},
+              {"root", {{"path", "rootfs"}, {"readonly", spec.read_only}}},
+              {"process", process},
+              {"mounts", mounts},
+              {"linux", linux},
+              {"annotations", {{"io.cyto.container.name", spec.name},
+                               {"io.cyto.image", spec.image}}}};
+  if (own_uts)
+    config["hostname"] = req.hostname;
+  out.config_json = config.dump(2) + "\n";
+  out.hosts = hosts_file(req);
+  out.hostname = req.hostname + "\n";
+  out.resolv_conf = resolv_file(req);
+  return out;
+}
+
+caf::error write_bundle(const bundle_files& files, const std::string& bundle) {
+  std::vector<std::string> written;
+  for (auto& [name, text] :
+       std::initializer_list<std::pair<const char*, const std::string*>>{
+         {"config.json", &files.config_json},
+         {"hosts", &files.hosts},
+         {"hostname", &files.hostname},
+         {"resolv.conf", &files.resolv_conf}}) {
+    auto path = bundle + "/" + name;
+    std::ofstream out{path, std::ios::trunc};
+    out << *text;
+    out.close();
+    if (!out) {
+      int err = errno;
+      for (auto& w : written)
+        ::unlink(w.c_str());
+      ::unlink(path.c_str());
+      return make_error(errc::unavailable, "write " + path + ": " + std::strerror(err));
+    }
+    written.push_back(path);
+  }
+  return {};
+}
+
+} // namespace cyto::containers

@@ -1,0 +1,1228 @@
+#include "actors/containers/containers_actor.hpp"
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/containers/bundle.hpp"
+#include "actors/containers/file_wait.hpp"
+#include "bus/errc.hpp"
+#include "bus/logging.hpp"
+
+namespace cyto::containers {
+
+namespace {
+
+using self_ptr = containers_actor::stateful_pointer<containers_state>;
+using container = containers_state::container;
+using info_cb = std::function<void(caf::expected<container_info>)>;
+using done_cb = std::function<void(caf::error)>;
+using nlohmann::json;
+using store::from_blob;
+using store::to_blob;
+namespace fs = std::filesystem;
+
+constexpr const char* kind_container = "container";
+constexpr const char* kind_pod = "pod";
+/// Parent cells of every container and pod cell, so `cyto cell ls` groups them.
+constexpr const char* containers_cell = "containers";
+constexpr const char* pods_cell = "pods";
+constexpr const char* pause_exe = "pause";
+constexpr std::chrono::milliseconds create_timeout{60000};
+constexpr std::chrono::milliseconds start_timeout{30000};
+
+/// What state.db keeps of a container.
+struct container_row {
+  container_info info;
+  uint64_t start_time = 0;
+  uint32_t shim_pid = 0;
+  bool net_attached = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, container_row& x) {
+  return f(caf::meta::type_name("container_row"), x.info, x.start_time, x.shim_pid,
+           x.net_attached);
+}
+
+struct pod_row {
+  pod_info info;
+  bool net_attached = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pod_row& x) {
+  return f(caf::meta::type_name("pod_row"), x.info, x.net_attached);
+}
+
+/// Answers a request of a void handler (CAF 0.17's typed promise has no empty deliver).
+void deliver_ok(caf::typed_response_promise<void>& rp) {
+  static_cast<caf::response_promise&>(rp).deliver(caf::unit);
+}
+
+int64_t now_nanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+std::string random_id() {
+  unsigned char buf[32] = {};
+  std::ifstream in{"/dev/urandom", std::ios::binary};
+  in.read(reinterpret_cast<char*>(buf), sizeof(buf));
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (auto b : buf) {
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
+}
+
+caf::error check_name(const std::string& what, const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 63 && std::isalnum(static_cast<unsigned char>(name[0]));
+  for (char c : name)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
+  if (!ok)
+    return make_error(errc::invalid_argument,
+                      what + " name '" + name
+                        + "': 1-63 of [A-Za-z0-9_.-], starting with a letter or digit");
+  return {};
+}
+
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+bool pidfd_signal(int pidfd, int sig) {
+  return ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) == 0;
+}
+
+/// Signals a pid only if it still is the process that started at `start_time`.
+bool signal_checked(pid_t pid, uint64_t start_time, int sig) {
+  if (pid <= 0)
+    return false;
+  int fd = pidfd_open(pid);
+  if (fd < 0)
+    return false;
+  bool ok = (start_time == 0 || process_start_time(pid) == start_time) && pidfd_signal(fd, sig);
+  ::close(fd);
+  return ok;
+}
+
+/// Removes a bundle dir without ever descending into a directory (rootfs may still be a
+/// mount point if unmounting failed: then it stays, and so does the dir).
+void remove_bundle_dir(const std::string& dir) {
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (auto* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n == "." || n == "..")
+        continue;
+      auto p = dir + "/" + n;
+      if (::unlink(p.c_str()) != 0 && errno == EISDIR)
+        ::rmdir(p.c_str());
+    }
+    ::closedir(d);
+  }
+  ::rmdir(dir.c_str());
+}
+
+std::string bundle_path(const containers_state& st, const std::string& id) {
+  return st.config.state_dir + "/bundles/" + id;
+}
+
+std::string runtime_root(const containers_state& st) {
+  return st.config.state_dir + "/runtime";
+}
+
+void persist(self_ptr self, container& c, const char* state) {
+  container_row row{c.info, c.start_time, c.shim_pid, c.net_attached};
+  if (auto err = self->state.db->put({kind_container, c.info.id, state, to_blob(row)}))
+    self->state.log->error("record container {}: {}", c.info.spec.name, render(err));
+}
+
+void persist(self_ptr self, containers_state::pod& p, const char* state) {
+  pod_row row{p.info, p.net_attached};
+  if (auto err = self->state.db->put({kind_pod, p.info.spec.name, state, to_blob(row)}))
+    self->state.log->error("record pod {}: {}", p.info.spec.name, render(err));
+}
+
+container* find(containers_state& st, const std::string& text) {
+  if (auto i = st.containers.find(text); i != st.containers.end())
+    return &i->second;
+  if (text.size() >= 4 && text.find_first_not_of("0123456789abcdef") == std::string::npos) {
+    container* hit = nullptr;
+    for (auto& [n, c] : st.containers)
+      if (c.info.id.compare(0, text.size(), text) == 0) {
+        if (hit)
+          return nullptr; // ambiguous
+        hit = &c;
+      }
+    return hit;
+  }
+  return nullptr;
+}
+
+container* find_by_id(containers_state& st, const std::string& id) {
+  for (auto& [n, c] : st.containers)
+    if (c.info.id == id)
+      return &c;
+  return nullptr;
+}
+
+caf::error no_container(const std::string& text) {
+  return make_error(errc::not_found, "container " + text + ": no such container");
+}
+
+pod_info pod_view(const containers_state& st, const containers_state::pod& p) {
+  auto out = p.info;
+  out.containers.clear();
+  for (auto& [n, c] : st.containers)
+    if (c.info.spec.pod == p.info.spec.name)
+      out.containers.push_back(n);
+  return out;
+}
+
+/// Looks the network actor up; unavailable when none is registered.
+void with_network(self_ptr self, std::function<void(caf::expected<network_actor>)> k) {
+  self->request(self->state.config.registry, caf::infinite, get_atom::value,
+                std::string{service_name::network})
+    .then(
+      [k](caf::strong_actor_ptr& h) {
+        if (!h)
+          return k(make_error(errc::unavailable, "no network actor runs on this node"));
+        k(caf::actor_cast<network_actor>(h));
+      },
+      [k](caf::error&) {
+        k(make_error(errc::unavailable,
+                     "networks are not available: no network actor runs on this node"));
+      });
+}
+
+void detach(self_ptr self, const std::string& owner) {
+  with_network(self, [self, owner](caf::expected<network_actor> net) {
+    if (net)
+      self->send(*net, detach_atom::value, owner);
+  });
+}
+
+/// Spawns a blocking waiter for `path` (while `pid` lives) on a thread of its own.
+void wait_file(self_ptr self, const std::string& path, uint32_t pid,
+               std::chrono::milliseconds timeout, std::function<void(caf::expected<std::string>)> k) {
+  auto waiter = self->spawn<caf::detached>(
+    [](file_waiter_actor::pointer w) -> file_waiter_actor::behavior_type {
+      return {[w](wait_atom, std::string& p, uint32_t pid, uint32_t ms) -> caf::result<std::string> {
+        auto r = wait_for_file(p, static_cast<pid_t>(pid), std::chrono::milliseconds{ms});
+        w->quit();
+        if (!r)
+          return std::move(r.error());
+        return std::move(*r);
+      }};
+    });
+  self->request(waiter, caf::infinite, wait_atom::value, path, pid,
+                static_cast<uint32_t>(timeout.count()))
+    .then([k](std::string& text) { k(std::move(text)); }, [k](caf::error& err) { k(err); });
+}
+
+/// The error a shim wrote ({"error": "cyto.<code>: text", "exit_code": N}).
+caf::error shim_error(const json& j) {
+  auto text = j.value("error", std::string{"unknown error"});
+  auto code = j.value("exit_code", 125);
+  auto parsed = parse_rendered(text);
+  auto ec = parsed ? parsed->first : errc::internal;
+  auto ctx = parsed ? parsed->second : text;
+  if (code == 127)
+    ec = errc::not_found;
+  else if (code == 126)
+    ec = errc::permission_denied;
+  return make_error(ec, ctx + " (exit code " + std::to_string(code) + ")");
+}
+
+/// The last lines of a file (a shim's stderr) for an error text.
+std::string tail_of(const std::string& path) {
+  auto text = read_file(path);
+  while (!text.empty() && text.back() == '\n')
+    text.pop_back();
+  if (text.size() > 400)
+    text = text.substr(text.size() - 400);
+  return text;
+}
+
+// -- removal ------------------------------------------------------------------------
+
+/// Removes what a container has: network, rootfs, bundle, cell, record. Never fails
+/// half-way silently: each step logs what it could not undo.
+void dismantle(self_ptr self, const std::string& id, const std::string& name,
+               const std::string& cell, bool net_attached, done_cb done) {
+  auto& st = self->state;
+  if (net_attached)
+    detach(self, "container/" + name);
+  self->request(st.config.images, caf::infinite, unmount_atom::value, id)
+    .then(
+      [=] {
+        remove_bundle_dir(bundle_path(self->state, id));
+        self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false, true)
+          .then(
+            [=] {
+              self->state.db->erase(kind_container, id);
+              done({});
+            },
+            [=](caf::error& err) {
+              if (code_of(err) != errc::not_found)
+                self->state.log->error("free cell {} of container {}: {}", cell, name, render(err));
+              self->state.db->erase(kind_container, id);
+              done({});
+            });
+      },
+      [=](caf::error& err) {
+        if (code_of(err) != errc::not_found) {
+          self->state.log->error("unmount rootfs of container {}: {}", name, render(err));
+          // The bundle keeps its mounted rootfs: only its files go.
+        }
+        remove_bundle_dir(bundle_path(self->state, id));
+        self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false, true)
+          .then([=] {}, [](caf::error&) {});
+        self->state.db->erase(kind_container, id);
+        done({});
+      });
+}
+
+void remove_now(self_ptr self, const std::string& name, done_cb done) {
+  auto& st = self->state;
+  auto i = st.containers.find(name);
+  if (i == st.containers.end())
+    return done(no_container(name));
+  auto& c = i->second;
+  c.removing = true;
+  auto id = c.info.id;
+  auto cell = c.info.cell;
+  bool net = c.net_attached;
+  c.net_attached = false;
+  dismantle(self, id, name, cell, net, [self, name, done](caf::error err) {
+    self->state.containers.erase(name);
+    self->state.log->info("removed container {}", name);
+    done(std::move(err));
+  });
+}
+
+// -- exit -----------------------------------------------------------------------------
+
+/// The shim ended: the container has stopped. Reads exit.json (also for containers
+/// that ended while the daemon was down), answers waiters, then auto-removes.
+void on_shim_exit(self_ptr self, const std::string& id, exit_status shim) {
+  auto& st = self->state;
+  auto* c = find_by_id(st, id);
+  if (!c || c->info.state == container_state::stopped)
+    return;
+  auto dir = bundle_path(st, id);
+  auto exit_text = read_file(dir + "/exit.json");
+  auto started = json::parse(read_file(dir + "/started.json"), nullptr, false);
+  auto ex = json::parse(exit_text, nullptr, false);
+  auto& info = c->info;
+  caf::error start_error;
+  if (started.is_object() && started.contains("error")) {
+    start_error = shim_error(started);
+    info.error = render(start_error);
+  }
+  if (ex.is_object()) {
+    info.exit_code = ex.value("exit_code", 0);
+    info.exit_signal = ex.value("signal", 0);
+    info.finished_unix_nanos = ex.value("finished_unix_nanos", now_nanos());
+  } else {
+    info.exit_code = shim.known ? (shim.signal ? 128 + shim.signal : shim.code) : 255;
+    info.finished_unix_nanos = now_nanos();
+    if (info.error.empty())
+      info.error = "the runtime shim ended without writing exit.json";
+  }
+  info.state = container_state::stopped;
+  info.pid = 0;
+  if (c->pidfd >= 0) {
+    ::close(c->pidfd);
+    c->pidfd = -1;
+  }
+  if (c->net_attached) {
+    detach(self, "container/" + info.spec.name);
+    c->net_attached = false;
+  }
+  persist(self, *c, "stopped");
+  st.log->info("container {} stopped: exit code {}", info.spec.name, info.exit_code);
+  auto name = info.spec.name;
+  for (auto& rp : c->starting) {
+    if (start_error)
+      rp.deliver(start_error);
+    else
+      rp.deliver(info);
+  }
+  c->starting.clear();
+  for (auto& rp : c->waiters)
+    rp.deliver(info);
+  c->waiters.clear();
+  auto conts = std::move(c->on_exit);
+  c->on_exit.clear();
+  for (auto& k : conts)
+    k();
+  c = find_by_id(st, id);
+  if (c && c->info.spec.auto_remove && !c->removing)
+    remove_now(self, name, [](caf::error) {});
+}
+
+void watch_shim(self_ptr self, const container& c) {
+  auto id = c.info.id;
+  self->request(self->state.config.cells, caf::infinite, wait_atom::value, c.info.cell,
+                c.info.executable)
+    .then([self, id](exit_status& s) { on_shim_exit(self, id, s); },
+          [self, id](caf::error& err) {
+            self->state.log->warn("lost the shim of container {}: {}", id, render(err));
+            on_shim_exit(self, id, exit_status{true, false, 0, 0});
+          });
+}
+
+// -- create ---------------------------------------------------------------------------
+
+/// One create in flight and what it has made so far (undone on failure).
+struct create_job {
+  container_spec spec;
+  container_info info;
+  image_info image;
+  std::string pod_cell;
+  uint32_t pause_pid = 0;
+  net_attachment attachment;
+  bool cell = false;
+  bool mounted = false;
+  bool attached = false;
+  executable_info shim;
+  info_cb done;
+};
+using job_ptr = std::shared_ptr<create_job>;
+
+void fail_create(self_ptr self, job_ptr job, caf::error err) {
+  auto& st = self->state;
+  st.log->info("create of container {} failed: {}", job->info.spec.name, render(err));
+  auto finish = [self, job, err] {
+    self->state.db->erase(kind_container, job->info.id);
+    self->state.reserved.erase(job->info.spec.name);
+    job->done(err);
+  };
+  if (job->attached)
+    detach(self, "container/" + job->info.spec.name);
+  auto free_cell = [self, job, finish] {
+    if (!job->cell)
+      return finish();
+    self->request(self->state.config.cells, caf::infinite, free_atom::value, job->info.cell,
+                  false, true)
+      .then([finish] { finish(); },
+            [self, job, finish](caf::error& e) {
+              self->state.log->error("free cell {}: {}", job->info.cell, render(e));
+              finish();
+            });
+  };
+  if (!job->mounted) {
+    remove_bundle_dir(job->info.bundle);
+    return free_cell();
+  }
+  self->request(st.config.images, caf::infinite, unmount_atom::value, job->info.id)
+    .then(
+      [self, job, free_cell] {
+        remove_bundle_dir(job->info.bundle);
+        free_cell();
+      },
+      [self, job, free_cell](caf::error& e) {
+        self->state.log->error("unmount rootfs {}: {}", job->info.id, render(e));
+        free_cell();
+      });
+}
+
+void create_started(self_ptr self, job_ptr job) {
+  auto& st = self->state;
+  auto path = job->info.bundle + "/created.json";
+  wait_file(self, path, job->shim.pid, create_timeout,
+            [self, job](caf::expected<std::string> text) {
+              auto& st = self->state;
+              if (!text) {
+                auto why = tail_of(job->shim.stderr_path);
+                return fail_create(self, job,
+                                   make_error(errc::internal,
+                                              "the runtime shim did not create the container: "
+                                                + context_of(text.error())
+                                                + (why.empty() ? "" : ": " + why)));
+              }
+              auto j = json::parse(*text, nullptr, false);
+              if (!j.is_object())
+                return fail_create(self, job, make_error(errc::internal,
+                                                         "created.json is not JSON: " + *text));
+              if (j.contains("error"))
+                return fail_create(self, job, shim_error(j));
+              auto& c = st.containers[job->info.spec.name];
+              c = container{};
+              c.info = job->info;
+              c.info.state = container_state::created;
+              c.info.pid = j.value("pid", 0u);
+              c.start_time = j.value("start_time", uint64_t{0});
+              c.shim_pid = job->shim.pid;
+              c.net_attached = job->attached;
+              int fd = pidfd_open(static_cast<pid_t>(c.info.pid));
+              if (fd >= 0 && process_start_time(static_cast<pid_t>(c.info.pid)) == c.start_time)
+                c.pidfd = fd;
+              else if (fd >= 0)
+                ::close(fd);
+              persist(self, c, "created");
+              st.reserved.erase(job->info.spec.name);
+              st.log->info("created container {} ({}) from {} pid={}", c.info.spec.name,
+                           c.info.id.substr(0, 12), c.info.image_name, c.info.pid);
+              watch_shim(self, c);
+              job->done(c.info);
+            });
+}
+
+void create_write_bundle(self_ptr self, job_ptr job) {
+  auto& st = self->state;
+  bundle_request req;
+  req.spec = job->spec;
+  auto img = parse_image_config(job->image.config_json);
+  if (!img)
+    return fail_create(self, job, img.error());
+  req.image = *img;
+  req.rootfs = job->info.bundle + "/rootfs";
+  req.hostname = job->spec.hostname.empty() ? job->spec.name : job->spec.hostname;
+  if (job->pause_pid) {
+    auto ns = "/proc/" + std::to_string(job->pause_pid) + "/ns/";
+    req.join = {{"network", ns + "net"}, {"ipc", ns + "ipc"}, {"uts", ns + "uts"}};
+    req.hostname = job->spec.pod;
+  }
+  if (job->attached) {
+    req.netns_path = job->attachment.netns_path;
+    req.ips = job->attachment.ips;
+    req.dns_servers = job->attachment.dns_servers;
+    req.dns_search = job->attachment.dns_search;
+    job->info.ips = job->attachment.ips;
+  }
+  req.host_resolv_conf = read_file("/etc/resolv.conf");
+  auto files = make_bundle(req, job->info.bundle);
+  if (!files)
+    return fail_create(self, job, files.error());
+  if (auto err = write_bundle(*files, job->info.bundle))
+    return fail_create(self, job, err);
+  job->info.command = files->command;
+  executable_spec exe;
+  exe.cell = job->info.cell;
+  exe.name = job->info.executable;
+  exe.argv = {st.config.runtime_path, "--root", runtime_root(st)};
+  if (st.config.default_seccomp)
+    exe.argv.push_back("--default-seccomp");
+  exe.argv.insert(exe.argv.end(), {"shim", "--bundle", job->info.bundle, job->info.id});
+  exe.description = "container " + job->info.spec.name + " (" + job->info.image_name + ")";
+  self->request(st.config.cells, caf::infinite, start_atom::value, exe)
+    .then(
+      [self, job](executable_info& info) {
+        job->shim = info;
+        create_started(self, job);
+      },
+      [self, job](caf::error& err) { fail_create(self, job, err); });
+}
+
+void create_mounted(self_ptr self, job_ptr job) {
+  if (job->spec.network.empty())
+    return create_write_bundle(self, job);
+  with_network(self, [self, job](caf::expected<network_actor> net) {
+    if (!net)
+      return fail_create(self, job, net.error());
+    attach_request req;
+    req.owner = "container/" + job->spec.name;
+    req.network = job->spec.network;
+    req.ports = job->spec.ports;
+    req.ifname = "eth0";
+    self->request(*net, caf::infinite, attach_atom::value, req)
+      .then(
+        [self, job](net_attachment& a) {
+          job->attachment = std::move(a);
+          job->attached = true;
+          create_write_bundle(self, job);
+        },
+        [self, job](caf::error& err) { fail_create(self, job, err); });
+  });
+}
+
+void create(self_ptr self, container_spec spec, info_cb done) {
+  auto& st = self->state;
+  auto job = std::make_shared<create_job>();
+  job->info.id = random_id();
+  if (spec.name.empty())
+    spec.name = job->info.id.substr(0, 12);
+  if (auto err = check_name("container", spec.name))
+    return done(err);
+  if (st.containers.count(spec.name) || st.reserved.count(spec.name))
+    return done(make_error(errc::already_exists, "container " + spec.name + " exists"));
+  if (spec.image.empty())
+    return done(make_error(errc::invalid_argument, "no image given"));
+  if (!spec.ports.empty() && spec.network.empty())
+    return done(make_error(errc::invalid_argument,
+                           "port mappings need a network (--network); a container without "
+                           "one has only lo"));
+  for (auto& p : spec.ports)
+    if (p.container_port == 0 || (p.protocol != "tcp" && p.protocol != "udp"))
+      return done(make_error(errc::invalid_argument,
+                             "port mapping: the container port must be 1..65535 and the "
+                             "protocol tcp or udp"));
+  job->info.cell = std::string{containers_cell} + "/" + spec.name;
+  if (!spec.pod.empty()) {
+    auto p = st.pods.find(spec.pod);
+    if (p == st.pods.end())
+      return done(make_error(errc::not_found, "pod " + spec.pod + ": no such pod"));
+    if (!p->second.info.running)
+      return done(make_error(errc::failed_precondition,
+                             "pod " + spec.pod + " is stopped; containers join running pods"));
+    if (!spec.network.empty() || !spec.hostname.empty())
+      return done(make_error(errc::invalid_argument,
+                             "a container in a pod shares the pod's network and hostname; "
+                             "give --network and --hostname to the pod"));
+    job->pause_pid = p->second.info.pause_pid;
+    job->info.cell = p->second.info.cell + "/" + spec.name;
+  }
+  job->spec = spec;
+  job->info.spec = spec;
+  job->info.executable = spec.name;
+  job->info.bundle = bundle_path(st, job->info.id);
+  job->info.created_unix_nanos = now_nanos();
+  job->done = std::move(done);
+  st.reserved[spec.name] = job->info.id;
+  container_row row{job->info, 0, 0, false};
+  if (auto err = st.db->put({kind_container, job->info.id, "creating", to_blob(row)})) {
+    st.reserved.erase(spec.name);
+    return job->done(err);
+  }
+  self->request(st.config.images, caf::infinite, get_atom::value, spec.image)
+    .then(
+      [self, job](image_info& img) {
+        auto& st = self->state;
+        job->image = img;
+        job->info.image_name = img.name;
+        job->info.image_digest = img.manifest_digest;
+        cell_spec cs;
+        cs.name = job->info.cell;
+        cs.limits = job->spec.limits;
+        self->request(st.config.cells, caf::infinite, allocate_atom::value, cs)
+          .then(
+            [self, job](cell_info&) {
+              job->cell = true;
+              std::error_code ec;
+              fs::create_directories(job->info.bundle, ec);
+              if (ec)
+                return fail_create(self, job,
+                                   make_error(errc::unavailable, "create bundle dir "
+                                                                   + job->info.bundle + ": "
+                                                                   + ec.message()));
+              ::chmod(job->info.bundle.c_str(), 0700);
+              self->request(self->state.config.images, caf::infinite, mount_atom::value,
+                            job->image.name, job->info.id, job->info.bundle + "/rootfs")
+                .then(
+                  [self, job](rootfs_info&) {
+                    job->mounted = true;
+                    create_mounted(self, job);
+                  },
+                  [self, job](caf::error& err) { fail_create(self, job, err); });
+            },
+            [self, job](caf::error& err) { fail_create(self, job, err); });
+      },
+      [self, job](caf::error& err) { fail_create(self, job, err); });
+}
+
+// -- start, stop ----------------------------------------------------------------------
+
+caf::error start(self_ptr self, const std::string& text, bool wait,
+                 caf::typed_response_promise<container_info> rp) {
+  auto& st = self->state;
+  auto* c = find(st, text);
+  if (!c)
+    return no_container(text);
+  if (c->info.state == container_state::running)
+    return make_error(errc::failed_precondition, "container " + c->info.spec.name
+                                                   + " is already running");
+  if (c->info.state == container_state::stopped)
+    return make_error(errc::failed_precondition,
+                      "container " + c->info.spec.name
+                        + " has stopped; a stopped container cannot be started again");
+  if (!c->starting.empty())
+    return make_error(errc::failed_precondition,
+                      "container " + c->info.spec.name + " is being started");
+  if (!signal_checked(static_cast<pid_t>(c->shim_pid), 0, SIGUSR1))
+    return make_error(errc::unavailable, "the runtime shim of container " + c->info.spec.name
+                                           + " is gone");
+  if (wait)
+    c->waiters.push_back(rp);
+  else
+    c->starting.push_back(rp);
+  auto id = c->info.id;
+  wait_file(self, c->info.bundle + "/started.json", c->shim_pid, start_timeout,
+            [self, id](caf::expected<std::string> text) {
+              auto& st = self->state;
+              auto* c = find_by_id(st, id);
+              if (!c || !text)
+                return; // the shim ended: on_shim_exit answers
+              auto j = json::parse(*text, nullptr, false);
+              if (j.is_object() && j.contains("error")) {
+                auto err = shim_error(j);
+                c->info.error = render(err);
+                for (auto& rp : c->starting)
+                  rp.deliver(err);
+                c->starting.clear();
+                return;
+              }
+              c->info.started_unix_nanos = now_nanos();
+              if (c->info.state == container_state::created) {
+                c->info.state = container_state::running;
+                persist(self, *c, "running");
+                st.log->info("started container {}", c->info.spec.name);
+              }
+              for (auto& rp : c->starting)
+                rp.deliver(c->info);
+              c->starting.clear();
+            });
+  return {};
+}
+
+/// Sends `sig` to the container's process, or (not started yet) aborts its shim.
+bool signal_container(container& c, int sig) {
+  // Not started: SIGTERM makes the shim delete the container and write exit.json.
+  if (c.info.state == container_state::created)
+    return signal_checked(static_cast<pid_t>(c.shim_pid), 0, SIGTERM);
+  if (c.pidfd >= 0)
+    return pidfd_signal(c.pidfd, sig);
+  // Not adopted (its start time did not match): the shim forwards the usual signals.
+  return signal_checked(static_cast<pid_t>(c.shim_pid), 0, sig);
+}
+
+/// Stops a container; `k` runs once it has stopped.
+void stop_container(self_ptr self, container& c, int sig, uint32_t timeout_ms,
+                    std::function<void()> k) {
+  if (c.info.state == container_state::stopped)
+    return k();
+  c.on_exit.push_back(std::move(k));
+  signal_container(c, sig);
+  if (timeout_ms > 0)
+    self->delayed_send(self, std::chrono::milliseconds{timeout_ms}, tick_atom::value, c.info.id);
+}
+
+// -- pods -----------------------------------------------------------------------------
+
+/// Stops every container of a pod (then `k`).
+void stop_pod_containers(self_ptr self, const std::string& pod, int sig, uint32_t timeout_ms,
+                         std::function<void()> k) {
+  auto& st = self->state;
+  auto left = std::make_shared<size_t>(1);
+  auto one_done = [left, k] {
+    if (--*left == 0)
+      k();
+  };
+  for (auto& [n, c] : st.containers)
+    if (c.info.spec.pod == pod && c.info.state != container_state::stopped) {
+      ++*left;
+      stop_container(self, c, sig, timeout_ms, one_done);
+    }
+  one_done();
+}
+
+void stop_pause(self_ptr self, const std::string& pod, uint32_t timeout_ms,
+                std::function<void()> k) {
+  auto& st = self->state;
+  auto p = st.pods.find(pod);
+  if (p == st.pods.end() || !p->second.info.running)
+    return k();
+  self->request(st.config.cells, caf::infinite, stop_atom::value, p->second.info.cell,
+                std::string{pause_exe}, int32_t{SIGTERM}, timeout_ms)
+    .then(
+      [self, pod, k](exit_status&) {
+        auto& st = self->state;
+        if (auto p = st.pods.find(pod); p != st.pods.end()) {
+          p->second.info.running = false;
+          p->second.info.pause_pid = 0;
+          if (p->second.net_attached) {
+            detach(self, "pod/" + pod);
+            p->second.net_attached = false;
+          }
+          persist(self, p->second, "ready");
+        }
+        k();
+      },
+      [self, pod, k](caf::error& err) {
+        self->state.log->warn("stop pause process of pod {}: {}", pod, render(err));
+        k();
+      });
+}
+
+void create_pod(self_ptr self, pod_spec spec, caf::typed_response_promise<pod_info> rp) {
+  auto& st = self->state;
+  containers_state::pod p;
+  p.info.spec = spec;
+  p.info.cell = std::string{pods_cell} + "/" + spec.name;
+  p.info.created_unix_nanos = now_nanos();
+  persist(self, p, "creating");
+  st.pods[spec.name] = p;
+  auto fail = [self, spec, rp](caf::error err) mutable {
+    auto& st = self->state;
+    auto cell = std::string{pods_cell} + "/" + spec.name;
+    if (st.pods[spec.name].net_attached)
+      detach(self, "pod/" + spec.name);
+    st.pods.erase(spec.name);
+    self->request(st.config.cells, caf::infinite, free_atom::value, cell, true, true)
+      .then([self, spec, rp, err]() mutable {
+              self->state.db->erase(kind_pod, spec.name);
+              rp.deliver(err);
+            },
+            [self, spec, rp, err](caf::error&) mutable {
+              self->state.db->erase(kind_pod, spec.name);
+              rp.deliver(err);
+            });
+  };
+  cell_spec cs;
+  cs.name = p.info.cell;
+  cs.limits = spec.limits;
+  cs.isolate_process = true;
+  cs.isolate_network = true;
+  self->request(st.config.cells, caf::infinite, allocate_atom::value, cs)
+    .then(
+      [self, spec, rp, fail](cell_info&) mutable {
+        auto& st = self->state;
+        executable_spec exe;
+        exe.cell = std::string{pods_cell} + "/" + spec.name;
+        exe.name = pause_exe;
+        exe.argv = {st.config.runtime_path, "idle"};
+        exe.description = "pause process of pod " + spec.name;
+        self->request(st.config.cells, caf::infinite, start_atom::value, exe)
+          .then(
+            [self, spec, rp, fail](executable_info& info) mutable {
+              auto& st = self->state;
+              auto& p = st.pods[spec.name];
+              p.info.pause_pid = info.pid;
+              p.info.running = true;
+              auto finish = [self, spec, rp]() mutable {
+                auto& p = self->state.pods[spec.name];
+                persist(self, p, "ready");
+                self->state.log->info("created pod {} pause pid={}", spec.name,
+                                      p.info.pause_pid);
+                rp.deliver(pod_view(self->state, p));
+              };
+              if (spec.network.empty())
+                return finish();
+              with_network(self, [self, spec, info, fail, finish](
+                                   caf::expected<network_actor> net) mutable {
+                if (!net)
+                  return fail(net.error());
+                attach_request req;
+                req.owner = "pod/" + spec.name;
+                req.network = spec.network;
+                req.ports = spec.ports;
+                req.netns_path = "/proc/" + std::to_string(info.pid) + "/ns/net";
+                req.ifname = "eth0";
+                self->request(*net, caf::infinite, attach_atom::value, req)
+                  .then(
+                    [self, spec, finish](net_attachment& a) mutable {
+                      auto& p = self->state.pods[spec.name];
+                      p.net_attached = true;
+                      p.info.ips = a.ips;
+                      finish();
+                    },
+                    [fail](caf::error& err) mutable { fail(err); });
+              });
+            },
+            [fail](caf::error& err) mutable { fail(err); });
+      },
+      [fail](caf::error& err) mutable { fail(err); });
+}
+
+void remove_pod(self_ptr self, const std::string& name, bool force,
+                caf::typed_response_promise<void> rp) {
+  auto& st = self->state;
+  stop_pod_containers(self, name, SIGKILL, 0, [self, name, rp]() mutable {
+    auto& st = self->state;
+    std::vector<std::string> members;
+    for (auto& [n, c] : st.containers)
+      if (c.info.spec.pod == name)
+        members.push_back(n);
+    auto left = std::make_shared<size_t>(members.size() + 1);
+    auto all_done = [self, name, rp, left]() mutable {
+      if (--*left > 0)
+        return;
+      stop_pause(self, name, 2000, [self, name, rp]() mutable {
+        auto& st = self->state;
+        auto cell = std::string{pods_cell} + "/" + name;
+        self->request(st.config.cells, caf::infinite, free_atom::value, cell, true, true)
+          .then([] {}, [](caf::error&) {});
+        if (auto p = st.pods.find(name); p != st.pods.end() && p->second.net_attached)
+          detach(self, "pod/" + name);
+        st.pods.erase(name);
+        st.db->erase(kind_pod, name);
+        st.log->info("removed pod {}", name);
+        deliver_ok(rp);
+      });
+    };
+    for (auto& m : members)
+      remove_now(self, m, [all_done](caf::error) mutable { all_done(); });
+    all_done();
+  });
+  (void) st;
+  (void) force;
+}
+
+// -- restart ----------------------------------------------------------------------------
+
+void reconcile(self_ptr self) {
+  auto& st = self->state;
+  std::vector<std::string> dropped;
+  auto pods = st.db->load_all<pod_row>(kind_pod, dropped);
+  if (pods) {
+    for (auto& [r, row] : *pods) {
+      auto name = row.info.spec.name;
+      if (r.state != "ready") {
+        st.log->warn("cleaning up half-made pod {}", name);
+        self->request(st.config.cells, caf::infinite, free_atom::value, row.info.cell, true, true)
+          .then([] {}, [](caf::error&) {});
+        if (row.net_attached || !row.info.spec.network.empty())
+          detach(self, "pod/" + name);
+        st.db->erase(kind_pod, name);
+        continue;
+      }
+      auto& p = st.pods[name];
+      p.info = row.info;
+      p.net_attached = row.net_attached;
+      self->request(st.config.cells, caf::infinite, get_atom::value, row.info.cell)
+        .then(
+          [self, name](cell_info& ci) {
+            auto& p = self->state.pods[name];
+            bool alive = false;
+            for (auto& e : ci.executables)
+              if (e.spec.name == pause_exe && !e.status.exited) {
+                alive = true;
+                p.info.pause_pid = e.pid;
+              }
+            p.info.running = alive;
+            if (!alive)
+              p.info.pause_pid = 0;
+          },
+          [self, name](caf::error&) {
+            auto& p = self->state.pods[name];
+            p.info.running = false;
+            p.info.pause_pid = 0;
+          });
+    }
+  }
+  auto rows = st.db->load_all<container_row>(kind_container, dropped);
+  for (auto& key : dropped)
+    st.log->error("state.db: unreadable record {}; dropped", key);
+  if (!rows) {
+    st.log->error("read containers from state.db: {}", render(rows.error()));
+    return;
+  }
+  for (auto& [r, row] : *rows) {
+    auto& info = row.info;
+    if (r.state == "creating") {
+      st.log->warn("cleaning up half-made container {}", info.spec.name);
+      dismantle(self, info.id, info.spec.name, info.cell, true, [](caf::error) {});
+      continue;
+    }
+    auto& c = st.containers[info.spec.name];
+    c.info = info;
+    c.start_time = row.start_time;
+    c.shim_pid = row.shim_pid;
+    c.net_attached = row.net_attached;
+    if (info.state == container_state::stopped)
+      continue;
+    int fd = pidfd_open(static_cast<pid_t>(info.pid));
+    if (fd >= 0 && process_start_time(static_cast<pid_t>(info.pid)) == row.start_time) {
+      c.pidfd = fd;
+      st.log->info("re-adopted container {} pid={}", info.spec.name, info.pid);
+    } else if (fd >= 0) {
+      ::close(fd);
+    }
+    // The cells actor re-adopted the shim; it answers at once if the shim is gone
+    // (then exit.json says how the container ended).
+    watch_shim(self, c);
+  }
+}
+
+} // namespace
+
+std::string containers_config::validate() const {
+  if (state_dir.empty() || state_dir.front() != '/')
+    return "state_dir must be an absolute path";
+  if (runtime_path.empty() || runtime_path.front() != '/')
+    return "containers.runtime_path must be an absolute path";
+  if (!cells || !images || !registry)
+    return "the cells, images and registry actors are needed";
+  return {};
+}
+
+containers_state::~containers_state() {
+  for (auto& [n, c] : containers)
+    if (c.pidfd >= 0)
+      ::close(c.pidfd);
+}
+
+containers_actor::behavior_type containers(self_ptr self, containers_config config) {
+  auto& st = self->state;
+  st.config = std::move(config);
+  st.log = log::get("containers");
+  std::error_code ec;
+  fs::create_directories(st.config.state_dir + "/bundles", ec);
+  fs::create_directories(runtime_root(st), ec);
+  auto db = store::state_db::open(st.config.state_dir + "/state.db");
+  if (!db) {
+    st.log->error("containers unavailable: {}", render(db.error()));
+    // Without state.db nothing could be recorded before it exists: the actor quits and
+    // the gateway answers cyto.unavailable for the service.
+    self->quit(db.error());
+    return {containers_actor::behavior_type::unsafe_init{}, caf::behavior{}};
+  }
+  st.db = std::move(*db);
+  // Parent cells first (awaited: nothing else runs until they exist).
+  for (const char* parent : {containers_cell, pods_cell}) {
+    cell_spec cs;
+    cs.name = parent;
+    self->request(st.config.cells, caf::infinite, allocate_atom::value, cs)
+      .await([](cell_info&) {},
+             [self, parent](caf::error& err) {
+               if (code_of(err) != errc::already_exists)
+                 self->state.log->error("allocate parent cell {}: {}", parent, render(err));
+             });
+  }
+  if (!st.config.demo_image.empty()) {
+    auto path = st.config.demo_image;
+    self->request(st.config.images, caf::infinite, get_atom::value, std::string{"demo"})
+      .await([](image_info&) {},
+             [self, path](caf::error&) {
+               if (::access((path + "/index.json").c_str(), R_OK) != 0) {
+                 self->state.log->warn("demo image {} is missing; not imported", path);
+                 return;
+               }
+               self->request(self->state.config.images, caf::infinite, import_atom::value, path,
+                             std::string{"demo"})
+                 .await([self](std::vector<image_info>& imgs) {
+                          self->state.log->info("imported the demo image as {}",
+                                                imgs.empty() ? "?" : imgs.front().name);
+                        },
+                        [self, path](caf::error& err) {
+                          self->state.log->error("import demo image {}: {}", path, render(err));
+                        });
+             });
+  }
+  reconcile(self);
+  st.log->info("containers ready: {} containers, {} pods, runtime {}", st.containers.size(),
+               st.pods.size(), st.config.runtime_path);
+  return {
+    [self](create_atom, container_spec& spec) -> caf::result<container_info> {
+      auto rp = self->make_response_promise<container_info>();
+      create(self, std::move(spec), [rp](caf::expected<container_info> r) mutable {
+        if (r)
+          rp.deliver(std::move(*r));
+        else
+          rp.deliver(std::move(r.error()));
+      });
+      return rp;
+    },
+    [self](start_atom, std::string& name, bool wait) -> caf::result<container_info> {
+      auto rp = self->make_response_promise<container_info>();
+      if (auto err = start(self, name, wait, rp))
+        return err;
+      return rp;
+    },
+    [self](run_atom, container_spec& spec, bool wait) -> caf::result<container_info> {
+      auto rp = self->make_response_promise<container_info>();
+      create(self, std::move(spec), [self, rp, wait](caf::expected<container_info> r) mutable {
+        if (!r)
+          return rp.deliver(std::move(r.error()));
+        auto name = r->spec.name;
+        if (auto err = start(self, name, wait, rp)) {
+          // Nothing ran: a failed run leaves nothing, like a failed create.
+          remove_now(self, name, [rp, err](caf::error) mutable { rp.deliver(err); });
+        }
+      });
+      return rp;
+    },
+    [self](stop_atom, std::string& name, int32_t sig,
+           uint32_t timeout_ms) -> caf::result<container_info> {
+      auto* c = find(self->state, name);
+      if (!c)
+        return no_container(name);
+      if (sig == 0)
+        sig = SIGTERM;
+      if (sig < 1 || sig > 64)
+        return make_error(errc::invalid_argument, "signal " + std::to_string(sig) + " is not 1..64");
+      if (c->info.state == container_state::stopped)
+        return c->info;
+      auto rp = self->make_response_promise<container_info>();
+      c->waiters.push_back(rp);
+      stop_container(self, *c, sig, timeout_ms, [] {});
+      return rp;
+    },
+    [self](kill_atom, std::string& name, int32_t sig) -> caf::result<void> {
+      auto* c = find(self->state, name);
+      if (!c)
+        return no_container(name);
+      if (sig == 0)
+        sig = SIGKILL;
+      if (sig < 1 || sig > 64)
+        return make_error(errc::invalid_argument, "signal " + std::to_string(sig) + " is not 1..64");
+      if (c->info.state != container_state::running)
+        return make_error(errc::failed_precondition,
+                          "container " + c->info.spec.name + " is not running");
+      if (!signal_container(*c, sig))
+        return make_error(errc::unavailable, "signal container " + c->info.spec.name + ": "
+                                               + std::strerror(errno));
+      return caf::unit;
+    },
+    [self](delete_atom, std::string& text, bool force) -> caf::result<void> {
+      auto& st = self->state;
+      auto* c = find(st, text);
+      if (!c)
+        return no_container(text);
+      if (c->removing)
+        return make_error(errc::failed_precondition,
+                          "container " + c->info.spec.name + " is being removed");
+      auto name = c->info.spec.name;
+      auto rp = self->make_response_promise<void>();
+      auto then_remove = [self, name, rp]() mutable {
+        remove_now(self, name, [rp](caf::error err) mutable {
+          if (err)
+            rp.deliver(err);
+          else
+            deliver_ok(rp);
+        });
+      };
+      if (c->info.state != container_state::stopped) {
+        if (!force)
+          return make_error(errc::failed_precondition,
+                            "container " + name + " is running; stop it first or use force");
+        c->removing = true;
+        stop_container(self, *c, SIGKILL, 0, then_remove);
+        return rp;
+      }
+      then_remove();
+      return rp;
+    },
+    [self](list_atom) {
+      std::vector<container_info> out;
+      for (auto& [n, c] : self->state.containers)
+        out.push_back(c.info);
+      return out;
+    },
+    [self](get_atom, std::string& name) -> caf::result<container_info> {
+      auto* c = find(self->state, name);
+      if (!c)
+        return no_container(name);
+      return c->info;
+    },
+    [self](exec_atom, exec_spec& spec) -> caf::result<exec_info> {
+      auto& st = self->state;
+      auto* c = find(st, spec.container);
+      if (!c)
+        return no_container(spec.container);
+      if (c->info.state != container_state::running)
+        return make_error(errc::failed_precondition,
+                          "container " + c->info.spec.name + " is not running");
+      if (spec.argv.empty() || spec.argv.front().empty())
+        return make_error(errc::invalid_argument, "exec: no command given");
+      executable_spec exe;
+      exe.cell = c->info.cell;
+      exe.name = "exec-" + std::to_string(c->next_exec++);
+      exe.argv = {st.config.runtime_path, "--root", runtime_root(st), "exec"};
+      for (auto& e : spec.env) {
+        if (e.find('=') == std::string::npos || e.front() == '=')
+          return make_error(errc::invalid_argument, "environment entry '" + e
+                                                      + "' is not KEY=VALUE");
+        exe.argv.insert(exe.argv.end(), {"-e", e});
+      }
+      if (!spec.cwd.empty())
+        exe.argv.insert(exe.argv.end(), {"--cwd", spec.cwd});
+      if (!spec.user.empty())
+        exe.argv.insert(exe.argv.end(), {"--user", spec.user});
+      exe.argv.push_back(c->info.id);
+      exe.argv.push_back("--");
+      exe.argv.insert(exe.argv.end(), spec.argv.begin(), spec.argv.end());
+      exe.description = "exec in container " + c->info.spec.name;
+      auto rp = self->make_response_promise<exec_info>();
+      self->request(st.config.cells, caf::infinite, start_atom::value, exe)
+        .then([rp](executable_info& info) mutable {
+                rp.deliver(exec_info{info.spec.cell, info.spec.name, info.pid});
+              },
+              [rp](caf::error& err) mutable { rp.deliver(err); });
+      return rp;
+    },
+    [self](wait_atom, std::string& name) -> caf::result<container_info> {
+      auto* c = find(self->state, name);
+      if (!c)
+        return no_container(name);
+      if (c->info.state == container_state::stopped)
+        return c->info;
+      auto rp = self->make_response_promise<container_info>();
+      c->waiters.push_back(rp);
+      return rp;
+    },
+    [self](create_atom, pod_spec& spec) -> caf::result<pod_info> {
+      auto& st = self->state;
+      if (auto err = check_name("pod", spec.name))
+        return err;
+      if (st.pods.count(spec.name))
+        return make_error(errc::already_exists, "pod " + spec.name + " exists");
+      if (!spec.ports.empty() && spec.network.empty())
+        return make_error(errc::invalid_argument, "port mappings need a network (--network)");
+      auto rp = self->make_response_promise<pod_info>();
+      create_pod(self, std::move(spec), rp);
+      return rp;
+    },
+    [self](stop_atom, pod_atom, std::string& name, uint32_t timeout_ms) -> caf::result<pod_info> {
+      auto& st = self->state;
+      if (!st.pods.count(name))
+        return make_error(errc::not_found, "pod " + name + ": no such pod");
+      auto rp = self->make_response_promise<pod_info>();
+      stop_pod_containers(self, name, SIGTERM, timeout_ms, [self, name, timeout_ms, rp]() mutable {
+        stop_pause(self, name, timeout_ms, [self, name, rp]() mutable {
+          auto& st = self->state;
+          if (auto p = st.pods.find(name); p != st.pods.end())
+            rp.deliver(pod_view(st, p->second));
+          else
+            rp.deliver(make_error(errc::not_found, "pod " + name + " was removed"));
+        });
+      });
+      return rp;
+    },
+    [self](delete_atom, pod_atom, std::string& name, bool force) -> caf::result<void> {
+      auto& st = self->state;
+      if (!st.pods.count(name))
+        return make_error(errc::not_found, "pod " + name + ": no such pod");
+      if (!force)
+        for (auto& [n, c] : st.containers)
+          if (c.info.spec.pod == name && c.info.state != container_state::stopped)
+            return make_error(errc::failed_precondition,
+                              "pod " + name + " has running containers (" + n
+                                + "); stop the pod first or use force");
+      auto rp = self->make_response_promise<void>();
+      remove_pod(self, name, force, rp);
+      return rp;
+    },
+    [self](list_atom, pod_atom) {
+      std::vector<pod_info> out;
+      for (auto& [n, p] : self->state.pods)
+        out.push_back(pod_view(self->state, p));
+      return out;
+    },
+    [self](tick_atom, std::string& id) {
+      auto* c = find_by_id(self->state, id);
+      if (c && c->info.state != container_state::stopped) {
+        self->state.log->info("container {} did not stop in time: SIGKILL", c->info.spec.name);
+        signal_container(*c, SIGKILL);
+      }
+    },
+  };
+}
+
+} // namespace cyto::containers

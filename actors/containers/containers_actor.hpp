@@ -1,0 +1,77 @@
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "actors/store/state_db.hpp"
+#include "bus/interfaces.hpp"
+
+namespace cyto::containers {
+
+/// What the containers actor is told at spawn.
+struct containers_config {
+  /// state.db, bundles/<id>/ and runtime/ live here.
+  std::string state_dir;
+  /// The `cyto-runtime` binary whose shim, exec and idle verbs the actor starts.
+  std::string runtime_path;
+  /// An OCI layout imported as image "demo" on start when missing (empty: none).
+  std::string demo_image;
+  /// Containers without a seccomp profile of their own get the default one.
+  bool default_seccomp = true;
+  cells_actor cells;
+  images_actor images;
+  /// Where the network actor is looked up when a container asks for a network.
+  registry_actor registry;
+
+  /// Empty when usable; otherwise what is wrong.
+  std::string validate() const;
+};
+
+struct containers_state {
+  static constexpr const char* name = "containers";
+
+  struct container {
+    container_info info;
+    /// Of the container's process, to tell it from a reuse of its pid.
+    uint64_t start_time = 0;
+    /// pidfd of the container's process (-1 when not running or not adopted).
+    int pidfd = -1;
+    /// The shim's host pid (the cell executable).
+    uint32_t shim_pid = 0;
+    bool net_attached = false;
+    /// A start in flight: answered with started.json (or the exit).
+    std::vector<caf::typed_response_promise<container_info>> starting;
+    /// Answered when it stops.
+    std::vector<caf::typed_response_promise<container_info>> waiters;
+    /// Internal continuations run when it stops, after the waiters.
+    std::vector<std::function<void()>> on_exit;
+    uint32_t next_exec = 1;
+    bool removing = false;
+  };
+
+  struct pod {
+    pod_info info;
+    bool net_attached = false;
+  };
+
+  ~containers_state();
+
+  containers_config config;
+  std::unique_ptr<store::state_db> db;
+  std::map<std::string, container> containers;
+  std::map<std::string, pod> pods;
+  /// Names being created (not yet in `containers`), so a duplicate is refused at once.
+  std::map<std::string, std::string> reserved;
+  std::shared_ptr<spdlog::logger> log;
+};
+
+/// The containers actor.
+containers_actor::behavior_type containers(containers_actor::stateful_pointer<containers_state> self,
+                                           containers_config config);
+
+} // namespace cyto::containers

@@ -1,0 +1,558 @@
+// cyto run|ps|exec|stop|kill|rm|inspect|wait: containers, with podman's habits.
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <regex>
+
+#include <unistd.h>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "cli/units.hpp"
+#include "schema/cells.capnp.h"
+#include "schema/containers.capnp.h"
+#include "schema/images.capnp.h"
+
+namespace cyto::cli {
+
+namespace {
+
+/// podman's exit code for a failure of the engine (not of the container's program).
+constexpr int exit_engine = 125;
+
+[[noreturn]] void bad(const std::string& what) {
+  throw cli_error("cyto.invalid_argument: " + what);
+}
+
+schema::Containers::Client containers(client& c) {
+  return wait(c, c.node().containersRequest().send()).getService();
+}
+
+const char* state_name(schema::ContainerState s) {
+  switch (s) {
+  case schema::ContainerState::CREATED: return "created";
+  case schema::ContainerState::RUNNING: return "running";
+  case schema::ContainerState::STOPPED: return "stopped";
+  }
+  return "unknown";
+}
+
+int64_t now_nanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+std::string ago(int64_t unix_nanos) {
+  auto d = now_nanos() - unix_nanos;
+  return human_duration(d > 0 ? static_cast<uint64_t>(d) : 0) + " ago";
+}
+
+nlohmann::json texts_json(capnp::List<capnp::Text>::Reader xs) {
+  auto out = nlohmann::json::array();
+  for (auto x : xs)
+    out.push_back(x.cStr());
+  return out;
+}
+
+nlohmann::json container_json(schema::ContainerInfo::Reader x) {
+  auto s = x.getSpec();
+  auto l = s.getLimits();
+  nlohmann::json ports = nlohmann::json::array();
+  for (auto p : s.getPorts())
+    ports.push_back({{"hostPort", p.getHostPort()},
+                     {"containerPort", p.getContainerPort()},
+                     {"protocol", p.getProtocol().cStr()},
+                     {"hostIp", p.getHostIp().cStr()}});
+  return {{"id", x.getId().cStr()},
+          {"name", s.getName().cStr()},
+          {"image", s.getImage().cStr()},
+          {"imageName", x.getImageName().cStr()},
+          {"imageDigest", x.getImageDigest().cStr()},
+          {"state", state_name(x.getState())},
+          {"pid", x.getPid()},
+          {"exitCode", x.getExitCode()},
+          {"exitSignal", x.getExitSignal()},
+          {"error", x.getError().cStr()},
+          {"command", texts_json(x.getCommand())},
+          {"cell", x.getCell().cStr()},
+          {"executable", x.getExecutable().cStr()},
+          {"bundle", x.getBundle().cStr()},
+          {"pod", s.getPod().cStr()},
+          {"network", s.getNetwork().cStr()},
+          {"ips", texts_json(x.getIps())},
+          {"ports", ports},
+          {"env", texts_json(s.getEnv())},
+          {"entrypoint", texts_json(s.getEntrypoint())},
+          {"args", texts_json(s.getArgs())},
+          {"workdir", s.getWorkdir().cStr()},
+          {"user", s.getUser().cStr()},
+          {"hostname", s.getHostname().cStr()},
+          {"autoRemove", s.getAutoRemove()},
+          {"readOnly", s.getReadOnly()},
+          {"capAdd", texts_json(s.getCapAdd())},
+          {"limits",
+           {{"memoryMax", l.getMemory().getMax()},
+            {"cpuMaxQuotaUs", l.getCpu().getMaxQuotaUs()},
+            {"cpuMaxPeriodUs", l.getCpu().getMaxPeriodUs()},
+            {"pidsMax", l.getPidsMax()}}},
+          {"created", iso_time(x.getCreatedUnixNanos())},
+          {"createdUnixNanos", x.getCreatedUnixNanos()},
+          {"startedUnixNanos", x.getStartedUnixNanos()},
+          {"finishedUnixNanos", x.getFinishedUnixNanos()}};
+}
+
+/// "8080:80", "127.0.0.1:8080:80/udp".
+void parse_port(const std::string& text, schema::PortMapping::Builder out) {
+  static const std::regex re{R"(^(?:([0-9.]+):)?([0-9]+):([0-9]+)(?:/(tcp|udp))?$)"};
+  std::smatch m;
+  if (!std::regex_match(text, m, re))
+    bad("-p: '" + text + "' is not [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]");
+  auto port = [&](const std::string& p) {
+    auto v = std::stoul(p);
+    if (v == 0 || v > 65535)
+      bad("-p: port " + p + " is not 1..65535");
+    return static_cast<uint16_t>(v);
+  };
+  out.setHostIp(m[1].str());
+  out.setHostPort(port(m[2].str()));
+  out.setContainerPort(port(m[3].str()));
+  out.setProtocol(m[4].matched ? m[4].str() : "tcp");
+}
+
+struct limit_flags {
+  std::string memory, cpus;
+  uint64_t pids = 0;
+};
+
+void fill_limits(const limit_flags& f, schema::Cell::Builder cell) {
+  if (!f.memory.empty()) {
+    auto v = parse_size(f.memory);
+    if (!v)
+      bad("--memory: '" + f.memory + "' is not a size like 256M or 1G");
+    cell.initMemory().setMax(*v);
+  }
+  if (!f.cpus.empty()) {
+    char* end = nullptr;
+    double cpus = std::strtod(f.cpus.c_str(), &end);
+    if (end == f.cpus.c_str() || *end != '\0' || !(cpus > 0) || cpus > 1024)
+      bad("--cpus: '" + f.cpus + "' is not a number of CPUs like 0.5 or 2");
+    auto cpu = cell.initCpu();
+    cpu.setMaxPeriodUs(100000);
+    cpu.setMaxQuotaUs(static_cast<uint64_t>(cpus * 100000 + 0.5));
+  }
+  cell.setPidsMax(f.pids);
+}
+
+struct run_flags {
+  bool rm = false, detach = false, read_only = false;
+  std::string name, pod, network, hostname, entrypoint, user, workdir;
+  std::vector<std::string> env, ports, cap_add;
+  limit_flags limits;
+  /// IMAGE [CMD...], everything after the options.
+  std::vector<std::string> rest;
+};
+
+void fill_spec(const run_flags& f, schema::ContainerSpec::Builder s) {
+  if (f.rest.empty())
+    bad("run: give an IMAGE (e.g. cyto run --rm demo echo hello)");
+  s.setName(f.name);
+  s.setImage(f.rest.front());
+  if (!f.entrypoint.empty()) {
+    auto e = s.initEntrypoint(1);
+    e.set(0, f.entrypoint);
+  }
+  auto args = s.initArgs(f.rest.size() - 1);
+  for (size_t i = 1; i < f.rest.size(); ++i)
+    args.set(i - 1, f.rest[i]);
+  auto env = s.initEnv(f.env.size());
+  for (size_t i = 0; i < f.env.size(); ++i) {
+    // "-e KEY" takes KEY's value from the caller's environment, like podman.
+    auto& e = f.env[i];
+    if (e.find('=') == std::string::npos) {
+      const char* v = std::getenv(e.c_str());
+      env.set(i, e + "=" + (v ? v : ""));
+    } else {
+      env.set(i, e);
+    }
+  }
+  s.setWorkdir(f.workdir);
+  s.setUser(f.user);
+  s.setHostname(f.hostname);
+  fill_limits(f.limits, s.initLimits());
+  s.setPod(f.pod);
+  s.setNetwork(f.network);
+  auto ports = s.initPorts(f.ports.size());
+  for (size_t i = 0; i < f.ports.size(); ++i)
+    parse_port(f.ports[i], ports[i]);
+  s.setAutoRemove(f.rm);
+  s.setReadOnly(f.read_only);
+  auto caps = s.initCapAdd(f.cap_add.size());
+  for (size_t i = 0; i < f.cap_add.size(); ++i)
+    caps.set(i, f.cap_add[i]);
+}
+
+/// A failed create/run: the message, and podman's exit code (the runtime's 126/127 when
+/// the error carries "(exit code N)", else 125).
+int engine_failure(const std::string& message) {
+  std::fprintf(stderr, "cyto: %s\n", message.c_str());
+  static const std::regex re{R"(\(exit code ([0-9]+)\)\s*$)"};
+  std::smatch m;
+  if (std::regex_search(message, m, re))
+    return std::stoi(m[1].str());
+  return exit_engine;
+}
+
+void ensure_image(client& c, const std::string& image) {
+  auto images = wait(c, c.node().imagesRequest().send()).getService();
+  auto req = images.getRequest();
+  req.setName(image);
+  try {
+    req.send().wait(c.wait_scope());
+  } catch (const kj::Exception& e) {
+    auto text = describe(e);
+    if (text.rfind("cyto.not_found", 0) != 0)
+      throw cli_error(text);
+    pull_for_run(c, image);
+  }
+}
+
+int run(const global_options& g, const run_flags& f) {
+  if (f.rest.empty())
+    bad("run: give an IMAGE (e.g. cyto run --rm demo echo hello)");
+  client c{g.socket};
+  auto svc = containers(c);
+  try {
+    ensure_image(c, f.rest.front());
+  } catch (const cli_error& e) {
+    return engine_failure(e.what());
+  }
+  if (f.detach) {
+    auto req = svc.runRequest();
+    fill_spec(f, req.initSpec());
+    req.setWait(false);
+    try {
+      auto info = req.send().wait(c.wait_scope()).getInfo();
+      if (g.json)
+        print_json(container_json(info));
+      else
+        std::printf("%s\n", info.getId().cStr());
+    } catch (const kj::Exception& e) {
+      return engine_failure(describe(e));
+    }
+    return 0;
+  }
+  // Foreground: create, follow its output from the start, start and wait.
+  auto create = svc.createRequest();
+  fill_spec(f, create.initSpec());
+  std::string name, cell, exe;
+  try {
+    auto info = create.send().wait(c.wait_scope()).getInfo();
+    name = info.getSpec().getName();
+    cell = info.getCell();
+    exe = info.getExecutable();
+  } catch (const kj::Exception& e) {
+    return engine_failure(describe(e));
+  }
+  auto output = follow_output(c, cell, exe).catch_([](kj::Exception&&) {});
+  auto start = svc.startRequest();
+  start.setName(name);
+  start.setWait(true);
+  int code = 0;
+  try {
+    auto info = start.send().wait(c.wait_scope()).getInfo();
+    // The output stream ends when the shim exits; give its last lines a moment.
+    c.wait_scope().poll();
+    try {
+      output.wait(c.wait_scope());
+    } catch (const kj::Exception&) {
+    }
+    if (info.getError().size() > 0)
+      std::fprintf(stderr, "cyto: %s\n", info.getError().cStr());
+    code = info.getExitCode();
+  } catch (const kj::Exception& e) {
+    return engine_failure(describe(e));
+  }
+  return code;
+}
+
+int ps(const global_options& g, bool all) {
+  client c{g.socket};
+  auto resp = wait(c, containers(c).listRequest().send());
+  if (g.json) {
+    auto out = nlohmann::json::array();
+    for (auto x : resp.getContainers())
+      if (all || x.getState() != schema::ContainerState::STOPPED)
+        out.push_back(container_json(x));
+    print_json(out);
+    return 0;
+  }
+  std::printf("%-12s  %-28s  %-22s  %-14s  %-22s  %s\n", "CONTAINER ID", "IMAGE", "COMMAND",
+              "CREATED", "STATUS", "NAMES");
+  for (auto x : resp.getContainers()) {
+    if (!all && x.getState() == schema::ContainerState::STOPPED)
+      continue;
+    std::vector<std::string> cmd;
+    for (auto a : x.getCommand())
+      cmd.emplace_back(a.cStr());
+    auto command = join(cmd);
+    if (command.size() > 22)
+      command = command.substr(0, 19) + "...";
+    std::string status;
+    switch (x.getState()) {
+    case schema::ContainerState::CREATED: status = "Created"; break;
+    case schema::ContainerState::RUNNING:
+      status = "Up " + human_duration(static_cast<uint64_t>(
+                         std::max<int64_t>(0, now_nanos() - x.getStartedUnixNanos())));
+      break;
+    case schema::ContainerState::STOPPED:
+      status = "Exited (" + std::to_string(x.getExitCode()) + ") " + ago(x.getFinishedUnixNanos());
+      break;
+    }
+    std::string name = x.getSpec().getName();
+    if (x.getSpec().getPod().size() > 0)
+      name += " (pod " + std::string{x.getSpec().getPod().cStr()} + ")";
+    std::printf("%-12s  %-28s  %-22s  %-14s  %-22s  %s\n", std::string{x.getId()}.substr(0, 12).c_str(),
+                x.getImageName().cStr(), command.c_str(), ago(x.getCreatedUnixNanos()).c_str(),
+                status.c_str(), name.c_str());
+  }
+  return 0;
+}
+
+struct exec_flags {
+  std::vector<std::string> env;
+  std::string workdir, user;
+  /// NAME CMD...
+  std::vector<std::string> rest;
+};
+
+int exec(const global_options& g, const exec_flags& f) {
+  if (f.rest.size() < 2)
+    bad("exec: give a container NAME and a COMMAND");
+  client c{g.socket};
+  auto req = containers(c).execRequest();
+  req.setName(f.rest.front());
+  auto argv = req.initArgv(f.rest.size() - 1);
+  for (size_t i = 1; i < f.rest.size(); ++i)
+    argv.set(i - 1, f.rest[i]);
+  auto env = req.initEnv(f.env.size());
+  for (size_t i = 0; i < f.env.size(); ++i)
+    env.set(i, f.env[i]);
+  req.setCwd(f.workdir);
+  req.setUser(f.user);
+  std::string cell, exe;
+  try {
+    auto info = req.send().wait(c.wait_scope()).getInfo();
+    cell = info.getCell();
+    exe = info.getExecutable();
+  } catch (const kj::Exception& e) {
+    return engine_failure(describe(e));
+  }
+  auto output = follow_output(c, cell, exe).catch_([](kj::Exception&&) {});
+  auto cells = wait(c, c.node().cellsRequest().send()).getService();
+  auto w = cells.waitRequest();
+  w.setCellName(cell);
+  w.setExecutableName(exe);
+  auto status = wait(c, w.send()).getStatus();
+  try {
+    output.wait(c.wait_scope());
+  } catch (const kj::Exception&) {
+  }
+  return status.getSignal() ? 128 + status.getSignal() : status.getCode();
+}
+
+struct target_flags {
+  std::vector<std::string> names;
+  uint32_t timeout_s = 10;
+  std::string signal = "KILL";
+  bool force = false;
+};
+
+int stop(const global_options& g, const target_flags& f) {
+  client c{g.socket};
+  auto svc = containers(c);
+  int rc = 0;
+  for (auto& n : f.names) {
+    auto req = svc.stopRequest();
+    req.setName(n);
+    req.setTimeoutMs(f.timeout_s * 1000);
+    try {
+      auto info = req.send().wait(c.wait_scope()).getInfo();
+      if (g.json)
+        print_json(container_json(info));
+      else
+        std::printf("%s\n", n.c_str());
+    } catch (const kj::Exception& e) {
+      std::fprintf(stderr, "cyto: %s\n", describe(e).c_str());
+      rc = exit_engine;
+    }
+  }
+  return rc;
+}
+
+int kill(const global_options& g, const target_flags& f) {
+  auto sig = parse_signal(f.signal);
+  if (!sig)
+    bad("--signal: '" + f.signal + "' is not a signal name or number");
+  client c{g.socket};
+  auto svc = containers(c);
+  int rc = 0;
+  for (auto& n : f.names) {
+    auto req = svc.killRequest();
+    req.setName(n);
+    req.setSignal(*sig);
+    try {
+      req.send().wait(c.wait_scope());
+      std::printf("%s\n", n.c_str());
+    } catch (const kj::Exception& e) {
+      std::fprintf(stderr, "cyto: %s\n", describe(e).c_str());
+      rc = exit_engine;
+    }
+  }
+  return rc;
+}
+
+int rm(const global_options& g, const target_flags& f) {
+  client c{g.socket};
+  auto svc = containers(c);
+  int rc = 0;
+  for (auto& n : f.names) {
+    auto req = svc.removeRequest();
+    req.setName(n);
+    req.setForce(f.force);
+    try {
+      req.send().wait(c.wait_scope());
+      std::printf("%s\n", n.c_str());
+    } catch (const kj::Exception& e) {
+      std::fprintf(stderr, "cyto: %s\n", describe(e).c_str());
+      rc = exit_engine;
+    }
+  }
+  return rc;
+}
+
+int inspect(const global_options& g, const target_flags& f) {
+  client c{g.socket};
+  auto svc = containers(c);
+  auto out = nlohmann::json::array();
+  for (auto& n : f.names) {
+    auto req = svc.inspectRequest();
+    req.setName(n);
+    out.push_back(container_json(wait(c, req.send()).getInfo()));
+  }
+  if (g.json)
+    print_json(out);
+  else
+    std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+}
+
+int wait_cmd(const global_options& g, const target_flags& f) {
+  client c{g.socket};
+  auto svc = containers(c);
+  int last = 0;
+  for (auto& n : f.names) {
+    auto req = svc.waitRequest();
+    req.setName(n);
+    auto info = wait(c, req.send()).getInfo();
+    last = info.getExitCode();
+    std::printf("%d\n", last);
+  }
+  return 0;
+}
+
+} // namespace
+
+std::pair<std::string, std::string> container_output(client& c, const std::string& name) {
+  auto req = containers(c).inspectRequest();
+  req.setName(name);
+  auto info = wait(c, req.send()).getInfo();
+  return {info.getCell(), info.getExecutable()};
+}
+
+void add_container_commands(CLI::App& app, global_options& g, std::function<int()>& action) {
+  static run_flags rf;
+  static exec_flags ef;
+  static target_flags tf;
+  static bool all = false;
+  auto common = [&g](CLI::App* sub) {
+    sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_flag("--json", g.json, "print JSON for scripts");
+  };
+
+  auto* run_cmd = app.add_subcommand(
+    "run", "run a container from an image (pulled if missing): IMAGE [COMMAND [ARG...]]");
+  run_cmd->footer("The container's output is shown and its exit code becomes cyto's; failures "
+                  "of cyto itself exit 125, a command missing in the image 127.\n"
+                  "Example: cyto run --rm demo echo hello");
+  run_cmd->add_flag("--rm", rf.rm, "remove the container once it has exited");
+  run_cmd->add_flag("-d,--detach", rf.detach, "run in the background and print its id");
+  run_cmd->add_option("--name", rf.name, "container name (default: generated)");
+  run_cmd->add_option("-e,--env", rf.env, "set KEY=VALUE (KEY alone: take it from here); repeat")->allow_extra_args(false);
+  run_cmd->add_option("-m,--memory", rf.limits.memory, "memory limit (256M, 1G)");
+  run_cmd->add_option("--cpus", rf.limits.cpus, "CPU limit in CPUs (0.5)");
+  run_cmd->add_option("--pids-limit", rf.limits.pids, "most processes in the container");
+  run_cmd->add_option("--pod", rf.pod, "run in this pod (shares its network, ipc and hostname)");
+  run_cmd->add_option("--network", rf.network, "attach to this network");
+  run_cmd->add_option("-p,--publish", rf.ports, "publish HOST_PORT:CONTAINER_PORT[/udp]; repeat")->allow_extra_args(false);
+  run_cmd->add_option("--hostname", rf.hostname, "hostname (default: the name)");
+  run_cmd->add_option("--entrypoint", rf.entrypoint, "replace the image's entrypoint");
+  run_cmd->add_option("-u,--user", rf.user, "USER[:GROUP] or UID[:GID] in the container");
+  run_cmd->add_option("-w,--workdir", rf.workdir, "working directory in the container");
+  run_cmd->add_flag("--read-only", rf.read_only, "mount the rootfs read-only (/tmp stays writable)");
+  run_cmd->add_option("--cap-add", rf.cap_add, "add a capability (NET_ADMIN, ALL); repeat")->allow_extra_args(false);
+  // IMAGE [COMMAND [ARG...]]: everything from the image on is the container's.
+  run_cmd->prefix_command();
+  common(run_cmd);
+  run_cmd->callback([&, run_cmd] {
+    rf.rest = run_cmd->remaining();
+    action = [&] { return run(g, rf); };
+  });
+
+  auto* ps_cmd = app.add_subcommand("ps", "list running containers (-a: all)");
+  ps_cmd->add_flag("-a,--all", all, "also created and stopped containers");
+  common(ps_cmd);
+  ps_cmd->callback([&] { action = [&] { return ps(g, all); }; });
+
+  auto* exec_cmd = app.add_subcommand(
+    "exec", "run a command in a running container: NAME COMMAND [ARG...]; exits with its code");
+  exec_cmd->add_option("-e,--env", ef.env, "set KEY=VALUE; repeat")->allow_extra_args(false);
+  exec_cmd->add_option("-w,--workdir", ef.workdir, "working directory");
+  exec_cmd->add_option("-u,--user", ef.user, "UID[:GID]");
+  exec_cmd->prefix_command();
+  common(exec_cmd);
+  exec_cmd->callback([&, exec_cmd] {
+    ef.rest = exec_cmd->remaining();
+    action = [&] { return exec(g, ef); };
+  });
+
+  auto* stop_cmd = app.add_subcommand("stop", "stop containers: SIGTERM, SIGKILL after -t seconds");
+  stop_cmd->add_option("-t,--time", tf.timeout_s, "seconds before SIGKILL")->capture_default_str();
+  stop_cmd->add_option("names", tf.names, "container names or ids")->required();
+  common(stop_cmd);
+  stop_cmd->callback([&] { action = [&] { return stop(g, tf); }; });
+
+  auto* kill_cmd = app.add_subcommand("kill", "send a signal (default KILL) to containers");
+  kill_cmd->add_option("-s,--signal", tf.signal, "signal name or number")->capture_default_str();
+  kill_cmd->add_option("names", tf.names, "container names or ids")->required();
+  common(kill_cmd);
+  kill_cmd->callback([&] { action = [&] { return kill(g, tf); }; });
+
+  auto* rm_cmd = app.add_subcommand("rm", "remove containers (-f: also running ones)");
+  rm_cmd->add_flag("-f,--force", tf.force, "kill a running container first");
+  rm_cmd->add_option("names", tf.names, "container names or ids")->required();
+  common(rm_cmd);
+  rm_cmd->callback([&] { action = [&] { return rm(g, tf); }; });
+
+  auto* inspect_cmd = app.add_subcommand("inspect", "show containers as JSON");
+  inspect_cmd->add_option("names", tf.names, "container names or ids")->required();
+  common(inspect_cmd);
+  inspect_cmd->callback([&] { action = [&] { return inspect(g, tf); }; });
+
+  auto* wait_sub = app.add_subcommand("wait", "wait for containers to stop; print exit codes");
+  wait_sub->add_option("names", tf.names, "container names or ids")->required();
+  common(wait_sub);
+  wait_sub->callback([&] { action = [&] { return wait_cmd(g, tf); }; });
+}
+
+} // namespace cyto::cli

@@ -1,0 +1,177 @@
+// cyto pod create|ls|stop|rm: pods (shared network, ipc and uts namespaces; one parent cell).
+#include <cstdio>
+#include <regex>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "cli/units.hpp"
+#include "schema/containers.capnp.h"
+
+namespace cyto::cli {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& what) {
+  throw cli_error("cyto.invalid_argument: " + what);
+}
+
+schema::Pods::Client pods(client& c) {
+  return wait(c, c.node().podsRequest().send()).getService();
+}
+
+nlohmann::json pod_json(schema::PodInfo::Reader p) {
+  auto containers = nlohmann::json::array();
+  for (auto n : p.getContainers())
+    containers.push_back(n.cStr());
+  auto ips = nlohmann::json::array();
+  for (auto n : p.getIps())
+    ips.push_back(n.cStr());
+  return {{"name", p.getSpec().getName().cStr()},
+          {"cell", p.getCell().cStr()},
+          {"running", p.getRunning()},
+          {"pausePid", p.getPausePid()},
+          {"network", p.getSpec().getNetwork().cStr()},
+          {"containers", containers},
+          {"ips", ips},
+          {"created", iso_time(p.getCreatedUnixNanos())}};
+}
+
+struct pod_flags {
+  std::string name, network, memory, cpus;
+  std::vector<std::string> ports, names;
+  uint32_t timeout_s = 10;
+  bool force = false;
+};
+
+int create(const global_options& g, const pod_flags& f) {
+  client c{g.socket};
+  auto req = pods(c).createRequest();
+  auto s = req.initSpec();
+  s.setName(f.name);
+  s.setNetwork(f.network);
+  auto cell = s.initLimits();
+  if (!f.memory.empty()) {
+    auto v = parse_size(f.memory);
+    if (!v)
+      bad("--memory: '" + f.memory + "' is not a size like 256M or 1G");
+    cell.initMemory().setMax(*v);
+  }
+  if (!f.cpus.empty()) {
+    char* end = nullptr;
+    double cpus = std::strtod(f.cpus.c_str(), &end);
+    if (end == f.cpus.c_str() || *end != '\0' || !(cpus > 0) || cpus > 1024)
+      bad("--cpus: '" + f.cpus + "' is not a number of CPUs like 0.5 or 2");
+    cell.initCpu().setMaxPeriodUs(100000);
+    cell.getCpu().setMaxQuotaUs(static_cast<uint64_t>(cpus * 100000 + 0.5));
+  }
+  static const std::regex re{R"(^(?:([0-9.]+):)?([0-9]+):([0-9]+)(?:/(tcp|udp))?$)"};
+  auto ports = s.initPorts(f.ports.size());
+  for (size_t i = 0; i < f.ports.size(); ++i) {
+    std::smatch m;
+    if (!std::regex_match(f.ports[i], m, re) || std::stoul(m[2].str()) > 65535
+        || std::stoul(m[3].str()) > 65535)
+      bad("-p: '" + f.ports[i] + "' is not [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]");
+    ports[i].setHostIp(m[1].str());
+    ports[i].setHostPort(static_cast<uint16_t>(std::stoul(m[2].str())));
+    ports[i].setContainerPort(static_cast<uint16_t>(std::stoul(m[3].str())));
+    ports[i].setProtocol(m[4].matched ? m[4].str() : "tcp");
+  }
+  auto info = wait(c, req.send()).getInfo();
+  if (g.json)
+    print_json(pod_json(info));
+  else
+    std::printf("%s\n", info.getSpec().getName().cStr());
+  return 0;
+}
+
+int list(const global_options& g) {
+  client c{g.socket};
+  auto resp = wait(c, pods(c).listRequest().send());
+  if (g.json) {
+    auto out = nlohmann::json::array();
+    for (auto p : resp.getPods())
+      out.push_back(pod_json(p));
+    print_json(out);
+    return 0;
+  }
+  std::printf("%-20s  %-8s  %-10s  %-24s  %s\n", "NAME", "STATUS", "PAUSE PID", "CREATED",
+              "CONTAINERS");
+  for (auto p : resp.getPods()) {
+    std::vector<std::string> names;
+    for (auto n : p.getContainers())
+      names.emplace_back(n.cStr());
+    std::printf("%-20s  %-8s  %-10u  %-24s  %s\n", p.getSpec().getName().cStr(),
+                p.getRunning() ? "running" : "stopped", p.getPausePid(),
+                iso_time(p.getCreatedUnixNanos()).c_str(), join(names, ",").c_str());
+  }
+  return 0;
+}
+
+int stop(const global_options& g, const pod_flags& f) {
+  client c{g.socket};
+  auto svc = pods(c);
+  for (auto& n : f.names) {
+    auto req = svc.stopRequest();
+    req.setName(n);
+    req.setTimeoutMs(f.timeout_s * 1000);
+    auto info = wait(c, req.send()).getInfo();
+    if (g.json)
+      print_json(pod_json(info));
+    else
+      std::printf("%s\n", n.c_str());
+  }
+  return 0;
+}
+
+int remove(const global_options& g, const pod_flags& f) {
+  client c{g.socket};
+  auto svc = pods(c);
+  for (auto& n : f.names) {
+    auto req = svc.removeRequest();
+    req.setName(n);
+    req.setForce(f.force);
+    wait(c, req.send());
+    std::printf("%s\n", n.c_str());
+  }
+  return 0;
+}
+
+} // namespace
+
+void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& action) {
+  static pod_flags f;
+  auto* pod = app.add_subcommand(
+    "pod", "pods: containers sharing network, ipc and hostname (cyto run --pod NAME ...)");
+  pod->require_subcommand(1);
+  auto common = [&g](CLI::App* sub) {
+    sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_flag("--json", g.json, "print JSON for scripts");
+  };
+  auto* create_cmd = pod->add_subcommand("create", "make a pod and its pause process: NAME");
+  create_cmd->add_option("name", f.name, "pod name (also its hostname)")->required();
+  create_cmd->add_option("--network", f.network, "attach the pod to this network");
+  create_cmd->add_option("-p,--publish", f.ports, "publish HOST_PORT:CONTAINER_PORT[/udp]")
+    ->allow_extra_args(false);
+  create_cmd->add_option("-m,--memory", f.memory, "memory limit of the whole pod (256M)");
+  create_cmd->add_option("--cpus", f.cpus, "CPU limit of the whole pod (0.5)");
+  common(create_cmd);
+  create_cmd->callback([&] { action = [&] { return create(g, f); }; });
+
+  auto* ls = pod->add_subcommand("ls", "list pods");
+  common(ls);
+  ls->callback([&] { action = [&] { return list(g); }; });
+
+  auto* stop_cmd = pod->add_subcommand("stop", "stop a pod's containers, then the pod");
+  stop_cmd->add_option("-t,--time", f.timeout_s, "seconds before SIGKILL")->capture_default_str();
+  stop_cmd->add_option("names", f.names, "pod names")->required();
+  common(stop_cmd);
+  stop_cmd->callback([&] { action = [&] { return stop(g, f); }; });
+
+  auto* rm = pod->add_subcommand("rm", "remove pods and their containers (-f: also running ones)");
+  rm->add_flag("-f,--force", f.force, "kill running containers first");
+  rm->add_option("names", f.names, "pod names")->required();
+  common(rm);
+  rm->callback([&] { action = [&] { return remove(g, f); }; });
+}
+
+} // namespace cyto::cli

@@ -1,0 +1,116 @@
+@0x8853040c592469bf;
+# ContainerService and PodService: OCI containers made from images (each one a cell with
+# a rootfs from the images service, run by cyto's own runtime) and pods (a parent cell
+# whose pause process holds the network, ipc and uts namespaces its containers share).
+$import "/capnp/c++.capnp".namespace("cyto::schema");
+
+using Cells = import "cells.capnp";
+
+struct PortMapping {
+  hostPort @0 :UInt16;
+  containerPort @1 :UInt16;
+  protocol @2 :Text;      # "tcp" (default) or "udp"
+  hostIp @3 :Text;        # empty: every address
+}
+
+struct ContainerSpec {
+  name @0 :Text;          # [A-Za-z0-9][A-Za-z0-9_.-]{0,62}; empty: generated
+  image @1 :Text;         # an image in the store (pull it first)
+  entrypoint @2 :List(Text);  # replaces the image's Entrypoint when non-empty
+  args @3 :List(Text);    # replaces the image's Cmd when non-empty
+  env @4 :List(Text);     # KEY=VALUE over the image's Env
+  workdir @5 :Text;
+  user @6 :Text;          # uid[:gid] or a name in the image's /etc/passwd
+  hostname @7 :Text;      # default: the name
+  limits @8 :Cells.Cell;  # limits of the container's cell (its name is ignored)
+  pod @9 :Text;           # join this pod's namespaces; the cell nests under the pod's
+  network @10 :Text;      # attach to this network (empty: only lo)
+  ports @11 :List(PortMapping);
+  autoRemove @12 :Bool;   # removed once it has exited
+  readOnly @13 :Bool;     # read-only rootfs (with a writable /tmp)
+  capAdd @14 :List(Text); # capabilities added to the default set
+}
+
+enum ContainerState {
+  created @0;
+  running @1;
+  stopped @2;
+}
+
+struct ContainerInfo {
+  spec @0 :ContainerSpec;
+  id @1 :Text;            # 64 hex digits
+  state @2 :ContainerState;
+  pid @3 :UInt32;         # host pid of its process (0 when stopped)
+  exitCode @4 :Int32;     # 128+n when killed by signal n
+  exitSignal @5 :Int32;
+  error @6 :Text;         # why it stopped without running its program
+  cell @7 :Text;          # its cell, and the cell executable that carries its output
+  executable @8 :Text;
+  imageName @9 :Text;
+  imageDigest @10 :Text;
+  bundle @11 :Text;
+  command @12 :List(Text);  # what runs: entrypoint + cmd after the merge
+  ips @13 :List(Text);
+  createdUnixNanos @14 :Int64;
+  startedUnixNanos @15 :Int64;
+  finishedUnixNanos @16 :Int64;
+}
+
+struct ExecInfo {
+  cell @0 :Text;          # the cell executable that runs the process: its output and
+  executable @1 :Text;    # exit code come from the cells and observe services
+  pid @2 :UInt32;
+}
+
+interface Containers {
+  # Makes a container whose process waits for start; nothing is left on error.
+  # Errors of the runtime carry "(exit code N)": 127 command not found, 126 not executable.
+  create @0 (spec :ContainerSpec) -> (info :ContainerInfo);
+  # Runs a created container's program; with wait, returns once it has stopped.
+  start @1 (name :Text, wait :Bool) -> (info :ContainerInfo);
+  # create + start (+ wait).
+  run @2 (spec :ContainerSpec, wait :Bool) -> (info :ContainerInfo);
+  # Sends `signal` (0 = SIGTERM), SIGKILL after timeoutMs (0 = never); returns once stopped.
+  stop @3 (name :Text, signal :Int32, timeoutMs :UInt32) -> (info :ContainerInfo);
+  # Sends one signal (0 = SIGKILL) to a running container.
+  kill @4 (name :Text, signal :Int32) -> ();
+  # Removes a container; a running one only with force (it is killed).
+  remove @5 (name :Text, force :Bool) -> ();
+  list @6 () -> (containers :List(ContainerInfo));
+  # By name or id prefix (at least 4 hex digits).
+  inspect @7 (name :Text) -> (info :ContainerInfo);
+  # Starts a process in a running container's namespaces and cell.
+  exec @8 (name :Text, argv :List(Text), env :List(Text), cwd :Text, user :Text)
+       -> (info :ExecInfo);
+  # Returns once the container has stopped.
+  wait @9 (name :Text) -> (info :ContainerInfo);
+}
+
+struct PodSpec {
+  name @0 :Text;          # also the pod's hostname
+  limits @1 :Cells.Cell;  # limits of the pod's cell (its name is ignored)
+  network @2 :Text;
+  ports @3 :List(PortMapping);
+}
+
+struct PodInfo {
+  spec @0 :PodSpec;
+  cell @1 :Text;
+  pausePid @2 :UInt32;    # host pid of the pause process (0 once stopped)
+  running @3 :Bool;
+  containers @4 :List(Text);
+  ips @5 :List(Text);
+  createdUnixNanos @6 :Int64;
+}
+
+interface Pods {
+  create @0 (spec :PodSpec) -> (info :PodInfo);
+  # Creates and starts a container in the pod (spec.pod is set to the pod).
+  addContainer @1 (pod :Text, spec :ContainerSpec) -> (info :ContainerInfo);
+  # Stops the pod's containers (SIGTERM, SIGKILL after timeoutMs), then the pod.
+  stop @2 (name :Text, timeoutMs :UInt32) -> (info :PodInfo);
+  # Removes a pod and its containers; refused while containers run unless force.
+  remove @3 (name :Text, force :Bool) -> ();
+  list @4 () -> (pods :List(PodInfo));
+}

@@ -1,0 +1,270 @@
+#include "services/containers_service.hpp"
+
+#include "services/cells_service.hpp"
+
+namespace cyto::services {
+
+namespace {
+
+std::vector<std::string> texts(capnp::List<capnp::Text>::Reader xs) {
+  std::vector<std::string> out;
+  out.reserve(xs.size());
+  for (auto x : xs)
+    out.emplace_back(x.cStr());
+  return out;
+}
+
+void fill_texts(capnp::List<capnp::Text>::Builder out, const std::vector<std::string>& in) {
+  for (uint i = 0; i < in.size(); ++i)
+    out.set(i, in[i]);
+}
+
+std::vector<port_mapping> from_capnp(capnp::List<schema::PortMapping>::Reader xs) {
+  std::vector<port_mapping> out;
+  for (auto p : xs) {
+    port_mapping m;
+    m.host_port = p.getHostPort();
+    m.container_port = p.getContainerPort();
+    if (p.hasProtocol())
+      m.protocol = p.getProtocol();
+    m.host_ip = p.getHostIp();
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+void to_capnp(const std::vector<port_mapping>& in, capnp::List<schema::PortMapping>::Builder out) {
+  for (uint i = 0; i < in.size(); ++i) {
+    out[i].setHostPort(in[i].host_port);
+    out[i].setContainerPort(in[i].container_port);
+    out[i].setProtocol(in[i].protocol);
+    out[i].setHostIp(in[i].host_ip);
+  }
+}
+
+container_spec from_capnp(schema::ContainerSpec::Reader s) {
+  container_spec out;
+  out.name = s.getName();
+  out.image = s.getImage();
+  out.entrypoint = texts(s.getEntrypoint());
+  out.args = texts(s.getArgs());
+  out.env = texts(s.getEnv());
+  out.workdir = s.getWorkdir();
+  out.user = s.getUser();
+  out.hostname = s.getHostname();
+  if (s.hasLimits())
+    out.limits = cell_from_capnp(s.getLimits()).limits;
+  out.pod = s.getPod();
+  out.network = s.getNetwork();
+  out.ports = from_capnp(s.getPorts());
+  out.auto_remove = s.getAutoRemove();
+  out.read_only = s.getReadOnly();
+  out.cap_add = texts(s.getCapAdd());
+  return out;
+}
+
+void to_capnp(const container_spec& s, schema::ContainerSpec::Builder out) {
+  out.setName(s.name);
+  out.setImage(s.image);
+  fill_texts(out.initEntrypoint(s.entrypoint.size()), s.entrypoint);
+  fill_texts(out.initArgs(s.args.size()), s.args);
+  fill_texts(out.initEnv(s.env.size()), s.env);
+  out.setWorkdir(s.workdir);
+  out.setUser(s.user);
+  out.setHostname(s.hostname);
+  cell_to_capnp(cell_spec{"", s.limits, false, false}, out.initLimits());
+  out.setPod(s.pod);
+  out.setNetwork(s.network);
+  to_capnp(s.ports, out.initPorts(s.ports.size()));
+  out.setAutoRemove(s.auto_remove);
+  out.setReadOnly(s.read_only);
+  fill_texts(out.initCapAdd(s.cap_add.size()), s.cap_add);
+}
+
+void to_capnp(const container_info& x, schema::ContainerInfo::Builder out) {
+  to_capnp(x.spec, out.initSpec());
+  out.setId(x.id);
+  out.setState(static_cast<schema::ContainerState>(x.state));
+  out.setPid(x.pid);
+  out.setExitCode(x.exit_code);
+  out.setExitSignal(x.exit_signal);
+  out.setError(x.error);
+  out.setCell(x.cell);
+  out.setExecutable(x.executable);
+  out.setImageName(x.image_name);
+  out.setImageDigest(x.image_digest);
+  out.setBundle(x.bundle);
+  fill_texts(out.initCommand(x.command.size()), x.command);
+  fill_texts(out.initIps(x.ips.size()), x.ips);
+  out.setCreatedUnixNanos(x.created_unix_nanos);
+  out.setStartedUnixNanos(x.started_unix_nanos);
+  out.setFinishedUnixNanos(x.finished_unix_nanos);
+}
+
+void to_capnp(const pod_info& x, schema::PodInfo::Builder out) {
+  auto s = out.initSpec();
+  s.setName(x.spec.name);
+  cell_to_capnp(cell_spec{"", x.spec.limits, false, false}, s.initLimits());
+  s.setNetwork(x.spec.network);
+  to_capnp(x.spec.ports, s.initPorts(x.spec.ports.size()));
+  out.setCell(x.cell);
+  out.setPausePid(x.pause_pid);
+  out.setRunning(x.running);
+  fill_texts(out.initContainers(x.containers.size()), x.containers);
+  fill_texts(out.initIps(x.ips.size()), x.ips);
+  out.setCreatedUnixNanos(x.created_unix_nanos);
+}
+
+class containers_service final : public schema::Containers::Server {
+public:
+  containers_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {
+  }
+
+  kj::Promise<void> create(CreateContext context) override {
+    return bridge_.request(actor_, create_atom::value, from_capnp(context.getParams().getSpec()))
+      .then([context](container_info info) mutable {
+        to_capnp(info, context.getResults().initInfo());
+      });
+  }
+
+  kj::Promise<void> start(StartContext context) override {
+    auto p = context.getParams();
+    return bridge_.request(actor_, start_atom::value, std::string{p.getName()}, p.getWait())
+      .then([context](container_info info) mutable {
+        to_capnp(info, context.getResults().initInfo());
+      });
+  }
+
+  kj::Promise<void> run(RunContext context) override {
+    auto p = context.getParams();
+    return bridge_.request(actor_, run_atom::value, from_capnp(p.getSpec()), p.getWait())
+      .then([context](container_info info) mutable {
+        to_capnp(info, context.getResults().initInfo());
+      });
+  }
+
+  kj::Promise<void> stop(StopContext context) override {
+    auto p = context.getParams();
+    return bridge_
+      .request(actor_, stop_atom::value, std::string{p.getName()}, p.getSignal(), p.getTimeoutMs())
+      .then([context](container_info info) mutable {
+        to_capnp(info, context.getResults().initInfo());
+      });
+  }
+
+  kj::Promise<void> kill(KillContext context) override {
+    auto p = context.getParams();
+    return bridge_.request(actor_, kill_atom::value, std::string{p.getName()}, p.getSignal());
+  }
+
+  kj::Promise<void> remove(RemoveContext context) override {
+    auto p = context.getParams();
+    return bridge_.request(actor_, delete_atom::value, std::string{p.getName()}, p.getForce());
+  }
+
+  kj::Promise<void> list(ListContext context) override {
+    return bridge_.request(actor_, list_atom::value)
+      .then([context](std::vector<container_info> all) mutable {
+        auto out = context.getResults().initContainers(all.size());
+        for (uint i = 0; i < all.size(); ++i)
+          to_capnp(all[i], out[i]);
+      });
+  }
+
+  kj::Promise<void> inspect(InspectContext context) override {
+    return bridge_.request(actor_, get_atom::value, std::string{context.getParams().getName()})
+      .then([context](container_info info) mutable {
+        to_capnp(info, context.getResults().initInfo());
+      });
+  }
+
+  kj::Promise<void> exec(ExecContext context) override {
+    auto p = context.getParams();
+    exec_spec spec{p.getName(), texts(p.getArgv()), texts(p.getEnv()), p.getCwd(), p.getUser()};
+    return bridge_.request(actor_, exec_atom::value, std::move(spec))
+      .then([context](exec_info info) mutable {
+        auto out = context.getResults().initInfo();
+        out.setCell(info.cell);
+        out.setExecutable(info.executable);
+        out.setPid(info.pid);
+      });
+  }
+
+  kj::Promise<void> wait(WaitContext context) override {
+    return bridge_.request(actor_, wait_atom::value, std::string{context.getParams().getName()})
+      .then([context](container_info info) mutable {
+        to_capnp(info, context.getResults().initInfo());
+      });
+  }
+
+private:
+  bridge& bridge_;
+  containers_actor actor_;
+};
+
+class pods_service final : public schema::Pods::Server {
+public:
+  pods_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {
+  }
+
+  kj::Promise<void> create(CreateContext context) override {
+    auto s = context.getParams().getSpec();
+    pod_spec spec;
+    spec.name = s.getName();
+    if (s.hasLimits())
+      spec.limits = cell_from_capnp(s.getLimits()).limits;
+    spec.network = s.getNetwork();
+    spec.ports = from_capnp(s.getPorts());
+    return bridge_.request(actor_, create_atom::value, std::move(spec))
+      .then([context](pod_info info) mutable { to_capnp(info, context.getResults().initInfo()); });
+  }
+
+  kj::Promise<void> addContainer(AddContainerContext context) override {
+    auto p = context.getParams();
+    auto spec = from_capnp(p.getSpec());
+    spec.pod = p.getPod();
+    return bridge_.request(actor_, run_atom::value, std::move(spec), false)
+      .then([context](container_info info) mutable {
+        to_capnp(info, context.getResults().initInfo());
+      });
+  }
+
+  kj::Promise<void> stop(StopContext context) override {
+    auto p = context.getParams();
+    return bridge_
+      .request(actor_, stop_atom::value, pod_atom::value, std::string{p.getName()},
+               p.getTimeoutMs())
+      .then([context](pod_info info) mutable { to_capnp(info, context.getResults().initInfo()); });
+  }
+
+  kj::Promise<void> remove(RemoveContext context) override {
+    auto p = context.getParams();
+    return bridge_.request(actor_, delete_atom::value, pod_atom::value, std::string{p.getName()},
+                           p.getForce());
+  }
+
+  kj::Promise<void> list(ListContext context) override {
+    return bridge_.request(actor_, list_atom::value, pod_atom::value)
+      .then([context](std::vector<pod_info> all) mutable {
+        auto out = context.getResults().initPods(all.size());
+        for (uint i = 0; i < all.size(); ++i)
+          to_capnp(all[i], out[i]);
+      });
+  }
+
+private:
+  bridge& bridge_;
+  containers_actor actor_;
+};
+
+} // namespace
+
+kj::Own<schema::Containers::Server> new_containers_service(bridge& br, containers_actor actor) {
+  return kj::heap<containers_service>(br, std::move(actor));
+}
+
+kj::Own<schema::Pods::Server> new_pods_service(bridge& br, containers_actor actor) {
+  return kj::heap<pods_service>(br, std::move(actor));
+}
+
+} // namespace cyto::services

@@ -1,0 +1,450 @@
+// Integration tests of containers and pods: a real cytod runs busybox containers through
+// the cyto CLI and Cap'n Proto; what it claims is checked inside the container (hostname,
+// pid 1, /proc, capabilities, read-only rootfs, seccomp), in the cell's cgroup files and
+// in the state dir. Needs root (exits 77 otherwise).
+#define BOOST_TEST_MODULE integration_containers
+#include <boost/test/unit_test.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "schema/cells.capnp.h"
+#include "schema/containers.capnp.h"
+#include "schema/node.capnp.h"
+#include "tests/integration/registry_fixture.hpp"
+
+using namespace cyto::test;
+using nlohmann::json;
+namespace fs = std::filesystem;
+namespace schema = cyto::schema;
+
+BOOST_TEST_GLOBAL_FIXTURE(root_required);
+
+namespace {
+
+/// A busybox image as an OCI layout (like the build's demo image), made with umoci.
+std::string make_busybox_layout(const std::string& dir) {
+  sh("cd " + dir + " && umoci init --layout layout >/dev/null && umoci new --image layout:latest"
+     " && mkdir -p r/bin r/etc r/tmp r/root && cp " + std::string{busybox_path} + " r/bin/busybox"
+     " && for a in $(r/bin/busybox --list); do [ \"$a\" = busybox ] || ln -s busybox r/bin/$a; done"
+     " && printf 'root:x:0:0:root:/root:/bin/sh\\nnobody:x:65534:65534:nobody:/:/bin/false\\n'"
+     "    > r/etc/passwd"
+     " && printf 'root:x:0:\\nnogroup:x:65534:\\n' > r/etc/group && chmod 1777 r/tmp"
+     " && umoci insert --image layout:latest r / >/dev/null"
+     " && umoci config --image layout:latest --config.cmd sh"
+     "    --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+     "    --config.workingdir /");
+  return dir + "/layout";
+}
+
+/// One daemon (with the busybox layout as its demo image and a loopback registry it may
+/// pull from) for the whole suite: each test names its containers apart.
+struct suite {
+  temp_dir work;
+  registry_fixture registry;
+  std::string layout;
+  std::unique_ptr<daemon_fixture> d;
+
+  suite() {
+    layout = make_busybox_layout(work.path());
+    registry.push(layout, "latest", "test/busybox", "1");
+    write_text(work / "cytod.toml", "[containers]\ndemo_image = \"" + layout + "\"\n");
+    d = std::make_unique<daemon_fixture>(false);
+    start();
+  }
+
+  void start() {
+    d->start({"--config", work / "cytod.toml", "--insecure-registry", registry.host()}, 30s);
+  }
+};
+
+suite& env() {
+  static suite s;
+  return s;
+}
+
+process_result cli(const std::vector<std::string>& args, std::chrono::milliseconds t = 30s) {
+  std::vector<std::string> argv{cli_path, "--socket", env().d->socket_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv, t);
+}
+
+/// Runs the CLI and requires exit code 0.
+std::string ok(const std::vector<std::string>& args) {
+  auto r = cli(args);
+  BOOST_REQUIRE_MESSAGE(r.code() == 0, "cyto " << args.front() << " failed (" << r.code()
+                                                << "): " << r.err << r.out << "\ndaemon log:\n"
+                                                << env().d->log().substr(
+                                                     std::max<size_t>(env().d->log().size(), 3000) - 3000));
+  return r.out;
+}
+
+json inspect(const std::string& name) {
+  auto r = cli({"inspect", "--json", name});
+  if (r.code() != 0)
+    return nullptr;
+  return json::parse(r.out).at(0);
+}
+
+std::vector<std::string> bundle_dirs() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator{env().d->state_dir() + "/bundles", ec})
+    out.push_back(e.path().filename());
+  return out;
+}
+
+std::vector<std::string> runtime_dirs() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator{env().d->state_dir() + "/runtime", ec})
+    out.push_back(e.path().filename());
+  return out;
+}
+
+/// Cells under containers/ and pods/ (as `cyto cell ls --json` shows them).
+std::set<std::string> workload_cells() {
+  std::set<std::string> out;
+  auto r = cli({"cell", "ls", "--json"});
+  std::function<void(const json&)> walk = [&](const json& c) {
+    std::string name = c.contains("name") ? c["name"].get<std::string>() : "";
+    if (name.rfind("containers/", 0) == 0 || name.rfind("pods/", 0) == 0)
+      out.insert(name);
+    if (c.contains("children"))
+      for (auto& k : c["children"])
+        walk(k);
+  };
+  for (auto& line : lines_of(r.out)) {
+    auto j = json::parse(line, nullptr, false);
+    if (j.is_array())
+      for (auto& c : j)
+        walk(c);
+    else if (j.is_object())
+      walk(j);
+  }
+  return out;
+}
+
+/// The host's overlay mounts under the daemon's state dir.
+size_t state_mounts() {
+  size_t n = 0;
+  for (auto& line : lines_of(read_text("/proc/self/mountinfo")))
+    if (contains(line, env().d->state_dir() + "/bundles/"))
+      ++n;
+  return n;
+}
+
+struct snapshot {
+  std::vector<std::string> bundles, runtime;
+  std::set<std::string> cells;
+  size_t mounts = 0;
+  std::string ps;
+};
+
+snapshot take() {
+  auto ps = json::parse(ok({"ps", "-a", "--json"}));
+  std::set<std::string> names;
+  for (auto& c : ps)
+    names.insert(c["name"].get<std::string>());
+  std::string all;
+  for (auto& n : names)
+    all += n + " ";
+  return {bundle_dirs(), runtime_dirs(), workload_cells(), state_mounts(), all};
+}
+
+void same(const snapshot& a, const snapshot& b, const std::string& what) {
+  BOOST_CHECK_MESSAGE(a.bundles == b.bundles, what << ": bundle dirs changed");
+  BOOST_CHECK_MESSAGE(a.runtime == b.runtime, what << ": runtime state dirs changed");
+  BOOST_CHECK_MESSAGE(a.cells == b.cells, what << ": cells changed");
+  BOOST_CHECK_MESSAGE(a.mounts == b.mounts, what << ": mounts changed");
+  BOOST_CHECK_MESSAGE(a.ps == b.ps, what << ": containers changed: '" << a.ps << "' -> '" << b.ps << "'");
+}
+
+/// Reads a file of a cell's cgroup (the v1 memory hierarchy or v2).
+std::string cell_cgroup_file(const std::string& cell, const std::string& v1, const std::string& v2) {
+  auto root = env().d->cgroup_root();
+  for (auto& m : host_cgroup_mounts()) {
+    auto dir = m.path + "/" + root + "/" + cell;
+    // Processes live in the leaf "_"; limits are on the cell's own directory.
+    if (fs::exists(dir + "/" + (m.v2 ? v2 : v1)))
+      return read_text(dir + "/" + (m.v2 ? v2 : v1));
+  }
+  return {};
+}
+
+bool pump_logs(const std::string& name, const std::string& want);
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(run_rm_echo_prints_and_leaves_nothing) {
+  auto before = take();
+  auto r = cli({"run", "--rm", "demo", "echo", "hello"});
+  BOOST_CHECK_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out, "hello\n");
+  same(before, take(), "run --rm");
+}
+
+BOOST_AUTO_TEST_CASE(exit_codes_propagate) {
+  auto r = cli({"run", "--rm", "demo", "sh", "-c", "echo out; echo err >&2; exit 42"});
+  BOOST_CHECK_EQUAL(r.code(), 42);
+  BOOST_CHECK_EQUAL(r.out, "out\n");
+  BOOST_CHECK(contains(r.err, "err\n"));
+  // Killed by a signal: 128 + n, like a shell.
+  BOOST_CHECK_EQUAL(cli({"run", "--rm", "demo", "sh", "-c", "kill -9 $$"}).code(), 137);
+}
+
+BOOST_AUTO_TEST_CASE(inside_the_container_hostname_pid1_proc_caps) {
+  auto out = ok({"run", "--rm", "--hostname", "inbox", "demo", "sh", "-c",
+                 "hostname; cat /etc/hostname; tr '\\0' ' ' < /proc/1/cmdline; echo;"
+                 " ls /proc | grep -c '^[0-9]'; grep CapEff /proc/self/status"});
+  auto l = lines_of(out);
+  BOOST_REQUIRE_EQUAL(l.size(), 5u);
+  BOOST_CHECK_EQUAL(l[0], "inbox");
+  BOOST_CHECK_EQUAL(l[1], "inbox");
+  // pid 1 is the user's process (sh), not an init of ours.
+  BOOST_CHECK(l[2].rfind("sh -c hostname", 0) == 0);
+  // Only the container's processes: sh, ls and grep (at most a few).
+  BOOST_CHECK_LE(std::stoi(l[3]), 4);
+  // podman's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+  // NET_BIND_SERVICE SYS_CHROOT SETFCAP.
+  BOOST_CHECK_EQUAL(l[4], "CapEff:\t00000000800405fb");
+  // --cap-add extends it (NET_ADMIN is bit 12).
+  BOOST_CHECK_EQUAL(ok({"run", "--rm", "--cap-add", "NET_ADMIN", "demo", "grep", "CapEff",
+                        "/proc/self/status"}),
+                    "CapEff:\t00000000800415fb\n");
+}
+
+BOOST_AUTO_TEST_CASE(read_only_rootfs_refuses_writes_but_tmp_works) {
+  auto r = cli({"run", "--rm", "--read-only", "demo", "sh", "-c", "touch /x"});
+  BOOST_CHECK_NE(r.code(), 0);
+  BOOST_CHECK_MESSAGE(contains(r.err, "Read-only file system"), r.err);
+  BOOST_CHECK_EQUAL(ok({"run", "--rm", "--read-only", "demo", "sh", "-c",
+                        "touch /tmp/x && echo ok"}),
+                    "ok\n");
+  // Without --read-only the rootfs is writable.
+  BOOST_CHECK_EQUAL(ok({"run", "--rm", "demo", "sh", "-c", "touch /x && echo ok"}), "ok\n");
+}
+
+BOOST_AUTO_TEST_CASE(default_seccomp_profile_gives_eperm) {
+  // Even with CAP_SYS_ADMIN, the default profile refuses mount(2) with EPERM.
+  auto r = cli({"run", "--rm", "--cap-add", "SYS_ADMIN", "demo", "mount", "-t", "tmpfs", "x",
+                "/tmp"});
+  BOOST_CHECK_NE(r.code(), 0);
+  BOOST_CHECK_MESSAGE(contains(r.err, "permission denied"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(detached_container_limits_exec_logs_stop) {
+  auto id = ok({"run", "-d", "--name", "lim", "--memory", "64M", "-e", "GREETING=hi", "demo",
+                "sh", "-c", "echo $GREETING from lim; exec sleep 60"});
+  BOOST_CHECK_EQUAL(id.size(), 65u); // 64 hex digits and a newline
+  auto info = inspect("lim");
+  BOOST_REQUIRE(!info.is_null());
+  BOOST_CHECK_EQUAL(info["state"], "running");
+  BOOST_CHECK_EQUAL(info["cell"], "containers/lim");
+  BOOST_CHECK_EQUAL(info["id"].get<std::string>() + "\n", id);
+  // The memory limit is in the cell's cgroup.
+  auto mem = cell_cgroup_file("containers/lim", "memory.limit_in_bytes", "memory.max");
+  BOOST_CHECK_EQUAL(mem, std::to_string(64 << 20) + "\n");
+  // The container's pid is in that cgroup and in the listing.
+  auto ps = ok({"ps"});
+  BOOST_CHECK(contains(ps, "lim"));
+  // exec shares the pid namespace: pid 1 is the container's sleep.
+  BOOST_CHECK_EQUAL(ok({"exec", "lim", "cat", "/proc/1/comm"}), "sleep\n");
+  BOOST_CHECK_EQUAL(cli({"exec", "lim", "sh", "-c", "exit 5"}).code(), 5);
+  auto missing = cli({"exec", "lim", "nosuchcmd"});
+  BOOST_CHECK_EQUAL(missing.code(), 127);
+  // logs by container name.
+  BOOST_CHECK(pump_logs("lim", "hi from lim"));
+  // Removing a running container needs force.
+  auto rm = cli({"rm", "lim"});
+  BOOST_CHECK_NE(rm.code(), 0);
+  BOOST_CHECK_MESSAGE(contains(rm.err, "cyto.failed_precondition"), rm.err);
+  BOOST_CHECK_EQUAL(inspect("lim")["state"], "running");
+  // sleep as pid 1 ignores SIGTERM: stop kills it after the timeout.
+  auto stopped = cli({"stop", "-t", "1", "--json", "lim"});
+  BOOST_CHECK_EQUAL(stopped.code(), 0);
+  BOOST_CHECK_EQUAL(json::parse(stopped.out)["exitCode"], 137);
+  BOOST_CHECK_EQUAL(inspect("lim")["state"], "stopped");
+  ok({"rm", "lim"});
+  BOOST_CHECK(inspect("lim").is_null());
+}
+
+BOOST_AUTO_TEST_CASE(pod_containers_talk_over_localhost) {
+  ok({"pod", "create", "p1"});
+  ok({"run", "-d", "--pod", "p1", "--name", "srv", "demo", "nc", "-l", "-p", "8080"});
+  // The server listens in the pod's network namespace; a second container reaches it.
+  bool sent = false;
+  for (int i = 0; i < 50 && !sent; ++i) {
+    auto r = cli({"run", "--rm", "--pod", "p1", "demo", "sh", "-c",
+                  "hostname; echo ping-over-lo | nc 127.0.0.1 8080"});
+    sent = r.code() == 0;
+    if (sent)
+      BOOST_CHECK_EQUAL(lines_of(r.out).at(0), "p1");
+    else
+      std::this_thread::sleep_for(100ms);
+  }
+  BOOST_CHECK(sent);
+  BOOST_CHECK(pump_logs("srv", "ping-over-lo"));
+  auto pods = json::parse(ok({"pod", "ls", "--json"}));
+  BOOST_REQUIRE_EQUAL(pods.size(), 1u);
+  BOOST_CHECK_EQUAL(pods[0]["name"], "p1");
+  BOOST_CHECK_EQUAL(pods[0]["containers"], json::array({"srv"}));
+  BOOST_CHECK_EQUAL(inspect("srv")["cell"], "pods/p1/srv");
+  // Stopping the pod stops its containers.
+  ok({"pod", "stop", "-t", "1", "p1"});
+  BOOST_CHECK_EQUAL(inspect("srv")["state"], "stopped");
+  ok({"pod", "rm", "p1"});
+  BOOST_CHECK(inspect("srv").is_null());
+  BOOST_CHECK(json::parse(ok({"pod", "ls", "--json"})).empty());
+  BOOST_CHECK(workload_cells().empty());
+}
+
+BOOST_AUTO_TEST_CASE(pod_remove_refuses_running_containers_without_force) {
+  ok({"pod", "create", "p2"});
+  ok({"run", "-d", "--pod", "p2", "--name", "p2c", "demo", "sleep", "60"});
+  auto r = cli({"pod", "rm", "p2"});
+  BOOST_CHECK_NE(r.code(), 0);
+  BOOST_CHECK_MESSAGE(contains(r.err, "cyto.failed_precondition"), r.err);
+  BOOST_CHECK_EQUAL(inspect("p2c")["state"], "running");
+  ok({"pod", "rm", "-f", "p2"});
+  BOOST_CHECK(inspect("p2c").is_null());
+  BOOST_CHECK(workload_cells().empty());
+}
+
+BOOST_AUTO_TEST_CASE(containers_survive_kill_9_of_the_daemon) {
+  ok({"run", "-d", "--name", "keep", "demo", "sh", "-c",
+      "echo started; trap 'echo bye; exit 3' TERM; while true; do sleep 0.1; done"});
+  ok({"run", "-d", "--name", "short", "demo", "sh", "-c", "sleep 1; exit 7"});
+  BOOST_CHECK(pump_logs("keep", "started"));
+  auto pid = inspect("keep")["pid"].get<int>();
+  env().d->stop(SIGKILL);
+  BOOST_CHECK_EQUAL(::kill(pid, 0), 0); // still running without the daemon
+  std::this_thread::sleep_for(1500ms);  // "short" ends while the daemon is down
+  env().start();
+  auto keep = inspect("keep");
+  BOOST_CHECK_EQUAL(keep["state"], "running");
+  BOOST_CHECK_EQUAL(keep["pid"], pid);
+  auto s = inspect("short");
+  BOOST_CHECK_EQUAL(s["state"], "stopped");
+  BOOST_CHECK_EQUAL(s["exitCode"], 7);
+  BOOST_CHECK(contains(ok({"ps"}), "keep"));
+  BOOST_CHECK(pump_logs("keep", "started"));
+  auto stopped = json::parse(ok({"stop", "--json", "keep"}));
+  BOOST_CHECK_EQUAL(stopped["exitCode"], 3);
+  BOOST_CHECK(pump_logs("keep", "bye"));
+  ok({"rm", "keep", "short"});
+}
+
+BOOST_AUTO_TEST_CASE(run_pulls_a_missing_image_from_the_registry) {
+  auto ref = env().registry.host() + "/test/busybox:1";
+  auto r = cli({"run", "--rm", ref, "echo", "pulled"});
+  BOOST_CHECK_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out, "pulled\n");
+  BOOST_CHECK(contains(r.err, "pulled " + ref));
+  // Now it is in the store: no second pull.
+  auto again = cli({"run", "--rm", ref, "true"});
+  BOOST_CHECK_EQUAL(again.code(), 0);
+  BOOST_CHECK(!contains(again.err, "pulled"));
+}
+
+BOOST_AUTO_TEST_CASE(capnp_create_start_wait_remove) {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  auto conn = env().d->connect(io);
+  auto svc = wait_for(io, conn->node().containersRequest().send()).getService();
+  auto create = svc.createRequest();
+  auto spec = create.initSpec();
+  spec.setName("viacapnp");
+  spec.setImage("demo");
+  auto args = spec.initArgs(3);
+  args.set(0, "sh");
+  args.set(1, "-c");
+  args.set(2, "exit 9");
+  auto created = wait_for(io, create.send()).getInfo();
+  BOOST_CHECK(created.getState() == schema::ContainerState::CREATED);
+  BOOST_CHECK_GT(created.getPid(), 0u);
+  // The created process waits for start.
+  BOOST_CHECK_EQUAL(::kill(static_cast<pid_t>(created.getPid()), 0), 0);
+  auto start = svc.startRequest();
+  start.setName("viacapnp");
+  start.setWait(true);
+  auto done = wait_for(io, start.send()).getInfo();
+  BOOST_CHECK(done.getState() == schema::ContainerState::STOPPED);
+  BOOST_CHECK_EQUAL(done.getExitCode(), 9);
+  auto w = svc.waitRequest();
+  w.setName("viacapnp");
+  BOOST_CHECK_EQUAL(wait_for(io, w.send()).getInfo().getExitCode(), 9);
+  auto again = svc.startRequest();
+  again.setName("viacapnp");
+  BOOST_CHECK_THROW(wait_for(io, again.send()), kj::Exception);
+  auto rm = svc.removeRequest();
+  rm.setName("viacapnp");
+  wait_for(io, rm.send());
+  // A created container that is never started can be stopped (its shim aborts it).
+  auto c2 = svc.createRequest();
+  c2.initSpec().setName("neverstarted");
+  c2.getSpec().setImage("demo");
+  wait_for(io, c2.send());
+  auto rm2 = svc.removeRequest();
+  rm2.setName("neverstarted");
+  rm2.setForce(true);
+  wait_for(io, rm2.send());
+  BOOST_CHECK(inspect("neverstarted").is_null());
+}
+
+BOOST_AUTO_TEST_CASE(bad_inputs_give_clear_errors_and_leave_nothing) {
+  ok({"run", "-d", "--name", "dup", "demo", "sleep", "60"});
+  auto before = take();
+  struct bad_case {
+    std::vector<std::string> args;
+    int code;
+    std::string error;
+  };
+  std::vector<bad_case> cases = {
+    {{"run", "--rm", env().registry.host() + "/nope/nothing:1"}, 125, "cyto.not_found"},
+    {{"run", "--name", "dup", "demo", "true"}, 125, "cyto.already_exists"},
+    {{"run", "--rm", "demo", "nosuchcmd"}, 127, "nosuchcmd"},
+    {{"run", "--rm", "--cpus", "64", "demo", "true"}, 125, "cyto.invalid_argument"},
+    {{"run", "--rm", "--pod", "nopod", "demo", "true"}, 125, "cyto.not_found"},
+    {{"run", "--rm", "--name", "bad/name", "demo", "true"}, 125, "cyto.invalid_argument"},
+    {{"run", "--rm", "--cap-add", "WIZARDRY", "demo", "true"}, 125, "cyto.invalid_argument"},
+    {{"run", "--rm", "-e", "=x", "demo", "true"}, 125, "cyto.invalid_argument"},
+    {{"run", "--rm", "--user", "nosuchuser", "demo", "true"}, 125, "cyto.invalid_argument"},
+    {{"run", "--rm", "-p", "8080:80", "demo", "true"}, 125, "cyto.invalid_argument"},
+  };
+  for (auto& c : cases) {
+    auto r = cli(c.args);
+    std::string what;
+    for (auto& a : c.args)
+      what += a + " ";
+    BOOST_CHECK_MESSAGE(r.code() == c.code, what << ": exit " << r.code() << " " << r.err);
+    BOOST_CHECK_MESSAGE(contains(r.err, c.error), what << ": " << r.err);
+    same(before, take(), what);
+  }
+  // No network actor here, or no such network: either way, a clear error and nothing left.
+  auto net = cli({"run", "--rm", "--network", "nonet", "demo", "true"});
+  BOOST_CHECK_EQUAL(net.code(), 125);
+  BOOST_CHECK_MESSAGE(contains(net.err, "cyto.unavailable") || contains(net.err, "cyto.not_found"),
+                      net.err);
+  same(before, take(), "--network nonet");
+  auto rm = cli({"rm", "dup"});
+  BOOST_CHECK_NE(rm.code(), 0);
+  BOOST_CHECK(contains(rm.err, "cyto.failed_precondition"));
+  BOOST_CHECK_EQUAL(cli({"rm", "nosuch"}).code(), 125);
+  ok({"rm", "-f", "dup"});
+  BOOST_CHECK(inspect("dup").is_null());
+  BOOST_CHECK(bundle_dirs().empty());
+}
+
+namespace {
+
+/// `cyto logs NAME` shows `want` (the output may take a moment to be written).
+bool pump_logs(const std::string& name, const std::string& want) {
+  for (int i = 0; i < 100; ++i) {
+    auto r = cli({"logs", name});
+    if (r.code() == 0 && contains(r.out + r.err, want))
+      return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+} // namespace

@@ -150,8 +150,8 @@ struct pod_info {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, pod_info& x) {
-  return f(caf::meta::type_name("pod_info"), x.spec, x.cell, x.pause_pid, x.running,
-           x.containers, x.ips, x.created_unix_nanos);
+  return f(caf::meta::type_name("pod_info"), x.spec, x.cell, x.pause_pid, x.running, x.containers,
+           x.ips, x.created_unix_nanos);
 }
 
 } // namespace cyto

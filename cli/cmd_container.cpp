@@ -30,17 +30,20 @@ schema::Containers::Client containers(client& c) {
 
 const char* state_name(schema::ContainerState s) {
   switch (s) {
-  case schema::ContainerState::CREATED: return "created";
-  case schema::ContainerState::RUNNING: return "running";
-  case schema::ContainerState::STOPPED: return "stopped";
+  case schema::ContainerState::CREATED:
+    return "created";
+  case schema::ContainerState::RUNNING:
+    return "running";
+  case schema::ContainerState::STOPPED:
+    return "stopped";
   }
   return "unknown";
 }
 
 int64_t now_nanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 std::string ago(int64_t unix_nanos) {
@@ -205,8 +208,8 @@ int engine_failure(const std::string& message) {
 
 void ensure_image(client& c, const std::string& image) {
   auto images = wait(c, c.node().imagesRequest().send()).getService();
-  auto req = images.getRequest();
-  req.setName(image);
+  auto req = images.inspectRequest();
+  req.setRef(image);
   try {
     req.send().wait(c.wait_scope());
   } catch (const kj::Exception& e) {
@@ -232,7 +235,8 @@ int run(const global_options& g, const run_flags& f) {
     fill_spec(f, req.initSpec());
     req.setWait(false);
     try {
-      auto info = req.send().wait(c.wait_scope()).getInfo();
+      auto resp = req.send().wait(c.wait_scope());
+      auto info = resp.getInfo();
       if (g.json)
         print_json(container_json(info));
       else
@@ -247,7 +251,8 @@ int run(const global_options& g, const run_flags& f) {
   fill_spec(f, create.initSpec());
   std::string name, cell, exe;
   try {
-    auto info = create.send().wait(c.wait_scope()).getInfo();
+    auto resp = create.send().wait(c.wait_scope());
+    auto info = resp.getInfo();
     name = info.getSpec().getName();
     cell = info.getCell();
     exe = info.getExecutable();
@@ -260,7 +265,8 @@ int run(const global_options& g, const run_flags& f) {
   start.setWait(true);
   int code = 0;
   try {
-    auto info = start.send().wait(c.wait_scope()).getInfo();
+    auto resp = start.send().wait(c.wait_scope());
+    auto info = resp.getInfo();
     // The output stream ends when the shim exits; give its last lines a moment.
     c.wait_scope().poll();
     try {
@@ -300,10 +306,12 @@ int ps(const global_options& g, bool all) {
       command = command.substr(0, 19) + "...";
     std::string status;
     switch (x.getState()) {
-    case schema::ContainerState::CREATED: status = "Created"; break;
+    case schema::ContainerState::CREATED:
+      status = "Created";
+      break;
     case schema::ContainerState::RUNNING:
       status = "Up " + human_duration(static_cast<uint64_t>(
-                         std::max<int64_t>(0, now_nanos() - x.getStartedUnixNanos())));
+                           std::max<int64_t>(0, now_nanos() - x.getStartedUnixNanos())));
       break;
     case schema::ContainerState::STOPPED:
       status = "Exited (" + std::to_string(x.getExitCode()) + ") " + ago(x.getFinishedUnixNanos());
@@ -312,9 +320,10 @@ int ps(const global_options& g, bool all) {
     std::string name = x.getSpec().getName();
     if (x.getSpec().getPod().size() > 0)
       name += " (pod " + std::string{x.getSpec().getPod().cStr()} + ")";
-    std::printf("%-12s  %-28s  %-22s  %-14s  %-22s  %s\n", std::string{x.getId()}.substr(0, 12).c_str(),
-                x.getImageName().cStr(), command.c_str(), ago(x.getCreatedUnixNanos()).c_str(),
-                status.c_str(), name.c_str());
+    std::printf("%-12s  %-28s  %-22s  %-14s  %-22s  %s\n",
+                std::string{x.getId()}.substr(0, 12).c_str(), x.getImageName().cStr(),
+                command.c_str(), ago(x.getCreatedUnixNanos()).c_str(), status.c_str(),
+                name.c_str());
   }
   return 0;
 }
@@ -342,7 +351,8 @@ int exec(const global_options& g, const exec_flags& f) {
   req.setUser(f.user);
   std::string cell, exe;
   try {
-    auto info = req.send().wait(c.wait_scope()).getInfo();
+    auto resp = req.send().wait(c.wait_scope());
+    auto info = resp.getInfo();
     cell = info.getCell();
     exe = info.getExecutable();
   } catch (const kj::Exception& e) {
@@ -353,7 +363,8 @@ int exec(const global_options& g, const exec_flags& f) {
   auto w = cells.waitRequest();
   w.setCellName(cell);
   w.setExecutableName(exe);
-  auto status = wait(c, w.send()).getStatus();
+  auto waited = wait(c, w.send());
+  auto status = waited.getStatus();
   try {
     output.wait(c.wait_scope());
   } catch (const kj::Exception&) {
@@ -377,7 +388,8 @@ int stop(const global_options& g, const target_flags& f) {
     req.setName(n);
     req.setTimeoutMs(f.timeout_s * 1000);
     try {
-      auto info = req.send().wait(c.wait_scope()).getInfo();
+      auto resp = req.send().wait(c.wait_scope());
+      auto info = resp.getInfo();
       if (g.json)
         print_json(container_json(info));
       else
@@ -454,7 +466,8 @@ int wait_cmd(const global_options& g, const target_flags& f) {
   for (auto& n : f.names) {
     auto req = svc.waitRequest();
     req.setName(n);
-    auto info = wait(c, req.send()).getInfo();
+    auto resp = wait(c, req.send());
+    auto info = resp.getInfo();
     last = info.getExitCode();
     std::printf("%d\n", last);
   }
@@ -466,7 +479,8 @@ int wait_cmd(const global_options& g, const target_flags& f) {
 std::pair<std::string, std::string> container_output(client& c, const std::string& name) {
   auto req = containers(c).inspectRequest();
   req.setName(name);
-  auto info = wait(c, req.send()).getInfo();
+  auto resp = wait(c, req.send());
+  auto info = resp.getInfo();
   return {info.getCell(), info.getExecutable()};
 }
 
@@ -481,26 +495,30 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
   };
 
   auto* run_cmd = app.add_subcommand(
-    "run", "run a container from an image (pulled if missing): IMAGE [COMMAND [ARG...]]");
+      "run", "run a container from an image (pulled if missing): IMAGE [COMMAND [ARG...]]");
   run_cmd->footer("The container's output is shown and its exit code becomes cyto's; failures "
                   "of cyto itself exit 125, a command missing in the image 127.\n"
                   "Example: cyto run --rm demo echo hello");
   run_cmd->add_flag("--rm", rf.rm, "remove the container once it has exited");
   run_cmd->add_flag("-d,--detach", rf.detach, "run in the background and print its id");
   run_cmd->add_option("--name", rf.name, "container name (default: generated)");
-  run_cmd->add_option("-e,--env", rf.env, "set KEY=VALUE (KEY alone: take it from here); repeat")->allow_extra_args(false);
+  run_cmd->add_option("-e,--env", rf.env, "set KEY=VALUE (KEY alone: take it from here); repeat")
+      ->allow_extra_args(false);
   run_cmd->add_option("-m,--memory", rf.limits.memory, "memory limit (256M, 1G)");
   run_cmd->add_option("--cpus", rf.limits.cpus, "CPU limit in CPUs (0.5)");
   run_cmd->add_option("--pids-limit", rf.limits.pids, "most processes in the container");
   run_cmd->add_option("--pod", rf.pod, "run in this pod (shares its network, ipc and hostname)");
   run_cmd->add_option("--network", rf.network, "attach to this network");
-  run_cmd->add_option("-p,--publish", rf.ports, "publish HOST_PORT:CONTAINER_PORT[/udp]; repeat")->allow_extra_args(false);
+  run_cmd->add_option("-p,--publish", rf.ports, "publish HOST_PORT:CONTAINER_PORT[/udp]; repeat")
+      ->allow_extra_args(false);
   run_cmd->add_option("--hostname", rf.hostname, "hostname (default: the name)");
   run_cmd->add_option("--entrypoint", rf.entrypoint, "replace the image's entrypoint");
   run_cmd->add_option("-u,--user", rf.user, "USER[:GROUP] or UID[:GID] in the container");
   run_cmd->add_option("-w,--workdir", rf.workdir, "working directory in the container");
-  run_cmd->add_flag("--read-only", rf.read_only, "mount the rootfs read-only (/tmp stays writable)");
-  run_cmd->add_option("--cap-add", rf.cap_add, "add a capability (NET_ADMIN, ALL); repeat")->allow_extra_args(false);
+  run_cmd->add_flag("--read-only", rf.read_only,
+                    "mount the rootfs read-only (/tmp stays writable)");
+  run_cmd->add_option("--cap-add", rf.cap_add, "add a capability (NET_ADMIN, ALL); repeat")
+      ->allow_extra_args(false);
   // IMAGE [COMMAND [ARG...]]: everything from the image on is the container's.
   run_cmd->prefix_command();
   common(run_cmd);
@@ -515,7 +533,7 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
   ps_cmd->callback([&] { action = [&] { return ps(g, all); }; });
 
   auto* exec_cmd = app.add_subcommand(
-    "exec", "run a command in a running container: NAME COMMAND [ARG...]; exits with its code");
+      "exec", "run a command in a running container: NAME COMMAND [ARG...]; exits with its code");
   exec_cmd->add_option("-e,--env", ef.env, "set KEY=VALUE; repeat")->allow_extra_args(false);
   exec_cmd->add_option("-w,--workdir", ef.workdir, "working directory");
   exec_cmd->add_option("-u,--user", ef.user, "UID[:GID]");

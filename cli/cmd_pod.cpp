@@ -68,15 +68,16 @@ int create(const global_options& g, const pod_flags& f) {
   auto ports = s.initPorts(f.ports.size());
   for (size_t i = 0; i < f.ports.size(); ++i) {
     std::smatch m;
-    if (!std::regex_match(f.ports[i], m, re) || std::stoul(m[2].str()) > 65535
-        || std::stoul(m[3].str()) > 65535)
+    if (!std::regex_match(f.ports[i], m, re) || std::stoul(m[2].str()) > 65535 ||
+        std::stoul(m[3].str()) > 65535)
       bad("-p: '" + f.ports[i] + "' is not [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]");
     ports[i].setHostIp(m[1].str());
     ports[i].setHostPort(static_cast<uint16_t>(std::stoul(m[2].str())));
     ports[i].setContainerPort(static_cast<uint16_t>(std::stoul(m[3].str())));
     ports[i].setProtocol(m[4].matched ? m[4].str() : "tcp");
   }
-  auto info = wait(c, req.send()).getInfo();
+  auto resp = wait(c, req.send());
+  auto info = resp.getInfo();
   if (g.json)
     print_json(pod_json(info));
   else
@@ -114,7 +115,8 @@ int stop(const global_options& g, const pod_flags& f) {
     auto req = svc.stopRequest();
     req.setName(n);
     req.setTimeoutMs(f.timeout_s * 1000);
-    auto info = wait(c, req.send()).getInfo();
+    auto resp = wait(c, req.send());
+    auto info = resp.getInfo();
     if (g.json)
       print_json(pod_json(info));
     else
@@ -141,7 +143,7 @@ int remove(const global_options& g, const pod_flags& f) {
 void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& action) {
   static pod_flags f;
   auto* pod = app.add_subcommand(
-    "pod", "pods: containers sharing network, ipc and hostname (cyto run --pod NAME ...)");
+      "pod", "pods: containers sharing network, ipc and hostname (cyto run --pod NAME ...)");
   pod->require_subcommand(1);
   auto common = [&g](CLI::App* sub) {
     sub->add_option("--socket", g.socket, "cytod's socket");
@@ -151,7 +153,7 @@ void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& ac
   create_cmd->add_option("name", f.name, "pod name (also its hostname)")->required();
   create_cmd->add_option("--network", f.network, "attach the pod to this network");
   create_cmd->add_option("-p,--publish", f.ports, "publish HOST_PORT:CONTAINER_PORT[/udp]")
-    ->allow_extra_args(false);
+      ->allow_extra_args(false);
   create_cmd->add_option("-m,--memory", f.memory, "memory limit of the whole pod (256M)");
   create_cmd->add_option("--cpus", f.cpus, "CPU limit of the whole pod (0.5)");
   common(create_cmd);

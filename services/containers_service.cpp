@@ -117,39 +117,39 @@ void to_capnp(const pod_info& x, schema::PodInfo::Builder out) {
 
 class containers_service final : public schema::Containers::Server {
 public:
-  containers_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {
-  }
+  containers_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {}
 
   kj::Promise<void> create(CreateContext context) override {
     return bridge_.request(actor_, create_atom::value, from_capnp(context.getParams().getSpec()))
-      .then([context](container_info info) mutable {
-        to_capnp(info, context.getResults().initInfo());
-      });
+        .then([context](container_info info) mutable {
+          to_capnp(info, context.getResults().initInfo());
+        });
   }
 
   kj::Promise<void> start(StartContext context) override {
     auto p = context.getParams();
     return bridge_.request(actor_, start_atom::value, std::string{p.getName()}, p.getWait())
-      .then([context](container_info info) mutable {
-        to_capnp(info, context.getResults().initInfo());
-      });
+        .then([context](container_info info) mutable {
+          to_capnp(info, context.getResults().initInfo());
+        });
   }
 
   kj::Promise<void> run(RunContext context) override {
     auto p = context.getParams();
     return bridge_.request(actor_, run_atom::value, from_capnp(p.getSpec()), p.getWait())
-      .then([context](container_info info) mutable {
-        to_capnp(info, context.getResults().initInfo());
-      });
+        .then([context](container_info info) mutable {
+          to_capnp(info, context.getResults().initInfo());
+        });
   }
 
   kj::Promise<void> stop(StopContext context) override {
     auto p = context.getParams();
     return bridge_
-      .request(actor_, stop_atom::value, std::string{p.getName()}, p.getSignal(), p.getTimeoutMs())
-      .then([context](container_info info) mutable {
-        to_capnp(info, context.getResults().initInfo());
-      });
+        .request(actor_, stop_atom::value, std::string{p.getName()}, p.getSignal(),
+                 p.getTimeoutMs())
+        .then([context](container_info info) mutable {
+          to_capnp(info, context.getResults().initInfo());
+        });
   }
 
   kj::Promise<void> kill(KillContext context) override {
@@ -164,37 +164,37 @@ public:
 
   kj::Promise<void> list(ListContext context) override {
     return bridge_.request(actor_, list_atom::value)
-      .then([context](std::vector<container_info> all) mutable {
-        auto out = context.getResults().initContainers(all.size());
-        for (uint i = 0; i < all.size(); ++i)
-          to_capnp(all[i], out[i]);
-      });
+        .then([context](std::vector<container_info> all) mutable {
+          auto out = context.getResults().initContainers(all.size());
+          for (uint i = 0; i < all.size(); ++i)
+            to_capnp(all[i], out[i]);
+        });
   }
 
   kj::Promise<void> inspect(InspectContext context) override {
     return bridge_.request(actor_, get_atom::value, std::string{context.getParams().getName()})
-      .then([context](container_info info) mutable {
-        to_capnp(info, context.getResults().initInfo());
-      });
+        .then([context](container_info info) mutable {
+          to_capnp(info, context.getResults().initInfo());
+        });
   }
 
   kj::Promise<void> exec(ExecContext context) override {
     auto p = context.getParams();
     exec_spec spec{p.getName(), texts(p.getArgv()), texts(p.getEnv()), p.getCwd(), p.getUser()};
     return bridge_.request(actor_, exec_atom::value, std::move(spec))
-      .then([context](exec_info info) mutable {
-        auto out = context.getResults().initInfo();
-        out.setCell(info.cell);
-        out.setExecutable(info.executable);
-        out.setPid(info.pid);
-      });
+        .then([context](exec_info info) mutable {
+          auto out = context.getResults().initInfo();
+          out.setCell(info.cell);
+          out.setExecutable(info.executable);
+          out.setPid(info.pid);
+        });
   }
 
   kj::Promise<void> wait(WaitContext context) override {
     return bridge_.request(actor_, wait_atom::value, std::string{context.getParams().getName()})
-      .then([context](container_info info) mutable {
-        to_capnp(info, context.getResults().initInfo());
-      });
+        .then([context](container_info info) mutable {
+          to_capnp(info, context.getResults().initInfo());
+        });
   }
 
 private:
@@ -204,8 +204,7 @@ private:
 
 class pods_service final : public schema::Pods::Server {
 public:
-  pods_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {
-  }
+  pods_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {}
 
   kj::Promise<void> create(CreateContext context) override {
     auto s = context.getParams().getSpec();
@@ -216,7 +215,8 @@ public:
     spec.network = s.getNetwork();
     spec.ports = from_capnp(s.getPorts());
     return bridge_.request(actor_, create_atom::value, std::move(spec))
-      .then([context](pod_info info) mutable { to_capnp(info, context.getResults().initInfo()); });
+        .then(
+            [context](pod_info info) mutable { to_capnp(info, context.getResults().initInfo()); });
   }
 
   kj::Promise<void> addContainer(AddContainerContext context) override {
@@ -224,17 +224,18 @@ public:
     auto spec = from_capnp(p.getSpec());
     spec.pod = p.getPod();
     return bridge_.request(actor_, run_atom::value, std::move(spec), false)
-      .then([context](container_info info) mutable {
-        to_capnp(info, context.getResults().initInfo());
-      });
+        .then([context](container_info info) mutable {
+          to_capnp(info, context.getResults().initInfo());
+        });
   }
 
   kj::Promise<void> stop(StopContext context) override {
     auto p = context.getParams();
     return bridge_
-      .request(actor_, stop_atom::value, pod_atom::value, std::string{p.getName()},
-               p.getTimeoutMs())
-      .then([context](pod_info info) mutable { to_capnp(info, context.getResults().initInfo()); });
+        .request(actor_, stop_atom::value, pod_atom::value, std::string{p.getName()},
+                 p.getTimeoutMs())
+        .then(
+            [context](pod_info info) mutable { to_capnp(info, context.getResults().initInfo()); });
   }
 
   kj::Promise<void> remove(RemoveContext context) override {
@@ -245,11 +246,11 @@ public:
 
   kj::Promise<void> list(ListContext context) override {
     return bridge_.request(actor_, list_atom::value, pod_atom::value)
-      .then([context](std::vector<pod_info> all) mutable {
-        auto out = context.getResults().initPods(all.size());
-        for (uint i = 0; i < all.size(); ++i)
-          to_capnp(all[i], out[i]);
-      });
+        .then([context](std::vector<pod_info> all) mutable {
+          auto out = context.getResults().initPods(all.size());
+          for (uint i = 0; i < all.size(); ++i)
+            to_capnp(all[i], out[i]);
+        });
   }
 
 private:

@@ -36,7 +36,7 @@ std::vector<std::string> strings_at(const json& j, const char* key) {
 /// A regular file of the rootfs (never through a symlink: the rootfs is not trusted).
 std::string read_rootfs_file(const std::string& rootfs, const std::string& rel) {
   auto path = rootfs + "/" + rel;
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20))
     return {};
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -65,8 +65,8 @@ std::vector<std::string> fields(const std::string& line, char sep) {
 }
 
 bool numeric(const std::string& s) {
-  return !s.empty() && s.size() <= 10
-         && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return !s.empty() && s.size() <= 10 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 /// Looks `name` (or a numeric id) up in a passwd/group style file: {id, gid-field}.
@@ -149,16 +149,47 @@ std::string cap_name(std::string c) {
 
 /// Known capability names (up to CAP_CHECKPOINT_RESTORE, 40).
 const std::vector<std::string>& all_caps() {
-  static const std::vector<std::string> names{
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"};
+  static const std::vector<std::string> names{"CAP_CHOWN",
+                                              "CAP_DAC_OVERRIDE",
+                                              "CAP_DAC_READ_SEARCH",
+                                              "CAP_FOWNER",
+                                              "CAP_FSETID",
+                                              "CAP_KILL",
+                                              "CAP_SETGID",
+                                              "CAP_SETUID",
+                                              "CAP_SETPCAP",
+                                              "CAP_LINUX_IMMUTABLE",
+                                              "CAP_NET_BIND_SERVICE",
+                                              "CAP_NET_BROADCAST",
+                                              "CAP_NET_ADMIN",
+                                              "CAP_NET_RAW",
+                                              "CAP_IPC_LOCK",
+                                              "CAP_IPC_OWNER",
+                                              "CAP_SYS_MODULE",
+                                              "CAP_SYS_RAWIO",
+                                              "CAP_SYS_CHROOT",
+                                              "CAP_SYS_PTRACE",
+                                              "CAP_SYS_PACCT",
+                                              "CAP_SYS_ADMIN",
+                                              "CAP_SYS_BOOT",
+                                              "CAP_SYS_NICE",
+                                              "CAP_SYS_RESOURCE",
+                                              "CAP_SYS_TIME",
+                                              "CAP_SYS_TTY_CONFIG",
+                                              "CAP_MKNOD",
+                                              "CAP_LEASE",
+                                              "CAP_AUDIT_WRITE",
+                                              "CAP_AUDIT_CONTROL",
+                                              "CAP_SETFCAP",
+                                              "CAP_MAC_OVERRIDE",
+                                              "CAP_MAC_ADMIN",
+                                              "CAP_SYSLOG",
+                                              "CAP_WAKE_ALARM",
+                                              "CAP_BLOCK_SUSPEND",
+                                              "CAP_AUDIT_READ",
+                                              "CAP_PERFMON",
+                                              "CAP_BPF",
+                                              "CAP_CHECKPOINT_RESTORE"};
   return names;
 }
 
@@ -195,8 +226,8 @@ std::string resolv_file(const bundle_request& r) {
   std::istringstream in{r.host_resolv_conf};
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("nameserver", 0) == 0
-        && (line.find(" 127.") != std::string::npos || line.find(" ::1") != std::string::npos))
+    if (line.rfind("nameserver", 0) == 0 &&
+        (line.find(" 127.") != std::string::npos || line.find(" ::1") != std::string::npos))
       continue;
     out += line + "\n";
   }
@@ -206,9 +237,9 @@ std::string resolv_file(const bundle_request& r) {
 } // namespace
 
 const std::vector<std::string>& default_capabilities() {
-  static const std::vector<std::string> caps{
-    "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE",
-    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"};
+  static const std::vector<std::string> caps{"CHOWN",   "DAC_OVERRIDE",     "FOWNER",    "FSETID",
+                                             "KILL",    "NET_BIND_SERVICE", "SETFCAP",   "SETGID",
+                                             "SETPCAP", "SETUID",           "SYS_CHROOT"};
   return caps;
 }
 
@@ -238,14 +269,14 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
   bundle_files out;
   // Docker's rule: an entrypoint given by the user drops the image's cmd too.
   auto entry = spec.entrypoint.empty() ? img.entrypoint : spec.entrypoint;
-  auto cmd = !spec.args.empty() ? spec.args
+  auto cmd = !spec.args.empty()        ? spec.args
              : spec.entrypoint.empty() ? img.cmd
                                        : std::vector<std::string>{};
   out.command = entry;
   out.command.insert(out.command.end(), cmd.begin(), cmd.end());
   if (out.command.empty() || out.command.front().empty())
-    return bad("no command: the image " + spec.image
-               + " has no Entrypoint or Cmd; give one after the image name");
+    return bad("no command: the image " + spec.image +
+               " has no Entrypoint or Cmd; give one after the image name");
   auto env = merge_env(img.env, spec.env);
   if (!env)
     return env.error();
@@ -296,20 +327,34 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
                 {"options", {"rbind", "rprivate"}}};
   };
   json mounts = json::array({
-    {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"},
-     {"options", {"nosuid", "noexec", "nodev"}}},
-    {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
-     {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
-    {{"destination", "/dev/pts"}, {"type", "devpts"}, {"source", "devpts"},
-     {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
-    {{"destination", "/dev/shm"}, {"type", "tmpfs"}, {"source", "shm"},
-     {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}}},
-    {{"destination", "/dev/mqueue"}, {"type", "mqueue"}, {"source", "mqueue"},
-     {"options", {"nosuid", "noexec", "nodev"}}},
-    {{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"},
-     {"options", {"nosuid", "noexec", "nodev", "ro"}}},
-    {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"},
-     {"options", {"nosuid", "nodev", "mode=1777"}}},
+      {{"destination", "/proc"},
+       {"type", "proc"},
+       {"source", "proc"},
+       {"options", {"nosuid", "noexec", "nodev"}}},
+      {{"destination", "/dev"},
+       {"type", "tmpfs"},
+       {"source", "tmpfs"},
+       {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
+      {{"destination", "/dev/pts"},
+       {"type", "devpts"},
+       {"source", "devpts"},
+       {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
+      {{"destination", "/dev/shm"},
+       {"type", "tmpfs"},
+       {"source", "shm"},
+       {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}}},
+      {{"destination", "/dev/mqueue"},
+       {"type", "mqueue"},
+       {"source", "mqueue"},
+       {"options", {"nosuid", "noexec", "nodev"}}},
+      {{"destination", "/sys"},
+       {"type", "sysfs"},
+       {"source", "sysfs"},
+       {"options", {"nosuid", "noexec", "nodev", "ro"}}},
+      {{"destination", "/tmp"},
+       {"type", "tmpfs"},
+       {"source", "tmpfs"},
+       {"options", {"nosuid", "nodev", "mode=1777"}}},
   });
   // A read-only rootfs keeps /tmp writable (podman's --read-only-tmpfs); otherwise /tmp
   // is the image's own directory.
@@ -326,25 +371,23 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
                {"env", *env},
                {"cwd", cwd},
                {"capabilities", capabilities},
-               {"rlimits", {{{"type", "RLIMIT_NOFILE"}, {"soft", 1048576}, {"hard", 1048576}}}},
                {"noNewPrivileges", false}};
   json linux{
-    {"namespaces", namespaces},
-    {"maskedPaths",
-     {"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-      "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-      "/sys/fs/selinux", "/sys/dev/block"}},
-    {"readonlyPaths",
-     {"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-      "/proc/sysrq-trigger"}},
+      {"namespaces", namespaces},
+      {"maskedPaths",
+       {"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/fs/selinux",
+        "/sys/dev/block"}},
+      {"readonlyPaths",
+       {"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}},
   };
-  json config{{"ociVersion", "1.0.2"},
-              {"root", {{"path", "rootfs"}, {"readonly", spec.read_only}}},
-              {"process", process},
-              {"mounts", mounts},
-              {"linux", linux},
-              {"annotations", {{"io.cyto.container.name", spec.name},
-                               {"io.cyto.image", spec.image}}}};
+  json config{
+      {"ociVersion", "1.0.2"},
+      {"root", {{"path", "rootfs"}, {"readonly", spec.read_only}}},
+      {"process", process},
+      {"mounts", mounts},
+      {"linux", linux},
+      {"annotations", {{"io.cyto.container.name", spec.name}, {"io.cyto.image", spec.image}}}};
   if (own_uts)
     config["hostname"] = req.hostname;
   out.config_json = config.dump(2) + "\n";
@@ -356,12 +399,11 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
 
 caf::error write_bundle(const bundle_files& files, const std::string& bundle) {
   std::vector<std::string> written;
-  for (auto& [name, text] :
-       std::initializer_list<std::pair<const char*, const std::string*>>{
-         {"config.json", &files.config_json},
-         {"hosts", &files.hosts},
-         {"hostname", &files.hostname},
-         {"resolv.conf", &files.resolv_conf}}) {
+  for (auto& [name, text] : std::initializer_list<std::pair<const char*, const std::string*>>{
+           {"config.json", &files.config_json},
+           {"hosts", &files.hosts},
+           {"hostname", &files.hostname},
+           {"resolv.conf", &files.resolv_conf}}) {
     auto path = bundle + "/" + name;
     std::ofstream out{path, std::ios::trunc};
     out << *text;

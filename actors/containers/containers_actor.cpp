@@ -52,8 +52,7 @@ struct container_row {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, container_row& x) {
-  return f(caf::meta::type_name("container_row"), x.info, x.start_time, x.shim_pid,
-           x.net_attached);
+  return f(caf::meta::type_name("container_row"), x.info, x.start_time, x.shim_pid, x.net_attached);
 }
 
 struct pod_row {
@@ -73,8 +72,8 @@ void deliver_ok(caf::typed_response_promise<void>& rp) {
 
 int64_t now_nanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 std::string random_id() {
@@ -96,8 +95,8 @@ caf::error check_name(const std::string& what, const std::string& name) {
     ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
   if (!ok)
     return make_error(errc::invalid_argument,
-                      what + " name '" + name
-                        + "': 1-63 of [A-Za-z0-9_.-], starting with a letter or digit");
+                      what + " name '" + name +
+                          "': 1-63 of [A-Za-z0-9_.-], starting with a letter or digit");
   return {};
 }
 
@@ -198,16 +197,16 @@ pod_info pod_view(const containers_state& st, const containers_state::pod& p) {
 void with_network(self_ptr self, std::function<void(caf::expected<network_actor>)> k) {
   self->request(self->state.config.registry, caf::infinite, get_atom::value,
                 std::string{service_name::network})
-    .then(
-      [k](caf::strong_actor_ptr& h) {
-        if (!h)
-          return k(make_error(errc::unavailable, "no network actor runs on this node"));
-        k(caf::actor_cast<network_actor>(h));
-      },
-      [k](caf::error&) {
-        k(make_error(errc::unavailable,
-                     "networks are not available: no network actor runs on this node"));
-      });
+      .then(
+          [k](caf::strong_actor_ptr& h) {
+            if (!h)
+              return k(make_error(errc::unavailable, "no network actor runs on this node"));
+            k(caf::actor_cast<network_actor>(h));
+          },
+          [k](caf::error&) {
+            k(make_error(errc::unavailable,
+                         "networks are not available: no network actor runs on this node"));
+          });
 }
 
 void detach(self_ptr self, const std::string& owner) {
@@ -219,20 +218,22 @@ void detach(self_ptr self, const std::string& owner) {
 
 /// Spawns a blocking waiter for `path` (while `pid` lives) on a thread of its own.
 void wait_file(self_ptr self, const std::string& path, uint32_t pid,
-               std::chrono::milliseconds timeout, std::function<void(caf::expected<std::string>)> k) {
+               std::chrono::milliseconds timeout,
+               std::function<void(caf::expected<std::string>)> k) {
   auto waiter = self->spawn<caf::detached>(
-    [](file_waiter_actor::pointer w) -> file_waiter_actor::behavior_type {
-      return {[w](wait_atom, std::string& p, uint32_t pid, uint32_t ms) -> caf::result<std::string> {
-        auto r = wait_for_file(p, static_cast<pid_t>(pid), std::chrono::milliseconds{ms});
-        w->quit();
-        if (!r)
-          return std::move(r.error());
-        return std::move(*r);
-      }};
-    });
+      [](file_waiter_actor::pointer w) -> file_waiter_actor::behavior_type {
+        return {
+            [w](wait_atom, std::string& p, uint32_t pid, uint32_t ms) -> caf::result<std::string> {
+              auto r = wait_for_file(p, static_cast<pid_t>(pid), std::chrono::milliseconds{ms});
+              w->quit();
+              if (!r)
+                return std::move(r.error());
+              return std::move(*r);
+            }};
+      });
   self->request(waiter, caf::infinite, wait_atom::value, path, pid,
                 static_cast<uint32_t>(timeout.count()))
-    .then([k](std::string& text) { k(std::move(text)); }, [k](caf::error& err) { k(err); });
+      .then([k](std::string& text) { k(std::move(text)); }, [k](caf::error& err) { k(err); });
 }
 
 /// The error a shim wrote ({"error": "cyto.<code>: text", "exit_code": N}).
@@ -269,33 +270,36 @@ void dismantle(self_ptr self, const std::string& id, const std::string& name,
   if (net_attached)
     detach(self, "container/" + name);
   self->request(st.config.images, caf::infinite, unmount_atom::value, id)
-    .then(
-      [=] {
-        remove_bundle_dir(bundle_path(self->state, id));
-        self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false, true)
-          .then(
-            [=] {
-              self->state.db->erase(kind_container, id);
-              done({});
-            },
-            [=](caf::error& err) {
-              if (code_of(err) != errc::not_found)
-                self->state.log->error("free cell {} of container {}: {}", cell, name, render(err));
-              self->state.db->erase(kind_container, id);
-              done({});
-            });
-      },
-      [=](caf::error& err) {
-        if (code_of(err) != errc::not_found) {
-          self->state.log->error("unmount rootfs of container {}: {}", name, render(err));
-          // The bundle keeps its mounted rootfs: only its files go.
-        }
-        remove_bundle_dir(bundle_path(self->state, id));
-        self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false, true)
-          .then([=] {}, [](caf::error&) {});
-        self->state.db->erase(kind_container, id);
-        done({});
-      });
+      .then(
+          [=] {
+            remove_bundle_dir(bundle_path(self->state, id));
+            self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false,
+                          true)
+                .then(
+                    [=] {
+                      self->state.db->erase(kind_container, id);
+                      done({});
+                    },
+                    [=](caf::error& err) {
+                      if (code_of(err) != errc::not_found)
+                        self->state.log->error("free cell {} of container {}: {}", cell, name,
+                                               render(err));
+                      self->state.db->erase(kind_container, id);
+                      done({});
+                    });
+          },
+          [=](caf::error& err) {
+            if (code_of(err) != errc::not_found) {
+              self->state.log->error("unmount rootfs of container {}: {}", name, render(err));
+              // The bundle keeps its mounted rootfs: only its files go.
+            }
+            remove_bundle_dir(bundle_path(self->state, id));
+            self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false,
+                          true)
+                .then([=] {}, [](caf::error&) {});
+            self->state.db->erase(kind_container, id);
+            done({});
+          });
 }
 
 void remove_now(self_ptr self, const std::string& name, done_cb done) {
@@ -368,24 +372,34 @@ void on_shim_exit(self_ptr self, const std::string& id, exit_status shim) {
   for (auto& rp : c->waiters)
     rp.deliver(info);
   c->waiters.clear();
+  auto runners = std::move(c->runners);
+  c->runners.clear();
+  auto stopped = info;
   auto conts = std::move(c->on_exit);
   c->on_exit.clear();
   for (auto& k : conts)
     k();
   c = find_by_id(st, id);
-  if (c && c->info.spec.auto_remove && !c->removing)
-    remove_now(self, name, [](caf::error) {});
+  if (c && c->info.spec.auto_remove && !c->removing) {
+    remove_now(self, name, [runners, stopped](caf::error) mutable {
+      for (auto& rp : runners)
+        rp.deliver(stopped);
+    });
+    return;
+  }
+  for (auto& rp : runners)
+    rp.deliver(stopped);
 }
 
 void watch_shim(self_ptr self, const container& c) {
   auto id = c.info.id;
   self->request(self->state.config.cells, caf::infinite, wait_atom::value, c.info.cell,
                 c.info.executable)
-    .then([self, id](exit_status& s) { on_shim_exit(self, id, s); },
-          [self, id](caf::error& err) {
-            self->state.log->warn("lost the shim of container {}: {}", id, render(err));
-            on_shim_exit(self, id, exit_status{true, false, 0, 0});
-          });
+      .then([self, id](exit_status& s) { on_shim_exit(self, id, s); },
+            [self, id](caf::error& err) {
+              self->state.log->warn("lost the shim of container {}: {}", id, render(err));
+              on_shim_exit(self, id, exit_status{true, false, 0, 0});
+            });
 }
 
 // -- create ---------------------------------------------------------------------------
@@ -419,48 +433,47 @@ void fail_create(self_ptr self, job_ptr job, caf::error err) {
   auto free_cell = [self, job, finish] {
     if (!job->cell)
       return finish();
-    self->request(self->state.config.cells, caf::infinite, free_atom::value, job->info.cell,
-                  false, true)
-      .then([finish] { finish(); },
-            [self, job, finish](caf::error& e) {
-              self->state.log->error("free cell {}: {}", job->info.cell, render(e));
-              finish();
-            });
+    self->request(self->state.config.cells, caf::infinite, free_atom::value, job->info.cell, false,
+                  true)
+        .then([finish] { finish(); },
+              [self, job, finish](caf::error& e) {
+                self->state.log->error("free cell {}: {}", job->info.cell, render(e));
+                finish();
+              });
   };
   if (!job->mounted) {
     remove_bundle_dir(job->info.bundle);
     return free_cell();
   }
   self->request(st.config.images, caf::infinite, unmount_atom::value, job->info.id)
-    .then(
-      [self, job, free_cell] {
-        remove_bundle_dir(job->info.bundle);
-        free_cell();
-      },
-      [self, job, free_cell](caf::error& e) {
-        self->state.log->error("unmount rootfs {}: {}", job->info.id, render(e));
-        free_cell();
-      });
+      .then(
+          [self, job, free_cell] {
+            remove_bundle_dir(job->info.bundle);
+            free_cell();
+          },
+          [self, job, free_cell](caf::error& e) {
+            self->state.log->error("unmount rootfs {}: {}", job->info.id, render(e));
+            free_cell();
+          });
 }
 
 void create_started(self_ptr self, job_ptr job) {
-  auto& st = self->state;
   auto path = job->info.bundle + "/created.json";
   wait_file(self, path, job->shim.pid, create_timeout,
             [self, job](caf::expected<std::string> text) {
               auto& st = self->state;
               if (!text) {
                 auto why = tail_of(job->shim.stderr_path);
-                return fail_create(self, job,
-                                   make_error(errc::internal,
-                                              "the runtime shim did not create the container: "
-                                                + context_of(text.error())
-                                                + (why.empty() ? "" : ": " + why)));
+                return fail_create(
+                    self, job,
+                    make_error(errc::internal, "the runtime shim did not create the container: " +
+                                                   context_of(text.error()) +
+                                                   (why.empty() ? "" : ": " + why)));
               }
               auto j = json::parse(*text, nullptr, false);
               if (!j.is_object())
-                return fail_create(self, job, make_error(errc::internal,
-                                                         "created.json is not JSON: " + *text));
+                return fail_create(
+                    self, job, make_error(errc::internal, "created.json is not JSON: " + *text));
               if (j.contains("error"))
                 return fail_create(self, job, shim_error(j));
               auto& c = st.containers[job->info.spec.name];
@@ -523,12 +536,12 @@ void create_write_bundle(self_ptr self, job_ptr job) {
   exe.argv.insert(exe.argv.end(), {"shim", "--bundle", job->info.bundle, job->info.id});
   exe.description = "container " + job->info.spec.name + " (" + job->info.image_name + ")";
   self->request(st.config.cells, caf::infinite, start_atom::value, exe)
-    .then(
-      [self, job](executable_info& info) {
-        job->shim = info;
-        create_started(self, job);
-      },
-      [self, job](caf::error& err) { fail_create(self, job, err); });
+      .then(
+          [self, job](executable_info& info) {
+            job->shim = info;
+            create_started(self, job);
+          },
+          [self, job](caf::error& err) { fail_create(self, job, err); });
 }
 
 void create_mounted(self_ptr self, job_ptr job) {
@@ -543,13 +556,13 @@ void create_mounted(self_ptr self, job_ptr job) {
     req.ports = job->spec.ports;
     req.ifname = "eth0";
     self->request(*net, caf::infinite, attach_atom::value, req)
-      .then(
-        [self, job](net_attachment& a) {
-          job->attachment = std::move(a);
-          job->attached = true;
-          create_write_bundle(self, job);
-        },
-        [self, job](caf::error& err) { fail_create(self, job, err); });
+        .then(
+            [self, job](net_attachment& a) {
+              job->attachment = std::move(a);
+              job->attached = true;
+              create_write_bundle(self, job);
+            },
+            [self, job](caf::error& err) { fail_create(self, job, err); });
   });
 }
 
@@ -602,39 +615,39 @@ void create(self_ptr self, container_spec spec, info_cb done) {
     return job->done(err);
   }
   self->request(st.config.images, caf::infinite, get_atom::value, spec.image)
-    .then(
-      [self, job](image_info& img) {
-        auto& st = self->state;
-        job->image = img;
-        job->info.image_name = img.name;
-        job->info.image_digest = img.manifest_digest;
-        cell_spec cs;
-        cs.name = job->info.cell;
-        cs.limits = job->spec.limits;
-        self->request(st.config.cells, caf::infinite, allocate_atom::value, cs)
-          .then(
-            [self, job](cell_info&) {
-              job->cell = true;
-              std::error_code ec;
-              fs::create_directories(job->info.bundle, ec);
-              if (ec)
-                return fail_create(self, job,
-                                   make_error(errc::unavailable, "create bundle dir "
-                                                                   + job->info.bundle + ": "
-                                                                   + ec.message()));
-              ::chmod(job->info.bundle.c_str(), 0700);
-              self->request(self->state.config.images, caf::infinite, mount_atom::value,
-                            job->image.name, job->info.id, job->info.bundle + "/rootfs")
+      .then(
+          [self, job](image_info& img) {
+            auto& st = self->state;
+            job->image = img;
+            job->info.image_name = img.name;
+            job->info.image_digest = img.manifest_digest;
+            cell_spec cs;
+            cs.name = job->info.cell;
+            cs.limits = job->spec.limits;
+            self->request(st.config.cells, caf::infinite, allocate_atom::value, cs)
                 .then(
-                  [self, job](rootfs_info&) {
-                    job->mounted = true;
-                    create_mounted(self, job);
-                  },
-                  [self, job](caf::error& err) { fail_create(self, job, err); });
-            },
-            [self, job](caf::error& err) { fail_create(self, job, err); });
-      },
-      [self, job](caf::error& err) { fail_create(self, job, err); });
+                    [self, job](cell_info&) {
+                      job->cell = true;
+                      std::error_code ec;
+                      fs::create_directories(job->info.bundle, ec);
+                      if (ec)
+                        return fail_create(self, job,
+                                           make_error(errc::unavailable, "create bundle dir " +
+                                                                             job->info.bundle +
+                                                                             ": " + ec.message()));
+                      ::chmod(job->info.bundle.c_str(), 0700);
+                      self->request(self->state.config.images, caf::infinite, mount_atom::value,
+                                    job->image.name, job->info.id, job->info.bundle + "/rootfs")
+                          .then(
+                              [self, job](rootfs_info&) {
+                                job->mounted = true;
+                                create_mounted(self, job);
+                              },
+                              [self, job](caf::error& err) { fail_create(self, job, err); });
+                    },
+                    [self, job](caf::error& err) { fail_create(self, job, err); });
+          },
+          [self, job](caf::error& err) { fail_create(self, job, err); });
 }
 
 // -- start, stop ----------------------------------------------------------------------
@@ -646,20 +659,20 @@ caf::error start(self_ptr self, const std::string& text, bool wait,
   if (!c)
     return no_container(text);
   if (c->info.state == container_state::running)
-    return make_error(errc::failed_precondition, "container " + c->info.spec.name
-                                                   + " is already running");
+    return make_error(errc::failed_precondition,
+                      "container " + c->info.spec.name + " is already running");
   if (c->info.state == container_state::stopped)
     return make_error(errc::failed_precondition,
-                      "container " + c->info.spec.name
-                        + " has stopped; a stopped container cannot be started again");
+                      "container " + c->info.spec.name +
+                          " has stopped; a stopped container cannot be started again");
   if (!c->starting.empty())
     return make_error(errc::failed_precondition,
                       "container " + c->info.spec.name + " is being started");
   if (!signal_checked(static_cast<pid_t>(c->shim_pid), 0, SIGUSR1))
-    return make_error(errc::unavailable, "the runtime shim of container " + c->info.spec.name
-                                           + " is gone");
+    return make_error(errc::unavailable,
+                      "the runtime shim of container " + c->info.spec.name + " is gone");
   if (wait)
-    c->waiters.push_back(rp);
+    c->runners.push_back(rp);
   else
     c->starting.push_back(rp);
   auto id = c->info.id;
@@ -740,24 +753,24 @@ void stop_pause(self_ptr self, const std::string& pod, uint32_t timeout_ms,
     return k();
   self->request(st.config.cells, caf::infinite, stop_atom::value, p->second.info.cell,
                 std::string{pause_exe}, int32_t{SIGTERM}, timeout_ms)
-    .then(
-      [self, pod, k](exit_status&) {
-        auto& st = self->state;
-        if (auto p = st.pods.find(pod); p != st.pods.end()) {
-          p->second.info.running = false;
-          p->second.info.pause_pid = 0;
-          if (p->second.net_attached) {
-            detach(self, "pod/" + pod);
-            p->second.net_attached = false;
-          }
-          persist(self, p->second, "ready");
-        }
-        k();
-      },
-      [self, pod, k](caf::error& err) {
-        self->state.log->warn("stop pause process of pod {}: {}", pod, render(err));
-        k();
-      });
+      .then(
+          [self, pod, k](exit_status&) {
+            auto& st = self->state;
+            if (auto p = st.pods.find(pod); p != st.pods.end()) {
+              p->second.info.running = false;
+              p->second.info.pause_pid = 0;
+              if (p->second.net_attached) {
+                detach(self, "pod/" + pod);
+                p->second.net_attached = false;
+              }
+              persist(self, p->second, "ready");
+            }
+            k();
+          },
+          [self, pod, k](caf::error& err) {
+            self->state.log->warn("stop pause process of pod {}: {}", pod, render(err));
+            k();
+          });
 }
 
 void create_pod(self_ptr self, pod_spec spec, caf::typed_response_promise<pod_info> rp) {
@@ -775,7 +788,8 @@ void create_pod(self_ptr self, pod_spec spec, caf::typed_response_promise<pod_in
       detach(self, "pod/" + spec.name);
     st.pods.erase(spec.name);
     self->request(st.config.cells, caf::infinite, free_atom::value, cell, true, true)
-      .then([self, spec, rp, err]() mutable {
+        .then(
+            [self, spec, rp, err]() mutable {
               self->state.db->erase(kind_pod, spec.name);
               rp.deliver(err);
             },
@@ -790,64 +804,62 @@ void create_pod(self_ptr self, pod_spec spec, caf::typed_response_promise<pod_in
   cs.isolate_process = true;
   cs.isolate_network = true;
   self->request(st.config.cells, caf::infinite, allocate_atom::value, cs)
-    .then(
-      [self, spec, rp, fail](cell_info&) mutable {
-        auto& st = self->state;
-        executable_spec exe;
-        exe.cell = std::string{pods_cell} + "/" + spec.name;
-        exe.name = pause_exe;
-        exe.argv = {st.config.runtime_path, "idle"};
-        exe.description = "pause process of pod " + spec.name;
-        self->request(st.config.cells, caf::infinite, start_atom::value, exe)
-          .then(
-            [self, spec, rp, fail](executable_info& info) mutable {
-              auto& st = self->state;
-              auto& p = st.pods[spec.name];
-              p.info.pause_pid = info.pid;
-              p.info.running = true;
-              auto finish = [self, spec, rp]() mutable {
-                auto& p = self->state.pods[spec.name];
-                persist(self, p, "ready");
-                self->state.log->info("created pod {} pause pid={}", spec.name,
-                                      p.info.pause_pid);
-                rp.deliver(pod_view(self->state, p));
-              };
-              if (spec.network.empty())
-                return finish();
-              with_network(self, [self, spec, info, fail, finish](
-                                   caf::expected<network_actor> net) mutable {
-                if (!net)
-                  return fail(net.error());
-                attach_request req;
-                req.owner = "pod/" + spec.name;
-                req.network = spec.network;
-                req.ports = spec.ports;
-                req.netns_path = "/proc/" + std::to_string(info.pid) + "/ns/net";
-                req.ifname = "eth0";
-                self->request(*net, caf::infinite, attach_atom::value, req)
-                  .then(
-                    [self, spec, finish](net_attachment& a) mutable {
-                      auto& p = self->state.pods[spec.name];
-                      p.net_attached = true;
-                      p.info.ips = a.ips;
-                      finish();
+      .then(
+          [self, spec, rp, fail](cell_info&) mutable {
+            auto& st = self->state;
+            executable_spec exe;
+            exe.cell = std::string{pods_cell} + "/" + spec.name;
+            exe.name = pause_exe;
+            exe.argv = {st.config.runtime_path, "idle"};
+            exe.description = "pause process of pod " + spec.name;
+            self->request(st.config.cells, caf::infinite, start_atom::value, exe)
+                .then(
+                    [self, spec, rp, fail](executable_info& info) mutable {
+                      auto& st = self->state;
+                      auto& p = st.pods[spec.name];
+                      p.info.pause_pid = info.pid;
+                      p.info.running = true;
+                      auto finish = [self, spec, rp]() mutable {
+                        auto& p = self->state.pods[spec.name];
+                        persist(self, p, "ready");
+                        self->state.log->info("created pod {} pause pid={}", spec.name,
+                                              p.info.pause_pid);
+                        rp.deliver(pod_view(self->state, p));
+                      };
+                      if (spec.network.empty())
+                        return finish();
+                      with_network(self, [self, spec, info, fail,
+                                          finish](caf::expected<network_actor> net) mutable {
+                        if (!net)
+                          return fail(net.error());
+                        attach_request req;
+                        req.owner = "pod/" + spec.name;
+                        req.network = spec.network;
+                        req.ports = spec.ports;
+                        req.netns_path = "/proc/" + std::to_string(info.pid) + "/ns/net";
+                        req.ifname = "eth0";
+                        self->request(*net, caf::infinite, attach_atom::value, req)
+                            .then(
+                                [self, spec, finish](net_attachment& a) mutable {
+                                  auto& p = self->state.pods[spec.name];
+                                  p.net_attached = true;
+                                  p.info.ips = a.ips;
+                                  finish();
+                                },
+                                [fail](caf::error& err) mutable { fail(err); });
+                      });
                     },
                     [fail](caf::error& err) mutable { fail(err); });
-              });
-            },
-            [fail](caf::error& err) mutable { fail(err); });
-      },
-      [fail](caf::error& err) mutable { fail(err); });
+          },
+          [fail](caf::error& err) mutable { fail(err); });
 }
 
-void remove_pod(self_ptr self, const std::string& name, bool force,
-                caf::typed_response_promise<void> rp) {
-  auto& st = self->state;
+void remove_pod(self_ptr self, const std::string& name, caf::typed_response_promise<void> rp) {
   stop_pod_containers(self, name, SIGKILL, 0, [self, name, rp]() mutable {
     auto& st = self->state;
     std::vector<std::string> members;
     for (auto& [n, c] : st.containers)
-      if (c.info.spec.pod == name)
+      if (c.info.spec.pod == name && !c.removing)
         members.push_back(n);
     auto left = std::make_shared<size_t>(members.size() + 1);
     auto all_done = [self, name, rp, left]() mutable {
@@ -855,23 +867,28 @@ void remove_pod(self_ptr self, const std::string& name, bool force,
         return;
       stop_pause(self, name, 2000, [self, name, rp]() mutable {
         auto& st = self->state;
-        auto cell = std::string{pods_cell} + "/" + name;
-        self->request(st.config.cells, caf::infinite, free_atom::value, cell, true, true)
-          .then([] {}, [](caf::error&) {});
         if (auto p = st.pods.find(name); p != st.pods.end() && p->second.net_attached)
           detach(self, "pod/" + name);
-        st.pods.erase(name);
-        st.db->erase(kind_pod, name);
-        st.log->info("removed pod {}", name);
-        deliver_ok(rp);
+        auto finish = [self, name, rp]() mutable {
+          auto& st = self->state;
+          st.pods.erase(name);
+          st.db->erase(kind_pod, name);
+          st.log->info("removed pod {}", name);
+          deliver_ok(rp);
+        };
+        self->request(st.config.cells, caf::infinite, free_atom::value,
+                      std::string{pods_cell} + "/" + name, true, true)
+            .then([finish]() mutable { finish(); },
+                  [self, name, finish](caf::error& err) mutable {
+                    self->state.log->error("free the cell of pod {}: {}", name, render(err));
+                    finish();
+                  });
       });
     };
     for (auto& m : members)
       remove_now(self, m, [all_done](caf::error) mutable { all_done(); });
     all_done();
   });
-  (void) st;
-  (void) force;
 }
 
 // -- restart ----------------------------------------------------------------------------
@@ -886,7 +903,7 @@ void reconcile(self_ptr self) {
       if (r.state != "ready") {
         st.log->warn("cleaning up half-made pod {}", name);
         self->request(st.config.cells, caf::infinite, free_atom::value, row.info.cell, true, true)
-          .then([] {}, [](caf::error&) {});
+            .then([] {}, [](caf::error&) {});
         if (row.net_attached || !row.info.spec.network.empty())
           detach(self, "pod/" + name);
         st.db->erase(kind_pod, name);
@@ -896,24 +913,24 @@ void reconcile(self_ptr self) {
       p.info = row.info;
       p.net_attached = row.net_attached;
       self->request(st.config.cells, caf::infinite, get_atom::value, row.info.cell)
-        .then(
-          [self, name](cell_info& ci) {
-            auto& p = self->state.pods[name];
-            bool alive = false;
-            for (auto& e : ci.executables)
-              if (e.spec.name == pause_exe && !e.status.exited) {
-                alive = true;
-                p.info.pause_pid = e.pid;
-              }
-            p.info.running = alive;
-            if (!alive)
-              p.info.pause_pid = 0;
-          },
-          [self, name](caf::error&) {
-            auto& p = self->state.pods[name];
-            p.info.running = false;
-            p.info.pause_pid = 0;
-          });
+          .then(
+              [self, name](cell_info& ci) {
+                auto& p = self->state.pods[name];
+                bool alive = false;
+                for (auto& e : ci.executables)
+                  if (e.spec.name == pause_exe && !e.status.exited) {
+                    alive = true;
+                    p.info.pause_pid = e.pid;
+                  }
+                p.info.running = alive;
+                if (!alive)
+                  p.info.pause_pid = 0;
+              },
+              [self, name](caf::error&) {
+                auto& p = self->state.pods[name];
+                p.info.running = false;
+                p.info.pause_pid = 0;
+              });
     }
   }
   auto rows = st.db->load_all<container_row>(kind_container, dropped);
@@ -989,239 +1006,247 @@ containers_actor::behavior_type containers(self_ptr self, containers_config conf
     cell_spec cs;
     cs.name = parent;
     self->request(st.config.cells, caf::infinite, allocate_atom::value, cs)
-      .await([](cell_info&) {},
-             [self, parent](caf::error& err) {
-               if (code_of(err) != errc::already_exists)
-                 self->state.log->error("allocate parent cell {}: {}", parent, render(err));
-             });
+        .await([](cell_info&) {},
+               [self, parent](caf::error& err) {
+                 if (code_of(err) != errc::already_exists)
+                   self->state.log->error("allocate parent cell {}: {}", parent, render(err));
+               });
   }
   if (!st.config.demo_image.empty()) {
     auto path = st.config.demo_image;
     self->request(st.config.images, caf::infinite, get_atom::value, std::string{"demo"})
-      .await([](image_info&) {},
-             [self, path](caf::error&) {
-               if (::access((path + "/index.json").c_str(), R_OK) != 0) {
-                 self->state.log->warn("demo image {} is missing; not imported", path);
-                 return;
-               }
-               self->request(self->state.config.images, caf::infinite, import_atom::value, path,
-                             std::string{"demo"})
-                 .await([self](std::vector<image_info>& imgs) {
-                          self->state.log->info("imported the demo image as {}",
-                                                imgs.empty() ? "?" : imgs.front().name);
-                        },
-                        [self, path](caf::error& err) {
-                          self->state.log->error("import demo image {}: {}", path, render(err));
-                        });
-             });
+        .await([](image_info&) {},
+               [self, path](caf::error&) {
+                 if (::access((path + "/index.json").c_str(), R_OK) != 0) {
+                   self->state.log->warn("demo image {} is missing; not imported", path);
+                   return;
+                 }
+                 self->request(self->state.config.images, caf::infinite, import_atom::value, path,
+                               std::string{"demo"})
+                     .await(
+                         [self](std::vector<image_info>& imgs) {
+                           self->state.log->info("imported the demo image as {}",
+                                                 imgs.empty() ? "?" : imgs.front().name);
+                         },
+                         [self, path](caf::error& err) {
+                           self->state.log->error("import demo image {}: {}", path, render(err));
+                         });
+               });
   }
   reconcile(self);
   st.log->info("containers ready: {} containers, {} pods, runtime {}", st.containers.size(),
                st.pods.size(), st.config.runtime_path);
   return {
-    [self](create_atom, container_spec& spec) -> caf::result<container_info> {
-      auto rp = self->make_response_promise<container_info>();
-      create(self, std::move(spec), [rp](caf::expected<container_info> r) mutable {
-        if (r)
-          rp.deliver(std::move(*r));
-        else
-          rp.deliver(std::move(r.error()));
-      });
-      return rp;
-    },
-    [self](start_atom, std::string& name, bool wait) -> caf::result<container_info> {
-      auto rp = self->make_response_promise<container_info>();
-      if (auto err = start(self, name, wait, rp))
-        return err;
-      return rp;
-    },
-    [self](run_atom, container_spec& spec, bool wait) -> caf::result<container_info> {
-      auto rp = self->make_response_promise<container_info>();
-      create(self, std::move(spec), [self, rp, wait](caf::expected<container_info> r) mutable {
-        if (!r)
-          return rp.deliver(std::move(r.error()));
-        auto name = r->spec.name;
-        if (auto err = start(self, name, wait, rp)) {
-          // Nothing ran: a failed run leaves nothing, like a failed create.
-          remove_now(self, name, [rp, err](caf::error) mutable { rp.deliver(err); });
-        }
-      });
-      return rp;
-    },
-    [self](stop_atom, std::string& name, int32_t sig,
-           uint32_t timeout_ms) -> caf::result<container_info> {
-      auto* c = find(self->state, name);
-      if (!c)
-        return no_container(name);
-      if (sig == 0)
-        sig = SIGTERM;
-      if (sig < 1 || sig > 64)
-        return make_error(errc::invalid_argument, "signal " + std::to_string(sig) + " is not 1..64");
-      if (c->info.state == container_state::stopped)
-        return c->info;
-      auto rp = self->make_response_promise<container_info>();
-      c->waiters.push_back(rp);
-      stop_container(self, *c, sig, timeout_ms, [] {});
-      return rp;
-    },
-    [self](kill_atom, std::string& name, int32_t sig) -> caf::result<void> {
-      auto* c = find(self->state, name);
-      if (!c)
-        return no_container(name);
-      if (sig == 0)
-        sig = SIGKILL;
-      if (sig < 1 || sig > 64)
-        return make_error(errc::invalid_argument, "signal " + std::to_string(sig) + " is not 1..64");
-      if (c->info.state != container_state::running)
-        return make_error(errc::failed_precondition,
-                          "container " + c->info.spec.name + " is not running");
-      if (!signal_container(*c, sig))
-        return make_error(errc::unavailable, "signal container " + c->info.spec.name + ": "
-                                               + std::strerror(errno));
-      return caf::unit;
-    },
-    [self](delete_atom, std::string& text, bool force) -> caf::result<void> {
-      auto& st = self->state;
-      auto* c = find(st, text);
-      if (!c)
-        return no_container(text);
-      if (c->removing)
-        return make_error(errc::failed_precondition,
-                          "container " + c->info.spec.name + " is being removed");
-      auto name = c->info.spec.name;
-      auto rp = self->make_response_promise<void>();
-      auto then_remove = [self, name, rp]() mutable {
-        remove_now(self, name, [rp](caf::error err) mutable {
-          if (err)
-            rp.deliver(err);
+      [self](create_atom, container_spec& spec) -> caf::result<container_info> {
+        auto rp = self->make_response_promise<container_info>();
+        create(self, std::move(spec), [rp](caf::expected<container_info> r) mutable {
+          if (r)
+            rp.deliver(std::move(*r));
           else
-            deliver_ok(rp);
+            rp.deliver(std::move(r.error()));
         });
-      };
-      if (c->info.state != container_state::stopped) {
-        if (!force)
+        return rp;
+      },
+      [self](start_atom, std::string& name, bool wait) -> caf::result<container_info> {
+        // Once a promise exists it owns the answer: errors go through it too.
+        auto rp = self->make_response_promise<container_info>();
+        if (auto err = start(self, name, wait, rp))
+          rp.deliver(err);
+        return rp;
+      },
+      [self](run_atom, container_spec& spec, bool wait) -> caf::result<container_info> {
+        auto rp = self->make_response_promise<container_info>();
+        create(self, std::move(spec), [self, rp, wait](caf::expected<container_info> r) mutable {
+          if (!r) {
+            rp.deliver(std::move(r.error()));
+            return;
+          }
+          auto name = r->spec.name;
+          if (auto err = start(self, name, wait, rp)) {
+            // Nothing ran: a failed run leaves nothing, like a failed create.
+            remove_now(self, name, [rp, err](caf::error) mutable { rp.deliver(err); });
+          }
+        });
+        return rp;
+      },
+      [self](stop_atom, std::string& name, int32_t sig,
+             uint32_t timeout_ms) -> caf::result<container_info> {
+        auto* c = find(self->state, name);
+        if (!c)
+          return no_container(name);
+        if (sig == 0)
+          sig = SIGTERM;
+        if (sig < 1 || sig > 64)
+          return make_error(errc::invalid_argument,
+                            "signal " + std::to_string(sig) + " is not 1..64");
+        if (c->info.state == container_state::stopped)
+          return c->info;
+        auto rp = self->make_response_promise<container_info>();
+        c->waiters.push_back(rp);
+        stop_container(self, *c, sig, timeout_ms, [] {});
+        return rp;
+      },
+      [self](kill_atom, std::string& name, int32_t sig) -> caf::result<void> {
+        auto* c = find(self->state, name);
+        if (!c)
+          return no_container(name);
+        if (sig == 0)
+          sig = SIGKILL;
+        if (sig < 1 || sig > 64)
+          return make_error(errc::invalid_argument,
+                            "signal " + std::to_string(sig) + " is not 1..64");
+        if (c->info.state != container_state::running)
+          return make_error(errc::failed_precondition,
+                            "container " + c->info.spec.name + " is not running");
+        if (!signal_container(*c, sig))
+          return make_error(errc::unavailable,
+                            "signal container " + c->info.spec.name + ": " + std::strerror(errno));
+        return caf::unit;
+      },
+      [self](delete_atom, std::string& text, bool force) -> caf::result<void> {
+        auto& st = self->state;
+        auto* c = find(st, text);
+        if (!c)
+          return no_container(text);
+        if (c->removing)
+          return make_error(errc::failed_precondition,
+                            "container " + c->info.spec.name + " is being removed");
+        auto name = c->info.spec.name;
+        if (c->info.state != container_state::stopped && !force)
           return make_error(errc::failed_precondition,
                             "container " + name + " is running; stop it first or use force");
-        c->removing = true;
-        stop_container(self, *c, SIGKILL, 0, then_remove);
+        auto rp = self->make_response_promise<void>();
+        auto then_remove = [self, name, rp]() mutable {
+          remove_now(self, name, [rp](caf::error err) mutable {
+            if (err)
+              rp.deliver(err);
+            else
+              deliver_ok(rp);
+          });
+        };
+        if (c->info.state != container_state::stopped) {
+          c->removing = true;
+          stop_container(self, *c, SIGKILL, 0, then_remove);
+          return rp;
+        }
+        then_remove();
         return rp;
-      }
-      then_remove();
-      return rp;
-    },
-    [self](list_atom) {
-      std::vector<container_info> out;
-      for (auto& [n, c] : self->state.containers)
-        out.push_back(c.info);
-      return out;
-    },
-    [self](get_atom, std::string& name) -> caf::result<container_info> {
-      auto* c = find(self->state, name);
-      if (!c)
-        return no_container(name);
-      return c->info;
-    },
-    [self](exec_atom, exec_spec& spec) -> caf::result<exec_info> {
-      auto& st = self->state;
-      auto* c = find(st, spec.container);
-      if (!c)
-        return no_container(spec.container);
-      if (c->info.state != container_state::running)
-        return make_error(errc::failed_precondition,
-                          "container " + c->info.spec.name + " is not running");
-      if (spec.argv.empty() || spec.argv.front().empty())
-        return make_error(errc::invalid_argument, "exec: no command given");
-      executable_spec exe;
-      exe.cell = c->info.cell;
-      exe.name = "exec-" + std::to_string(c->next_exec++);
-      exe.argv = {st.config.runtime_path, "--root", runtime_root(st), "exec"};
-      for (auto& e : spec.env) {
-        if (e.find('=') == std::string::npos || e.front() == '=')
-          return make_error(errc::invalid_argument, "environment entry '" + e
-                                                      + "' is not KEY=VALUE");
-        exe.argv.insert(exe.argv.end(), {"-e", e});
-      }
-      if (!spec.cwd.empty())
-        exe.argv.insert(exe.argv.end(), {"--cwd", spec.cwd});
-      if (!spec.user.empty())
-        exe.argv.insert(exe.argv.end(), {"--user", spec.user});
-      exe.argv.push_back(c->info.id);
-      exe.argv.push_back("--");
-      exe.argv.insert(exe.argv.end(), spec.argv.begin(), spec.argv.end());
-      exe.description = "exec in container " + c->info.spec.name;
-      auto rp = self->make_response_promise<exec_info>();
-      self->request(st.config.cells, caf::infinite, start_atom::value, exe)
-        .then([rp](executable_info& info) mutable {
-                rp.deliver(exec_info{info.spec.cell, info.spec.name, info.pid});
-              },
-              [rp](caf::error& err) mutable { rp.deliver(err); });
-      return rp;
-    },
-    [self](wait_atom, std::string& name) -> caf::result<container_info> {
-      auto* c = find(self->state, name);
-      if (!c)
-        return no_container(name);
-      if (c->info.state == container_state::stopped)
+      },
+      [self](list_atom) {
+        std::vector<container_info> out;
+        for (auto& [n, c] : self->state.containers)
+          out.push_back(c.info);
+        return out;
+      },
+      [self](get_atom, std::string& name) -> caf::result<container_info> {
+        auto* c = find(self->state, name);
+        if (!c)
+          return no_container(name);
         return c->info;
-      auto rp = self->make_response_promise<container_info>();
-      c->waiters.push_back(rp);
-      return rp;
-    },
-    [self](create_atom, pod_spec& spec) -> caf::result<pod_info> {
-      auto& st = self->state;
-      if (auto err = check_name("pod", spec.name))
-        return err;
-      if (st.pods.count(spec.name))
-        return make_error(errc::already_exists, "pod " + spec.name + " exists");
-      if (!spec.ports.empty() && spec.network.empty())
-        return make_error(errc::invalid_argument, "port mappings need a network (--network)");
-      auto rp = self->make_response_promise<pod_info>();
-      create_pod(self, std::move(spec), rp);
-      return rp;
-    },
-    [self](stop_atom, pod_atom, std::string& name, uint32_t timeout_ms) -> caf::result<pod_info> {
-      auto& st = self->state;
-      if (!st.pods.count(name))
-        return make_error(errc::not_found, "pod " + name + ": no such pod");
-      auto rp = self->make_response_promise<pod_info>();
-      stop_pod_containers(self, name, SIGTERM, timeout_ms, [self, name, timeout_ms, rp]() mutable {
-        stop_pause(self, name, timeout_ms, [self, name, rp]() mutable {
-          auto& st = self->state;
-          if (auto p = st.pods.find(name); p != st.pods.end())
-            rp.deliver(pod_view(st, p->second));
-          else
-            rp.deliver(make_error(errc::not_found, "pod " + name + " was removed"));
-        });
-      });
-      return rp;
-    },
-    [self](delete_atom, pod_atom, std::string& name, bool force) -> caf::result<void> {
-      auto& st = self->state;
-      if (!st.pods.count(name))
-        return make_error(errc::not_found, "pod " + name + ": no such pod");
-      if (!force)
-        for (auto& [n, c] : st.containers)
-          if (c.info.spec.pod == name && c.info.state != container_state::stopped)
-            return make_error(errc::failed_precondition,
-                              "pod " + name + " has running containers (" + n
-                                + "); stop the pod first or use force");
-      auto rp = self->make_response_promise<void>();
-      remove_pod(self, name, force, rp);
-      return rp;
-    },
-    [self](list_atom, pod_atom) {
-      std::vector<pod_info> out;
-      for (auto& [n, p] : self->state.pods)
-        out.push_back(pod_view(self->state, p));
-      return out;
-    },
-    [self](tick_atom, std::string& id) {
-      auto* c = find_by_id(self->state, id);
-      if (c && c->info.state != container_state::stopped) {
-        self->state.log->info("container {} did not stop in time: SIGKILL", c->info.spec.name);
-        signal_container(*c, SIGKILL);
-      }
-    },
+      },
+      [self](exec_atom, exec_spec& spec) -> caf::result<exec_info> {
+        auto& st = self->state;
+        auto* c = find(st, spec.container);
+        if (!c)
+          return no_container(spec.container);
+        if (c->info.state != container_state::running)
+          return make_error(errc::failed_precondition,
+                            "container " + c->info.spec.name + " is not running");
+        if (spec.argv.empty() || spec.argv.front().empty())
+          return make_error(errc::invalid_argument, "exec: no command given");
+        executable_spec exe;
+        exe.cell = c->info.cell;
+        exe.name = "exec-" + std::to_string(c->next_exec++);
+        // The id first: a repeated -e must not swallow it.
+        exe.argv = {st.config.runtime_path, "--root", runtime_root(st), "exec", c->info.id};
+        for (auto& e : spec.env) {
+          if (e.find('=') == std::string::npos || e.front() == '=')
+            return make_error(errc::invalid_argument,
+                              "environment entry '" + e + "' is not KEY=VALUE");
+          exe.argv.insert(exe.argv.end(), {"-e", e});
+        }
+        if (!spec.cwd.empty())
+          exe.argv.insert(exe.argv.end(), {"--cwd", spec.cwd});
+        if (!spec.user.empty())
+          exe.argv.insert(exe.argv.end(), {"--user", spec.user});
+        exe.argv.push_back("--");
+        exe.argv.insert(exe.argv.end(), spec.argv.begin(), spec.argv.end());
+        exe.description = "exec in container " + c->info.spec.name;
+        auto rp = self->make_response_promise<exec_info>();
+        self->request(st.config.cells, caf::infinite, start_atom::value, exe)
+            .then(
+                [rp](executable_info& info) mutable {
+                  rp.deliver(exec_info{info.spec.cell, info.spec.name, info.pid});
+                },
+                [rp](caf::error& err) mutable { rp.deliver(err); });
+        return rp;
+      },
+      [self](wait_atom, std::string& name) -> caf::result<container_info> {
+        auto* c = find(self->state, name);
+        if (!c)
+          return no_container(name);
+        if (c->info.state == container_state::stopped)
+          return c->info;
+        auto rp = self->make_response_promise<container_info>();
+        c->waiters.push_back(rp);
+        return rp;
+      },
+      [self](create_atom, pod_spec& spec) -> caf::result<pod_info> {
+        auto& st = self->state;
+        if (auto err = check_name("pod", spec.name))
+          return err;
+        if (st.pods.count(spec.name))
+          return make_error(errc::already_exists, "pod " + spec.name + " exists");
+        if (!spec.ports.empty() && spec.network.empty())
+          return make_error(errc::invalid_argument, "port mappings need a network (--network)");
+        auto rp = self->make_response_promise<pod_info>();
+        create_pod(self, std::move(spec), rp);
+        return rp;
+      },
+      [self](stop_atom, pod_atom, std::string& name, uint32_t timeout_ms) -> caf::result<pod_info> {
+        auto& st = self->state;
+        if (!st.pods.count(name))
+          return make_error(errc::not_found, "pod " + name + ": no such pod");
+        auto rp = self->make_response_promise<pod_info>();
+        stop_pod_containers(
+            self, name, SIGTERM, timeout_ms, [self, name, timeout_ms, rp]() mutable {
+              stop_pause(self, name, timeout_ms, [self, name, rp]() mutable {
+                auto& st = self->state;
+                if (auto p = st.pods.find(name); p != st.pods.end())
+                  rp.deliver(pod_view(st, p->second));
+                else
+                  rp.deliver(make_error(errc::not_found, "pod " + name + " was removed"));
+              });
+            });
+        return rp;
+      },
+      [self](delete_atom, pod_atom, std::string& name, bool force) -> caf::result<void> {
+        auto& st = self->state;
+        if (!st.pods.count(name))
+          return make_error(errc::not_found, "pod " + name + ": no such pod");
+        if (!force)
+          for (auto& [n, c] : st.containers)
+            if (c.info.spec.pod == name && c.info.state != container_state::stopped)
+              return make_error(errc::failed_precondition,
+                                "pod " + name + " has running containers (" + n +
+                                    "); stop the pod first or use force");
+        auto rp = self->make_response_promise<void>();
+        remove_pod(self, name, rp);
+        return rp;
+      },
+      [self](list_atom, pod_atom) {
+        std::vector<pod_info> out;
+        for (auto& [n, p] : self->state.pods)
+          out.push_back(pod_view(self->state, p));
+        return out;
+      },
+      [self](tick_atom, std::string& id) {
+        auto* c = find_by_id(self->state, id);
+        if (c && c->info.state != container_state::stopped) {
+          self->state.log->info("container {} did not stop in time: SIGKILL", c->info.spec.name);
+          signal_container(*c, SIGKILL);
+        }
+      },
   };
 }
 

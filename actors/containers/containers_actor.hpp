@@ -48,6 +48,9 @@ struct containers_state {
     std::vector<caf::typed_response_promise<container_info>> starting;
     /// Answered when it stops.
     std::vector<caf::typed_response_promise<container_info>> waiters;
+    /// Starts that wait for the end (`cyto run`): answered when it stops or, with
+    /// auto-remove, once it is removed (so `run --rm` returns when nothing is left).
+    std::vector<caf::typed_response_promise<container_info>> runners;
     /// Internal continuations run when it stops, after the waiters.
     std::vector<std::function<void()>> on_exit;
     uint32_t next_exec = 1;
@@ -71,7 +74,7 @@ struct containers_state {
 };
 
 /// The containers actor.
-containers_actor::behavior_type containers(containers_actor::stateful_pointer<containers_state> self,
-                                           containers_config config);
+containers_actor::behavior_type
+containers(containers_actor::stateful_pointer<containers_state> self, containers_config config);
 
 } // namespace cyto::containers

@@ -62,18 +62,18 @@ caf::expected<std::string> wait_for_file(const std::string& path, pid_t pid,
   if (pid > 0) {
     pidfd.fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (pidfd.fd < 0 && !exists(path))
-      return make_error(errc::unavailable, "process " + std::to_string(pid)
-                                             + " ended before writing " + path);
+      return make_error(errc::unavailable,
+                        "process " + std::to_string(pid) + " ended before writing " + path);
   }
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     if (exists(path))
       return read_file(path);
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0)
-      return make_error(errc::timeout, path + " did not appear within "
-                                         + std::to_string(timeout.count()) + " ms");
+      return make_error(errc::timeout,
+                        path + " did not appear within " + std::to_string(timeout.count()) + " ms");
     pollfd fds[2] = {{in.fd, POLLIN, 0}, {pidfd.fd, POLLIN, 0}};
     int n = ::poll(fds, pidfd.fd >= 0 ? 2 : 1, static_cast<int>(left.count()));
     if (n < 0 && errno != EINTR)
@@ -86,8 +86,8 @@ caf::expected<std::string> wait_for_file(const std::string& path, pid_t pid,
     if (n > 0 && pidfd.fd >= 0 && (fds[1].revents & POLLIN)) {
       if (exists(path))
         return read_file(path);
-      return make_error(errc::unavailable, "process " + std::to_string(pid)
-                                             + " ended before writing " + path);
+      return make_error(errc::unavailable,
+                        "process " + std::to_string(pid) + " ended before writing " + path);
     }
   }
 }

@@ -5,6 +5,8 @@
 #define BOOST_TEST_MODULE integration_containers
 #include <boost/test/unit_test.hpp>
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "schema/cells.capnp.h"
@@ -23,8 +25,11 @@ namespace {
 
 /// A busybox image as an OCI layout (like the build's demo image), made with umoci.
 std::string make_busybox_layout(const std::string& dir) {
-  sh("cd " + dir + " && umoci init --layout layout >/dev/null && umoci new --image layout:latest"
-     " && mkdir -p r/bin r/etc r/tmp r/root && cp " + std::string{busybox_path} + " r/bin/busybox"
+  sh("cd " + dir +
+     " && umoci init --layout layout >/dev/null && umoci new --image layout:latest"
+     " && mkdir -p r/bin r/etc r/tmp r/root && cp " +
+     std::string{busybox_path} +
+     " r/bin/busybox"
      " && for a in $(r/bin/busybox --list); do [ \"$a\" = busybox ] || ln -s busybox r/bin/$a; done"
      " && printf 'root:x:0:0:root:/root:/bin/sh\\nnobody:x:65534:65534:nobody:/:/bin/false\\n'"
      "    > r/etc/passwd"
@@ -65,16 +70,26 @@ suite& env() {
 process_result cli(const std::vector<std::string>& args, std::chrono::milliseconds t = 30s) {
   std::vector<std::string> argv{cli_path, "--socket", env().d->socket_path()};
   argv.insert(argv.end(), args.begin(), args.end());
-  return run_process(argv, t);
+  try {
+    return run_process(argv, t);
+  } catch (const std::exception& e) {
+    std::string what;
+    for (auto& a : args)
+      what += a + " ";
+    auto log = env().d->log();
+    throw std::runtime_error("cyto " + what + ": " + e.what() + "\ndaemon log (tail):\n" +
+                             log.substr(log.size() > 4000 ? log.size() - 4000 : 0));
+  }
 }
 
 /// Runs the CLI and requires exit code 0.
 std::string ok(const std::vector<std::string>& args) {
   auto r = cli(args);
-  BOOST_REQUIRE_MESSAGE(r.code() == 0, "cyto " << args.front() << " failed (" << r.code()
-                                                << "): " << r.err << r.out << "\ndaemon log:\n"
-                                                << env().d->log().substr(
-                                                     std::max<size_t>(env().d->log().size(), 3000) - 3000));
+  BOOST_REQUIRE_MESSAGE(
+      r.code() == 0,
+      "cyto " << args.front() << " failed (" << r.code() << "): " << r.err << r.out
+              << "\ndaemon log:\n"
+              << env().d->log().substr(std::max<size_t>(env().d->log().size(), 3000) - 3000));
   return r.out;
 }
 
@@ -124,6 +139,13 @@ std::set<std::string> workload_cells() {
   return out;
 }
 
+std::string cells_text() {
+  std::string out;
+  for (auto& c : workload_cells())
+    out += c + " ";
+  return out;
+}
+
 /// The host's overlay mounts under the daemon's state dir.
 size_t state_mounts() {
   size_t n = 0;
@@ -156,11 +178,13 @@ void same(const snapshot& a, const snapshot& b, const std::string& what) {
   BOOST_CHECK_MESSAGE(a.runtime == b.runtime, what << ": runtime state dirs changed");
   BOOST_CHECK_MESSAGE(a.cells == b.cells, what << ": cells changed");
   BOOST_CHECK_MESSAGE(a.mounts == b.mounts, what << ": mounts changed");
-  BOOST_CHECK_MESSAGE(a.ps == b.ps, what << ": containers changed: '" << a.ps << "' -> '" << b.ps << "'");
+  BOOST_CHECK_MESSAGE(a.ps == b.ps,
+                      what << ": containers changed: '" << a.ps << "' -> '" << b.ps << "'");
 }
 
 /// Reads a file of a cell's cgroup (the v1 memory hierarchy or v2).
-std::string cell_cgroup_file(const std::string& cell, const std::string& v1, const std::string& v2) {
+std::string cell_cgroup_file(const std::string& cell, const std::string& v1,
+                             const std::string& v2) {
   auto root = env().d->cgroup_root();
   for (auto& m : host_cgroup_mounts()) {
     auto dir = m.path + "/" + root + "/" + cell;
@@ -189,7 +213,11 @@ BOOST_AUTO_TEST_CASE(exit_codes_propagate) {
   BOOST_CHECK_EQUAL(r.out, "out\n");
   BOOST_CHECK(contains(r.err, "err\n"));
   // Killed by a signal: 128 + n, like a shell.
-  BOOST_CHECK_EQUAL(cli({"run", "--rm", "demo", "sh", "-c", "kill -9 $$"}).code(), 137);
+  ok({"run", "-d", "--name", "k9", "demo", "sleep", "60"});
+  ok({"kill", "k9"});
+  BOOST_CHECK_EQUAL(ok({"wait", "k9"}), "137\n");
+  BOOST_CHECK_EQUAL(inspect("k9")["exitSignal"], 9);
+  ok({"rm", "k9"});
 }
 
 BOOST_AUTO_TEST_CASE(inside_the_container_hostname_pid1_proc_caps) {
@@ -208,33 +236,32 @@ BOOST_AUTO_TEST_CASE(inside_the_container_hostname_pid1_proc_caps) {
   // NET_BIND_SERVICE SYS_CHROOT SETFCAP.
   BOOST_CHECK_EQUAL(l[4], "CapEff:\t00000000800405fb");
   // --cap-add extends it (NET_ADMIN is bit 12).
-  BOOST_CHECK_EQUAL(ok({"run", "--rm", "--cap-add", "NET_ADMIN", "demo", "grep", "CapEff",
-                        "/proc/self/status"}),
-                    "CapEff:\t00000000800415fb\n");
+  BOOST_CHECK_EQUAL(
+      ok({"run", "--rm", "--cap-add", "NET_ADMIN", "demo", "grep", "CapEff", "/proc/self/status"}),
+      "CapEff:\t00000000800415fb\n");
 }
 
 BOOST_AUTO_TEST_CASE(read_only_rootfs_refuses_writes_but_tmp_works) {
   auto r = cli({"run", "--rm", "--read-only", "demo", "sh", "-c", "touch /x"});
   BOOST_CHECK_NE(r.code(), 0);
   BOOST_CHECK_MESSAGE(contains(r.err, "Read-only file system"), r.err);
-  BOOST_CHECK_EQUAL(ok({"run", "--rm", "--read-only", "demo", "sh", "-c",
-                        "touch /tmp/x && echo ok"}),
-                    "ok\n");
+  BOOST_CHECK_EQUAL(
+      ok({"run", "--rm", "--read-only", "demo", "sh", "-c", "touch /tmp/x && echo ok"}), "ok\n");
   // Without --read-only the rootfs is writable.
   BOOST_CHECK_EQUAL(ok({"run", "--rm", "demo", "sh", "-c", "touch /x && echo ok"}), "ok\n");
 }
 
 BOOST_AUTO_TEST_CASE(default_seccomp_profile_gives_eperm) {
   // Even with CAP_SYS_ADMIN, the default profile refuses mount(2) with EPERM.
-  auto r = cli({"run", "--rm", "--cap-add", "SYS_ADMIN", "demo", "mount", "-t", "tmpfs", "x",
-                "/tmp"});
+  auto r =
+      cli({"run", "--rm", "--cap-add", "SYS_ADMIN", "demo", "mount", "-t", "tmpfs", "x", "/tmp"});
   BOOST_CHECK_NE(r.code(), 0);
   BOOST_CHECK_MESSAGE(contains(r.err, "permission denied"), r.err);
 }
 
 BOOST_AUTO_TEST_CASE(detached_container_limits_exec_logs_stop) {
-  auto id = ok({"run", "-d", "--name", "lim", "--memory", "64M", "-e", "GREETING=hi", "demo",
-                "sh", "-c", "echo $GREETING from lim; exec sleep 60"});
+  auto id = ok({"run", "-d", "--name", "lim", "--memory", "64M", "-e", "GREETING=hi", "demo", "sh",
+                "-c", "echo $GREETING from lim; exec sleep 60"});
   BOOST_CHECK_EQUAL(id.size(), 65u); // 64 hex digits and a newline
   auto info = inspect("lim");
   BOOST_REQUIRE(!info.is_null());
@@ -295,7 +322,7 @@ BOOST_AUTO_TEST_CASE(pod_containers_talk_over_localhost) {
   ok({"pod", "rm", "p1"});
   BOOST_CHECK(inspect("srv").is_null());
   BOOST_CHECK(json::parse(ok({"pod", "ls", "--json"})).empty());
-  BOOST_CHECK(workload_cells().empty());
+  BOOST_CHECK_MESSAGE(workload_cells().empty(), "cells left: " << cells_text());
 }
 
 BOOST_AUTO_TEST_CASE(pod_remove_refuses_running_containers_without_force) {
@@ -307,7 +334,7 @@ BOOST_AUTO_TEST_CASE(pod_remove_refuses_running_containers_without_force) {
   BOOST_CHECK_EQUAL(inspect("p2c")["state"], "running");
   ok({"pod", "rm", "-f", "p2"});
   BOOST_CHECK(inspect("p2c").is_null());
-  BOOST_CHECK(workload_cells().empty());
+  BOOST_CHECK_MESSAGE(workload_cells().empty(), "cells left: " << cells_text());
 }
 
 BOOST_AUTO_TEST_CASE(containers_survive_kill_9_of_the_daemon) {
@@ -399,16 +426,16 @@ BOOST_AUTO_TEST_CASE(bad_inputs_give_clear_errors_and_leave_nothing) {
     std::string error;
   };
   std::vector<bad_case> cases = {
-    {{"run", "--rm", env().registry.host() + "/nope/nothing:1"}, 125, "cyto.not_found"},
-    {{"run", "--name", "dup", "demo", "true"}, 125, "cyto.already_exists"},
-    {{"run", "--rm", "demo", "nosuchcmd"}, 127, "nosuchcmd"},
-    {{"run", "--rm", "--cpus", "64", "demo", "true"}, 125, "cyto.invalid_argument"},
-    {{"run", "--rm", "--pod", "nopod", "demo", "true"}, 125, "cyto.not_found"},
-    {{"run", "--rm", "--name", "bad/name", "demo", "true"}, 125, "cyto.invalid_argument"},
-    {{"run", "--rm", "--cap-add", "WIZARDRY", "demo", "true"}, 125, "cyto.invalid_argument"},
-    {{"run", "--rm", "-e", "=x", "demo", "true"}, 125, "cyto.invalid_argument"},
-    {{"run", "--rm", "--user", "nosuchuser", "demo", "true"}, 125, "cyto.invalid_argument"},
-    {{"run", "--rm", "-p", "8080:80", "demo", "true"}, 125, "cyto.invalid_argument"},
+      {{"run", "--rm", env().registry.host() + "/nope/nothing:1"}, 125, "cyto.not_found"},
+      {{"run", "--name", "dup", "demo", "true"}, 125, "cyto.already_exists"},
+      {{"run", "--rm", "demo", "nosuchcmd"}, 127, "nosuchcmd"},
+      {{"run", "--rm", "--cpus", "64", "demo", "true"}, 125, "cyto.invalid_argument"},
+      {{"run", "--rm", "--pod", "nopod", "demo", "true"}, 125, "cyto.not_found"},
+      {{"run", "--rm", "--name", "bad/name", "demo", "true"}, 125, "cyto.invalid_argument"},
+      {{"run", "--rm", "--cap-add", "WIZARDRY", "demo", "true"}, 125, "cyto.invalid_argument"},
+      {{"run", "--rm", "-e", "=x", "demo", "true"}, 125, "cyto.invalid_argument"},
+      {{"run", "--rm", "--user", "nosuchuser", "demo", "true"}, 125, "cyto.invalid_argument"},
+      {{"run", "--rm", "-p", "8080:80", "demo", "true"}, 125, "cyto.invalid_argument"},
   };
   for (auto& c : cases) {
     auto r = cli(c.args);

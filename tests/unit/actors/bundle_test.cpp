@@ -139,7 +139,8 @@ BOOST_AUTO_TEST_CASE(env_overrides_by_key_and_keeps_image_order) {
 
 BOOST_AUTO_TEST_CASE(env_without_path_gets_the_default_path) {
   rootfs_dir d;
-  auto env = strings(make(spec_named("a"), d, R"({"config":{"Cmd":["sh"]}})").config["process"]["env"]);
+  auto env =
+      strings(make(spec_named("a"), d, R"({"config":{"Cmd":["sh"]}})").config["process"]["env"]);
   BOOST_CHECK_EQUAL(env[0], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
 }
 
@@ -224,7 +225,8 @@ BOOST_AUTO_TEST_CASE(namespaces_are_new_unless_joined) {
     if (n["type"] == "pid" || n["type"] == "mount")
       BOOST_CHECK(!n.contains("path"));
     else
-      BOOST_CHECK_EQUAL(n["path"], self_ns + (n["type"] == "network" ? "net" : std::string{n["type"]}));
+      BOOST_CHECK_EQUAL(n["path"],
+                        self_ns + (n["type"] == "network" ? "net" : std::string{n["type"]}));
   }
   BOOST_CHECK(!m.config.contains("hostname"));
   for (auto& mt : m.config["mounts"])

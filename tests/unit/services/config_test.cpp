@@ -124,3 +124,27 @@ parallel_layers = 8
   BOOST_TEST(mentions(apply_toml("[images]\nca = 3\n", bad), "images.ca"));
   BOOST_TEST(bad.insecure_registries.empty()); // unchanged on error
 }
+
+BOOST_AUTO_TEST_CASE(container_keys_are_applied_and_checked) {
+  daemon_config cfg;
+  BOOST_TEST(cfg.default_seccomp);
+  auto err = apply_toml(R"(
+[containers]
+runtime_path = "/opt/cyto/cyto-runtime"
+demo_image = ""
+seccomp = false
+)",
+                        cfg);
+  BOOST_TEST(!err.has_value(), (err ? *err : ""));
+  BOOST_TEST(cfg.runtime_path == "/opt/cyto/cyto-runtime");
+  BOOST_TEST(cfg.demo_image.empty());
+  BOOST_TEST(!cfg.default_seccomp);
+  daemon_config bad;
+  BOOST_TEST(mentions(apply_toml("[containers]\nseccomp = \"yes\"\n", bad),
+                      "containers.seccomp: expected a boolean"));
+  BOOST_TEST(mentions(apply_toml("[containers]\nruntime_path = \"rel/x\"\n", bad),
+                      "containers.runtime_path: must be an absolute path"));
+  BOOST_TEST(mentions(apply_toml("[containers]\ndemo_image = \"rel\"\n", bad),
+                      "containers.demo_image"));
+  BOOST_TEST(bad.default_seccomp); // unchanged on error
+}

@@ -105,6 +105,8 @@ nlohmann::json container_json(schema::ContainerInfo::Reader x) {
           {"finishedUnixNanos", x.getFinishedUnixNanos()}};
 }
 
+} // namespace
+
 /// "8080:80", "127.0.0.1:8080:80/udp".
 void parse_port(const std::string& text, schema::PortMapping::Builder out) {
   static const std::regex re{R"(^(?:([0-9.]+):)?([0-9]+):([0-9]+)(?:/(tcp|udp))?$)"};
@@ -122,11 +124,6 @@ void parse_port(const std::string& text, schema::PortMapping::Builder out) {
   out.setContainerPort(port(m[3].str()));
   out.setProtocol(m[4].matched ? m[4].str() : "tcp");
 }
-
-struct limit_flags {
-  std::string memory, cpus;
-  uint64_t pids = 0;
-};
 
 void fill_limits(const limit_flags& f, schema::Cell::Builder cell) {
   if (!f.memory.empty()) {
@@ -146,6 +143,8 @@ void fill_limits(const limit_flags& f, schema::Cell::Builder cell) {
   }
   cell.setPidsMax(f.pids);
 }
+
+namespace {
 
 struct run_flags {
   bool rm = false, detach = false, read_only = false;
@@ -379,68 +378,59 @@ struct target_flags {
   bool force = false;
 };
 
-int stop(const global_options& g, const target_flags& f) {
+/// Runs `one(name)` for each name (podman prints each name done); a failure is printed
+/// and the rest go on; the exit code is 125 if any failed.
+int each_name(
+    const global_options& g, const target_flags& f,
+    const std::function<void(client&, schema::Containers::Client&, const std::string&)>& one) {
   client c{g.socket};
   auto svc = containers(c);
   int rc = 0;
   for (auto& n : f.names) {
-    auto req = svc.stopRequest();
-    req.setName(n);
-    req.setTimeoutMs(f.timeout_s * 1000);
     try {
-      auto resp = req.send().wait(c.wait_scope());
-      auto info = resp.getInfo();
-      if (g.json)
-        print_json(container_json(info));
-      else
-        std::printf("%s\n", n.c_str());
+      one(c, svc, n);
     } catch (const kj::Exception& e) {
       std::fprintf(stderr, "cyto: %s\n", describe(e).c_str());
       rc = exit_engine;
     }
   }
   return rc;
+}
+
+int stop(const global_options& g, const target_flags& f) {
+  return each_name(g, f, [&](client& c, schema::Containers::Client& svc, const std::string& n) {
+    auto req = svc.stopRequest();
+    req.setName(n);
+    req.setTimeoutMs(f.timeout_s * 1000);
+    auto resp = req.send().wait(c.wait_scope());
+    if (g.json)
+      print_json(container_json(resp.getInfo()));
+    else
+      std::printf("%s\n", n.c_str());
+  });
 }
 
 int kill(const global_options& g, const target_flags& f) {
   auto sig = parse_signal(f.signal);
   if (!sig)
     bad("--signal: '" + f.signal + "' is not a signal name or number");
-  client c{g.socket};
-  auto svc = containers(c);
-  int rc = 0;
-  for (auto& n : f.names) {
+  return each_name(g, f, [&](client& c, schema::Containers::Client& svc, const std::string& n) {
     auto req = svc.killRequest();
     req.setName(n);
     req.setSignal(*sig);
-    try {
-      req.send().wait(c.wait_scope());
-      std::printf("%s\n", n.c_str());
-    } catch (const kj::Exception& e) {
-      std::fprintf(stderr, "cyto: %s\n", describe(e).c_str());
-      rc = exit_engine;
-    }
-  }
-  return rc;
+    req.send().wait(c.wait_scope());
+    std::printf("%s\n", n.c_str());
+  });
 }
 
 int rm(const global_options& g, const target_flags& f) {
-  client c{g.socket};
-  auto svc = containers(c);
-  int rc = 0;
-  for (auto& n : f.names) {
+  return each_name(g, f, [&](client& c, schema::Containers::Client& svc, const std::string& n) {
     auto req = svc.removeRequest();
     req.setName(n);
     req.setForce(f.force);
-    try {
-      req.send().wait(c.wait_scope());
-      std::printf("%s\n", n.c_str());
-    } catch (const kj::Exception& e) {
-      std::fprintf(stderr, "cyto: %s\n", describe(e).c_str());
-      rc = exit_engine;
-    }
-  }
-  return rc;
+    req.send().wait(c.wait_scope());
+    std::printf("%s\n", n.c_str());
+  });
 }
 
 int inspect(const global_options& g, const target_flags& f) {

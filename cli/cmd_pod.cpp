@@ -1,6 +1,5 @@
 // cyto pod create|ls|stop|rm: pods (shared network, ipc and uts namespaces; one parent cell).
 #include <cstdio>
-#include <regex>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
@@ -37,7 +36,8 @@ nlohmann::json pod_json(schema::PodInfo::Reader p) {
 }
 
 struct pod_flags {
-  std::string name, network, memory, cpus;
+  std::string name, network;
+  limit_flags limits;
   std::vector<std::string> ports, names;
   uint32_t timeout_s = 10;
   bool force = false;
@@ -49,33 +49,10 @@ int create(const global_options& g, const pod_flags& f) {
   auto s = req.initSpec();
   s.setName(f.name);
   s.setNetwork(f.network);
-  auto cell = s.initLimits();
-  if (!f.memory.empty()) {
-    auto v = parse_size(f.memory);
-    if (!v)
-      bad("--memory: '" + f.memory + "' is not a size like 256M or 1G");
-    cell.initMemory().setMax(*v);
-  }
-  if (!f.cpus.empty()) {
-    char* end = nullptr;
-    double cpus = std::strtod(f.cpus.c_str(), &end);
-    if (end == f.cpus.c_str() || *end != '\0' || !(cpus > 0) || cpus > 1024)
-      bad("--cpus: '" + f.cpus + "' is not a number of CPUs like 0.5 or 2");
-    cell.initCpu().setMaxPeriodUs(100000);
-    cell.getCpu().setMaxQuotaUs(static_cast<uint64_t>(cpus * 100000 + 0.5));
-  }
-  static const std::regex re{R"(^(?:([0-9.]+):)?([0-9]+):([0-9]+)(?:/(tcp|udp))?$)"};
+  fill_limits(f.limits, s.initLimits());
   auto ports = s.initPorts(f.ports.size());
-  for (size_t i = 0; i < f.ports.size(); ++i) {
-    std::smatch m;
-    if (!std::regex_match(f.ports[i], m, re) || std::stoul(m[2].str()) > 65535 ||
-        std::stoul(m[3].str()) > 65535)
-      bad("-p: '" + f.ports[i] + "' is not [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]");
-    ports[i].setHostIp(m[1].str());
-    ports[i].setHostPort(static_cast<uint16_t>(std::stoul(m[2].str())));
-    ports[i].setContainerPort(static_cast<uint16_t>(std::stoul(m[3].str())));
-    ports[i].setProtocol(m[4].matched ? m[4].str() : "tcp");
-  }
+  for (size_t i = 0; i < f.ports.size(); ++i)
+    parse_port(f.ports[i], ports[i]);
   auto resp = wait(c, req.send());
   auto info = resp.getInfo();
   if (g.json)
@@ -154,8 +131,8 @@ void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& ac
   create_cmd->add_option("--network", f.network, "attach the pod to this network");
   create_cmd->add_option("-p,--publish", f.ports, "publish HOST_PORT:CONTAINER_PORT[/udp]")
       ->allow_extra_args(false);
-  create_cmd->add_option("-m,--memory", f.memory, "memory limit of the whole pod (256M)");
-  create_cmd->add_option("--cpus", f.cpus, "CPU limit of the whole pod (0.5)");
+  create_cmd->add_option("-m,--memory", f.limits.memory, "memory limit of the whole pod (256M)");
+  create_cmd->add_option("--cpus", f.limits.cpus, "CPU limit of the whole pod (0.5)");
   common(create_cmd);
   create_cmd->callback([&] { action = [&] { return create(g, f); }; });
 

@@ -48,6 +48,18 @@ kj::Promise<void> follow_output(client& c, const std::string& cell, const std::s
 /// Pulls `ref` with its progress on stderr (cyto run pulls a missing image with it).
 void pull_for_run(client& c, const std::string& ref);
 
+/// Limits of a container's or pod's cell: --memory 256M, --cpus 0.5, --pids-limit N.
+struct limit_flags {
+  std::string memory, cpus;
+  uint64_t pids = 0;
+};
+
+/// Fills a cell's limits from the flags; cli_error on a bad value.
+void fill_limits(const limit_flags& f, schema::Cell::Builder cell);
+
+/// "[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]"; cli_error when malformed.
+void parse_port(const std::string& text, schema::PortMapping::Builder out);
+
 /// Adds `cyto run|create|start|ps|exec|stop|kill|rm|inspect|wait`.
 void add_container_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 

@@ -2,24 +2,12 @@
 
 #include <map>
 
+#include "services/convert.hpp"
 #include "services/network_service.hpp"
 
 namespace cyto::services {
 
 namespace {
-
-std::vector<std::string> texts(capnp::List<capnp::Text>::Reader xs) {
-  std::vector<std::string> out;
-  out.reserve(xs.size());
-  for (auto x : xs)
-    out.emplace_back(x.cStr());
-  return out;
-}
-
-void fill_texts(capnp::List<capnp::Text>::Builder out, const std::vector<std::string>& in) {
-  for (uint i = 0; i < in.size(); ++i)
-    out.set(i, in[i]);
-}
 
 cell_spec from_capnp(schema::Cell::Reader c) {
   cell_spec s;

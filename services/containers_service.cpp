@@ -1,23 +1,11 @@
 #include "services/containers_service.hpp"
 
 #include "services/cells_service.hpp"
+#include "services/convert.hpp"
 
 namespace cyto::services {
 
 namespace {
-
-std::vector<std::string> texts(capnp::List<capnp::Text>::Reader xs) {
-  std::vector<std::string> out;
-  out.reserve(xs.size());
-  for (auto x : xs)
-    out.emplace_back(x.cStr());
-  return out;
-}
-
-void fill_texts(capnp::List<capnp::Text>::Builder out, const std::vector<std::string>& in) {
-  for (uint i = 0; i < in.size(); ++i)
-    out.set(i, in[i]);
-}
 
 std::vector<port_mapping> from_capnp(capnp::List<schema::PortMapping>::Reader xs) {
   std::vector<port_mapping> out;

@@ -402,6 +402,34 @@ void watch_shim(self_ptr self, const container& c) {
             });
 }
 
+/// Allocates a cell, making its top-level parent ("containers", "pods") on first use so
+/// an idle daemon shows no empty cells.
+template <class Ok, class Fail>
+void allocate_cell(self_ptr self, cell_spec cs, Ok ok, Fail fail) {
+  auto top = cs.name.substr(0, cs.name.find('/'));
+  auto& st = self->state;
+  auto go = [self, cs, ok, fail]() mutable {
+    self->request(self->state.config.cells, caf::infinite, allocate_atom::value, cs)
+        .then(std::move(ok), std::move(fail));
+  };
+  if (top == cs.name || st.parents.count(top))
+    return go();
+  cell_spec parent;
+  parent.name = top;
+  self->request(st.config.cells, caf::infinite, allocate_atom::value, parent)
+      .then(
+          [self, top, go](cell_info&) mutable {
+            self->state.parents.insert(top);
+            go();
+          },
+          [self, top, go, fail](caf::error& err) mutable {
+            if (code_of(err) != errc::already_exists)
+              return fail(err);
+            self->state.parents.insert(top);
+            go();
+          });
+}
+
 // -- create ---------------------------------------------------------------------------
 
 /// One create in flight and what it has made so far (undone on failure).
@@ -624,28 +652,28 @@ void create(self_ptr self, container_spec spec, info_cb done) {
             cell_spec cs;
             cs.name = job->info.cell;
             cs.limits = job->spec.limits;
-            self->request(st.config.cells, caf::infinite, allocate_atom::value, cs)
-                .then(
-                    [self, job](cell_info&) {
-                      job->cell = true;
-                      std::error_code ec;
-                      fs::create_directories(job->info.bundle, ec);
-                      if (ec)
-                        return fail_create(self, job,
-                                           make_error(errc::unavailable, "create bundle dir " +
-                                                                             job->info.bundle +
-                                                                             ": " + ec.message()));
-                      ::chmod(job->info.bundle.c_str(), 0700);
-                      self->request(self->state.config.images, caf::infinite, mount_atom::value,
-                                    job->image.name, job->info.id, job->info.bundle + "/rootfs")
-                          .then(
-                              [self, job](rootfs_info&) {
-                                job->mounted = true;
-                                create_mounted(self, job);
-                              },
-                              [self, job](caf::error& err) { fail_create(self, job, err); });
-                    },
-                    [self, job](caf::error& err) { fail_create(self, job, err); });
+            allocate_cell(
+                self, cs,
+                [self, job](cell_info&) {
+                  job->cell = true;
+                  std::error_code ec;
+                  fs::create_directories(job->info.bundle, ec);
+                  if (ec)
+                    return fail_create(
+                        self, job,
+                        make_error(errc::unavailable,
+                                   "create bundle dir " + job->info.bundle + ": " + ec.message()));
+                  ::chmod(job->info.bundle.c_str(), 0700);
+                  self->request(self->state.config.images, caf::infinite, mount_atom::value,
+                                job->image.name, job->info.id, job->info.bundle + "/rootfs")
+                      .then(
+                          [self, job](rootfs_info&) {
+                            job->mounted = true;
+                            create_mounted(self, job);
+                          },
+                          [self, job](caf::error& err) { fail_create(self, job, err); });
+                },
+                [self, job](caf::error& err) { fail_create(self, job, err); });
           },
           [self, job](caf::error& err) { fail_create(self, job, err); });
 }
@@ -803,55 +831,55 @@ void create_pod(self_ptr self, pod_spec spec, caf::typed_response_promise<pod_in
   cs.limits = spec.limits;
   cs.isolate_process = true;
   cs.isolate_network = true;
-  self->request(st.config.cells, caf::infinite, allocate_atom::value, cs)
-      .then(
-          [self, spec, rp, fail](cell_info&) mutable {
-            auto& st = self->state;
-            executable_spec exe;
-            exe.cell = std::string{pods_cell} + "/" + spec.name;
-            exe.name = pause_exe;
-            exe.argv = {st.config.runtime_path, "idle"};
-            exe.description = "pause process of pod " + spec.name;
-            self->request(st.config.cells, caf::infinite, start_atom::value, exe)
-                .then(
-                    [self, spec, rp, fail](executable_info& info) mutable {
-                      auto& st = self->state;
-                      auto& p = st.pods[spec.name];
-                      p.info.pause_pid = info.pid;
-                      p.info.running = true;
-                      auto finish = [self, spec, rp]() mutable {
-                        auto& p = self->state.pods[spec.name];
-                        persist(self, p, "ready");
-                        self->state.log->info("created pod {} pause pid={}", spec.name,
-                                              p.info.pause_pid);
-                        rp.deliver(pod_view(self->state, p));
-                      };
-                      if (spec.network.empty())
-                        return finish();
-                      with_network(self, [self, spec, info, fail,
-                                          finish](caf::expected<network_actor> net) mutable {
-                        if (!net)
-                          return fail(net.error());
-                        attach_request req;
-                        req.owner = "pod/" + spec.name;
-                        req.network = spec.network;
-                        req.ports = spec.ports;
-                        req.netns_path = "/proc/" + std::to_string(info.pid) + "/ns/net";
-                        req.ifname = "eth0";
-                        self->request(*net, caf::infinite, attach_atom::value, req)
-                            .then(
-                                [self, spec, finish](net_attachment& a) mutable {
-                                  auto& p = self->state.pods[spec.name];
-                                  p.net_attached = true;
-                                  p.info.ips = a.ips;
-                                  finish();
-                                },
-                                [fail](caf::error& err) mutable { fail(err); });
-                      });
-                    },
-                    [fail](caf::error& err) mutable { fail(err); });
-          },
-          [fail](caf::error& err) mutable { fail(err); });
+  allocate_cell(
+      self, cs,
+      [self, spec, rp, fail](cell_info&) mutable {
+        auto& st = self->state;
+        executable_spec exe;
+        exe.cell = std::string{pods_cell} + "/" + spec.name;
+        exe.name = pause_exe;
+        exe.argv = {st.config.runtime_path, "idle"};
+        exe.description = "pause process of pod " + spec.name;
+        self->request(st.config.cells, caf::infinite, start_atom::value, exe)
+            .then(
+                [self, spec, rp, fail](executable_info& info) mutable {
+                  auto& st = self->state;
+                  auto& p = st.pods[spec.name];
+                  p.info.pause_pid = info.pid;
+                  p.info.running = true;
+                  auto finish = [self, spec, rp]() mutable {
+                    auto& p = self->state.pods[spec.name];
+                    persist(self, p, "ready");
+                    self->state.log->info("created pod {} pause pid={}", spec.name,
+                                          p.info.pause_pid);
+                    rp.deliver(pod_view(self->state, p));
+                  };
+                  if (spec.network.empty())
+                    return finish();
+                  with_network(self, [self, spec, info, fail,
+                                      finish](caf::expected<network_actor> net) mutable {
+                    if (!net)
+                      return fail(net.error());
+                    attach_request req;
+                    req.owner = "pod/" + spec.name;
+                    req.network = spec.network;
+                    req.ports = spec.ports;
+                    req.netns_path = "/proc/" + std::to_string(info.pid) + "/ns/net";
+                    req.ifname = "eth0";
+                    self->request(*net, caf::infinite, attach_atom::value, req)
+                        .then(
+                            [self, spec, finish](net_attachment& a) mutable {
+                              auto& p = self->state.pods[spec.name];
+                              p.net_attached = true;
+                              p.info.ips = a.ips;
+                              finish();
+                            },
+                            [fail](caf::error& err) mutable { fail(err); });
+                  });
+                },
+                [fail](caf::error& err) mutable { fail(err); });
+      },
+      [fail](caf::error& err) mutable { fail(err); });
 }
 
 void remove_pod(self_ptr self, const std::string& name, caf::typed_response_promise<void> rp) {
@@ -1001,17 +1029,6 @@ containers_actor::behavior_type containers(self_ptr self, containers_config conf
     return {containers_actor::behavior_type::unsafe_init{}, caf::behavior{}};
   }
   st.db = std::move(*db);
-  // Parent cells first (awaited: nothing else runs until they exist).
-  for (const char* parent : {containers_cell, pods_cell}) {
-    cell_spec cs;
-    cs.name = parent;
-    self->request(st.config.cells, caf::infinite, allocate_atom::value, cs)
-        .await([](cell_info&) {},
-               [self, parent](caf::error& err) {
-                 if (code_of(err) != errc::already_exists)
-                   self->state.log->error("allocate parent cell {}: {}", parent, render(err));
-               });
-  }
   if (!st.config.demo_image.empty()) {
     auto path = st.config.demo_image;
     self->request(st.config.images, caf::infinite, get_atom::value, std::string{"demo"})

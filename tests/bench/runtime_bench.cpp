@@ -15,13 +15,17 @@
 //                 the shim's exit; the same cgroups as cyto-runtime run
 //   crun          through /work/shared/tools/crun-here (this host's hybrid layout makes
 //                 crun refuse cgroups): crun is timed WITHOUT cgroups, a stricter reference
+//   cyto run      `cyto run --rm demo true` through a cytod started for the bench (its
+//                 own socket, state dir and cgroup root <root>-daemon): CLI + capnp +
+//                 containers actor (cell, overlay rootfs, bundle, shim, wait, removal);
+//                 the demo image is imported by the daemon before timing starts
 //
 // Prints ONE JSON document on stdout: p50/p90/p99/mean (ms) per runtime and
 // cyto_vs_crun_p50 against the target (<= 0.8). A runtime that is not installed is
 // reported as missing. Never fails because of a time. On every path the cgroup root
 // and the temp dir are removed.
 //
-// Usage: runtime_bench [--runs N] [--runtime PATH]   (default 50 runs)
+// Usage: runtime_bench [--runs N] [--runtime PATH] [--no-daemon]   (default 50 runs)
 
 #include "tests/bench/bench_common.hpp"
 
@@ -33,6 +37,7 @@
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 namespace cyto::bench {
 const char* const bench_name = "runtime_bench";
@@ -44,23 +49,68 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string g_cg_root;
+/// The bench's own cytod (0: none running).
+pid_t g_daemon = 0;
 
 void remove_cgroup_root() {
   std::error_code ec;
-  for (auto& h : fs::directory_iterator{"/sys/fs/cgroup", ec}) {
-    auto top = h.path() / g_cg_root;
-    if (g_cg_root.empty() || !fs::exists(top, ec))
-      continue;
-    std::vector<fs::path> dirs;
-    for (auto& d : fs::recursive_directory_iterator{top, ec})
-      if (d.is_directory(ec))
-        dirs.push_back(d.path());
-    std::sort(dirs.begin(), dirs.end(),
-              [](auto& a, auto& b) { return a.string().size() > b.string().size(); });
-    dirs.push_back(top);
-    for (auto& d : dirs)
-      ::rmdir(d.c_str());
+  if (g_daemon > 0) {
+    ::kill(g_daemon, SIGKILL);
+    ::waitpid(g_daemon, nullptr, 0);
+    g_daemon = 0;
   }
+  for (auto& h : fs::directory_iterator{"/sys/fs/cgroup", ec}) {
+    for (auto& root : {g_cg_root, g_cg_root + "-daemon"}) {
+      auto top = h.path() / root;
+      if (g_cg_root.empty() || !fs::exists(top, ec))
+        continue;
+      std::vector<fs::path> dirs;
+      for (auto& d : fs::recursive_directory_iterator{top, ec})
+        if (d.is_directory(ec))
+          dirs.push_back(d.path());
+      std::sort(dirs.begin(), dirs.end(),
+                [](auto& a, auto& b) { return a.string().size() > b.string().size(); });
+      dirs.push_back(top);
+      for (auto& d : dirs)
+        ::rmdir(d.c_str());
+    }
+  }
+}
+
+/// Starts cytod on <tmp>/cytod.sock (state <tmp>/cytod-state, cgroup root
+/// <g_cg_root>-daemon) and waits until it is ready. Returns the error text on failure.
+std::string start_daemon(const std::string& tmp) {
+  auto sock = tmp + "/cytod.sock";
+  std::vector<std::string> argv{CYTOD_PATH,           "--socket",           sock,
+                                "--state-dir",        tmp + "/cytod-state", "--cgroup-root",
+                                g_cg_root + "-daemon"};
+  std::vector<char*> args;
+  for (auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int log = ::open((tmp + "/cytod.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(log, 1);
+    ::dup2(log, 2);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  g_daemon = pid;
+  for (int i = 0; i < 600; ++i) {
+    int fd = try_connect_unix(sock);
+    if (fd >= 0) {
+      ::close(fd);
+      if (read_text(tmp + "/cytod.log").find(" ready: ") != std::string::npos)
+        return {};
+    }
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+      g_daemon = 0;
+      return "cytod exited during start-up: " + read_text(tmp + "/cytod.log");
+    }
+    sleep_s(0.05);
+  }
+  return "cytod was not ready within 30 s";
 }
 
 void cleanup() {
@@ -110,7 +160,8 @@ std::string config_json(const std::string& cgroups_path) {
     {"destination": "/sys", "type": "sysfs", "source": "sysfs",
      "options": ["nosuid", "noexec", "nodev", "ro"]}],
   "linux": {
-    "cgroupsPath": ")" + cgroups_path + R"(",
+    "cgroupsPath": ")" +
+         cgroups_path + R"(",
     "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
                    {"type": "mount"}],
     "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
@@ -187,14 +238,17 @@ std::optional<double> timed_shim(const std::vector<std::string>& argv, const std
 int main(int argc, char** argv) {
   int runs = 50;
   std::string cyto_runtime = CYTO_RUNTIME_PATH;
+  bool daemon = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--runs" && i + 1 < argc)
+    if (a == "--no-daemon")
+      daemon = false;
+    else if (a == "--runs" && i + 1 < argc)
       runs = std::max(1, std::atoi(argv[++i]));
     else if (a == "--runtime" && i + 1 < argc)
       cyto_runtime = argv[++i];
     else {
-      std::fprintf(stderr, "usage: runtime_bench [--runs N] [--runtime PATH]\n");
+      std::fprintf(stderr, "usage: runtime_bench [--runs N] [--runtime PATH] [--no-daemon]\n");
       return 2;
     }
   }
@@ -227,15 +281,27 @@ int main(int argc, char** argv) {
   };
   std::string crun_here = "/work/shared/tools/crun-here";
   std::vector<runtime> rts = {
-    {"cyto-runtime", {cyto_runtime, "--root", tmp + "/state-cyto"}, {}, {}, true},
-    {"cyto-runtime shim", {cyto_runtime, "--root", tmp + "/state-cyto"}, {}, {}, true, true},
-    {"crun", {crun_here, "--root", tmp + "/state-crun"}, {}, {}, true},
-    {"runc", {"/usr/sbin/runc", "--root", tmp + "/state-runc"}, {}, {}, true}};
+      {"cyto-runtime", {cyto_runtime, "--root", tmp + "/state-cyto"}, {}, {}, true},
+      {"cyto-runtime shim", {cyto_runtime, "--root", tmp + "/state-cyto"}, {}, {}, true, true},
+      {"crun", {crun_here, "--root", tmp + "/state-crun"}, {}, {}, true},
+      {"runc", {"/usr/sbin/runc", "--root", tmp + "/state-runc"}, {}, {}, true}};
   for (auto& r : rts)
-    if (::access(r.prefix[0].c_str(), X_OK) != 0 || (r.name == "crun" && ::access("/usr/bin/crun", X_OK) != 0)) {
+    if (::access(r.prefix[0].c_str(), X_OK) != 0 ||
+        (r.name == "crun" && ::access("/usr/bin/crun", X_OK) != 0)) {
       r.present = false;
       r.error = r.prefix[0] + " not installed";
     }
+  // `cyto run --rm demo true` through a daemon: its own argv, no bundle argument.
+  runtime through_daemon{
+      "cyto run",
+      {CYTO_CLI_PATH, "--socket", tmp + "/cytod.sock", "run", "--rm", "demo", "true"},
+      {},
+      {},
+      daemon};
+  if (!daemon)
+    through_daemon.error = "skipped (--no-daemon)";
+  else if (auto err = start_daemon(tmp); !err.empty())
+    through_daemon.error = err;
 
   note("bundle %s, %d runs per runtime (+3 warm-up)", bundle.c_str(), runs);
   for (int i = -3; i < runs; ++i)
@@ -251,6 +317,12 @@ int main(int argc, char** argv) {
       if (us && i >= 0)
         r.us.push_back(*us);
     }
+  for (int i = -3; i < runs && through_daemon.present && through_daemon.error.empty(); ++i) {
+    auto us = timed_run(through_daemon.prefix, through_daemon.error);
+    if (us && i >= 0)
+      through_daemon.us.push_back(*us);
+  }
+  rts.push_back(through_daemon);
 
   json out = json::obj();
   out["bench"] = "runtime_bench";
@@ -260,7 +332,7 @@ int main(int argc, char** argv) {
   out["runs"] = runs;
   out["workload"] = "run --bundle (busybox, /bin/true): create+start+wait+delete";
   json results = json::obj();
-  double cyto_p50 = NAN, crun_p50 = NAN, runc_p50 = NAN, shim_p50 = NAN;
+  double cyto_p50 = NAN, crun_p50 = NAN, runc_p50 = NAN, shim_p50 = NAN, daemon_p50 = NAN;
   for (auto& r : rts) {
     json j = json::obj();
     if (!r.present)
@@ -275,6 +347,8 @@ int main(int argc, char** argv) {
     double p50 = ms.empty() ? NAN : median(ms);
     if (r.name == "cyto-runtime shim")
       shim_p50 = p50;
+    else if (r.name == "cyto run")
+      daemon_p50 = p50;
     else
       (r.name == "cyto-runtime" ? cyto_p50 : r.name == "crun" ? crun_p50 : runc_p50) = p50;
   }
@@ -285,7 +359,11 @@ int main(int argc, char** argv) {
   cmp["shim_vs_crun_p50"] = shim_p50 / crun_p50;
   cmp["target_vs_crun"] = 0.8;
   cmp["meets_target"] = cyto_p50 / crun_p50 <= 0.8;
-  cmp["note"] = "crun runs via crun-here: no cgroups (cyto-runtime and runc make them)";
+  cmp["cyto_run_vs_crun_p50"] = daemon_p50 / crun_p50;
+  cmp["cyto_run_target_vs_crun"] = 1.2;
+  cmp["cyto_run_meets_target"] = daemon_p50 / crun_p50 <= 1.2;
+  cmp["note"] = "crun runs via crun-here: no cgroups (cyto-runtime and runc make them); "
+                "cyto run goes through the CLI, capnp and cytod";
   out["comparison"] = cmp;
   cleanup();
   std::printf("%s\n", out.dump().c_str());

@@ -23,42 +23,21 @@ BOOST_TEST_GLOBAL_FIXTURE(root_required);
 
 namespace {
 
-/// A busybox image as an OCI layout (like the build's demo image), made with umoci.
-std::string make_busybox_layout(const std::string& dir) {
-  sh("cd " + dir +
-     " && umoci init --layout layout >/dev/null && umoci new --image layout:latest"
-     " && mkdir -p r/bin r/etc r/tmp r/root && cp " +
-     std::string{busybox_path} +
-     " r/bin/busybox"
-     " && for a in $(r/bin/busybox --list); do [ \"$a\" = busybox ] || ln -s busybox r/bin/$a; done"
-     " && printf 'root:x:0:0:root:/root:/bin/sh\\nnobody:x:65534:65534:nobody:/:/bin/false\\n'"
-     "    > r/etc/passwd"
-     " && printf 'root:x:0:\\nnogroup:x:65534:\\n' > r/etc/group && chmod 1777 r/tmp"
-     " && umoci insert --image layout:latest r / >/dev/null"
-     " && umoci config --image layout:latest --config.cmd sh"
-     "    --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-     "    --config.workingdir /");
-  return dir + "/layout";
-}
-
-/// One daemon (with the busybox layout as its demo image and a loopback registry it may
-/// pull from) for the whole suite: each test names its containers apart.
+/// One daemon (importing the build's demo image on start, as it does by default, and
+/// allowed to pull from a loopback registry that holds the same image) for the whole
+/// suite: each test names its containers apart.
 struct suite {
-  temp_dir work;
   registry_fixture registry;
-  std::string layout;
   std::unique_ptr<daemon_fixture> d;
 
   suite() {
-    layout = make_busybox_layout(work.path());
-    registry.push(layout, "latest", "test/busybox", "1");
-    write_text(work / "cytod.toml", "[containers]\ndemo_image = \"" + layout + "\"\n");
+    registry.push(CYTO_DEMO_IMAGE_DIR, "latest", "test/busybox", "1");
     d = std::make_unique<daemon_fixture>(false);
     start();
   }
 
   void start() {
-    d->start({"--config", work / "cytod.toml", "--insecure-registry", registry.host()}, 30s);
+    d->start({"--insecure-registry", registry.host()}, 30s);
   }
 };
 

@@ -6,12 +6,7 @@ $import "/capnp/c++.capnp".namespace("cyto::schema");
 
 using Cells = import "cells.capnp";
 
-struct PortMapping {
-  hostPort @0 :UInt16;
-  containerPort @1 :UInt16;
-  protocol @2 :Text;      # "tcp" (default) or "udp"
-  hostIp @3 :Text;        # empty: every address
-}
+using PortMapping = import "network.capnp".PortMapping;
 
 struct ContainerSpec {
   name @0 :Text;          # [A-Za-z0-9][A-Za-z0-9_.-]{0,62}; empty: generated

@@ -362,8 +362,8 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
     mounts.erase(mounts.size() - 1);
   mounts.push_back(bind("/etc/hosts", "hosts"));
   mounts.push_back(bind("/etc/resolv.conf", "resolv.conf"));
-  if (own_uts)
-    mounts.push_back(bind("/etc/hostname", "hostname"));
+  // A pod's members get the pod's name here (their uts namespace is the pod's).
+  mounts.push_back(bind("/etc/hostname", "hostname"));
 
   json process{{"terminal", false},
                {"user", {{"uid", ids->first}, {"gid", ids->second}}},

@@ -209,10 +209,26 @@ void with_network(self_ptr self, std::function<void(caf::expected<network_actor>
           });
 }
 
-void detach(self_ptr self, const std::string& owner) {
-  with_network(self, [self, owner](caf::expected<network_actor> net) {
-    if (net)
-      self->send(*net, detach_atom::value, owner);
+/// Detaches `owner` from its network and then runs `k` (also when the detach failed: the
+/// error is logged), so removals finish only once the lease, veth and netns are gone.
+void detach(self_ptr self, const std::string& owner, std::function<void()> k = {}) {
+  with_network(self, [self, owner, k](caf::expected<network_actor> net) {
+    if (!net) {
+      if (k)
+        k();
+      return;
+    }
+    self->request(*net, caf::infinite, detach_atom::value, owner)
+        .then(
+            [k] {
+              if (k)
+                k();
+            },
+            [self, owner, k](caf::error& err) {
+              self->state.log->error("detach {}: {}", owner, render(err));
+              if (k)
+                k();
+            });
   });
 }
 
@@ -266,9 +282,10 @@ std::string tail_of(const std::string& path) {
 /// half-way silently: each step logs what it could not undo.
 void dismantle(self_ptr self, const std::string& id, const std::string& name,
                const std::string& cell, bool net_attached, done_cb done) {
-  auto& st = self->state;
   if (net_attached)
-    detach(self, "container/" + name);
+    return detach(self, "container/" + name,
+                  [=] { dismantle(self, id, name, cell, false, done); });
+  auto& st = self->state;
   self->request(st.config.images, caf::infinite, unmount_atom::value, id)
       .then(
           [=] {
@@ -322,6 +339,8 @@ void remove_now(self_ptr self, const std::string& name, done_cb done) {
 
 // -- exit -----------------------------------------------------------------------------
 
+void finish_exit(self_ptr self, const std::string& id, caf::error start_error);
+
 /// The shim ended: the container has stopped. Reads exit.json (also for containers
 /// that ended while the daemon was down), answers waiters, then auto-removes.
 void on_shim_exit(self_ptr self, const std::string& id, exit_status shim) {
@@ -356,9 +375,22 @@ void on_shim_exit(self_ptr self, const std::string& id, exit_status shim) {
     c->pidfd = -1;
   }
   if (c->net_attached) {
-    detach(self, "container/" + info.spec.name);
+    // Whoever waits for the exit (and --rm) finds the lease, veth and netns gone.
     c->net_attached = false;
+    return detach(self, "container/" + info.spec.name,
+                  [self, id, start_error] { finish_exit(self, id, start_error); });
   }
+  finish_exit(self, id, start_error);
+}
+
+/// The rest of on_shim_exit once the container's network is released: record, answer
+/// waiters, auto-remove.
+void finish_exit(self_ptr self, const std::string& id, caf::error start_error) {
+  auto& st = self->state;
+  auto* c = find_by_id(st, id);
+  if (!c)
+    return;
+  auto& info = c->info;
   persist(self, *c, "stopped");
   st.log->info("container {} stopped: exit code {}", info.spec.name, info.exit_code);
   auto name = info.spec.name;
@@ -645,7 +677,6 @@ void create(self_ptr self, container_spec spec, info_cb done) {
   self->request(st.config.images, caf::infinite, get_atom::value, spec.image)
       .then(
           [self, job](image_info& img) {
-            auto& st = self->state;
             job->image = img;
             job->info.image_name = img.name;
             job->info.image_digest = img.manifest_digest;
@@ -779,6 +810,12 @@ void stop_pause(self_ptr self, const std::string& pod, uint32_t timeout_ms,
   auto p = st.pods.find(pod);
   if (p == st.pods.end() || !p->second.info.running)
     return k();
+  // Detach while the pause process still holds the netns: the plugins' DEL needs it.
+  if (p->second.net_attached) {
+    p->second.net_attached = false;
+    persist(self, p->second, "ready");
+    return detach(self, "pod/" + pod, [=] { stop_pause(self, pod, timeout_ms, k); });
+  }
   self->request(st.config.cells, caf::infinite, stop_atom::value, p->second.info.cell,
                 std::string{pause_exe}, int32_t{SIGTERM}, timeout_ms)
       .then(
@@ -787,10 +824,6 @@ void stop_pause(self_ptr self, const std::string& pod, uint32_t timeout_ms,
             if (auto p = st.pods.find(pod); p != st.pods.end()) {
               p->second.info.running = false;
               p->second.info.pause_pid = 0;
-              if (p->second.net_attached) {
-                detach(self, "pod/" + pod);
-                p->second.net_attached = false;
-              }
               persist(self, p->second, "ready");
             }
             k();
@@ -882,6 +915,25 @@ void create_pod(self_ptr self, pod_spec spec, caf::typed_response_promise<pod_in
       [fail](caf::error& err) mutable { fail(err); });
 }
 
+/// The last step of removing a pod: its cell, record and entry.
+void remove_pod_cell(self_ptr self, const std::string& name,
+                     caf::typed_response_promise<void> rp) {
+  auto finish = [self, name, rp]() mutable {
+    auto& st = self->state;
+    st.pods.erase(name);
+    st.db->erase(kind_pod, name);
+    st.log->info("removed pod {}", name);
+    deliver_ok(rp);
+  };
+  self->request(self->state.config.cells, caf::infinite, free_atom::value,
+                std::string{pods_cell} + "/" + name, true, true)
+      .then([finish]() mutable { finish(); },
+            [self, name, finish](caf::error& err) mutable {
+              self->state.log->error("free the cell of pod {}: {}", name, render(err));
+              finish();
+            });
+}
+
 void remove_pod(self_ptr self, const std::string& name, caf::typed_response_promise<void> rp) {
   stop_pod_containers(self, name, SIGKILL, 0, [self, name, rp]() mutable {
     auto& st = self->state;
@@ -895,22 +947,14 @@ void remove_pod(self_ptr self, const std::string& name, caf::typed_response_prom
         return;
       stop_pause(self, name, 2000, [self, name, rp]() mutable {
         auto& st = self->state;
-        if (auto p = st.pods.find(name); p != st.pods.end() && p->second.net_attached)
-          detach(self, "pod/" + name);
-        auto finish = [self, name, rp]() mutable {
-          auto& st = self->state;
-          st.pods.erase(name);
-          st.db->erase(kind_pod, name);
-          st.log->info("removed pod {}", name);
-          deliver_ok(rp);
-        };
-        self->request(st.config.cells, caf::infinite, free_atom::value,
-                      std::string{pods_cell} + "/" + name, true, true)
-            .then([finish]() mutable { finish(); },
-                  [self, name, finish](caf::error& err) mutable {
-                    self->state.log->error("free the cell of pod {}: {}", name, render(err));
-                    finish();
-                  });
+        if (auto p = st.pods.find(name); p != st.pods.end() && p->second.net_attached) {
+          // The pause process was gone already (e.g. it died while cytod was down).
+          p->second.net_attached = false;
+          return detach(self, "pod/" + name, [self, name, rp]() mutable {
+            remove_pod_cell(self, name, rp);
+          });
+        }
+        remove_pod_cell(self, name, rp);
       });
     };
     for (auto& m : members)

@@ -302,6 +302,76 @@ BOOST_AUTO_TEST_CASE(cells_on_one_network_reach_each_other_and_a_mapped_port_ans
   BOOST_TEST(!contains(t.ns.ip({"-o", "link"}), "cyto-web"));
 }
 
+BOOST_AUTO_TEST_CASE(containers_and_a_pod_on_one_network_reach_each_other) {
+  net_daemon t;
+  BOOST_REQUIRE(t.cli({"network", "create", "apps", "--subnet", "10.90.4.0/24"}).code() == 0);
+  // `cyto run` prints the container's output (not JSON), so call it without --json.
+  auto run = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{cli_path, "--socket", t.d.socket_path(), "run"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_process(argv, 30s);
+  };
+  auto inspect = [&](const std::string& what, const std::string& name) {
+    auto j = t.cli_json({what, name});
+    return j.is_array() ? j.at(0) : j;
+  };
+  // A web server: its /etc/hostname is served on port 80, published as 8081.
+  auto web = run({"-d", "--name", "web", "--network", "apps", "-p", "8081:80", "demo", "httpd",
+                  "-f", "-p", "80", "-h", "/etc"});
+  BOOST_REQUIRE_MESSAGE(web.code() == 0, show_result(web) + t.log());
+  auto web_ip = ip_of(inspect("inspect", "web"));
+  BOOST_TEST(t.leases("apps") == std::vector<std::string>{web_ip});
+
+  // Another container on the network pings it and fetches over TCP by IP.
+  // (ping needs NET_RAW, which podman's default capability set leaves out, as ours does.)
+  auto ping = run({"--rm", "--network", "apps", "--cap-add", "NET_RAW", "demo", "ping", "-c",
+                   "1", "-W", "3", web_ip});
+  BOOST_TEST(ping.code() == 0, show_result(ping) + t.log());
+  process_result get;
+  for (int i = 0; i < 20 && !contains(get.out, "web"); ++i)
+    get = run({"--rm", "--network", "apps", "demo", "wget", "-q", "-O", "-",
+               "http://" + web_ip + "/hostname"});
+  BOOST_TEST(contains(get.out, "web"), show_result(get) + t.log());
+  // The published port answers in the daemon's ("host") namespace.
+  process_result host;
+  for (int i = 0; i < 20 && !contains(host.out, "web"); ++i)
+    host = t.ns.exec({busybox, "wget", "-q", "-O", "-", "http://10.90.4.1:8081/hostname"});
+  BOOST_TEST(contains(host.out, "web"), show_result(host));
+
+  // A pod on the network: its two containers share one address and localhost.
+  auto pod = t.cli({"pod", "create", "--network", "apps", "duo"});
+  BOOST_REQUIRE_MESSAGE(pod.code() == 0, show_result(pod) + t.log());
+  auto pods = t.cli_json({"pod", "ls"});
+  BOOST_REQUIRE_MESSAGE(pods.size() == 1u, pods.dump());
+  auto pod_ip = ip_of(pods.at(0));
+  BOOST_TEST(pod_ip != web_ip);
+  auto srv = run({"-d", "--pod", "duo", "--name", "duo-web", "demo", "httpd", "-f", "-p", "80",
+                  "-h", "/etc"});
+  BOOST_REQUIRE_MESSAGE(srv.code() == 0, show_result(srv) + t.log());
+  process_result local, remote;
+  for (int i = 0; i < 20 && !contains(local.out, "duo"); ++i)
+    local = run({"--rm", "--pod", "duo", "demo", "wget", "-q", "-O", "-",
+                 "http://127.0.0.1/hostname"});
+  BOOST_TEST(contains(local.out, "duo"), show_result(local) + t.log());
+  for (int i = 0; i < 20 && !contains(remote.out, "duo"); ++i)
+    remote = run({"--rm", "--network", "apps", "demo", "wget", "-q", "-O", "-",
+                  "http://" + pod_ip + "/hostname"});
+  BOOST_TEST(contains(remote.out, "duo"), show_result(remote) + t.log());
+  // Only web and the pod hold leases: the --rm containers released theirs before exiting.
+  BOOST_TEST(t.leases("apps").size() == 2u, json(t.leases("apps")).dump() + t.log());
+
+  // The network stays while used; removing the workloads releases leases and veths.
+  BOOST_TEST(contains(t.cli({"network", "rm", "apps"}).err, "cyto.failed_precondition:"));
+  BOOST_TEST(t.cli({"rm", "-f", "web"}).code() == 0);
+  BOOST_TEST(t.leases("apps") == std::vector<std::string>{pod_ip});
+  BOOST_TEST(t.cli({"pod", "rm", "-f", "duo"}).code() == 0);
+  BOOST_TEST(t.leases("apps").empty());
+  BOOST_TEST(t.veths().empty());
+  BOOST_TEST(t.netns_files() == 0u);
+  BOOST_TEST(!contains(t.rules(), "--dport 8081"));
+  BOOST_TEST(t.cli({"network", "rm", "apps"}).code() == 0);
+}
+
 BOOST_AUTO_TEST_CASE(attachments_survive_kill_9_and_detach_after_restart) {
   net_daemon t;
   auto a = t.cli_json({"cell", "allocate", "a", "--network", "cyto"});

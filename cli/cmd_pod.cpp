@@ -10,10 +10,6 @@ namespace cyto::cli {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& what) {
-  throw cli_error("cyto.invalid_argument: " + what);
-}
-
 schema::Pods::Client pods(client& c) {
   return wait(c, c.node().podsRequest().send()).getService();
 }

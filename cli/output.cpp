@@ -37,7 +37,7 @@ std::string iso_time(int64_t unix_nanos) {
   int ms = static_cast<int>(unix_nanos / 1'000'000 % 1000);
   tm t{};
   gmtime_r(&secs, &t);
-  char buf[40];
+  char buf[64];
   std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900,
                 t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ms);
   return buf;

@@ -60,7 +60,9 @@ void to_capnp(const container_spec& s, schema::ContainerSpec::Builder out) {
   out.setWorkdir(s.workdir);
   out.setUser(s.user);
   out.setHostname(s.hostname);
-  cell_to_capnp(cell_spec{"", s.limits, false, false}, out.initLimits());
+  cell_spec cs;
+  cs.limits = s.limits;
+  cell_to_capnp(cs, out.initLimits());
   out.setPod(s.pod);
   out.setNetwork(s.network);
   to_capnp(s.ports, out.initPorts(s.ports.size()));
@@ -92,7 +94,9 @@ void to_capnp(const container_info& x, schema::ContainerInfo::Builder out) {
 void to_capnp(const pod_info& x, schema::PodInfo::Builder out) {
   auto s = out.initSpec();
   s.setName(x.spec.name);
-  cell_to_capnp(cell_spec{"", x.spec.limits, false, false}, s.initLimits());
+  cell_spec cs;
+  cs.limits = x.spec.limits;
+  cell_to_capnp(cs, s.initLimits());
   s.setNetwork(x.spec.network);
   to_capnp(x.spec.ports, s.initPorts(x.spec.ports.size()));
   out.setCell(x.cell);

@@ -240,7 +240,7 @@ caf::result<rootfs_info> mount_rootfs(self_ptr self, const std::string& image,
     return make_error(errc::invalid_argument,
                       "rootfs id '" + id + "': 1-128 of [A-Za-z0-9_.-], starting alphanumeric");
   if (target.empty() || target.front() != '/' || target.find("/../") != std::string::npos
-      || target.size() >= 3 && target.compare(target.size() - 3, 3, "/..") == 0)
+      || (target.size() >= 3 && target.compare(target.size() - 3, 3, "/..") == 0))
     return make_error(errc::invalid_argument,
                       "rootfs target '" + target + "': must be an absolute path without '..'");
   if (st.rootfs.count(id))

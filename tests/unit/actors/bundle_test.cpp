@@ -271,9 +271,14 @@ BOOST_AUTO_TEST_CASE(network_attachment_fills_hosts_and_resolv_conf) {
   BOOST_REQUIRE(f);
   BOOST_CHECK(f->hosts.find("10.88.0.5\tdb\n") != std::string::npos);
   BOOST_CHECK_EQUAL(f->resolv_conf, "search cyto.internal\nnameserver 10.88.0.1\n");
-  for (auto& n : json::parse(f->config_json)["linux"]["namespaces"])
-    if (n["type"] == "network")
+  auto config = json::parse(f->config_json);
+  int network_ns = 0;
+  for (auto& n : config["linux"]["namespaces"])
+    if (n["type"] == "network") {
+      ++network_ns;
       BOOST_CHECK_EQUAL(n["path"], "/proc/self/ns/net");
+    }
+  BOOST_CHECK_EQUAL(network_ns, 1);
 }
 
 BOOST_AUTO_TEST_CASE(read_only_rootfs_keeps_a_writable_tmp) {
@@ -286,7 +291,8 @@ BOOST_AUTO_TEST_CASE(read_only_rootfs_keeps_a_writable_tmp) {
   for (auto& mt : m.config["mounts"])
     tmp = tmp || (mt["destination"] == "/tmp" && mt["type"] == "tmpfs");
   BOOST_CHECK(tmp);
-  for (auto& mt : make(spec_named("b"), d).config["mounts"])
+  auto writable = make(spec_named("b"), d);
+  for (auto& mt : writable.config["mounts"])
     BOOST_CHECK(mt["destination"] != "/tmp");
 }
 

@@ -338,7 +338,11 @@ BOOST_AUTO_TEST_CASE(output_through_the_cli_and_its_bad_inputs) {
   auto e2 =
       t.error_of(t.subscribe_output("cli", "nope", schema::OutputStream::STDOUT, false, seen));
   BOOST_TEST(contains(e2, "cyto.not_found"), e2);
+  // A name without a slash is a container's name.
   r = run_process({cli_path, "logs", "nocell", "--socket", t.d.socket_path()});
+  BOOST_TEST(r.code() != 0);
+  BOOST_TEST(contains(r.err, "cyto.not_found: container nocell"), r.err);
+  r = run_process({cli_path, "logs", "cli/", "--socket", t.d.socket_path()});
   BOOST_TEST(contains(r.err, "cyto.invalid_argument"), r.err);
   BOOST_TEST(t.status().getStatus().getOutputSubscribers() == 0u);
 }

@@ -40,7 +40,7 @@ bench: build
 
 # Unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 sanitize: deps
-	cmake -S . -B $(BUILD_DIR)-asan -G $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DCYTO_SANITIZE=ON -DCYTO_BUILD_BENCH=OFF
+	cmake -S . -B $(BUILD_DIR)-asan -G $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCYTO_SANITIZE=ON -DCYTO_BUILD_BENCH=OFF
 	cmake --build $(BUILD_DIR)-asan -j $(JOBS) --target unit_tests
 	tests/run-ctest $(BUILD_DIR)-asan -L unit
 

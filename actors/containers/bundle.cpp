@@ -374,6 +374,9 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
                {"noNewPrivileges", false}};
   json linux{
       {"namespaces", namespaces},
+      // ICMP echo sockets for every group, as podman and docker open them in a container's
+      // netns: busybox ping works without CAP_NET_RAW (the netns is the container's own).
+      {"sysctl", {{"net.ipv4.ping_group_range", "0 2147483647"}}},
       {"maskedPaths",
        {"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
         "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/fs/selinux",

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 #include <thread>
 
 #include <fcntl.h>
@@ -35,10 +36,22 @@ caf::error create_netns(const std::string& path) {
     if (::mount("/proc/thread-self/ns/net", path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
       failed_errno = errno;
       failed = "bind the new netns onto " + path + ": " + std::strerror(errno);
+      return;
     }
+    // Like podman and docker: ICMP echo sockets for every group, so ping needs no
+    // CAP_NET_RAW. /proc/sys/net is this thread's new netns.
+    int sysctl = ::open("/proc/sys/net/ipv4/ping_group_range", O_WRONLY | O_CLOEXEC);
+    constexpr std::string_view all_groups = "0 2147483647";
+    if (sysctl < 0 || ::write(sysctl, all_groups.data(), all_groups.size()) < 0) {
+      failed_errno = errno;
+      failed = std::string{"set net.ipv4.ping_group_range in the new netns: "} + std::strerror(errno);
+    }
+    if (sysctl >= 0)
+      ::close(sysctl);
   }};
   worker.join();
   if (!failed.empty()) {
+    ::umount2(path.c_str(), MNT_DETACH); // if the bind was made (EINVAL otherwise)
     ::unlink(path.c_str());
     return make_error(failed_errno == EPERM ? errc::permission_denied : errc::internal, failed);
   }

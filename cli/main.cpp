@@ -1,5 +1,5 @@
 // cyto: the command line client of cytod. It speaks Cap'n Proto to the daemon's socket
-// and nothing else.
+// (or its TCP gateway, over mutual TLS) and nothing else.
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +16,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.add_option("--socket", g.socket, "cytod's socket")->capture_default_str();
   app.add_flag("--json", g.json, "print JSON (one object per line) for scripts");
+  app.add_option("--connect", g.connect,
+                 "host:port of a node's TCP gateway (mutual TLS) instead of the socket");
+  app.add_option("--cert", g.cert, "with --connect: our certificate (PEM, e.g. from `make pki`)");
+  app.add_option("--key", g.key, "with --connect: its private key (PEM)");
+  app.add_option("--ca", g.ca, "with --connect: the CA the node's certificate must come from");
+  // Global options may also follow the verb (cyto discover --connect ...).
+  app.fallthrough();
   app.set_version_flag("--version", std::string{cyto::version});
 
   auto* discover = app.add_subcommand("discover", "show the node: version, uptime, host features");

@@ -201,6 +201,15 @@ BOOST_AUTO_TEST_CASE(an_allowed_identity_runs_discover_and_a_forbidden_verb_is_r
   r = t.cli_user("admin", {"cell", "free", "tls-web"});
   BOOST_TEST(r.code() == 0, show(r));
 
+  // Streams (the daemon log to a client's sink) and a container's whole life go through
+  // the gateway too.
+  r = t.cli_user("admin", {"logs", "--daemon", "--tail", "50"});
+  BOOST_TEST(r.code() == 0, show(r));
+  BOOST_TEST(contains(r.out, "connected as spiffe://cyto.local/user/admin"), r.out);
+  r = t.cli_user("admin", {"run", "--rm", "demo", "echo", "hello-over-tls"});
+  BOOST_TEST(r.code() == 0, show(r) + t.d.log());
+  BOOST_TEST(contains(r.out, "hello-over-tls"), r.out);
+
   // The unix socket keeps its own (SO_PEERCRED) rule: root may call anything there.
   r = run_process({cli_path, "--socket", t.d.socket_path(), "cell", "ls"});
   BOOST_TEST(r.code() == 0, show(r));

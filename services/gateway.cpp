@@ -71,6 +71,9 @@ constexpr std::pair<const char*, const char*> offered[] = {
 
 /// How long a TCP peer has to finish its TLS handshake.
 constexpr auto handshake_timeout = 10 * kj::SECONDS;
+/// TLS handshakes under way at once; more connections are closed at once (a flood of
+/// silent peers then costs a bounded amount of memory until they time out).
+constexpr size_t max_handshakes = 64;
 
 /// "host:port" ("[v6]:port") -> a listening socket; throws std::runtime_error.
 int listen_tcp_socket(const std::string& address) {
@@ -401,13 +404,19 @@ kj::Promise<void> gateway::tcp_accept_loop() {
     int one = 1;
     stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     auto peer = peer_address(*stream);
-    tasks_->add(serve_tls(kj::mv(stream), std::move(peer)));
+    if (handshakes_ >= max_handshakes)
+      log::get("gateway")->warn("refused TLS peer {}: {} handshakes under way already", peer,
+                                handshakes_);
+    else
+      tasks_->add(serve_tls(kj::mv(stream), std::move(peer)));
     return tcp_accept_loop();
   });
 }
 
 kj::Promise<void> gateway::serve_tls(kj::Own<kj::AsyncIoStream> stream, std::string peer) {
+  ++handshakes_;
   return cfg_.tcp->tls->wrap(kj::mv(stream), io_.provider->getTimer(), handshake_timeout)
+    .attach(kj::defer([this] { --handshakes_; }))
     .then(
       [this, peer](kj::Own<tls_stream> tls) -> kj::Promise<void> {
         auto id = tls->peer_id();

@@ -90,6 +90,7 @@ private:
   kj::Own<kj::ConnectionReceiver> listener_;
   ino_t socket_inode_ = 0;
   size_t connections_ = 0;
+  size_t handshakes_ = 0;
   std::unique_ptr<kj::TaskSet> tasks_;
   kj::Promise<void> accepting_ = nullptr;
   kj::Own<kj::ConnectionReceiver> tcp_listener_;

@@ -348,4 +348,21 @@ BOOST_AUTO_TEST_CASE(bad_gateway_config_stops_cytod_naming_the_key) {
   BOOST_TEST(r.code() == 2, show(r));
   BOOST_TEST(contains(r.err, "gateway.policy: " + k.dir / "bad-policy.toml"), r.err);
   BOOST_TEST(contains(r.err, "'cells.fre' names no service or verb"), r.err);
+
+  // The port is taken: cytod says so, exits 1 and removes its socket.
+  int busy = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::bind(busy, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  BOOST_REQUIRE(::listen(busy, 1) == 0);
+  daemon_fixture d{false};
+  r = run_process(d.argv(flags), 30s);
+  ::close(busy);
+  BOOST_TEST(r.code() == 1, show(r));
+  BOOST_TEST(contains(r.err, "gateway.tcp: listen on 127.0.0.1:" + std::to_string(port)
+                               + ": Address already in use"),
+             r.err);
+  BOOST_TEST(!std::filesystem::exists(d.socket_path()));
 }

@@ -357,7 +357,15 @@ bool gateway::allowed(uid_t uid, gid_t gid, pid_t pid) const {
 }
 
 kj::Promise<void> gateway::accept_loop() {
-  return listener_->accept().then([this](kj::Own<kj::AsyncIoStream>&& stream) {
+  // evalNow: accept() itself may throw (EMFILE) before it returns a promise.
+  return kj::evalNow([this] { return listener_->accept(); })
+      .then([this](kj::Own<kj::AsyncIoStream>&& stream) -> kj::Promise<void> {
+    accept_failures_ = 0;
+    if (connections_ >= cfg_.max_connections) {
+      log::get("gateway")->warn("refused a connection: {} open, the limit is {}", connections_,
+                                cfg_.max_connections);
+      return accept_loop(); // `stream` is closed as it goes out of scope
+    }
     ucred cred{};
     uint len = sizeof(cred);
     stream->getsockopt(SOL_SOCKET, SO_PEERCRED, &cred, &len);
@@ -376,7 +384,20 @@ kj::Promise<void> gateway::accept_loop() {
     }
     tasks_->add(serve(kj::mv(stream), kj::mv(boot)));
     return accept_loop();
+  }, [this](kj::Exception&& e) -> kj::Promise<void> {
+    return accept_backoff(accept_failures_, e).then([this] { return accept_loop(); });
   });
+}
+
+kj::Promise<void> gateway::accept_backoff(unsigned& failures_in_a_row, const kj::Exception& e) {
+  // Out of descriptors (EMFILE, ENFILE) or memory: the listener itself is fine, so wait
+  // and accept again instead of going deaf for good. 10 ms doubling up to 1 s.
+  auto failures = failures_in_a_row++;
+  if (failures == 0 || failures % 64 == 0)
+    log::get("gateway")->error("accept failed ({} in a row), retrying: {}", failures + 1,
+                               e.getDescription().cStr());
+  auto delay = std::min<uint64_t>(1000, uint64_t{10} << std::min(failures, 7u));
+  return io_.provider->getTimer().afterDelay(delay * kj::MILLISECONDS);
 }
 
 kj::Promise<void> gateway::serve(kj::Own<kj::AsyncIoStream> stream,
@@ -400,17 +421,34 @@ void gateway::listen_tcp() {
 }
 
 kj::Promise<void> gateway::tcp_accept_loop() {
-  return tcp_listener_->accept().then([this](kj::Own<kj::AsyncIoStream>&& stream) {
-    int one = 1;
-    stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    auto peer = peer_address(*stream);
-    if (handshakes_ >= max_handshakes)
-      log::get("gateway")->warn("refused TLS peer {}: {} handshakes under way already", peer,
-                                handshakes_);
-    else
-      tasks_->add(serve_tls(kj::mv(stream), std::move(peer)));
-    return tcp_accept_loop();
-  });
+  return kj::evalNow([this] { return tcp_listener_->accept(); })
+    .then(
+      [this](kj::Own<kj::AsyncIoStream>&& stream) -> kj::Promise<void> {
+        tcp_accept_failures_ = 0;
+        // A peer may be gone (reset) already: that ends its connection, not the loop.
+        KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] { admit_tcp(kj::mv(stream)); })) {
+          log::get("gateway")->info("TLS peer left before its handshake: {}",
+                                    e->getDescription().cStr());
+        }
+        return tcp_accept_loop();
+      },
+      [this](kj::Exception&& e) -> kj::Promise<void> {
+        return accept_backoff(tcp_accept_failures_, e).then([this] { return tcp_accept_loop(); });
+      });
+}
+
+void gateway::admit_tcp(kj::Own<kj::AsyncIoStream> stream) {
+  int one = 1;
+  stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  auto peer = peer_address(*stream);
+  if (handshakes_ >= max_handshakes)
+    log::get("gateway")->warn("refused TLS peer {}: {} handshakes under way already", peer,
+                              handshakes_);
+  else if (connections_ >= cfg_.max_connections)
+    log::get("gateway")->warn("refused TLS peer {}: {} connections open, the limit is {}", peer,
+                              connections_, cfg_.max_connections);
+  else
+    tasks_->add(serve_tls(kj::mv(stream), std::move(peer)));
 }
 
 kj::Promise<void> gateway::serve_tls(kj::Own<kj::AsyncIoStream> stream, std::string peer) {

@@ -42,6 +42,8 @@ struct gateway_config {
   std::optional<gid_t> group;
   /// The TCP listener; none when null.
   std::unique_ptr<tcp_gateway> tcp = nullptr;
+  /// Connections held at once; past it a new peer is closed right after accept (logged).
+  size_t max_connections = 4096;
 };
 
 /// Outcome of probing a socket path before binding it.
@@ -76,6 +78,9 @@ private:
   kj::Promise<void> accept_loop();
   void listen_tcp();
   kj::Promise<void> tcp_accept_loop();
+  void admit_tcp(kj::Own<kj::AsyncIoStream> stream);
+  /// Logs an accept failure and waits before the next try (10 ms doubling up to 1 s).
+  kj::Promise<void> accept_backoff(unsigned& failures_in_a_row, const kj::Exception& e);
   kj::Promise<void> serve_tls(kj::Own<kj::AsyncIoStream> stream, std::string peer);
   kj::Promise<void> serve(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client boot);
   bool allowed(uid_t uid, gid_t gid, pid_t pid) const;
@@ -91,6 +96,9 @@ private:
   ino_t socket_inode_ = 0;
   size_t connections_ = 0;
   size_t handshakes_ = 0;
+  /// Accept failures in a row (EMFILE, ENFILE, ...): the back-off before the next try.
+  unsigned accept_failures_ = 0;
+  unsigned tcp_accept_failures_ = 0;
   std::unique_ptr<kj::TaskSet> tasks_;
   kj::Promise<void> accepting_ = nullptr;
   kj::Own<kj::ConnectionReceiver> tcp_listener_;

@@ -3,6 +3,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -35,6 +37,9 @@ int connect_unix(const std::string& path) {
   throw cli_error("cannot connect to " + path + ": " + std::strerror(err) + hint);
 }
 
+/// Connecting and the TLS handshake together may take this long.
+constexpr auto connect_timeout = 10 * kj::SECONDS;
+
 } // namespace
 
 std::string describe(const kj::Exception& e) {
@@ -49,12 +54,42 @@ std::string describe(const kj::Exception& e) {
   return "cyto.internal: " + text;
 }
 
-client::client(const std::string& socket_path)
-  : io_(kj::setupAsyncIo()),
-    stream_(io_.lowLevelProvider->wrapSocketFd(connect_unix(socket_path),
-                                               kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
-    rpc_(kj::heap<capnp::TwoPartyClient>(*stream_)),
-    node_(rpc_->bootstrap().castAs<schema::Node>()) {
+client::client(const global_options& g) : io_(kj::setupAsyncIo()), node_(nullptr) {
+  if (g.connect.empty()) {
+    stream_ = io_.lowLevelProvider->wrapSocketFd(connect_unix(g.socket),
+                                                 kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  } else {
+    if (g.cert.empty() || g.key.empty() || g.ca.empty())
+      throw cli_error("--connect needs --cert, --key and --ca (see `make pki`)");
+    try {
+      tls_ = std::make_unique<services::tls_context>(services::tls_context::side::client,
+                                                     services::tls_files{g.cert, g.key, g.ca});
+    } catch (const std::exception& e) {
+      throw cli_error(e.what());
+    }
+    auto& timer = io_.provider->getTimer();
+    try {
+      auto tcp = timer
+                   .timeoutAfter(connect_timeout,
+                                 io_.provider->getNetwork()
+                                   .parseAddress(g.connect.c_str())
+                                   .then([](kj::Own<kj::NetworkAddress> a) {
+                                     return a->connect().attach(kj::mv(a));
+                                   }))
+                   .wait(io_.waitScope);
+      int one = 1;
+      tcp->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      auto tls = tls_->wrap(kj::mv(tcp), timer, connect_timeout).wait(io_.waitScope);
+      if (tls->peer_id().find("/node/") == std::string::npos)
+        throw cli_error("cannot connect to " + g.connect + ": its certificate is not a node's ("
+                        + (tls->peer_id().empty() ? "no SPIFFE ID" : tls->peer_id()) + ")");
+      stream_ = kj::mv(tls);
+    } catch (const kj::Exception& e) {
+      throw cli_error("cannot connect to " + g.connect + ": " + e.getDescription().cStr());
+    }
+  }
+  rpc_ = kj::heap<capnp::TwoPartyClient>(*stream_);
+  node_ = rpc_->bootstrap().castAs<schema::Node>();
 }
 
 } // namespace cyto::cli

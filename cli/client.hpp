@@ -1,6 +1,8 @@
 #pragma once
-// The CLI's connection to cytod: one unix socket, one Cap'n Proto two-party client.
+// The CLI's connection to cytod: its unix socket, or its TCP gateway over mutual TLS
+// (--connect), and one Cap'n Proto two-party client.
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -8,6 +10,7 @@
 #include <kj/async-io.h>
 
 #include "schema/node.capnp.h"
+#include "services/tls_stream.hpp"
 
 namespace cyto::cli {
 
@@ -15,6 +18,12 @@ namespace cyto::cli {
 struct global_options {
   std::string socket = "/run/cyto/cyto.sock";
   bool json = false;
+  /// host:port of a TCP gateway (instead of the socket), with our certificate, key and
+  /// the CA the node's certificate must come from.
+  std::string connect;
+  std::string cert;
+  std::string key;
+  std::string ca;
 };
 
 /// A failure the CLI reports as one line and a non-zero exit.
@@ -27,8 +36,9 @@ std::string describe(const kj::Exception& e);
 
 class client {
 public:
-  /// Connects; throws cli_error saying why not (no socket, permission, refused).
-  explicit client(const std::string& socket_path);
+  /// Connects to the socket, or with --connect to the TCP gateway (TLS handshake done);
+  /// throws cli_error saying why not (no socket, permission, refused, certificate).
+  explicit client(const global_options& g);
 
   kj::WaitScope& wait_scope() {
     return io_.waitScope;
@@ -40,6 +50,7 @@ public:
 
 private:
   kj::AsyncIoContext io_;
+  std::unique_ptr<services::tls_context> tls_;
   kj::Own<kj::AsyncIoStream> stream_;
   kj::Own<capnp::TwoPartyClient> rpc_;
   schema::Node::Client node_;

@@ -1,5 +1,5 @@
 // cyto: the command line client of cytod. It speaks Cap'n Proto to the daemon's socket
-// and nothing else.
+// (or its TCP gateway, over mutual TLS) and nothing else.
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +16,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.add_option("--socket", g.socket, "cytod's socket")->capture_default_str();
   app.add_flag("--json", g.json, "print JSON (one object per line) for scripts");
+  app.add_option("--connect", g.connect,
+                 "host:port of a node's TCP gateway (mutual TLS) instead of the socket");
+  app.add_option("--cert", g.cert, "with --connect: our certificate (PEM, e.g. from `make pki`)");
+  app.add_option("--key", g.key, "with --connect: its private key (PEM)");
+  app.add_option("--ca", g.ca, "with --connect: the CA the node's certificate must come from");
   app.set_version_flag("--version", std::string{cyto::version});
 
   auto* discover = app.add_subcommand("discover", "show the node: version, uptime, host features");
@@ -40,6 +45,16 @@ int main(int argc, char** argv) {
   add_network_commands(app, g, run);
   add_container_commands(app, g, run);
   add_pod_commands(app, g, run);
+  // Options a verb does not know go to its parent, so global ones may follow the verb
+  // (cyto discover --connect ...), except in verbs whose trailing words are a command
+  // (run, exec): there they must come before the verb.
+  std::function<void(CLI::App*)> fall_through = [&](CLI::App* parent) {
+    for (auto* sub : parent->get_subcommands([](CLI::App*) { return true; })) {
+      sub->fallthrough(!sub->get_prefix_command());
+      fall_through(sub);
+    }
+  };
+  fall_through(&app);
   for (auto* sub : {discover, health, version, logs_cmd}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");

@@ -74,7 +74,7 @@ struct applier {
       std::string key = prefix + std::string{k.str()};
       if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup"
           || key == "images" || key == "network"
-          || key == "containers") {
+          || key == "containers" || key == "gateway") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -121,6 +121,16 @@ struct applier {
         str(node, key, cfg.demo_image);
       } else if (key == "containers.seccomp") {
         boolean(node, key, cfg.default_seccomp);
+      } else if (key == "gateway.tcp") {
+        str(node, key, cfg.gateway_tcp);
+      } else if (key == "gateway.tls_cert") {
+        str(node, key, cfg.gateway_tls_cert);
+      } else if (key == "gateway.tls_key") {
+        str(node, key, cfg.gateway_tls_key);
+      } else if (key == "gateway.tls_ca") {
+        str(node, key, cfg.gateway_tls_ca);
+      } else if (key == "gateway.policy") {
+        str(node, key, cfg.gateway_policy);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {
@@ -209,6 +219,20 @@ std::optional<std::string> validate(const daemon_config& cfg) {
     return "containers.demo_image: must be an absolute path, got '" + cfg.demo_image + "'";
   if (cfg.log_history > 1'000'000)
     return "log.history: at most 1000000 entries";
+  if (!cfg.gateway_tcp.empty()) {
+    auto colon = cfg.gateway_tcp.rfind(':');
+    auto port = colon == std::string::npos ? std::string{} : cfg.gateway_tcp.substr(colon + 1);
+    bool digits = !port.empty() && port.size() <= 5
+                  && std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (colon == 0 || !digits || std::stoul(port) == 0 || std::stoul(port) > 65535)
+      return "gateway.tcp: must be host:port (port 1..65535), got '" + cfg.gateway_tcp + "'";
+    for (auto [key, value] : {std::pair{"gateway.tls_cert", &cfg.gateway_tls_cert},
+                              std::pair{"gateway.tls_key", &cfg.gateway_tls_key},
+                              std::pair{"gateway.tls_ca", &cfg.gateway_tls_ca},
+                              std::pair{"gateway.policy", &cfg.gateway_policy}})
+      if (value->empty())
+        return std::string{key} + ": needed with gateway.tcp (see `make pki`)";
+  }
   for (char c : cfg.node_name)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
       return "node_name: only letters, digits, '-', '_' and '.' are allowed; got '"

@@ -59,6 +59,15 @@ struct daemon_config {
   std::string demo_image = default_demo_image();
   /// Containers get the default seccomp profile (containers.seccomp).
   bool default_seccomp = true;
+  /// "host:port" of the mutual-TLS TCP gateway (gateway.tcp); empty: off.
+  std::string gateway_tcp;
+  /// Its certificate, key and the CA clients' certificates must come from
+  /// (gateway.tls_cert, gateway.tls_key, gateway.tls_ca); PEM files.
+  std::string gateway_tls_cert;
+  std::string gateway_tls_key;
+  std::string gateway_tls_ca;
+  /// Which SPIFFE ID may call which service.verb over TCP (gateway.policy, TOML).
+  std::string gateway_policy;
 };
 
 /// The default configuration file, read if it exists and no --config is given.

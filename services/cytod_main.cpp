@@ -146,7 +146,7 @@ void raise_nofile_limit() {
   }
 }
 
-int run(services::daemon_config cfg) {
+int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp) {
   // Pipelined calls allocate and free capnp messages in bursts; glibc's default trims
   // the heap after each burst and faults it back in on the next (brk, memset, page
   // faults were ~15% of the gateway thread under load). Keep a few MiB instead.
@@ -301,7 +301,8 @@ int run(services::daemon_config cfg) {
     kj_log_bridge kj_logs;
     auto io = kj::setupAsyncIo();
     services::gateway gw{io, sys, registry,
-                         services::gateway_config{cfg.socket_path, lookup_group(cfg.socket_group)}};
+                         services::gateway_config{cfg.socket_path, lookup_group(cfg.socket_group),
+                                                  std::move(tcp)}};
     try {
       gw.listen();
       main_log->info("cytod {} ready: node={} socket={} state={} pid={}", cyto::version,
@@ -344,6 +345,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> default_registry, registry_credentials;
   std::vector<std::string> insecure_registries, cni_path;
   std::optional<std::string> subnet_pool;
+  std::optional<std::string> tcp, tls_cert, tls_key, tls_ca, gateway_policy;
   app.add_option("--config", config_path,
                  std::string{"TOML configuration file (default "} + services::default_config_path
                    + " if it exists)");
@@ -365,6 +367,14 @@ int main(int argc, char** argv) {
                  "directory of CNI plugin binaries; repeat (network.cni_path)");
   app.add_option("--subnet-pool", subnet_pool,
                  "pool of subnets for networks made without one (network.subnet_pool)");
+  app.add_option("--tcp", tcp,
+                 "host:port of the mutual-TLS TCP gateway (gateway.tcp; default: off)");
+  app.add_option("--tls-cert", tls_cert, "the TCP gateway's certificate, PEM (gateway.tls_cert)");
+  app.add_option("--tls-key", tls_key, "its private key, PEM (gateway.tls_key)");
+  app.add_option("--tls-ca", tls_ca,
+                 "the CA client certificates must come from, PEM (gateway.tls_ca)");
+  app.add_option("--gateway-policy", gateway_policy,
+                 "TOML: which SPIFFE ID may call which service.verb over TCP (gateway.policy)");
   app.set_version_flag("--version", std::string{cyto::version});
   try {
     app.parse(argc, argv);
@@ -392,9 +402,26 @@ int main(int argc, char** argv) {
   for (auto& r : insecure_registries) cfg.insecure_registries.push_back(r);
   if (!cni_path.empty()) cfg.cni_path = cni_path;
   if (subnet_pool) cfg.subnet_pool = *subnet_pool;
+  if (tcp) cfg.gateway_tcp = *tcp;
+  if (tls_cert) cfg.gateway_tls_cert = *tls_cert;
+  if (tls_key) cfg.gateway_tls_key = *tls_key;
+  if (tls_ca) cfg.gateway_tls_ca = *tls_ca;
+  if (gateway_policy) cfg.gateway_policy = *gateway_policy;
   if (auto err = services::validate(cfg)) {
     std::fprintf(stderr, "cytod: config %s\n", err->c_str());
     return exit_config;
   }
-  return run(std::move(cfg));
+  // Bad certificates or policy stop cytod here, before anything starts.
+  std::unique_ptr<services::tcp_gateway> tcp_gateway;
+  if (!cfg.gateway_tcp.empty()) {
+    try {
+      tcp_gateway = services::load_tcp_gateway(
+        cfg.gateway_tcp, {cfg.gateway_tls_cert, cfg.gateway_tls_key, cfg.gateway_tls_ca},
+        cfg.gateway_policy);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "cytod: config %s\n", e.what());
+      return exit_config;
+    }
+  }
+  return run(std::move(cfg), std::move(tcp_gateway));
 }

@@ -6,6 +6,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +20,7 @@
 
 #include "bus/logging.hpp"
 #include "schema/node.capnp.h"
+#include "services/authorizer.hpp"
 #include "services/cells_service.hpp"
 #include "services/containers_service.hpp"
 #include "services/discovery_service.hpp"
@@ -65,7 +69,69 @@ constexpr std::pair<const char*, const char*> offered[] = {
   {"pods", service_name::containers},
 };
 
+/// How long a TCP peer has to finish its TLS handshake.
+constexpr auto handshake_timeout = 10 * kj::SECONDS;
+/// TLS handshakes under way at once; more connections are closed at once (a flood of
+/// silent peers then costs a bounded amount of memory until they time out).
+constexpr size_t max_handshakes = 64;
+
+/// "host:port" ("[v6]:port") -> a listening socket; throws std::runtime_error.
+int listen_tcp_socket(const std::string& address) {
+  auto colon = address.rfind(':');
+  auto host = address.substr(0, colon);
+  auto port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
+    throw std::runtime_error("gateway.tcp: cannot resolve " + address + ": " + ::gai_strerror(rc));
+  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ::freeaddrinfo(res);
+    throw std::runtime_error(errno_text("gateway.tcp: socket"));
+  }
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  int rc = ::bind(fd, res->ai_addr, res->ai_addrlen);
+  ::freeaddrinfo(res);
+  if (rc != 0 || ::listen(fd, 128) != 0) {
+    auto err = errno_text("gateway.tcp: listen on " + address);
+    ::close(fd);
+    throw std::runtime_error(err);
+  }
+  return fd;
+}
+
+/// "ip:port" of a TCP peer, for logs.
+std::string peer_address(kj::AsyncIoStream& s) {
+  sockaddr_storage ss{};
+  uint len = sizeof(ss);
+  s.getpeername(reinterpret_cast<sockaddr*>(&ss), &len);
+  char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
+  ::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof(host), port, sizeof(port),
+                NI_NUMERICHOST | NI_NUMERICSERV);
+  return std::string{host} + ":" + port;
+}
+
 } // namespace
+
+std::unique_ptr<tcp_gateway> load_tcp_gateway(const std::string& address, const tls_files& files,
+                                              const std::string& policy_path) {
+  auto gw = std::make_unique<tcp_gateway>();
+  gw->address = address;
+  try {
+    gw->tls = std::make_unique<tls_context>(tls_context::side::server, files);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string{"gateway.tls_cert/tls_key/tls_ca: "} + e.what());
+  }
+  if (auto err = access_policy::load(policy_path, gw->policy, known_verb))
+    throw std::runtime_error("gateway.policy: " + *err);
+  return gw;
+}
 
 socket_probe probe_socket(const std::string& path) {
   struct stat st{};
@@ -259,6 +325,8 @@ void gateway::listen() {
     log::get("gateway")->error("accept loop ended: {}", e.getDescription().cStr());
   });
   log::get("gateway")->info("listening on {}", path);
+  if (cfg_.tcp)
+    listen_tcp();
 }
 
 void gateway::close() {
@@ -266,6 +334,8 @@ void gateway::close() {
     return;
   accepting_ = nullptr;
   listener_ = nullptr;
+  tcp_accepting_ = nullptr;
+  tcp_listener_ = nullptr;
   tasks_ = nullptr; // drops every connection
   connections_ = 0;
   struct stat st{};
@@ -312,23 +382,95 @@ kj::Promise<void> gateway::accept_loop() {
                                 cred.gid);
       boot = kj::heap<denied_node>(std::move(why));
     }
-    auto conn = kj::heap<connection>(kj::mv(stream), kj::mv(boot));
-    auto done = conn->network.onDisconnect();
-    ++connections_;
-    tasks_->add(done.attach(kj::mv(conn), kj::defer([this] { --connections_; })));
+    tasks_->add(serve(kj::mv(stream), kj::mv(boot)));
     return accept_loop();
   }, [this](kj::Exception&& e) -> kj::Promise<void> {
-    // Out of descriptors (EMFILE, ENFILE) or memory: the listener itself is fine, so wait
-    // and accept again instead of going deaf for good. 10 ms doubling up to 1 s.
-    auto failures = accept_failures_++;
-    if (failures == 0 || failures % 64 == 0)
-      log::get("gateway")->error("accept failed ({} in a row), retrying: {}", failures + 1,
-                                 e.getDescription().cStr());
-    auto delay = std::min<uint64_t>(1000, uint64_t{10} << std::min(failures, 7u));
-    return io_.provider->getTimer().afterDelay(delay * kj::MILLISECONDS).then([this] {
-      return accept_loop();
-    });
+    return accept_backoff(accept_failures_, e).then([this] { return accept_loop(); });
   });
+}
+
+kj::Promise<void> gateway::accept_backoff(unsigned& failures_in_a_row, const kj::Exception& e) {
+  // Out of descriptors (EMFILE, ENFILE) or memory: the listener itself is fine, so wait
+  // and accept again instead of going deaf for good. 10 ms doubling up to 1 s.
+  auto failures = failures_in_a_row++;
+  if (failures == 0 || failures % 64 == 0)
+    log::get("gateway")->error("accept failed ({} in a row), retrying: {}", failures + 1,
+                               e.getDescription().cStr());
+  auto delay = std::min<uint64_t>(1000, uint64_t{10} << std::min(failures, 7u));
+  return io_.provider->getTimer().afterDelay(delay * kj::MILLISECONDS);
+}
+
+kj::Promise<void> gateway::serve(kj::Own<kj::AsyncIoStream> stream,
+                                 capnp::Capability::Client boot) {
+  auto conn = kj::heap<connection>(kj::mv(stream), kj::mv(boot));
+  auto done = conn->network.onDisconnect();
+  ++connections_;
+  return done.attach(kj::mv(conn), kj::defer([this] { --connections_; }));
+}
+
+void gateway::listen_tcp() {
+  auto& tcp = *cfg_.tcp;
+  int fd = listen_tcp_socket(tcp.address);
+  tcp_listener_ = io_.lowLevelProvider->wrapListenSocketFd(
+    fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  tcp_accepting_ = tcp_accept_loop().eagerlyEvaluate([](kj::Exception&& e) {
+    log::get("gateway")->error("TCP accept loop ended: {}", e.getDescription().cStr());
+  });
+  log::get("gateway")->info("listening on {} (mutual TLS, {} policy entries)", tcp.address,
+                            tcp.policy.entries().size());
+}
+
+kj::Promise<void> gateway::tcp_accept_loop() {
+  return kj::evalNow([this] { return tcp_listener_->accept(); })
+    .then(
+      [this](kj::Own<kj::AsyncIoStream>&& stream) -> kj::Promise<void> {
+        tcp_accept_failures_ = 0;
+        // A peer may be gone (reset) already: that ends its connection, not the loop.
+        KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] { admit_tcp(kj::mv(stream)); })) {
+          log::get("gateway")->info("TLS peer left before its handshake: {}",
+                                    e->getDescription().cStr());
+        }
+        return tcp_accept_loop();
+      },
+      [this](kj::Exception&& e) -> kj::Promise<void> {
+        return accept_backoff(tcp_accept_failures_, e).then([this] { return tcp_accept_loop(); });
+      });
+}
+
+void gateway::admit_tcp(kj::Own<kj::AsyncIoStream> stream) {
+  int one = 1;
+  stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  auto peer = peer_address(*stream);
+  if (handshakes_ >= max_handshakes)
+    log::get("gateway")->warn("refused TLS peer {}: {} handshakes under way already", peer,
+                              handshakes_);
+  else if (connections_ >= cfg_.max_connections)
+    log::get("gateway")->warn("refused TLS peer {}: {} connections open, the limit is {}", peer,
+                              connections_, cfg_.max_connections);
+  else
+    tasks_->add(serve_tls(kj::mv(stream), std::move(peer)));
+}
+
+kj::Promise<void> gateway::serve_tls(kj::Own<kj::AsyncIoStream> stream, std::string peer) {
+  ++handshakes_;
+  return cfg_.tcp->tls->wrap(kj::mv(stream), io_.provider->getTimer(), handshake_timeout)
+    .attach(kj::defer([this] { --handshakes_; }))
+    .then(
+      [this, peer](kj::Own<tls_stream> tls) -> kj::Promise<void> {
+        auto id = tls->peer_id();
+        if (id.empty()) {
+          log::get("gateway")->warn("refused TLS peer {}: its certificate has no SPIFFE ID", peer);
+          return kj::READY_NOW; // dropping the stream closes it
+        }
+        log::get("gateway")->info("TLS peer {} connected as {}", peer, id);
+        capnp::Capability::Client node =
+          kj::heap<node_server>(bridge_, router_, progress_, registry_);
+        auto boot = authorize(kj::mv(node), std::move(id), cfg_.tcp->policy);
+        return serve(kj::mv(tls), kj::mv(boot));
+      },
+      [peer](kj::Exception&& e) {
+        log::get("gateway")->warn("refused TLS peer {}: {}", peer, e.getDescription().cStr());
+      });
 }
 
 void gateway::taskFailed(kj::Exception&& e) {

@@ -1,7 +1,9 @@
 #pragma once
 // The Cap'n Proto gateway: listens on the unix socket, checks each peer, and hands an
 // allowed peer the Node bootstrap capability (a refused one gets a Node whose every
-// call fails with cyto.permission_denied).
+// call fails with cyto.permission_denied). Optionally also on TCP with mutual TLS: a
+// peer with a certificate of our CA gets the same Node behind the access policy for
+// its SPIFFE ID.
 
 #include <cstdint>
 #include <memory>
@@ -11,19 +13,35 @@
 #include <sys/types.h>
 
 #include <caf/actor_system.hpp>
+#include <capnp/capability.h>
 #include <kj/async-io.h>
 
 #include "bus/interfaces.hpp"
+#include "services/access_policy.hpp"
 #include "services/bridge.hpp"
 #include "services/images_service.hpp"
 #include "services/observe_service.hpp"
+#include "services/tls_stream.hpp"
 
 namespace cyto::services {
+
+/// The mutual-TLS TCP listener, its files loaded.
+struct tcp_gateway {
+  std::string address; ///< "host:port"
+  std::unique_ptr<tls_context> tls;
+  access_policy policy;
+};
+
+/// Loads the certificate, key, CA and policy; throws std::runtime_error "<key>: <why>".
+std::unique_ptr<tcp_gateway> load_tcp_gateway(const std::string& address, const tls_files& files,
+                                              const std::string& policy_path);
 
 struct gateway_config {
   std::string socket_path;
   /// Group owning the socket and allowed to call, besides root and cytod's own uid.
   std::optional<gid_t> group;
+  /// The TCP listener; none when null.
+  std::unique_ptr<tcp_gateway> tcp = nullptr;
   /// Connections held at once; past it a new peer is closed right after accept (logged).
   size_t max_connections = 4096;
 };
@@ -58,6 +76,13 @@ private:
   struct connection;
 
   kj::Promise<void> accept_loop();
+  void listen_tcp();
+  kj::Promise<void> tcp_accept_loop();
+  void admit_tcp(kj::Own<kj::AsyncIoStream> stream);
+  /// Logs an accept failure and waits before the next try (10 ms doubling up to 1 s).
+  kj::Promise<void> accept_backoff(unsigned& failures_in_a_row, const kj::Exception& e);
+  kj::Promise<void> serve_tls(kj::Own<kj::AsyncIoStream> stream, std::string peer);
+  kj::Promise<void> serve(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client boot);
   bool allowed(uid_t uid, gid_t gid, pid_t pid) const;
   void taskFailed(kj::Exception&& e) override;
 
@@ -70,10 +95,14 @@ private:
   kj::Own<kj::ConnectionReceiver> listener_;
   ino_t socket_inode_ = 0;
   size_t connections_ = 0;
+  size_t handshakes_ = 0;
   /// Accept failures in a row (EMFILE, ENFILE, ...): the back-off before the next try.
   unsigned accept_failures_ = 0;
+  unsigned tcp_accept_failures_ = 0;
   std::unique_ptr<kj::TaskSet> tasks_;
   kj::Promise<void> accepting_ = nullptr;
+  kj::Own<kj::ConnectionReceiver> tcp_listener_;
+  kj::Promise<void> tcp_accepting_ = nullptr;
 };
 
 } // namespace cyto::services

@@ -2,14 +2,15 @@
 #   make run    install missing packages, build, start cytod in the foreground on its defaults
 #   make test   install missing packages, build, run every test (unit tests also under
 #               ASan/UBSan, then unit + integration)
-# Other targets: build, unit, bench, sanitize (unit tests under ASan/UBSan), clean.
+# Other targets: build, unit, bench, sanitize (unit tests under ASan/UBSan), clean,
+#   pki (a CA, this host's node certificate and a user 'admin' in deploy/pki/).
 
 BUILD_DIR  ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc)
 ARGS       ?=
 
-.PHONY: all deps configure build run test unit bench sanitize clean
+.PHONY: all deps configure build run test unit bench sanitize clean pki
 
 all: build
 
@@ -40,6 +41,27 @@ sanitize: deps
 	cmake -S . -B $(BUILD_DIR)-asan -DCMAKE_BUILD_TYPE=Debug -DCYTO_SANITIZE=ON -DCYTO_BUILD_BENCH=OFF
 	cmake --build $(BUILD_DIR)-asan -j $(JOBS) --target unit_tests
 	tests/run-ctest $(BUILD_DIR)-asan -L unit
+
+# deploy/make-pki into deploy/pki/ (git-ignored): CA, node `hostname`, user admin; keeps what
+# exists. Prints the config lines that use it. More: deploy/make-pki deploy/pki --user ci ...
+PKI_DIR   ?= deploy/pki
+PKI_NODE  ?= $(shell hostname)
+PKI_USERS ?= admin
+pki:
+	./deploy/make-pki $(PKI_DIR) --node $(PKI_NODE) $(foreach u,$(PKI_USERS),--user $(u))
+	@d=$$(realpath $(PKI_DIR)); \
+	 if [ ! -e $$d/policy.toml ]; then \
+	   printf '%s\n' '# Who may call what over the TCP gateway (gateway.policy).' \
+	     '[allow]' '"spiffe://cyto.local/user/admin" = ["*"]' >$$d/policy.toml; fi; \
+	 echo; echo "# cytod.toml: the mutual-TLS TCP gateway"; \
+	 echo "[gateway]"; \
+	 echo "tcp = \"0.0.0.0:7443\""; \
+	 echo "tls_cert = \"$$d/nodes/$(PKI_NODE).crt\""; \
+	 echo "tls_key = \"$$d/nodes/$(PKI_NODE).key\""; \
+	 echo "tls_ca = \"$$d/ca.crt\""; \
+	 echo "policy = \"$$d/policy.toml\""; \
+	 echo; echo "# the CLI as user admin:"; \
+	 echo "cyto --connect $(PKI_NODE):7443 --cert $$d/users/admin.crt --key $$d/users/admin.key --ca $$d/ca.crt discover"
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR)-asan

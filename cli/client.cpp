@@ -57,4 +57,12 @@ client::client(const std::string& socket_path)
     node_(rpc_->bootstrap().castAs<schema::Node>()) {
 }
 
+client::client(const global_options& g) : client(g.socket) {
+  if (!g.node.empty()) {
+    auto req = node_.nodeRequest();
+    req.setName(g.node);
+    node_ = req.send().getNode();
+  }
+}
+
 } // namespace cyto::cli

@@ -15,6 +15,8 @@ namespace cyto::cli {
 struct global_options {
   std::string socket = "/run/cyto/cyto.sock";
   bool json = false;
+  /// Another node of the federation to run the verb against (through the one we talk to).
+  std::string node;
 };
 
 /// A failure the CLI reports as one line and a non-zero exit.
@@ -29,6 +31,10 @@ class client {
 public:
   /// Connects; throws cli_error saying why not (no socket, permission, refused).
   explicit client(const std::string& socket_path);
+
+  /// Connects to g.socket; with g.node, node() is that node of the federation (reached
+  /// through Node.node, pipelined: an unknown or down node fails the first call).
+  explicit client(const global_options& g);
 
   kj::WaitScope& wait_scope() {
     return io_.waitScope;

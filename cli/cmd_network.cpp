@@ -61,7 +61,7 @@ nlohmann::json network_json(schema::NetworkInfo::Reader n) {
 }
 
 int create(const global_options& g, const network_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto req = networks(c).createRequest();
   req.setName(f.name);
   req.setSubnet(f.subnet);
@@ -80,7 +80,7 @@ int create(const global_options& g, const network_flags& f) {
 }
 
 int list(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto resp = wait(c, networks(c).listRequest().send());
   if (g.json) {
     nlohmann::json out = nlohmann::json::array();
@@ -99,7 +99,7 @@ int list(const global_options& g) {
 }
 
 int inspect(const global_options& g, const std::string& name) {
-  client c{g.socket};
+  client c{g};
   auto req = networks(c).inspectRequest();
   req.setName(name);
   auto resp = wait(c, req.send());
@@ -131,7 +131,7 @@ int inspect(const global_options& g, const std::string& name) {
 }
 
 int remove(const global_options& g, const std::string& name) {
-  client c{g.socket};
+  client c{g};
   auto req = networks(c).removeRequest();
   req.setName(name);
   wait(c, req.send());
@@ -143,7 +143,7 @@ int remove(const global_options& g, const std::string& name) {
 }
 
 int check(const global_options& g, const std::string& owner) {
-  client c{g.socket};
+  client c{g};
   auto req = networks(c).checkRequest();
   req.setOwner(owner);
   auto resp = wait(c, req.send());
@@ -195,6 +195,7 @@ void add_network_commands(CLI::App& app, global_options& g, std::function<int()>
 
   for (auto* sub : {cr, ls, in, rm, ck}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_option("--node", g.node, "run the verb against this node of the federation");
     sub->add_flag("--json", g.json, "print JSON for scripts");
   }
 }

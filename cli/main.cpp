@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.add_option("--socket", g.socket, "cytod's socket")->capture_default_str();
   app.add_flag("--json", g.json, "print JSON (one object per line) for scripts");
+  app.add_option("--node", g.node,
+                 "run the verb against this node of the federation, through the one the "
+                 "socket reaches (see `cyto node ls`)");
   app.set_version_flag("--version", std::string{cyto::version});
 
   auto* discover = app.add_subcommand("discover", "show the node: version, uptime, host features");
@@ -40,8 +43,10 @@ int main(int argc, char** argv) {
   add_network_commands(app, g, run);
   add_container_commands(app, g, run);
   add_pod_commands(app, g, run);
+  add_node_commands(app, g, run);
   for (auto* sub : {discover, health, version, logs_cmd}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_option("--node", g.node, "run the verb against this node of the federation");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");
   }
 

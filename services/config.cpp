@@ -7,6 +7,8 @@
 
 #include <toml++/toml.h>
 
+#include "bus/federation_actor.hpp"
+
 namespace cyto::services {
 
 namespace {
@@ -74,7 +76,7 @@ struct applier {
       std::string key = prefix + std::string{k.str()};
       if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup"
           || key == "images" || key == "network"
-          || key == "containers") {
+          || key == "containers" || key == "federation") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -121,6 +123,16 @@ struct applier {
         str(node, key, cfg.demo_image);
       } else if (key == "containers.seccomp") {
         boolean(node, key, cfg.default_seccomp);
+      } else if (key == "federation.listen") {
+        str(node, key, cfg.federation_listen);
+      } else if (key == "federation.peers") {
+        strings(node, key, cfg.federation_peers);
+      } else if (key == "federation.cert") {
+        str(node, key, cfg.federation_cert);
+      } else if (key == "federation.key") {
+        str(node, key, cfg.federation_key);
+      } else if (key == "federation.ca") {
+        str(node, key, cfg.federation_ca);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {
@@ -209,6 +221,15 @@ std::optional<std::string> validate(const daemon_config& cfg) {
     return "containers.demo_image: must be an absolute path, got '" + cfg.demo_image + "'";
   if (cfg.log_history > 1'000'000)
     return "log.history: at most 1000000 entries";
+  if (!cfg.federation_listen.empty() && !bus::parse_host_port(cfg.federation_listen))
+    return "federation.listen: expected host:port, got '" + cfg.federation_listen + "'";
+  for (auto& p : cfg.federation_peers)
+    if (!bus::parse_peer(p))
+      return "federation.peers: expected name@host:port, got '" + p + "'";
+  if ((!cfg.federation_listen.empty() || !cfg.federation_peers.empty())
+      && (cfg.federation_cert.empty() || cfg.federation_key.empty() || cfg.federation_ca.empty()))
+    return "federation: federation.cert, federation.key and federation.ca are required with "
+           "federation.listen or federation.peers";
   for (char c : cfg.node_name)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
       return "node_name: only letters, digits, '-', '_' and '.' are allowed; got '"

@@ -12,6 +12,11 @@
 
 namespace cyto::bus {
 
+namespace detail {
+/// bus/tls_error_queue.cpp: calling it keeps that file's TLS fix linked in.
+void use_tls_error_queue_fix() noexcept;
+} // namespace detail
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -259,6 +264,7 @@ std::string federation_config::validate() {
 }
 
 void configure_federation(caf::actor_system_config& cfg, const federation_config& fed) {
+  detail::use_tls_error_queue_fix();
   cfg.load<caf::io::middleman>();
   cfg.load<caf::openssl::manager>();
   cfg.openssl_certificate = fed.cert_file;

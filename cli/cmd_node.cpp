@@ -35,13 +35,14 @@ int list(const global_options& g) {
     std::string name = n.getName().cStr();
     if (n.getLocal())
       name += " *";
-    auto rtt = n.getLocal() ? std::string{"-"}
-                            : human_duration(static_cast<uint64_t>(n.getRttNanos()));
+    char rtt[32] = "-";
+    if (!n.getLocal() && n.getRttNanos() > 0)
+      std::snprintf(rtt, sizeof(rtt), "%.2fms", static_cast<double>(n.getRttNanos()) / 1e6);
     auto seen = n.getLastHeartbeatNanos() == 0 ? std::string{"never"}
                                                : iso_time(n.getLastHeartbeatNanos());
     std::printf("%-20s %-24s %-6s %-10s %-26s %s\n", name.c_str(),
                 n.getAddress().size() ? n.getAddress().cStr() : "-", state_name(n.getState()),
-                rtt.c_str(), seen.c_str(), n.getDetail().cStr());
+                rtt, seen.c_str(), n.getDetail().cStr());
   }
   return 0;
 }

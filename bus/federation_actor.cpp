@@ -272,6 +272,9 @@ void configure_federation(caf::actor_system_config& cfg, const federation_config
   cfg.openssl_cafile = fed.ca_file;
   cfg.set("middleman.heartbeat-interval", caf::timespan{fed.heartbeat});
   cfg.set("middleman.connection-timeout", caf::timespan{fed.connection_timeout});
+  // Deserialize incoming messages on the multiplexer thread itself: a worker (CAF's
+  // default on 2 cores: 1) adds a thread hand-off to every remote call.
+  cfg.set("middleman.workers", size_t{0});
 }
 
 void add_federation_types(caf::actor_system_config& cfg) {

@@ -337,6 +337,8 @@ federation_actor::behavior_type federation(fed_ptr self, federation_config confi
   return {
     [self](challenge_atom) -> caf::result<std::string> {
       auto& st = self->state;
+      if (!st.config.identity)
+        return make_error(errc::unavailable, "federation is off on " + st.config.node_name);
       auto now = steady::now();
       for (auto i = st.challenges.begin(); i != st.challenges.end();)
         i = i->second < now ? st.challenges.erase(i) : std::next(i);
@@ -351,6 +353,8 @@ federation_actor::behavior_type federation(fed_ptr self, federation_config confi
     },
     [self](join_atom, node_proof& p) -> caf::result<node_proof> {
       auto& st = self->state;
+      if (!st.config.identity)
+        return make_error(errc::unavailable, "federation is off on " + st.config.node_name);
       // Single use: a challenge is gone once a proof names it, good or bad.
       std::optional<std::string> why;
       auto c = st.challenges.find(p.answers);

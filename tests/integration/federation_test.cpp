@@ -191,10 +191,20 @@ BOOST_AUTO_TEST_CASE(killed_node_is_marked_down_fails_fast_and_rejoins) {
   auto& w = world();
   w.wait_formed();
   auto b = w.b().name();
+  // A call waiting on b when it dies fails too, at once, instead of waiting forever.
+  child_process waiting{{cli_path, "--socket", w.a().d.socket_path(), "--node", b, "run", "--rm",
+                         "--name", "fed-waiting", "demo", "sleep", "60"}};
+  w.wait_until([&] { return contains(w.b().cli({"ps", "--json"}).out, "fed-waiting"); }, 20s,
+               "the waiting container runs on b");
   w.b().d.stop(SIGKILL);
-  auto took = w.wait_until(
-    [&] { return w.a().state_of(b) == "down" && w.c().state_of(b) == "down"; }, 5s,
-    "a and c see b down");
+  auto killed_at = steady::now();
+  auto st = waiting.wait(5s);
+  BOOST_TEST(exit_code(st) != 0);
+  BOOST_TEST(contains(waiting.err(), "cyto.unavailable: node " + b + " is down"), waiting.err());
+  BOOST_TEST((steady::now() - killed_at < 2s));
+  w.wait_until([&] { return w.a().state_of(b) == "down" && w.c().state_of(b) == "down"; }, 5s,
+               "a and c see b down");
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - killed_at);
   BOOST_TEST(took.count() < 2000, "b was marked down after " << took.count() << " ms");
   auto start = steady::now();
   auto r = w.a().cli({"--node", b, "discover"});

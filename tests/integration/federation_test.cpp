@@ -165,6 +165,10 @@ BOOST_AUTO_TEST_CASE(verbs_run_on_another_node_through_this_one) {
   BOOST_TEST(!contains(on_a.out, "fed-where"), on_a.out);
   auto rm = w.a().cli({"--node", w.c().name(), "rm", "-f", "fed-where"});
   BOOST_TEST(rm.code() == 0, rm.err);
+  // Streams come back over the bus too: b's own log, read through a.
+  auto logs = w.a().cli({"--node", w.b().name(), "logs", "--daemon", "--tail", "50"});
+  BOOST_TEST_REQUIRE(logs.code() == 0, logs.err);
+  BOOST_TEST(contains(logs.out, "node=" + w.b().name()), logs.out);
   // The verb-level flag works too, and a node can name itself.
   auto self = w.a().cli({"discover", "--json", "--node", w.a().name()});
   BOOST_TEST_REQUIRE(self.code() == 0, self.err);

@@ -44,5 +44,10 @@ using check_atom = caf::atom_constant<caf::atom("check")>;
 using run_atom = caf::atom_constant<caf::atom("run")>;
 using exec_atom = caf::atom_constant<caf::atom("exec")>;
 using pod_atom = caf::atom_constant<caf::atom("pod")>;
+using challenge_atom = caf::atom_constant<caf::atom("challenge")>;
+using join_atom = caf::atom_constant<caf::atom("join")>;
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
+using dial_atom = caf::atom_constant<caf::atom("dial")>;
+using dialed_atom = caf::atom_constant<caf::atom("dialed")>;
 
 } // namespace cyto

@@ -12,6 +12,7 @@
 #include "bus/atoms.hpp"
 #include "bus/cells.hpp"
 #include "bus/containers.hpp"
+#include "bus/federation.hpp"
 #include "bus/images.hpp"
 #include "bus/messages.hpp"
 #include "bus/network.hpp"
@@ -21,8 +22,9 @@ namespace cyto {
 
 // -- bus ---------------------------------------------------------------------
 
-/// Name -> actor handle for this node. Registered actors are monitored: one that
-/// terminates is removed and, unless it was deleted first, reported by `health`.
+/// Name -> actor handle, local ("cells") or of another node ("b/cells", put there by the
+/// federation actor). Registered actors are monitored: one that terminates is removed
+/// and, if it is local and was not deleted first, reported by `health`.
 using registry_actor = caf::typed_actor<
   /// Registers `handle` under `name`; already_exists if the name is taken.
   caf::reacts_to<put_atom, std::string, caf::strong_actor_ptr>,
@@ -33,7 +35,9 @@ using registry_actor = caf::typed_actor<
   /// Lists registered names, sorted.
   caf::replies_to<list_atom>::with<std::vector<std::string>>,
   /// Lists problems: registered actors that terminated without being deleted.
-  caf::replies_to<health_atom>::with<std::vector<std::string>>>;
+  caf::replies_to<health_atom>::with<std::vector<std::string>>,
+  /// This node's own services (names without a "node/" prefix) with their handles.
+  caf::replies_to<get_atom, list_atom>::with<std::vector<service_handle>>>;
 
 /// Receives the batches of a topic subscription; grants credit back with `demand`.
 using topic_subscriber_actor = caf::typed_actor<
@@ -252,6 +256,42 @@ using observe_actor = topic_subscriber_actor::extend<
   /// Counters: subscribers of each kind, entries and events seen, delivered, lost.
   caf::replies_to<get_atom, stats_atom>::with<observe_stats>>;
 
+// -- federation --------------------------------------------------------------
+
+/// What a node publishes on its federation port (CAF middleman over TLS): all another
+/// node may call before it has proven who it is.
+using federation_door_actor = caf::typed_actor<
+  /// A fresh single-use challenge for a node about to join.
+  caf::replies_to<challenge_atom>::with<std::string>,
+  /// A node proves who it is (signed challenge, certificate) and offers its services;
+  /// answers with our own proof (over the proof's challenge) and services.
+  /// permission_denied if the proof does not hold.
+  caf::replies_to<join_atom, node_proof>::with<node_proof>,
+  /// Liveness and round-trip time: answers its argument.
+  caf::replies_to<ping_atom, int64_t>::with<int64_t>>;
+
+/// Membership and liveness of the federation. Dials the configured peers (and again,
+/// with backoff, when they go away), admits nodes that prove who they are, puts their
+/// services into the registry as "<node>/<service>", pings members and marks a member
+/// down when its connection ends or its pings go unanswered.
+using federation_actor = federation_door_actor::extend<
+  /// Every node: this one first, then the members by name.
+  caf::replies_to<list_atom>::with<std::vector<node_status>>,
+  /// One node by name; not_found if the federation has none of that name.
+  caf::replies_to<get_atom, std::string>::with<node_status>,
+  /// The door to publish on the federation port (see publish_door).
+  caf::replies_to<get_atom, join_atom>::with<federation_door_actor>,
+  /// Sends `listener` a node_event for each member now and on every change.
+  caf::reacts_to<subscribe_atom, caf::actor>,
+  /// Internal: dial the configured peer `name` now.
+  caf::reacts_to<dial_atom, std::string>,
+  /// Internal: the dial of `name` reached its door...
+  caf::reacts_to<dialed_atom, std::string, federation_door_actor>,
+  /// ... or failed.
+  caf::reacts_to<dialed_atom, std::string, caf::error>,
+  /// Internal: ping every member, mark silent ones down.
+  caf::reacts_to<tick_atom>>;
+
 // -- registry names ------------------------------------------------------------
 
 /// Names under which cytod_main registers the actors.
@@ -263,6 +303,7 @@ inline constexpr const char* cells = "cells";
 inline constexpr const char* images = "images";
 inline constexpr const char* network = "network";
 inline constexpr const char* containers = "containers";
+inline constexpr const char* federation = "federation";
 } // namespace service_name
 
 } // namespace cyto

@@ -11,8 +11,10 @@ registry_actor::behavior_type registry(registry_actor::stateful_pointer<registry
     auto& st = self->state;
     for (auto i = st.entries.begin(); i != st.entries.end();) {
       if (i->second && i->second->address() == msg.source) {
-        st.problems.push_back("actor " + i->first + " terminated: "
-                              + (msg.reason ? render(msg.reason) : std::string{"normally"}));
+        // Another node's service goes with its node: the federation reports that.
+        if (i->first.find('/') == std::string::npos)
+          st.problems.push_back("actor " + i->first + " terminated: "
+                                + (msg.reason ? render(msg.reason) : std::string{"normally"}));
         i = st.entries.erase(i);
       } else {
         ++i;
@@ -51,6 +53,13 @@ registry_actor::behavior_type registry(registry_actor::stateful_pointer<registry
       return names;
     },
     [self](health_atom) { return self->state.problems; },
+    [self](get_atom, list_atom) {
+      std::vector<service_handle> out;
+      for (auto& [name, handle] : self->state.entries)
+        if (name.find('/') == std::string::npos)
+          out.push_back({name, handle});
+      return out;
+    },
   };
 }
 

@@ -1,6 +1,7 @@
 #include "bus/types.hpp"
 
 #include "bus/errc.hpp"
+#include "bus/federation_actor.hpp"
 #include "bus/interfaces.hpp"
 
 namespace cyto {
@@ -94,6 +95,7 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<pod_spec>("cyto.pod_spec");
   cfg.add_message_type<pod_info>("cyto.pod_info");
   cfg.add_message_type<std::vector<pod_info>>("cyto.pod_infos");
+  add_federation_types(cfg);
   cfg.add_error_category(errc_category,
                          [](uint8_t code, caf::atom_value, const caf::message& ctx) {
                            auto text = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0)

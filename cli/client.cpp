@@ -90,6 +90,13 @@ client::client(const global_options& g) : io_(kj::setupAsyncIo()), node_(nullptr
   }
   rpc_ = kj::heap<capnp::TwoPartyClient>(*stream_);
   node_ = rpc_->bootstrap().castAs<schema::Node>();
+  // Another node of the federation, reached through this one (pipelined: an unknown or
+  // down node fails the first call).
+  if (!g.node.empty()) {
+    auto req = node_.nodeRequest();
+    req.setName(g.node);
+    node_ = req.send().getNode();
+  }
 }
 
 } // namespace cyto::cli

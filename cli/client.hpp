@@ -24,6 +24,8 @@ struct global_options {
   std::string cert;
   std::string key;
   std::string ca;
+  /// Another node of the federation to run the verb against (through the one we talk to).
+  std::string node;
 };
 
 /// A failure the CLI reports as one line and a non-zero exit.
@@ -37,7 +39,8 @@ std::string describe(const kj::Exception& e);
 class client {
 public:
   /// Connects to the socket, or with --connect to the TCP gateway (TLS handshake done);
-  /// throws cli_error saying why not (no socket, permission, refused, certificate).
+  /// throws cli_error saying why not (no socket, permission, refused, certificate). With
+  /// g.node, node() is that node of the federation (reached through Node.node).
   explicit client(const global_options& g);
 
   kj::WaitScope& wait_scope() {

@@ -408,6 +408,7 @@ void add_cell_commands(CLI::App& app, global_options& g, std::function<int()>& r
 
   for (auto* sub : {alloc, st, ls, in, sp, wt, fr}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_option("--node", g.node, "run the verb against this node of the federation");
     sub->add_flag("--json", g.json, "print JSON for scripts");
   }
 }

@@ -481,6 +481,7 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
   static bool all = false;
   auto common = [&g](CLI::App* sub) {
     sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_option("--node", g.node, "run the verb against this node of the federation");
     sub->add_flag("--json", g.json, "print JSON for scripts");
   };
 

@@ -358,6 +358,7 @@ void add_image_commands(CLI::App& app, global_options& g, std::function<int()>& 
 
   for (auto* sub : {pl, ls, in, rm, im, pr, mt, um, ms}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_option("--node", g.node, "run the verb against this node of the federation");
     sub->add_flag("--json", g.json, "print JSON for scripts");
   }
 }

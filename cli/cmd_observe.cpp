@@ -366,6 +366,7 @@ void add_observe_commands(CLI::App& app, global_options& g, std::function<int()>
 
   for (auto* sub : {t, ev, st}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_option("--node", g.node, "run the verb against this node of the federation");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");
   }
 }

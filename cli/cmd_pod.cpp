@@ -120,6 +120,7 @@ void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& ac
   pod->require_subcommand(1);
   auto common = [&g](CLI::App* sub) {
     sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_option("--node", g.node, "run the verb against this node of the federation");
     sub->add_flag("--json", g.json, "print JSON for scripts");
   };
   auto* create_cmd = pod->add_subcommand("create", "make a pod and its pause process: NAME");

@@ -21,6 +21,9 @@ int main(int argc, char** argv) {
   app.add_option("--cert", g.cert, "with --connect: our certificate (PEM, e.g. from `make pki`)");
   app.add_option("--key", g.key, "with --connect: its private key (PEM)");
   app.add_option("--ca", g.ca, "with --connect: the CA the node's certificate must come from");
+  app.add_option("--node", g.node,
+                 "run the verb against this node of the federation, through the one the "
+                 "socket reaches (see `cyto node ls`)");
   app.set_version_flag("--version", std::string{cyto::version});
 
   auto* discover = app.add_subcommand("discover", "show the node: version, uptime, host features");
@@ -45,6 +48,7 @@ int main(int argc, char** argv) {
   add_network_commands(app, g, run);
   add_container_commands(app, g, run);
   add_pod_commands(app, g, run);
+  add_node_commands(app, g, run);
   // Options a verb does not know go to its parent, so global ones may follow the verb
   // (cyto discover --connect ...), except in verbs whose trailing words are a command
   // (run, exec): there they must come before the verb.
@@ -57,6 +61,7 @@ int main(int argc, char** argv) {
   fall_through(&app);
   for (auto* sub : {discover, health, version, logs_cmd}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
+    sub->add_option("--node", g.node, "run the verb against this node of the federation");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");
   }
 

@@ -23,4 +23,32 @@ interface Node {
   network @5 () -> (service :Networks);
   containers @6 () -> (service :Containers);
   pods @7 () -> (service :Pods);
+
+  # The same services of another node of the federation, reached over the bus (its
+  # actors, not a capnp proxy); pipeline calls on it. Unknown name: cyto.not_found; a
+  # member that is down: cyto.unavailable. This node's own name gives this node.
+  node @8 (name :Text) -> (node :Node);
+
+  # Every node of the federation as this node sees it: this node first.
+  nodes @9 () -> (nodes :List(NodeStatus));
+}
+
+enum NodeState {
+  up @0;
+  down @1;
+}
+
+struct NodeStatus {
+  name @0 :Text;
+  # "host:port" of its federation listener (empty if it has none).
+  address @1 :Text;
+  state @2 :NodeState;
+  # This node itself (the one answering).
+  local @3 :Bool;
+  # Wall-clock time (unix nanos) of its last answer to a ping; 0 = never.
+  lastHeartbeatNanos @4 :Int64;
+  # Round trip of the last ping.
+  rttNanos @5 :Int64;
+  # Why it is down, empty when up.
+  detail @6 :Text;
 }

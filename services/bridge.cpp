@@ -79,6 +79,15 @@ uint64_t bridge::send(caf::strong_actor_ptr dst, caf::message msg,
     p->complete(err);
     return id;
   }
+  p->node = dst->node();
+  if (!down_.empty()) {
+    if (auto i = down_.find(p->node); i != down_.end()) {
+      caf::message err = caf::make_message(
+        cyto::make_error(errc::unavailable, "node " + i->second + " is down"));
+      p->complete(err);
+      return id;
+    }
+  }
   pending_.emplace(id, std::move(p));
   auto mid = caf::make_message_id(caf::normal_message_priority_constant{}, id);
   if (outgoing_.empty())
@@ -86,6 +95,29 @@ uint64_t bridge::send(caf::strong_actor_ptr dst, caf::message msg,
   outgoing_.emplace_back(std::move(dst),
                          caf::make_mailbox_element(companion_->ctrl(), mid, {}, std::move(msg)));
   return id;
+}
+
+void bridge::node_down(const caf::node_id& node, const std::string& name) {
+  down_[node] = name;
+  std::vector<std::unique_ptr<pending_base>> failed;
+  for (auto i = pending_.begin(); i != pending_.end();) {
+    if (i->second->node == node) {
+      failed.push_back(std::move(i->second));
+      i = pending_.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  if (failed.empty())
+    return;
+  caf::message err = caf::make_message(
+    cyto::make_error(errc::unavailable, "node " + name + " is down"));
+  for (auto& p : failed)
+    p->complete(err);
+}
+
+void bridge::node_up(const caf::node_id& node) {
+  down_.erase(node);
 }
 
 void bridge::flush_outgoing() {

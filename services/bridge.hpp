@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <type_traits>
@@ -24,6 +26,7 @@
 #include <caf/actor_companion.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/mailbox_element.hpp>
+#include <caf/node_id.hpp>
 #include <caf/response_type.hpp>
 #include <kj/async-unix.h>
 #include <kj/async.h>
@@ -96,6 +99,14 @@ public:
   using message_handler = std::function<void(const caf::strong_actor_ptr& sender, caf::message&)>;
   void on_message(message_handler handler);
 
+  /// From now on requests to actors of `node` (another node of the federation) fail at
+  /// once with "cyto.unavailable: node <name> is down", and those waiting fail now: a
+  /// dead connection answers nothing, so without this they would wait forever.
+  void node_down(const caf::node_id& node, const std::string& name);
+
+  /// Lets requests to `node` through again (it rejoined on the same connection).
+  void node_up(const caf::node_id& node);
+
   /// Requests still waiting for an answer.
   size_t pending() const noexcept {
     return pending_.size();
@@ -105,6 +116,8 @@ private:
   struct pending_base {
     virtual ~pending_base() noexcept(false) = default;
     virtual void complete(caf::message& answer) = 0;
+    /// The node of the actor asked.
+    caf::node_id node;
   };
 
   template <class R>
@@ -155,6 +168,8 @@ private:
   message_handler on_message_;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<pending_base>> pending_;
+  /// Nodes that are down, with their names (see node_down).
+  std::map<caf::node_id, std::string> down_;
 
   std::mutex mtx_;
   std::vector<caf::mailbox_element_ptr> inbox_; // guarded by mtx_

@@ -7,6 +7,8 @@
 
 #include <toml++/toml.h>
 
+#include "bus/federation_actor.hpp"
+
 namespace cyto::services {
 
 namespace {
@@ -74,7 +76,7 @@ struct applier {
       std::string key = prefix + std::string{k.str()};
       if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup"
           || key == "images" || key == "network"
-          || key == "containers" || key == "gateway") {
+          || key == "containers" || key == "gateway" || key == "federation") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -131,6 +133,16 @@ struct applier {
         str(node, key, cfg.gateway_tls_ca);
       } else if (key == "gateway.policy") {
         str(node, key, cfg.gateway_policy);
+      } else if (key == "federation.listen") {
+        str(node, key, cfg.federation_listen);
+      } else if (key == "federation.peers") {
+        strings(node, key, cfg.federation_peers);
+      } else if (key == "federation.cert") {
+        str(node, key, cfg.federation_cert);
+      } else if (key == "federation.key") {
+        str(node, key, cfg.federation_key);
+      } else if (key == "federation.ca") {
+        str(node, key, cfg.federation_ca);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {
@@ -233,6 +245,15 @@ std::optional<std::string> validate(const daemon_config& cfg) {
       if (value->empty())
         return std::string{key} + ": needed with gateway.tcp (see `make pki`)";
   }
+  if (!cfg.federation_listen.empty() && !bus::parse_host_port(cfg.federation_listen))
+    return "federation.listen: expected host:port, got '" + cfg.federation_listen + "'";
+  for (auto& p : cfg.federation_peers)
+    if (!bus::parse_peer(p))
+      return "federation.peers: expected name@host:port, got '" + p + "'";
+  if ((!cfg.federation_listen.empty() || !cfg.federation_peers.empty())
+      && (cfg.federation_cert.empty() || cfg.federation_key.empty() || cfg.federation_ca.empty()))
+    return "federation: federation.cert, federation.key and federation.ca are required with "
+           "federation.listen or federation.peers";
   for (char c : cfg.node_name)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
       return "node_name: only letters, digits, '-', '_' and '.' are allowed; got '"

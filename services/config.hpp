@@ -68,6 +68,13 @@ struct daemon_config {
   std::string gateway_tls_ca;
   /// Which SPIFFE ID may call which service.verb over TCP (gateway.policy, TOML).
   std::string gateway_policy;
+  /// "host:port" where this node accepts other nodes (federation.listen); empty: none.
+  std::string federation_listen;
+  /// Nodes to join, "name@host:port" (federation.peers).
+  std::vector<std::string> federation_peers;
+  /// This node's certificate (SPIFFE ID spiffe://<td>/node/<node_name>), its key and the
+  /// federation's CA, PEM files (federation.cert, federation.key, federation.ca).
+  std::string federation_cert, federation_key, federation_ca;
 };
 
 /// The default configuration file, read if it exists and no --config is given.

@@ -33,6 +33,7 @@
 #include "actors/observe/log_sink.hpp"
 #include "actors/observe/observe_actor.hpp"
 #include "bus/errc.hpp"
+#include "bus/federation_actor.hpp"
 #include "bus/logging.hpp"
 #include "bus/registry.hpp"
 #include "bus/topics.hpp"
@@ -176,8 +177,24 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
     return exit_runtime;
   }
 
+  auto self_name = cfg.node_name.empty() ? host_name() : cfg.node_name;
+  bus::federation_config fed_cfg;
+  fed_cfg.node_name = self_name;
+  fed_cfg.listen = cfg.federation_listen;
+  for (auto& p : cfg.federation_peers)
+    fed_cfg.peers.push_back(*bus::parse_peer(p)); // validate() checked them
+  fed_cfg.cert_file = cfg.federation_cert;
+  fed_cfg.key_file = cfg.federation_key;
+  fed_cfg.ca_file = cfg.federation_ca;
+  if (auto bad = fed_cfg.validate(); !bad.empty()) {
+    main_log->error("{}", bad);
+    return exit_config;
+  }
+
   caf::actor_system_config sys_cfg;
   bus::add_types(sys_cfg);
+  if (fed_cfg.enabled())
+    bus::configure_federation(sys_cfg, fed_cfg);
   sys_cfg.set("scheduler.policy",
               cfg.scheduler_policy == "sharing" ? caf::atom("sharing") : caf::atom("stealing"));
   if (cfg.scheduler_threads > 0)
@@ -190,7 +207,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
   bus_sink->set_level(level);
   log::init({stderr_sink, bus_sink}, level);
 
-  node::node_config node_cfg{cfg.node_name.empty() ? host_name() : cfg.node_name,
+  node::node_config node_cfg{self_name,
                              cyto::version, node::detect_host_features(), registry};
   if (auto bad = node_cfg.validate(); !bad.empty()) {
     main_log->error("node: {}", bad);
@@ -263,10 +280,14 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
   else // Bundles, the demo import and re-adoption touch the disk: a thread of its own.
     containers_handle = sys.spawn<caf::detached>(containers::containers, containers_cfg);
 
+  fed_cfg.registry = registry;
+  auto federation_actor = sys.spawn(bus::federation, fed_cfg);
+
   int rc = 0;
   {
     caf::scoped_actor self{sys};
     try {
+      register_actor(self, registry, service_name::federation, federation_actor);
       register_actor(self, registry, service_name::topics, topics);
       register_actor(self, registry, service_name::observe, observe_actor);
       register_actor(self, registry, service_name::node, node_actor);
@@ -291,6 +312,13 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
       self->request(images_actor, caf::infinite, list_atom::value)
         .receive([](std::vector<image_info>&) {},
                  [&](caf::error& err) { main_log->warn("images: {}", render(err)); });
+      if (!fed_cfg.listen.empty()) {
+        auto port = bus::publish_door(sys, federation_actor, fed_cfg);
+        if (!port)
+          throw std::runtime_error(render(port.error()));
+        main_log->info("federation: listening on {} (port {}) as {}", fed_cfg.listen, *port,
+                       fed_cfg.identity->node_spiffe_id(self_name));
+      }
     } catch (const std::exception& e) {
       main_log->error("{}", e.what());
       rc = exit_runtime;
@@ -326,6 +354,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
                   caf::actor_cast<caf::actor>(cells_actor), caf::actor_cast<caf::actor>(images_actor),
                   caf::actor_cast<caf::actor>(network_actor),
                   caf::actor_cast<caf::actor>(node_actor),
+                  caf::actor_cast<caf::actor>(federation_actor),
                   caf::actor_cast<caf::actor>(observe_actor),
                   caf::actor_cast<caf::actor>(topics), caf::actor_cast<caf::actor>(registry)})
     if (a)
@@ -346,6 +375,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> insecure_registries, cni_path;
   std::optional<std::string> subnet_pool;
   std::optional<std::string> tcp, tls_cert, tls_key, tls_ca, gateway_policy;
+  std::optional<std::string> fed_listen, fed_cert, fed_key, fed_ca;
+  std::vector<std::string> fed_peers;
   app.add_option("--config", config_path,
                  std::string{"TOML configuration file (default "} + services::default_config_path
                    + " if it exists)");
@@ -375,6 +406,14 @@ int main(int argc, char** argv) {
                  "the CA client certificates must come from, PEM (gateway.tls_ca)");
   app.add_option("--gateway-policy", gateway_policy,
                  "TOML: which SPIFFE ID may call which service.verb over TCP (gateway.policy)");
+  app.add_option("--federation-listen", fed_listen,
+                 "host:port where other nodes join this one, TLS (federation.listen)");
+  app.add_option("--peer", fed_peers,
+                 "node to join, name@host:port; repeat (federation.peers)");
+  app.add_option("--federation-cert", fed_cert,
+                 "this node's certificate, SPIFFE ID spiffe://TD/node/NAME (federation.cert)");
+  app.add_option("--federation-key", fed_key, "this node's key (federation.key)");
+  app.add_option("--federation-ca", fed_ca, "the federation's CA certificate (federation.ca)");
   app.set_version_flag("--version", std::string{cyto::version});
   try {
     app.parse(argc, argv);
@@ -407,6 +446,11 @@ int main(int argc, char** argv) {
   if (tls_key) cfg.gateway_tls_key = *tls_key;
   if (tls_ca) cfg.gateway_tls_ca = *tls_ca;
   if (gateway_policy) cfg.gateway_policy = *gateway_policy;
+  if (fed_listen) cfg.federation_listen = *fed_listen;
+  if (!fed_peers.empty()) cfg.federation_peers = fed_peers;
+  if (fed_cert) cfg.federation_cert = *fed_cert;
+  if (fed_key) cfg.federation_key = *fed_key;
+  if (fed_ca) cfg.federation_ca = *fed_ca;
   if (auto err = services::validate(cfg)) {
     std::fprintf(stderr, "cytod: config %s\n", err->c_str());
     return exit_config;

@@ -163,17 +163,22 @@ struct gateway::connection {
 /// each backed by the actor the registry names.
 class gateway::node_server final : public schema::Node::Server {
 public:
+  /// The services of `node`, another node of the federation, or of this one if empty.
   node_server(bridge& br, stream_router& router, progress_router& progress,
-              registry_actor registry)
-    : bridge_(br), router_(router), progress_(progress), registry_(std::move(registry)) {
+              registry_actor registry, std::string node = {})
+    : bridge_(br),
+      router_(router),
+      progress_(progress),
+      registry_(std::move(registry)),
+      node_(std::move(node)) {
   }
 
   kj::Promise<void> services(ServicesContext context) override {
     return bridge_.request(registry_, list_atom::value)
-      .then([context](std::vector<std::string> names) mutable {
+      .then([this, context](std::vector<std::string> names) mutable {
         std::vector<const char*> out;
         for (auto& [pub, actor] : offered)
-          if (std::find(names.begin(), names.end(), actor) != names.end())
+          if (std::find(names.begin(), names.end(), registry_name(actor)) != names.end())
             out.push_back(pub);
         auto list = context.getResults().initNames(out.size());
         for (uint i = 0; i < out.size(); ++i)
@@ -230,11 +235,63 @@ public:
     });
   }
 
+  kj::Promise<void> node(NodeContext context) override {
+    std::string name = context.getParams().getName();
+    if (name.empty())
+      fail(errc::invalid_argument, "node: the name is empty");
+    // Nodes are reached from this one directly, whichever Node this is.
+    return bridge_.request(registry_, get_atom::value, std::string{service_name::federation})
+      .catch_([](kj::Exception&&) -> caf::strong_actor_ptr {
+        fail(errc::unavailable, "the federation is not running on this node");
+      })
+      .then([this, name](caf::strong_actor_ptr h) {
+        return bridge_.request(caf::actor_cast<federation_actor>(std::move(h)), get_atom::value,
+                               std::string{name});
+      })
+      .then([this, context, name](node_status st) mutable {
+        if (st.state != node_state::up)
+          fail(errc::unavailable,
+               "node " + name + " is down" + (st.detail.empty() ? "" : " (" + st.detail + ")"));
+        context.getResults().setNode(kj::heap<node_server>(bridge_, router_, progress_, registry_,
+                                                           st.local ? std::string{} : name));
+      });
+  }
+
+  kj::Promise<void> nodes(NodesContext context) override {
+    return lookup(service_name::federation)
+      .then([this](caf::strong_actor_ptr h) {
+        return bridge_.request(caf::actor_cast<federation_actor>(std::move(h)), list_atom::value);
+      })
+      .then([context](std::vector<node_status> all) mutable {
+        auto list = context.getResults().initNodes(all.size());
+        for (uint i = 0; i < all.size(); ++i) {
+          auto& n = all[i];
+          auto out = list[i];
+          out.setName(n.name);
+          out.setAddress(n.address);
+          out.setState(n.state == node_state::up ? schema::NodeState::UP
+                                                 : schema::NodeState::DOWN);
+          out.setLocal(n.local);
+          out.setLastHeartbeatNanos(n.last_heartbeat_nanos);
+          out.setRttNanos(n.rtt_nanos);
+          out.setDetail(n.detail);
+        }
+      });
+  }
+
 private:
+  /// The registry name of service `name` of the node this Node stands for.
+  std::string registry_name(const char* name) const {
+    return node_.empty() ? std::string{name} : node_ + "/" + name;
+  }
+
   kj::Promise<caf::strong_actor_ptr> lookup(const char* name) {
-    return bridge_.request(registry_, get_atom::value, std::string{name})
-      .catch_([name](kj::Exception&& e) -> caf::strong_actor_ptr {
-        fail(errc::unavailable, std::string{"service "} + name + " is not running on this node");
+    return bridge_.request(registry_, get_atom::value, registry_name(name))
+      .catch_([this, name](kj::Exception&& e) -> caf::strong_actor_ptr {
+        if (node_.empty())
+          fail(errc::unavailable, std::string{"service "} + name + " is not running on this node");
+        fail(errc::unavailable,
+             "node " + node_ + " does not offer service " + name + " now (is it down?)");
       });
   }
 
@@ -242,6 +299,8 @@ private:
   stream_router& router_;
   progress_router& progress_;
   registry_actor registry_;
+  /// Empty: this node.
+  std::string node_;
 };
 
 /// The bootstrap capability of a refused peer: every call fails.
@@ -270,6 +329,14 @@ gateway::gateway(kj::AsyncIoContext& io, caf::actor_system& sys, registry_actor 
     router_(bridge_),
     tasks_(std::make_unique<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this))) {
   bridge_.on_message([this](const caf::strong_actor_ptr& sender, caf::message& msg) {
+    if (msg.match_elements<node_event>()) {
+      auto& e = msg.get_as<node_event>(0);
+      if (e.up)
+        bridge_.node_up(e.node);
+      else
+        bridge_.node_down(e.node, e.name);
+      return;
+    }
     if (!router_.route(sender, msg) && !progress_.route(msg))
       log::get("gateway")->warn("unexpected message from the bus: {}", caf::to_string(msg));
   });
@@ -321,6 +388,13 @@ void gateway::listen() {
   socket_inode_ = st.st_ino;
   listener_ = io_.lowLevelProvider->wrapListenSocketFd(
     fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  // Learn which nodes go down, so that calls to them fail at once (see bridge::node_down).
+  tasks_->add(bridge_.request(registry_, get_atom::value, std::string{service_name::federation})
+                .then([this](caf::strong_actor_ptr h) {
+                  caf::anon_send(caf::actor_cast<federation_actor>(std::move(h)),
+                                 subscribe_atom::value, bridge_.handle());
+                })
+                .catch_([](kj::Exception&&) {})); // no federation: nothing goes down
   accepting_ = accept_loop().eagerlyEvaluate([](kj::Exception&& e) {
     log::get("gateway")->error("accept loop ended: {}", e.getDescription().cStr());
   });

@@ -80,4 +80,43 @@ BOOST_AUTO_TEST_CASE(terminated_actor_is_removed_and_reported_by_health) {
   caf::anon_send_exit(reg, caf::exit_reason::user_shutdown);
 }
 
+BOOST_AUTO_TEST_CASE(another_nodes_services_are_not_offered_and_go_quietly) {
+  auto reg = sys.spawn(bus::registry);
+  auto mine = sys.spawn(idle);
+  auto theirs = sys.spawn(idle); // stands for node b's cells actor
+  for (auto& [name, h] : {std::pair{std::string{"cells"}, mine},
+                          std::pair{std::string{"b/cells"}, theirs}})
+    self->request(reg, caf::infinite, put_atom::value, name, caf::actor_cast<caf::strong_actor_ptr>(h))
+      .receive([] {}, [](caf::error& e) { BOOST_FAIL(render(e)); });
+  // What this node offers its peers: only its own services.
+  self->request(reg, caf::infinite, get_atom::value, list_atom::value)
+    .receive(
+      [&](std::vector<service_handle>& xs) {
+        BOOST_REQUIRE_EQUAL(xs.size(), 1u);
+        BOOST_TEST(xs[0].name == "cells");
+        BOOST_TEST((xs[0].handle == caf::actor_cast<caf::strong_actor_ptr>(mine)));
+      },
+      [](caf::error& e) { BOOST_FAIL(render(e)); });
+  // Node b going away removes its entry without making this node unhealthy.
+  self->monitor(theirs);
+  caf::anon_send_exit(theirs, caf::exit_reason::kill);
+  self->receive([](caf::down_msg&) {});
+  std::vector<std::string> names;
+  // The registry learns of the death asynchronously: poll a bounded number of times.
+  for (int i = 0; i < 100; ++i) {
+    self->request(reg, caf::infinite, list_atom::value)
+      .receive([&](std::vector<std::string>& xs) { names = xs; },
+               [](caf::error& e) { BOOST_FAIL(render(e)); });
+    if (names == std::vector<std::string>{"cells"})
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  BOOST_TEST(names == std::vector<std::string>{"cells"});
+  self->request(reg, caf::infinite, health_atom::value)
+    .receive([](std::vector<std::string>& xs) { BOOST_TEST(xs.empty()); },
+             [](caf::error& e) { BOOST_FAIL(render(e)); });
+  caf::anon_send_exit(mine, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(reg, caf::exit_reason::user_shutdown);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

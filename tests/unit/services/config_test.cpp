@@ -148,3 +148,31 @@ seccomp = false
                       "containers.demo_image"));
   BOOST_TEST(bad.default_seccomp); // unchanged on error
 }
+
+BOOST_AUTO_TEST_CASE(federation_keys_are_applied_and_checked) {
+  daemon_config cfg;
+  auto err = apply_toml(R"(
+[federation]
+listen = "0.0.0.0:7001"
+peers = ["b@10.0.0.2:7001", "c@[fd00::3]:7001"]
+cert = "/etc/cyto/pki/nodes/a.crt"
+key = "/etc/cyto/pki/nodes/a.key"
+ca = "/etc/cyto/pki/ca.crt"
+)",
+                        cfg);
+  BOOST_TEST(!err.has_value(), (err ? *err : ""));
+  BOOST_TEST(cfg.federation_listen == "0.0.0.0:7001");
+  BOOST_TEST(cfg.federation_peers.size() == 2u);
+  BOOST_TEST(cfg.federation_ca == "/etc/cyto/pki/ca.crt");
+  daemon_config bad;
+  BOOST_TEST(mentions(apply_toml("[federation]\nlisten = \"nowhere\"\n", bad),
+                      "federation.listen: expected host:port"));
+  BOOST_TEST(mentions(apply_toml("[federation]\nlisten = \"h:70000\"\n", bad), "federation.listen"));
+  BOOST_TEST(mentions(apply_toml("[federation]\npeers = [\"10.0.0.2:7001\"]\n", bad),
+                      "federation.peers: expected name@host:port"));
+  BOOST_TEST(mentions(apply_toml("[federation]\npeers = [\"b@host\"]\n", bad), "federation.peers"));
+  // Listening or joining without certificates is refused: federation is TLS only.
+  BOOST_TEST(mentions(apply_toml("[federation]\nlisten = \"127.0.0.1:7001\"\n", bad),
+                      "federation.cert, federation.key and federation.ca are required"));
+  BOOST_TEST(bad.federation_listen.empty()); // unchanged on error
+}

@@ -44,12 +44,15 @@ struct vm_spec {
   std::string machine;
   /// "key=value".
   std::vector<std::string> labels;
+  /// Arguments for the guest's init, put after " -- " on the kernel command line (the
+  /// kernel hands them to /init as its argv). `cyto vm run -- CMD` puts CMD here.
+  std::vector<std::string> init_args;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, vm_spec& x) {
   return f(caf::meta::type_name("vm_spec"), x.name, x.vcpus, x.memory_bytes, x.kernel, x.initrd,
-           x.cmdline, x.drives, x.accel, x.machine, x.labels);
+           x.cmdline, x.drives, x.accel, x.machine, x.labels, x.init_args);
 }
 
 /// Lifecycle of a VM. Values match schema/vms.capnp's VmState.

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   add_network_commands(app, g, run);
   add_container_commands(app, g, run);
   add_pod_commands(app, g, run);
+  add_vm_commands(app, g, run);
   for (auto* sub : {discover, health, version, logs_cmd}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");

@@ -9,6 +9,7 @@ using Images = import "images.capnp".Images;
 using Networks = import "network.capnp".Networks;
 using Containers = import "containers.capnp".Containers;
 using Pods = import "containers.capnp".Pods;
+using Vms = import "vms.capnp".Vms;
 
 interface Node {
   # Lists the services this node offers now (e.g. ["discovery", "observe"]).
@@ -23,4 +24,5 @@ interface Node {
   network @5 () -> (service :Networks);
   containers @6 () -> (service :Containers);
   pods @7 () -> (service :Pods);
+  vms @8 () -> (service :Vms);
 }

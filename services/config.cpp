@@ -121,6 +121,8 @@ struct applier {
         str(node, key, cfg.demo_image);
       } else if (key == "containers.seccomp") {
         boolean(node, key, cfg.default_seccomp);
+      } else if (key == "vms.qemu") {
+        str(node, key, cfg.qemu);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {

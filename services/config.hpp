@@ -59,6 +59,8 @@ struct daemon_config {
   std::string demo_image = default_demo_image();
   /// Containers get the default seccomp profile (containers.seccomp).
   bool default_seccomp = true;
+  /// The QEMU binary VMs run (vms.qemu): a path or a name looked up in PATH.
+  std::string qemu = "qemu-system-x86_64";
 };
 
 /// The default configuration file, read if it exists and no --config is given.

@@ -22,6 +22,7 @@
 #include "services/discovery_service.hpp"
 #include "services/images_service.hpp"
 #include "services/network_service.hpp"
+#include "services/vms_service.hpp"
 
 namespace cyto::services {
 
@@ -63,6 +64,7 @@ constexpr std::pair<const char*, const char*> offered[] = {
   {"network", service_name::network},
   {"containers", service_name::containers},
   {"pods", service_name::containers},
+  {"vms", service_name::vms},
 };
 
 } // namespace
@@ -161,6 +163,13 @@ public:
     return lookup(service_name::containers).then([this, context](caf::strong_actor_ptr h) mutable {
       context.getResults().setService(
         new_pods_service(bridge_, caf::actor_cast<containers_actor>(std::move(h))));
+    });
+  }
+
+  kj::Promise<void> vms(VmsContext context) override {
+    return lookup(service_name::vms).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_vms_service(bridge_, router_, registry_, caf::actor_cast<vms_actor>(std::move(h))));
     });
   }
 

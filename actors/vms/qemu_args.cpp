@@ -44,7 +44,9 @@ std::vector<std::string> qemu_args(const vm_spec& spec, const qemu_launch& how) 
   if (how.accel == "kvm")
     a.insert(a.end(), {"-accel", "kvm", "-cpu", "host"});
   else
-    a.insert(a.end(), {"-accel", "tcg", "-cpu", "max"});
+    a.insert(a.end(), {"-accel",
+                       how.tb_size_mib ? "tcg,tb-size=" + std::to_string(how.tb_size_mib) : "tcg",
+                       "-cpu", "max"});
   a.insert(a.end(), {"-smp", std::to_string(spec.vcpus), "-m",
                      std::to_string(spec.memory_bytes >> 20) + "M", "-nodefaults",
                      "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",

@@ -1,6 +1,7 @@
 #pragma once
 // The QEMU command line of a VM: a pure function of its spec and where its sockets live.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,8 @@ struct qemu_launch {
   std::string accel = "tcg";
   /// "microvm" or "q35" (already chosen).
   std::string machine = "microvm";
+  /// TCG's translation cache in MiB (0: QEMU's default, 1 GiB).
+  uint64_t tb_size_mib = 0;
   std::string qmp_path;
   std::string channel_path;
   /// Extra arguments to the guest's init, appended to the kernel command line after

@@ -219,6 +219,19 @@ caf::error check_spec(const vms_state& st, vm_spec& spec) {
     return make_error(errc::invalid_argument,
                       "cmdline: give the guest's init arguments after '--' of vm run, "
                       "not in the kernel command line");
+  size_t length = spec.cmdline.size();
+  for (auto& a : spec.init_args) {
+    if (a.empty() || a.find_first_of("\"\n") != std::string::npos)
+      return make_error(errc::invalid_argument,
+                        "guest command argument '" + a +
+                            "': the kernel command line cannot carry empty arguments, "
+                            "double quotes or newlines");
+    length += a.size() + 3;
+  }
+  // x86's COMMAND_LINE_SIZE, less what qemu_args adds.
+  if (length > 1900)
+    return make_error(errc::invalid_argument,
+                      "kernel command line and guest command are longer than 1900 bytes");
   return {};
 }
 
@@ -455,19 +468,13 @@ caf::error start(self_ptr self, const std::string& name,
   how.machine = v.info.machine;
   how.qmp_path = v.info.qmp_path;
   how.channel_path = v.info.channel_path;
+  how.init_args = spec.init_args;
+  // Cap TCG's translation cache (1 GiB by default) so it fits the cell's memory.max.
+  how.tb_size_mib = std::max<uint64_t>(64, (st.config.memory_overhead >> 20) / 2);
   executable_spec exe;
   exe.cell = v.info.cell;
   exe.name = qemu_exe;
   exe.argv = qemu_args(spec, how);
-  if (how.accel == "tcg") {
-    // Cap TCG's translation cache (1 GiB by default) so it fits the cell's memory.max.
-    auto tb = std::max<uint64_t>(64, (st.config.memory_overhead >> 20) / 2);
-    for (auto a = exe.argv.begin(); a != exe.argv.end(); ++a)
-      if (*a == "tcg") {
-        *a = "tcg,tb-size=" + std::to_string(tb);
-        break;
-      }
-  }
   exe.cwd = v.info.dir;
   exe.description = "vm " + name;
   v.starting_now = true;
@@ -713,6 +720,12 @@ std::string vms_config::validate() const {
   if (!cells)
     return "the cells actor is needed";
   return {};
+}
+
+vms_state::~vms_state() {
+  for (auto& [n, v] : vms)
+    if (v.qmp)
+      caf::anon_send_exit(v.qmp, caf::exit_reason::user_shutdown);
 }
 
 vms_actor::behavior_type vms(self_ptr self, vms_config config) {

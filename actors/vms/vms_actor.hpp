@@ -50,6 +50,9 @@ struct vms_state {
     std::vector<caf::typed_response_promise<vm_info>> waiters;
   };
 
+  /// Ends the QMP sessions (QEMU keeps running: killing cytod never kills VMs).
+  ~vms_state();
+
   vms_config config;
   std::unique_ptr<store::state_db> db;
   std::map<std::string, vm> vms;

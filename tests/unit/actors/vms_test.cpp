@@ -68,10 +68,12 @@ constexpr const char* greeting =
 BOOST_AUTO_TEST_CASE(microvm_under_tcg_gets_timer_options_and_mmio_devices) {
   auto s = spec();
   s.drives = {{"/d/root.img", "raw", false}, {"/d/data,1.qcow2", "qcow2", true}};
-  auto a = qemu_args(s, launch("microvm", "tcg"));
+  auto l = launch("microvm", "tcg");
+  l.tb_size_mib = 256;
+  auto a = qemu_args(s, l);
   BOOST_TEST(a.front() == "/usr/bin/qemu-system-x86_64");
   BOOST_TEST(after(a, "-machine") == "microvm");
-  BOOST_TEST(after(a, "-accel") == "tcg");
+  BOOST_TEST(after(a, "-accel") == "tcg,tb-size=256");
   BOOST_TEST(after(a, "-cpu") == "max");
   BOOST_TEST(after(a, "-smp") == "2");
   BOOST_TEST(after(a, "-m") == "512M");

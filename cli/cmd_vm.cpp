@@ -379,7 +379,14 @@ void add_vm_commands(CLI::App& app, global_options& g, std::function<int()>& act
   static std::string name, timeout = "30s";
   static std::vector<std::string> names;
   static bool force = false, follow = false;
-  auto* vm = app.add_subcommand("vm", "virtual machines (QEMU, one cell each)");
+  // The guest side (`vm exec`) may have made the command already.
+  CLI::App* vm = nullptr;
+  try {
+    vm = app.get_subcommand("vm");
+    vm->description("virtual machines (QEMU, one cell each)");
+  } catch (const CLI::OptionNotFound&) {
+    vm = app.add_subcommand("vm", "virtual machines (QEMU, one cell each)");
+  }
   vm->require_subcommand(1);
   vm->footer("A VM's QEMU runs as the executable 'qemu' of the cell vms/NAME; its serial console\n"
              "is that executable's stdout. Guests used with 'vm run' print CYTO-EXIT=<n> on the\n"

@@ -296,7 +296,7 @@ void connect_qmp(self_ptr self, const std::string& name,
   auto& v = st.vms.at(name);
   if (v.qmp)
     caf::anon_send_exit(v.qmp, caf::exit_reason::user_shutdown);
-  v.qmp = self->spawn<caf::detached>(qmp_session, vms_actor{self}, name);
+  v.qmp = self->spawn<caf::detached>(qmp_session, caf::actor_cast<vms_actor>(self), name);
   auto run = v.run;
   self->request(v.qmp, caf::infinite, start_atom::value, v.info.qmp_path, v.info.pid,
                 st.config.qmp_timeout_ms)
@@ -409,7 +409,9 @@ void on_qmp_event(self_ptr self, qmp_event& ev) {
     v.qmp = nullptr; // closed: QEMU is ending (the exit watcher reports it)
   } else if (ev.event == "SHUTDOWN") {
     auto reason = data.is_object() ? data.value("reason", std::string{"shutdown"}) : "shutdown";
-    v.shutdown_reason = reason;
+    // The first reason counts: our own quit after a guest power-off reports another.
+    if (v.shutdown_reason.empty())
+      v.shutdown_reason = reason;
     // -no-shutdown keeps QEMU around after the guest powered off: now it may go.
     if (reason != "host-qmp-quit")
       quit_qemu(self, v);
@@ -566,11 +568,11 @@ caf::error allocate(self_ptr self, vm_spec spec, caf::typed_response_promise<vm_
   }
   ::chmod(info.dir.c_str(), 0700);
   auto name = spec.name;
-  v.starting_now = true; // reserved: no start, free or second allocate until the cell exists
-  st.vms.emplace(name, std::move(v));
   cell_spec cs;
   cs.name = info.cell;
   cs.limits.memory_max = spec.memory_bytes + st.config.memory_overhead;
+  v.starting_now = true; // reserved: no start, free or second allocate until the cell exists
+  st.vms.emplace(name, std::move(v));
   allocate_cell(
       self, cs,
       [self, name, rp](cell_info&) mutable {
@@ -710,6 +712,42 @@ void reconcile(self_ptr self) {
   }
 }
 
+/// The VM `name` if its QEMU runs (running or paused); `what` names the refused action.
+caf::expected<vm*> find_live(vms_state& st, const std::string& name, const char* what) {
+  auto i = st.vms.find(name);
+  if (i == st.vms.end())
+    return no_vm(name);
+  if (!is_live(i->second.info.state) || i->second.starting_now)
+    return make_error(errc::failed_precondition, "vm " + name + " is not running (" +
+                                                     text_of(i->second.info.state) + "); cannot " +
+                                                     what);
+  return &i->second;
+}
+
+/// pause (QMP stop) and resume (QMP cont): `command`, then state `from` becomes `to`.
+caf::result<vm_info> toggle_cpus(self_ptr self, const std::string& name, const char* command,
+                                 vm_state from, vm_state to, const char* what) {
+  auto v = find_live(self->state, name, what);
+  if (!v)
+    return std::move(v.error());
+  auto rp = self->make_response_promise<vm_info>();
+  qmp(self, **v, command, nullptr, [self, name, from, to, rp](caf::expected<json> r) mutable {
+    auto i = self->state.vms.find(name);
+    if (!r) {
+      rp.deliver(r.error());
+    } else if (i == self->state.vms.end()) {
+      rp.deliver(no_vm(name));
+    } else {
+      if (i->second.info.state == from) {
+        i->second.info.state = to;
+        persist(self, i->second);
+      }
+      rp.deliver(i->second.info);
+    }
+  });
+  return rp;
+}
+
 } // namespace
 
 std::string vms_config::validate() const {
@@ -747,16 +785,6 @@ vms_actor::behavior_type vms(self_ptr self, vms_config config) {
   reconcile(self);
   st.log->info("vms ready: {} VMs, accelerator {} ({})", st.vms.size(), st.host_accel,
                st.host_accel_reason);
-  auto find_live = [self](const std::string& name, const char* what) -> caf::expected<vm*> {
-    auto i = self->state.vms.find(name);
-    if (i == self->state.vms.end())
-      return no_vm(name);
-    if (!is_live(i->second.info.state) || i->second.starting_now)
-      return make_error(errc::failed_precondition, "vm " + name + " is not running (" +
-                                                       text_of(i->second.info.state) +
-                                                       "); cannot " + what);
-    return &i->second;
-  };
   return {
       [self](allocate_atom, vm_spec& spec) -> caf::result<vm_info> {
         auto rp = self->make_response_promise<vm_info>();
@@ -770,8 +798,8 @@ vms_actor::behavior_type vms(self_ptr self, vms_config config) {
           rp.deliver(err);
         return rp;
       },
-      [self, find_live](stop_atom, std::string& name, uint32_t timeout_ms) -> caf::result<vm_info> {
-        auto v = find_live(name, "stop it");
+      [self](stop_atom, std::string& name, uint32_t timeout_ms) -> caf::result<vm_info> {
+        auto v = find_live(self->state, name, "stop it");
         if (!v)
           return std::move(v.error());
         auto& m = **v;
@@ -803,8 +831,8 @@ vms_actor::behavior_type vms(self_ptr self, vms_config config) {
                            run);
         return rp;
       },
-      [self, find_live](kill_atom, std::string& name) -> caf::result<vm_info> {
-        auto v = find_live(name, "kill it");
+      [self](kill_atom, std::string& name) -> caf::result<vm_info> {
+        auto v = find_live(self->state, name, "kill it");
         if (!v)
           return std::move(v.error());
         auto rp = self->make_response_promise<vm_info>();
@@ -813,47 +841,11 @@ vms_actor::behavior_type vms(self_ptr self, vms_config config) {
         signal_qemu(self, **v, SIGKILL);
         return rp;
       },
-      [self, find_live](pause_atom, std::string& name) -> caf::result<vm_info> {
-        auto v = find_live(name, "pause it");
-        if (!v)
-          return std::move(v.error());
-        auto rp = self->make_response_promise<vm_info>();
-        qmp(self, **v, "stop", nullptr, [self, name, rp](caf::expected<json> r) mutable {
-          auto i = self->state.vms.find(name);
-          if (!r) {
-            rp.deliver(r.error());
-          } else if (i == self->state.vms.end()) {
-            rp.deliver(no_vm(name));
-          } else {
-            if (i->second.info.state == vm_state::running) {
-              i->second.info.state = vm_state::paused;
-              persist(self, i->second);
-            }
-            rp.deliver(i->second.info);
-          }
-        });
-        return rp;
+      [self](pause_atom, std::string& name) -> caf::result<vm_info> {
+        return toggle_cpus(self, name, "stop", vm_state::running, vm_state::paused, "pause it");
       },
-      [self, find_live](resume_atom, std::string& name) -> caf::result<vm_info> {
-        auto v = find_live(name, "resume it");
-        if (!v)
-          return std::move(v.error());
-        auto rp = self->make_response_promise<vm_info>();
-        qmp(self, **v, "cont", nullptr, [self, name, rp](caf::expected<json> r) mutable {
-          auto i = self->state.vms.find(name);
-          if (!r) {
-            rp.deliver(r.error());
-          } else if (i == self->state.vms.end()) {
-            rp.deliver(no_vm(name));
-          } else {
-            if (i->second.info.state == vm_state::paused) {
-              i->second.info.state = vm_state::running;
-              persist(self, i->second);
-            }
-            rp.deliver(i->second.info);
-          }
-        });
-        return rp;
+      [self](resume_atom, std::string& name) -> caf::result<vm_info> {
+        return toggle_cpus(self, name, "cont", vm_state::paused, vm_state::running, "resume it");
       },
       [self](free_atom, std::string& name, bool force) -> caf::result<void> {
         auto& st = self->state;

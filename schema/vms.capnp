@@ -14,8 +14,8 @@ struct VmDrive {
 
 struct VmSpec {
   name @0 :Text;          # [A-Za-z0-9][A-Za-z0-9_.-]{0,62}
-  vcpus @1 :UInt32;       # 1..host cpus (0: 1)
-  memoryBytes @2 :UInt64; # whole MiB, 16 MiB..below host RAM (0: 256 MiB)
+  vcpus @1 :UInt32;       # 1..host cpus
+  memoryBytes @2 :UInt64; # whole MiB, 16 MiB..below host RAM
   kernel @3 :Text;        # bzImage path, absolute
   initrd @4 :Text;        # initramfs path, absolute (optional)
   cmdline @5 :Text;       # kernel command line (console=ttyS0 is added)

@@ -10,10 +10,8 @@ namespace {
 vm_spec from_capnp(schema::VmSpec::Reader s) {
   vm_spec out;
   out.name = s.getName();
-  if (s.getVcpus() != 0)
-    out.vcpus = s.getVcpus();
-  if (s.getMemoryBytes() != 0)
-    out.memory_bytes = s.getMemoryBytes();
+  out.vcpus = s.getVcpus();
+  out.memory_bytes = s.getMemoryBytes();
   out.kernel = s.getKernel();
   out.initrd = s.getInitrd();
   out.cmdline = s.getCmdline();

@@ -18,7 +18,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int boot_runs = 3;
+constexpr int boot_runs = 5;
 constexpr int qmp_calls = 300;
 constexpr int rss_vms = 3;
 
@@ -72,7 +72,6 @@ int main() {
   spec.kernel = paths.at(0);
   spec.initrd = initrd;
   spec.cmdline = "quiet panic=-1";
-  spec.init_args = {"true"};
   cyto::vms::qemu_launch how;
   how.qemu = "/usr/bin/qemu-system-x86_64";
   how.accel = "tcg";
@@ -80,6 +79,7 @@ int main() {
   how.machine = "microvm";
   how.qmp_path = work / "qmp.sock";
   how.channel_path = work / "channel.sock";
+  how.init_args = {"true"};
   auto bare_argv = cyto::vms::qemu_args(spec, how);
 
   std::vector<double> bare, cyto_run;
@@ -105,9 +105,9 @@ int main() {
   {
     ::unlink(how.qmp_path.c_str());
     ::unlink(how.channel_path.c_str());
-    auto idle = spec;
+    auto idle = how;
     idle.init_args.clear();
-    child_process q{cyto::vms::qemu_args(idle, how)};
+    child_process q{cyto::vms::qemu_args(spec, idle)};
     auto c = cyto::vms::qmp_client::connect(how.qmp_path, 10s, [] { return true; });
     if (c) {
       for (int i = 0; i < qmp_calls; ++i) {

@@ -49,5 +49,7 @@ using join_atom = caf::atom_constant<caf::atom("join")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using dial_atom = caf::atom_constant<caf::atom("dial")>;
 using dialed_atom = caf::atom_constant<caf::atom("dialed")>;
+using pause_atom = caf::atom_constant<caf::atom("pause")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
 } // namespace cyto

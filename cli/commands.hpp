@@ -65,6 +65,8 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
 
 /// Adds `cyto node ls`.
 void add_node_commands(CLI::App& app, global_options& g, std::function<int()>& run);
+/// Adds `cyto vm create|run|start|stop|kill|pause|resume|rm|ls|inspect|console`.
+void add_vm_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 
 /// Adds `cyto pod create|ls|stop|rm`.
 void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& run);

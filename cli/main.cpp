@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   add_container_commands(app, g, run);
   add_pod_commands(app, g, run);
   add_node_commands(app, g, run);
+  add_vm_commands(app, g, run);
   // Options a verb does not know go to its parent, so global ones may follow the verb
   // (cyto discover --connect ...), except in verbs whose trailing words are a command
   // (run, exec): there they must come before the verb.

@@ -9,6 +9,7 @@ using Images = import "images.capnp".Images;
 using Networks = import "network.capnp".Networks;
 using Containers = import "containers.capnp".Containers;
 using Pods = import "containers.capnp".Pods;
+using Vms = import "vms.capnp".Vms;
 
 interface Node {
   # Lists the services this node offers now (e.g. ["discovery", "observe"]).
@@ -31,6 +32,9 @@ interface Node {
 
   # Every node of the federation as this node sees it: this node first.
   nodes @9 () -> (nodes :List(NodeStatus));
+
+  # Virtual machines: QEMU processes driven over QMP, each in its own cell.
+  vms @10 () -> (service :Vms);
 }
 
 enum NodeState {

@@ -143,6 +143,8 @@ struct applier {
         str(node, key, cfg.federation_key);
       } else if (key == "federation.ca") {
         str(node, key, cfg.federation_ca);
+      } else if (key == "vms.qemu") {
+        str(node, key, cfg.qemu);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {

@@ -75,6 +75,8 @@ struct daemon_config {
   /// This node's certificate (SPIFFE ID spiffe://<td>/node/<node_name>), its key and the
   /// federation's CA, PEM files (federation.cert, federation.key, federation.ca).
   std::string federation_cert, federation_key, federation_ca;
+  /// The QEMU binary VMs run (vms.qemu): a path or a name looked up in PATH.
+  std::string qemu = "qemu-system-x86_64";
 };
 
 /// The default configuration file, read if it exists and no --config is given.

@@ -28,6 +28,7 @@
 #include "actors/containers/containers_actor.hpp"
 #include "actors/images/images_actor.hpp"
 #include "actors/network/network_actor.hpp"
+#include "actors/vms/vms_actor.hpp"
 #include "actors/node/host_features.hpp"
 #include "actors/node/node_actor.hpp"
 #include "actors/observe/log_sink.hpp"
@@ -282,6 +283,15 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
 
   fed_cfg.registry = registry;
   auto federation_actor = sys.spawn(bus::federation, fed_cfg);
+  vms::vms_config vms_cfg;
+  vms_cfg.state_dir = cfg.state_dir;
+  vms_cfg.qemu = cfg.qemu;
+  vms_cfg.cells = cells_actor;
+  cyto::vms_actor vms_handle;
+  if (auto bad = vms_cfg.validate(); !bad.empty())
+    main_log->error("vms: {}; VMs are unavailable", bad);
+  else // state.db and re-adoption touch the disk: a thread of its own.
+    vms_handle = sys.spawn<caf::detached>(vms::vms, vms_cfg);
 
   int rc = 0;
   {
@@ -300,6 +310,12 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
         self->request(containers_handle, caf::infinite, list_atom::value)
           .receive([](std::vector<container_info>&) {},
                    [&](caf::error& err) { main_log->warn("containers: {}", render(err)); });
+      }
+      if (vms_handle) {
+        register_actor(self, registry, service_name::vms, vms_handle);
+        self->request(vms_handle, caf::infinite, list_atom::value)
+          .receive([](std::vector<vm_info>&) {},
+                   [&](caf::error& err) { main_log->warn("vms: {}", render(err)); });
       }
       // Ready means ready: the cells actor has set up its cgroups and re-adopted its
       // workloads (it answers only after its start-up work).
@@ -350,7 +366,8 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
 
   // Actors first, then the sink that holds the topic handle, then the system.
   bus_sink->detach();
-  for (auto& a : {caf::actor_cast<caf::actor>(containers_handle),
+  for (auto& a : {caf::actor_cast<caf::actor>(vms_handle),
+                  caf::actor_cast<caf::actor>(containers_handle),
                   caf::actor_cast<caf::actor>(cells_actor), caf::actor_cast<caf::actor>(images_actor),
                   caf::actor_cast<caf::actor>(network_actor),
                   caf::actor_cast<caf::actor>(node_actor),
@@ -377,6 +394,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> tcp, tls_cert, tls_key, tls_ca, gateway_policy;
   std::optional<std::string> fed_listen, fed_cert, fed_key, fed_ca;
   std::vector<std::string> fed_peers;
+  std::optional<std::string> subnet_pool, qemu;
   app.add_option("--config", config_path,
                  std::string{"TOML configuration file (default "} + services::default_config_path
                    + " if it exists)");
@@ -414,6 +432,9 @@ int main(int argc, char** argv) {
                  "this node's certificate, SPIFFE ID spiffe://TD/node/NAME (federation.cert)");
   app.add_option("--federation-key", fed_key, "this node's key (federation.key)");
   app.add_option("--federation-ca", fed_ca, "the federation's CA certificate (federation.ca)");
+  app.add_option("--qemu", qemu,
+                 "QEMU binary VMs run, a path or a name in PATH (vms.qemu, default "
+                 "qemu-system-x86_64)");
   app.set_version_flag("--version", std::string{cyto::version});
   try {
     app.parse(argc, argv);
@@ -451,6 +472,7 @@ int main(int argc, char** argv) {
   if (fed_cert) cfg.federation_cert = *fed_cert;
   if (fed_key) cfg.federation_key = *fed_key;
   if (fed_ca) cfg.federation_ca = *fed_ca;
+  if (qemu) cfg.qemu = *qemu;
   if (auto err = services::validate(cfg)) {
     std::fprintf(stderr, "cytod: config %s\n", err->c_str());
     return exit_config;

@@ -26,6 +26,7 @@
 #include "services/discovery_service.hpp"
 #include "services/images_service.hpp"
 #include "services/network_service.hpp"
+#include "services/vms_service.hpp"
 
 namespace cyto::services {
 
@@ -67,6 +68,7 @@ constexpr std::pair<const char*, const char*> offered[] = {
   {"network", service_name::network},
   {"containers", service_name::containers},
   {"pods", service_name::containers},
+  {"vms", service_name::vms},
 };
 
 /// How long a TCP peer has to finish its TLS handshake.
@@ -277,6 +279,11 @@ public:
           out.setDetail(n.detail);
         }
       });
+  kj::Promise<void> vms(VmsContext context) override {
+    return lookup(service_name::vms).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_vms_service(bridge_, router_, registry_, caf::actor_cast<vms_actor>(std::move(h))));
+    });
   }
 
 private:

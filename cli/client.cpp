@@ -57,4 +57,13 @@ client::client(const std::string& socket_path)
     node_(rpc_->bootstrap().castAs<schema::Node>()) {
 }
 
+client::client(const global_options& g) : client(g.socket) {
+  if (g.vm.empty())
+    return;
+  // Pipelined: the first real call carries the VM lookup's error (cyto.not_found ...).
+  auto req = node_.vmRequest();
+  req.setName(g.vm);
+  node_ = req.send().getNode();
+}
+
 } // namespace cyto::cli

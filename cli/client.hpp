@@ -15,6 +15,8 @@ namespace cyto::cli {
 struct global_options {
   std::string socket = "/run/cyto/cyto.sock";
   bool json = false;
+  /// --vm NAME: talk to the cytod inside that VM, through the daemon on `socket`.
+  std::string vm;
 };
 
 /// A failure the CLI reports as one line and a non-zero exit.
@@ -29,6 +31,8 @@ class client {
 public:
   /// Connects; throws cli_error saying why not (no socket, permission, refused).
   explicit client(const std::string& socket_path);
+  /// Connects to g.socket; with g.vm, node() is the Node of the cytod inside that VM.
+  explicit client(const global_options& g);
 
   kj::WaitScope& wait_scope() {
     return io_.waitScope;

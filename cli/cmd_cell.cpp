@@ -169,7 +169,7 @@ void print_tree(schema::CellInfo::Reader info, const std::string& indent) {
 }
 
 int allocate(const global_options& g, const cell_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto req = cells(c).allocateRequest();
   auto cell = req.initCell();
   cell.setName(f.name);
@@ -236,7 +236,7 @@ int wait_exit(client& c, schema::Cells::Client& svc, const std::string& cell, co
 }
 
 int start(const global_options& g, const start_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto svc = cells(c);
   auto req = svc.startRequest();
   req.setCellName(f.cell);
@@ -269,7 +269,7 @@ int start(const global_options& g, const start_flags& f) {
 }
 
 int list(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto resp = wait(c, cells(c).listRequest().send());
   if (g.json) {
     nlohmann::json out = nlohmann::json::array();
@@ -286,7 +286,7 @@ int list(const global_options& g) {
 }
 
 int inspect(const global_options& g, const std::string& name) {
-  client c{g.socket};
+  client c{g};
   auto req = cells(c).getRequest();
   req.setName(name);
   auto resp = wait(c, req.send());
@@ -302,7 +302,7 @@ int stop(const global_options& g, const target_flags& f) {
   auto timeout = parse_duration_us(f.timeout);
   if (!timeout)
     bad("--timeout: '" + f.timeout + "' is not a duration like 10s or 500ms");
-  client c{g.socket};
+  client c{g};
   auto req = cells(c).stopRequest();
   req.setCellName(f.cell);
   req.setExecutableName(f.exe);
@@ -317,7 +317,7 @@ int stop(const global_options& g, const target_flags& f) {
 }
 
 int free_cell(const global_options& g, const target_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto req = cells(c).freeRequest();
   req.setName(f.cell);
   req.setRecursive(f.recursive);
@@ -393,7 +393,7 @@ void add_cell_commands(CLI::App& app, global_options& g, std::function<int()>& r
   wt->add_option("executable", wf.exe, "executable name")->required();
   wt->callback([&] {
     run = [&] {
-      client c{g.socket};
+      client c{g};
       auto svc = cells(c);
       return wait_exit(c, svc, wf.cell, wf.exe, g.json);
     };

@@ -222,7 +222,7 @@ void ensure_image(client& c, const std::string& image) {
 int run(const global_options& g, const run_flags& f) {
   if (f.rest.empty())
     bad("run: give an IMAGE (e.g. cyto run --rm demo echo hello)");
-  client c{g.socket};
+  client c{g};
   auto svc = containers(c);
   try {
     ensure_image(c, f.rest.front());
@@ -282,7 +282,7 @@ int run(const global_options& g, const run_flags& f) {
 }
 
 int ps(const global_options& g, bool all) {
-  client c{g.socket};
+  client c{g};
   auto resp = wait(c, containers(c).listRequest().send());
   if (g.json) {
     auto out = nlohmann::json::array();
@@ -337,7 +337,7 @@ struct exec_flags {
 int exec(const global_options& g, const exec_flags& f) {
   if (f.rest.size() < 2)
     bad("exec: give a container NAME and a COMMAND");
-  client c{g.socket};
+  client c{g};
   auto req = containers(c).execRequest();
   req.setName(f.rest.front());
   auto argv = req.initArgv(f.rest.size() - 1);
@@ -383,7 +383,7 @@ struct target_flags {
 int each_name(
     const global_options& g, const target_flags& f,
     const std::function<void(client&, schema::Containers::Client&, const std::string&)>& one) {
-  client c{g.socket};
+  client c{g};
   auto svc = containers(c);
   int rc = 0;
   for (auto& n : f.names) {
@@ -434,7 +434,7 @@ int rm(const global_options& g, const target_flags& f) {
 }
 
 int inspect(const global_options& g, const target_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto svc = containers(c);
   auto out = nlohmann::json::array();
   for (auto& n : f.names) {
@@ -450,7 +450,7 @@ int inspect(const global_options& g, const target_flags& f) {
 }
 
 int wait_cmd(const global_options& g, const target_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto svc = containers(c);
   int last = 0;
   for (auto& n : f.names) {

@@ -37,7 +37,7 @@ schema::Discovery::Client discovery(client& c) {
 } // namespace
 
 int cmd_discover(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto disc = discovery(c);
   auto resp = wait(c, disc.discoverRequest().send());
   auto info = resp.getInfo();
@@ -87,7 +87,7 @@ int cmd_discover(const global_options& g) {
 }
 
 int cmd_health(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto disc = discovery(c);
   auto resp = wait(c, disc.healthRequest().send());
   auto h = resp.getHealth();
@@ -105,7 +105,7 @@ int cmd_version(const global_options& g) {
   std::string daemon;
   std::string problem;
   try {
-    client c{g.socket};
+    client c{g};
     daemon = wait(c, discovery(c).discoverRequest().send()).getInfo().getVersion().cStr();
   } catch (const cli_error& e) {
     problem = e.what();

@@ -144,7 +144,7 @@ struct pull_flags {
 };
 
 int pull(const global_options& g, const pull_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto req = images(c).pullRequest();
   req.setRef(f.ref);
   req.setPlatform(f.platform);
@@ -173,7 +173,7 @@ void pull_for_run(client& c, const std::string& ref) {
 namespace {
 
 int list(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto resp = wait(c, images(c).listRequest().send());
   if (g.json) {
     nlohmann::json out = nlohmann::json::array();
@@ -197,7 +197,7 @@ int list(const global_options& g) {
 }
 
 int inspect(const global_options& g, const std::string& ref) {
-  client c{g.socket};
+  client c{g};
   auto req = images(c).inspectRequest();
   req.setRef(ref);
   auto resp = wait(c, req.send());
@@ -207,7 +207,7 @@ int inspect(const global_options& g, const std::string& ref) {
 }
 
 int remove(const global_options& g, const std::vector<std::string>& refs, bool force) {
-  client c{g.socket};
+  client c{g};
   auto svc = images(c);
   for (auto& r : refs) {
     auto req = svc.removeRequest();
@@ -223,7 +223,7 @@ int remove(const global_options& g, const std::vector<std::string>& refs, bool f
 }
 
 int import_images(const global_options& g, const std::string& path, const std::string& name) {
-  client c{g.socket};
+  client c{g};
   auto req = images(c).importRequest();
   // The daemon opens the path: make a relative one absolute here.
   std::string abs = path;
@@ -245,7 +245,7 @@ int import_images(const global_options& g, const std::string& path, const std::s
 }
 
 int prune(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto resp = wait(c, images(c).pruneRequest().send());
   auto r = resp.getReport();
   if (g.json)
@@ -261,7 +261,7 @@ struct mount_flags {
 };
 
 int mount(const global_options& g, const mount_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto req = images(c).mountRequest();
   req.setRef(f.ref);
   req.setId(f.id);
@@ -276,7 +276,7 @@ int mount(const global_options& g, const mount_flags& f) {
 }
 
 int unmount(const global_options& g, const std::string& id) {
-  client c{g.socket};
+  client c{g};
   auto req = images(c).unmountRequest();
   req.setId(id);
   wait(c, req.send());
@@ -288,7 +288,7 @@ int unmount(const global_options& g, const std::string& id) {
 }
 
 int mounts(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto resp = wait(c, images(c).mountsRequest().send());
   if (g.json) {
     nlohmann::json out = nlohmann::json::array();

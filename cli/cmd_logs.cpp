@@ -63,7 +63,7 @@ int cmd_logs(const global_options& g, const logs_options& o) {
   if (level == std::size(level_names))
     throw cli_error("cyto.invalid_argument: --level must be one of trace, debug, info, warn, "
                     "error, critical; got '" + o.level + "'");
-  client c{g.socket};
+  client c{g};
   auto observe = wait(c, c.node().observeRequest().send()).getService();
   auto req = observe.daemonLogsRequest();
   req.setLevel(static_cast<schema::LogLevel>(level));

@@ -61,7 +61,7 @@ nlohmann::json network_json(schema::NetworkInfo::Reader n) {
 }
 
 int create(const global_options& g, const network_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto req = networks(c).createRequest();
   req.setName(f.name);
   req.setSubnet(f.subnet);
@@ -80,7 +80,7 @@ int create(const global_options& g, const network_flags& f) {
 }
 
 int list(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto resp = wait(c, networks(c).listRequest().send());
   if (g.json) {
     nlohmann::json out = nlohmann::json::array();
@@ -99,7 +99,7 @@ int list(const global_options& g) {
 }
 
 int inspect(const global_options& g, const std::string& name) {
-  client c{g.socket};
+  client c{g};
   auto req = networks(c).inspectRequest();
   req.setName(name);
   auto resp = wait(c, req.send());
@@ -131,7 +131,7 @@ int inspect(const global_options& g, const std::string& name) {
 }
 
 int remove(const global_options& g, const std::string& name) {
-  client c{g.socket};
+  client c{g};
   auto req = networks(c).removeRequest();
   req.setName(name);
   wait(c, req.send());
@@ -143,7 +143,7 @@ int remove(const global_options& g, const std::string& name) {
 }
 
 int check(const global_options& g, const std::string& owner) {
-  client c{g.socket};
+  client c{g};
   auto req = networks(c).checkRequest();
   req.setOwner(owner);
   auto resp = wait(c, req.send());

@@ -56,7 +56,7 @@ private:
 int workload_logs(const global_options& g, const logs_options& o) {
   if (o.stderr_only && o.both)
     bad("logs: --stderr and --both exclude each other");
-  client c{g.socket};
+  client c{g};
   std::string cell, exe;
   auto slash = o.target.rfind('/');
   bool container = slash == std::string::npos;
@@ -161,7 +161,7 @@ int top(const global_options& g, const top_options& o) {
   auto us = parse_duration_us(o.interval);
   if (!us)
     bad("--interval: '" + o.interval + "' is not a duration like 500ms or 2s");
-  client c{g.socket};
+  client c{g};
   auto req = observe_service(c).statsRequest();
   req.initTarget().setCell(o.cell);
   req.setIntervalMs(*us / 1000);
@@ -275,7 +275,7 @@ struct events_options {
 int events(const global_options& g, const events_options& o) {
   if (o.nested && o.cell.empty())
     bad("--nested needs --cell");
-  client c{g.socket};
+  client c{g};
   auto obs = observe_service(c);
   auto fill = [&](schema::EventFilter::Builder f) {
     f.setCell(o.cell);
@@ -304,7 +304,7 @@ int events(const global_options& g, const events_options& o) {
 // -- observe status ------------------------------------------------------------------
 
 int status(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto resp = wait(c, observe_service(c).statusRequest().send());
   auto s = resp.getStatus();
   std::vector<std::pair<std::string, uint64_t>> rows = {

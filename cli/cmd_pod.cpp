@@ -40,7 +40,7 @@ struct pod_flags {
 };
 
 int create(const global_options& g, const pod_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto req = pods(c).createRequest();
   auto s = req.initSpec();
   s.setName(f.name);
@@ -59,7 +59,7 @@ int create(const global_options& g, const pod_flags& f) {
 }
 
 int list(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto resp = wait(c, pods(c).listRequest().send());
   if (g.json) {
     auto out = nlohmann::json::array();
@@ -82,7 +82,7 @@ int list(const global_options& g) {
 }
 
 int stop(const global_options& g, const pod_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto svc = pods(c);
   for (auto& n : f.names) {
     auto req = svc.stopRequest();
@@ -99,7 +99,7 @@ int stop(const global_options& g, const pod_flags& f) {
 }
 
 int remove(const global_options& g, const pod_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto svc = pods(c);
   for (auto& n : f.names) {
     auto req = svc.removeRequest();

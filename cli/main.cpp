@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.add_option("--socket", g.socket, "cytod's socket")->capture_default_str();
   app.add_flag("--json", g.json, "print JSON (one object per line) for scripts");
+  app.add_option("--vm", g.vm,
+                 "run the verb against the cytod inside this VM (through the host's cytod)");
   app.set_version_flag("--version", std::string{cyto::version});
 
   auto* discover = app.add_subcommand("discover", "show the node: version, uptime, host features");
@@ -40,6 +42,7 @@ int main(int argc, char** argv) {
   add_network_commands(app, g, run);
   add_container_commands(app, g, run);
   add_pod_commands(app, g, run);
+  add_vm_guest_commands(app, g, run);
   for (auto* sub : {discover, health, version, logs_cmd}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");

@@ -23,4 +23,9 @@ interface Node {
   network @5 () -> (service :Networks);
   containers @6 () -> (service :Containers);
   pods @7 () -> (service :Pods);
+
+  # The Node of the cytod running as init inside VM `name`, reached over the VM's
+  # virtio-serial channel (one connection per VM, held by this daemon). Fails with
+  # cyto.not_found for no such running VM, cyto.unavailable when no cytod answers there.
+  vm @8 (name :Text) -> (node :Node);
 }

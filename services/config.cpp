@@ -74,7 +74,7 @@ struct applier {
       std::string key = prefix + std::string{k.str()};
       if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup"
           || key == "images" || key == "network"
-          || key == "containers") {
+          || key == "containers" || key == "channel") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -121,6 +121,8 @@ struct applier {
         str(node, key, cfg.demo_image);
       } else if (key == "containers.seccomp") {
         boolean(node, key, cfg.default_seccomp);
+      } else if (key == "channel.port") {
+        str(node, key, cfg.channel_port);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {

@@ -59,6 +59,9 @@ struct daemon_config {
   std::string demo_image = default_demo_image();
   /// Containers get the default seccomp profile (containers.seccomp).
   bool default_seccomp = true;
+  /// Name of a virtio-serial port to serve the gateway on as well (channel.port): the
+  /// host's way into a guest. Empty: none; in init mode "org.cyto.channel.0".
+  std::string channel_port;
 };
 
 /// The default configuration file, read if it exists and no --config is given.

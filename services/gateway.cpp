@@ -1,6 +1,7 @@
 #include "services/gateway.hpp"
 
 #include <cerrno>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -98,8 +99,13 @@ struct gateway::connection {
 class gateway::node_server final : public schema::Node::Server {
 public:
   node_server(bridge& br, stream_router& router, progress_router& progress,
-              registry_actor registry)
-    : bridge_(br), router_(router), progress_(progress), registry_(std::move(registry)) {
+              registry_actor registry, vm_links& links, const std::string& vm_dir)
+    : bridge_(br),
+      router_(router),
+      progress_(progress),
+      registry_(std::move(registry)),
+      links_(links),
+      vm_dir_(vm_dir) {
   }
 
   kj::Promise<void> services(ServicesContext context) override {
@@ -164,7 +170,29 @@ public:
     });
   }
 
+  kj::Promise<void> vm(VmContext context) override {
+    std::string name = context.getParams().getName().cStr();
+    if (!valid_vm_name(name))
+      fail(errc::invalid_argument, "VM name '" + name + "' is not [A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
+    // The channel QEMU offers for every VM (<state>/vms/<name>/channel.sock).
+    auto path = vm_dir_ + "/" + name + "/channel.sock";
+    struct stat st{};
+    if (vm_dir_.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
+      fail(errc::not_found, "no running VM named '" + name + "' (no channel at " + path + ")");
+    return links_.node(name, path).then([context](schema::Node::Client node) mutable {
+      context.getResults().setNode(kj::mv(node));
+    });
+  }
+
 private:
+  static bool valid_vm_name(const std::string& n) {
+    if (n.empty() || n.size() > 63 || !std::isalnum(static_cast<unsigned char>(n[0])))
+      return false;
+    return std::all_of(n.begin(), n.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+    });
+  }
+
   kj::Promise<caf::strong_actor_ptr> lookup(const char* name) {
     return bridge_.request(registry_, get_atom::value, std::string{name})
       .catch_([name](kj::Exception&& e) -> caf::strong_actor_ptr {
@@ -176,6 +204,8 @@ private:
   stream_router& router_;
   progress_router& progress_;
   registry_actor registry_;
+  vm_links& links_;
+  const std::string& vm_dir_;
 };
 
 /// The bootstrap capability of a refused peer: every call fails.
@@ -202,6 +232,7 @@ gateway::gateway(kj::AsyncIoContext& io, caf::actor_system& sys, registry_actor 
     registry_(std::move(registry)),
     bridge_(sys, io.unixEventPort),
     router_(bridge_),
+    vm_links_(io),
     tasks_(std::make_unique<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this))) {
   bridge_.on_message([this](const caf::strong_actor_ptr& sender, caf::message& msg) {
     if (!router_.route(sender, msg) && !progress_.route(msg))
@@ -295,7 +326,7 @@ kj::Promise<void> gateway::accept_loop() {
     if (allowed(cred.uid, cred.gid, cred.pid)) {
       log::get("gateway")->debug("peer pid={} uid={} gid={} connected", cred.pid, cred.uid,
                                  cred.gid);
-      boot = kj::heap<node_server>(bridge_, router_, progress_, registry_);
+      boot = kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir);
     } else {
       auto why = "uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid)
                  + ") may not use " + cfg_.socket_path + "; allowed: root"
@@ -310,6 +341,18 @@ kj::Promise<void> gateway::accept_loop() {
     tasks_->add(done.attach(kj::mv(conn), kj::defer([this] { --connections_; })));
     return accept_loop();
   });
+}
+
+kj::Promise<void> gateway::serve(kj::AsyncIoStream& stream) {
+  auto conn = kj::heap<connection>(
+    kj::Own<kj::AsyncIoStream>(&stream, kj::NullDisposer::instance),
+    kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir));
+  auto done = conn->network.onDisconnect();
+  ++connections_;
+  return done.attach(kj::mv(conn), kj::defer([this] {
+    if (connections_ > 0) // close() has already counted it out
+      --connections_;
+  }));
 }
 
 void gateway::taskFailed(kj::Exception&& e) {

@@ -17,6 +17,7 @@
 #include "services/bridge.hpp"
 #include "services/images_service.hpp"
 #include "services/observe_service.hpp"
+#include "services/vm_links.hpp"
 
 namespace cyto::services {
 
@@ -24,6 +25,9 @@ struct gateway_config {
   std::string socket_path;
   /// Group owning the socket and allowed to call, besides root and cytod's own uid.
   std::optional<gid_t> group;
+  /// Where VMs keep their files (<state>/vms): VM <name>'s guest channel is QEMU's
+  /// socket <vm_dir>/<name>/channel.sock.
+  std::string vm_dir;
 };
 
 /// Outcome of probing a socket path before binding it.
@@ -45,6 +49,10 @@ public:
   /// Stops accepting, closes every connection and removes the socket.
   void close();
 
+  /// Serves this node's Node on an already connected stream (the guest end of a VM's
+  /// channel) until the session ends. The stream must outlive the returned promise.
+  kj::Promise<void> serve(kj::AsyncIoStream& stream);
+
   /// Connections open now.
   size_t connections() const noexcept {
     return connections_;
@@ -65,6 +73,7 @@ private:
   bridge bridge_;
   stream_router router_;
   progress_router progress_;
+  vm_links vm_links_;
   kj::Own<kj::ConnectionReceiver> listener_;
   ino_t socket_inode_ = 0;
   size_t connections_ = 0;

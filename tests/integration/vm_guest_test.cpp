@@ -1,0 +1,257 @@
+// cytod as a VM's init: a guest made by deploy/make-vm-image boots under QEMU (TCG) with
+// the virtio-serial channel; the host's cytod reaches the guest's cytod through it
+// (`cyto --vm NAME ...`, `cyto vm exec`), the channel survives a host cytod restart, and
+// SIGTERM to PID 1 or the ACPI power button powers the guest off cleanly.
+//
+// QEMU is started by the test with the channel arguments the vms actor gives every VM,
+// its socket at <host state>/vms/<name>/channel.sock.
+#define BOOST_TEST_MODULE vm_guest
+#include <boost/test/unit_test.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/daemon_fixture.hpp"
+
+using namespace cyto::test;
+
+namespace {
+
+constexpr auto boot_timeout = 60s;
+
+/// The guest image, made once for all tests (or the reason there is none).
+struct guest_image {
+  temp_dir dir;
+  std::string skip;
+
+  guest_image() {
+    if (::access("/usr/bin/qemu-system-x86_64", X_OK) != 0) {
+      skip = "qemu-system-x86_64 not found (install qemu-system-x86, see deploy/install-deps)";
+      return;
+    }
+    auto r = run_process({std::string{CYTO_SOURCE_DIR} + "/deploy/make-vm-image", dir / "image",
+                          "--cytod", cytod_path},
+                         120s);
+    if (r.code() == 77)
+      skip = "no guest kernel could be had: " + r.err;
+    else if (r.code() != 0)
+      throw std::runtime_error("make-vm-image failed (" + describe_status(r.status) + "): " + r.err);
+  }
+  std::string file(const std::string& name) const {
+    return dir / ("image/" + name);
+  }
+};
+
+guest_image& image() {
+  static guest_image img;
+  return img;
+}
+
+void skip_without_image() {
+  if (!image().skip.empty()) {
+    std::printf("SKIP: %s\n", image().skip.c_str());
+    std::fflush(stdout);
+    std::exit(77);
+  }
+}
+
+/// One QEMU guest booting the image, its channel where the host daemon looks for it.
+class guest_vm {
+public:
+  guest_vm(const daemon_fixture& host, const std::string& name) : name_(name) {
+    auto vm_dir = host.state_dir() + "/vms/" + name;
+    std::filesystem::create_directories(vm_dir);
+    channel_ = vm_dir + "/channel.sock";
+    qmp_ = vm_dir + "/qmp.sock";
+    serial_ = vm_dir + "/console.log";
+    auto cmdline = lines_of(read_text(image().file("cmdline"))).at(0);
+    qemu_ = std::make_unique<child_process>(
+      std::vector<std::string>{
+        "/usr/bin/qemu-system-x86_64", "-M", "q35", "-accel", "tcg", "-cpu", "max", "-m", "384",
+        "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-kernel", image().file("vmlinuz"), "-initrd", image().file("initramfs.cpio"),
+        "-append", cmdline, "-serial", "file:" + serial_, "-qmp",
+        "unix:" + qmp_ + ",server=on,wait=off", "-device", "virtio-serial-pci,id=vser0",
+        "-chardev", "socket,id=cytoch,path=" + channel_ + ",server=on,wait=off", "-device",
+        "virtserialport,chardev=cytoch,name=org.cyto.channel.0"},
+      vm_dir + "/qemu.log");
+  }
+
+  const std::string& name() const {
+    return name_;
+  }
+  std::string console() const {
+    return read_text(serial_);
+  }
+  pid_t pid() const {
+    return qemu_->pid();
+  }
+
+  /// Waits for QEMU to exit; returns its exit code, or throws after the timeout.
+  int wait_exit(std::chrono::milliseconds timeout) {
+    auto st = wait_pid_for(qemu_->pid(), timeout);
+    if (!st)
+      throw std::runtime_error("QEMU did not exit within " + std::to_string(timeout.count())
+                               + " ms; console:\n" + console());
+    exited_ = true;
+    return exit_code(*st);
+  }
+
+  /// Sends one QMP command (after the capabilities handshake); returns the reply line.
+  std::string qmp(const std::string& command) {
+    int fd = connect_unix(qmp_);
+    auto send_line = [fd](const std::string& line) {
+      auto text = line + "\n";
+      if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+        throw std::runtime_error("write to QMP failed");
+    };
+    std::string buf;
+    auto read_reply = [&](const char* key) {
+      auto deadline = steady::now() + 10s;
+      while (steady::now() < deadline) {
+        for (auto& line : lines_of(buf))
+          if (contains(line, key))
+            return line;
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 200) > 0) {
+          char chunk[4096];
+          auto n = ::read(fd, chunk, sizeof(chunk));
+          if (n <= 0)
+            break;
+          buf.append(chunk, static_cast<size_t>(n));
+        }
+      }
+      throw std::runtime_error(std::string{"no QMP "} + key + " in: " + buf);
+    };
+    read_reply("\"QMP\"");
+    send_line(R"({"execute":"qmp_capabilities"})");
+    read_reply("\"return\"");
+    buf.clear();
+    send_line(R"({"execute":")" + command + R"("})");
+    auto reply = read_reply("\"return\"");
+    ::close(fd);
+    return reply;
+  }
+
+  ~guest_vm() {
+    if (!exited_)
+      qemu_.reset(); // SIGKILL and reap
+  }
+
+private:
+  std::string name_, channel_, qmp_, serial_;
+  std::unique_ptr<child_process> qemu_;
+  bool exited_ = false;
+};
+
+process_result cyto(const daemon_fixture& host, std::vector<std::string> args,
+                    std::chrono::milliseconds timeout = 30s) {
+  args.insert(args.begin(), {cli_path, "--socket", host.socket_path()});
+  return run_process(args, timeout);
+}
+
+/// `cyto --vm NAME --json discover` until the guest's cytod answers; its JSON.
+nlohmann::json discover_in_guest(const daemon_fixture& host, guest_vm& vm) {
+  auto deadline = steady::now() + boot_timeout;
+  process_result r;
+  while (steady::now() < deadline) {
+    r = cyto(host, {"--vm", vm.name(), "--json", "discover"});
+    if (r.code() == 0)
+      return nlohmann::json::parse(r.out);
+    std::this_thread::sleep_for(500ms);
+  }
+  throw std::runtime_error("the guest's cytod did not answer within 60 s: " + r.err
+                           + "\nconsole:\n" + vm.console());
+}
+
+} // namespace
+
+BOOST_TEST_GLOBAL_FIXTURE(root_required);
+
+BOOST_AUTO_TEST_CASE(guest_cytod_serves_the_host_and_stops_on_sigterm) {
+  skip_without_image();
+  daemon_fixture host;
+  guest_vm vm{host, "g1"};
+
+  auto info = discover_in_guest(host, vm);
+  BOOST_TEST(info["features"]["cgroupMode"] == "v2");
+  BOOST_TEST(info["nodeName"] == "cyto-guest");
+  BOOST_TEST(info["pid"] != 1); // the daemon is PID 1's child; PID 1 stays the reaper
+
+  // A command in a cell of the guest: its output and exit code come back.
+  auto r = cyto(host, {"vm", "exec", "g1", "--", "sh", "-c",
+                       "echo out-$(cat /proc/1/comm); echo err >&2; exit 7"});
+  BOOST_TEST(r.code() == 7, r.err);
+  BOOST_TEST(contains(r.out, "out-init"), r.out); // PID 1 is /init, cytod itself
+  BOOST_TEST(contains(r.err, "err"), r.err);
+  // Every verb runs against the guest: the exec's cell was removed there, this one stays.
+  BOOST_TEST(cyto(host, {"--vm", "g1", "cell", "allocate", "web", "--pids-max", "20"}).code() == 0);
+  auto ls = cyto(host, {"--vm", "g1", "--json", "cell", "ls"});
+  BOOST_TEST(ls.code() == 0, ls.err);
+  BOOST_TEST(contains(ls.out, "\"web\""), ls.out);
+  BOOST_TEST(!contains(ls.out, "vm-exec-"), ls.out);
+  // ... and not on the host.
+  BOOST_TEST(!contains(cyto(host, {"--json", "cell", "ls"}).out, "\"web\""));
+
+  // A host cytod restart finds the guest mid-stream: the handshake resynchronises.
+  BOOST_TEST(host.stop(SIGKILL) != 0);
+  host.start();
+  BOOST_TEST(discover_in_guest(host, vm)["features"]["cgroupMode"] == "v2");
+  ls = cyto(host, {"--vm", "g1", "--json", "cell", "ls"});
+  BOOST_TEST(contains(ls.out, "\"web\""), ls.out + ls.err);
+
+  // SIGTERM to PID 1: the daemon stops, the guest powers off, QEMU exits 0.
+  // (The reply may be lost: the guest can be going down before it is sent.)
+  cyto(host, {"--vm", "g1", "cell", "start", "web", "--", "kill", "-TERM", "1"});
+  BOOST_TEST(vm.wait_exit(30s) == 0);
+  auto console = vm.console();
+  BOOST_TEST(contains(console, "signal Terminated received"), console);
+  BOOST_TEST(contains(console, "cytod exited with 0"), console);
+  BOOST_TEST(contains(console, "powering off"), console);
+  BOOST_TEST(!contains(console, "Kernel panic"), console);
+}
+
+BOOST_AUTO_TEST_CASE(acpi_power_button_shuts_the_guest_down) {
+  skip_without_image();
+  daemon_fixture host;
+  guest_vm vm{host, "g2"};
+  discover_in_guest(host, vm);
+  vm.qmp("system_powerdown");
+  BOOST_TEST(vm.wait_exit(30s) == 0);
+  auto console = vm.console();
+  BOOST_TEST(contains(console, "power button pressed"), console);
+  BOOST_TEST(contains(console, "cytod exited with 0"), console);
+  BOOST_TEST(contains(console, "powering off"), console);
+  // The channel is gone with QEMU: the host says so.
+  auto r = cyto(host, {"--vm", "g2", "discover"});
+  BOOST_TEST(r.code() != 0);
+  BOOST_TEST((contains(r.err, "cyto.unavailable") || contains(r.err, "cyto.not_found")), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_or_malformed_vm_names_are_refused) {
+  daemon_fixture host;
+  auto r = cyto(host, {"--vm", "nosuchvm", "discover"});
+  BOOST_TEST(r.code() == 1);
+  BOOST_TEST(contains(r.err, "cyto.not_found"), r.err);
+  BOOST_TEST(contains(r.err, "nosuchvm"), r.err);
+  r = cyto(host, {"--vm", "../etc", "cell", "ls"});
+  BOOST_TEST(r.code() == 1);
+  BOOST_TEST(contains(r.err, "cyto.invalid_argument"), r.err);
+  r = cyto(host, {"vm", "exec", "nosuchvm", "--", "true"});
+  BOOST_TEST(r.code() == 125);
+  BOOST_TEST(contains(r.err, "cyto.not_found"), r.err);
+  // A socket where no cytod answers (no guest behind it) is unavailable, not a hang.
+  auto dir = host.state_dir() + "/vms/mute";
+  std::filesystem::create_directories(dir);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  auto addr = unix_address(dir + "/channel.sock");
+  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  BOOST_REQUIRE(::listen(fd, 4) == 0);
+  auto t0 = steady::now();
+  r = cyto(host, {"--vm", "mute", "discover"});
+  ::close(fd);
+  BOOST_TEST(r.code() == 1);
+  BOOST_TEST(contains(r.err, "cyto.unavailable"), r.err);
+  BOOST_TEST(steady::now() - t0 < 25s);
+  // Nothing was left behind on the host.
+  BOOST_TEST(!contains(cyto(host, {"--json", "cell", "ls"}).out, "vm-exec"));
+}

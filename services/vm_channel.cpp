@@ -90,7 +90,7 @@ struct handshake {
     writes = writes.then([this, bytes = encode(kind, nonce)]() mutable {
       auto p = stream.write(bytes.begin(), bytes.size());
       return p.attach(kj::mv(bytes)).catch_([](kj::Exception&&) {});
-    }).then([this] { --queued; });
+    }).then([this] { --queued; }).eagerlyEvaluate(nullptr); // runs now, not when awaited
   }
 
   channel_stream& stream;

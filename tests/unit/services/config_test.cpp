@@ -148,3 +148,14 @@ seccomp = false
                       "containers.demo_image"));
   BOOST_TEST(bad.default_seccomp); // unchanged on error
 }
+
+BOOST_AUTO_TEST_CASE(channel_port_is_read_and_off_by_default) {
+  daemon_config cfg;
+  BOOST_TEST(cfg.channel_port.empty());
+  auto err = apply_toml("[channel]\nport = \"org.cyto.channel.0\"\n", cfg);
+  BOOST_TEST(!err.has_value(), (err ? *err : ""));
+  BOOST_TEST(cfg.channel_port == "org.cyto.channel.0");
+  err = apply_toml("channel.port = 7\n", cfg);
+  BOOST_REQUIRE(err.has_value());
+  BOOST_TEST(err->find("channel.port") != std::string::npos, *err);
+}

@@ -101,6 +101,21 @@ private:
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_;
 };
 
+/// A host's capnp session on a channel stream, after the handshake.
+struct host_session {
+  explicit host_session(channel_stream& s)
+    : net(s, capnp::rpc::twoparty::Side::CLIENT), rpc(capnp::makeRpcClient(net)) {
+  }
+  cyto::schema::Node::Client node() {
+    capnp::MallocMessageBuilder vat;
+    auto id = vat.initRoot<capnp::rpc::twoparty::VatId>();
+    id.setSide(capnp::rpc::twoparty::Side::SERVER);
+    return rpc.bootstrap(id).castAs<cyto::schema::Node>();
+  }
+  capnp::TwoPartyVatNetwork net;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+};
+
 std::string first_service(kj::AsyncIoContext& io, cyto::schema::Node::Client node) {
   auto resp = io.provider->getTimer()
                 .timeoutAfter(10 * kj::SECONDS, node.servicesRequest().send())
@@ -134,40 +149,28 @@ BOOST_FIXTURE_TEST_CASE(a_new_host_mid_session_resyncs_the_guest, pair_fixture) 
   // host cytod while QEMU keeps the port).
   {
     BOOST_REQUIRE_NO_THROW(channel_connect(*host, timer(), 5 * kj::SECONDS).wait(io.waitScope));
-    capnp::TwoPartyVatNetwork net{*host, capnp::rpc::twoparty::Side::CLIENT};
-    auto rpc = capnp::makeRpcClient(net);
-    capnp::MallocMessageBuilder vat;
-    auto id = vat.initRoot<capnp::rpc::twoparty::VatId>();
-    id.setSide(capnp::rpc::twoparty::Side::SERVER);
-    BOOST_TEST(first_service(io, rpc.bootstrap(id).castAs<cyto::schema::Node>()) == "session-1");
+    host_session first{*host};
+    BOOST_TEST(first_service(io, first.node()) == "session-1");
   }
   // Second host on the same stream: its HELLO lands inside the guest's capnp session,
   // the guest's reader fails, ends that session and handshakes with the newcomer.
   auto second = wrap(::dup(fds[1]));
   BOOST_REQUIRE_NO_THROW(channel_connect(*second, timer(), 5 * kj::SECONDS).wait(io.waitScope));
-  capnp::TwoPartyVatNetwork net{*second, capnp::rpc::twoparty::Side::CLIENT};
-  auto rpc = capnp::makeRpcClient(net);
-  capnp::MallocMessageBuilder vat;
-  auto id = vat.initRoot<capnp::rpc::twoparty::VatId>();
-  id.setSide(capnp::rpc::twoparty::Side::SERVER);
-  BOOST_TEST(first_service(io, rpc.bootstrap(id).castAs<cyto::schema::Node>()) == "session-2");
+  host_session next{*second};
+  BOOST_TEST(first_service(io, next.node()) == "session-2");
   BOOST_TEST(server.sessions == 2);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_waiting_guest_breaks_a_stale_host_session, pair_fixture) {
   handshake();
-  capnp::TwoPartyVatNetwork net{*host, capnp::rpc::twoparty::Side::CLIENT};
-  auto rpc = capnp::makeRpcClient(net);
-  capnp::MallocMessageBuilder vat;
-  auto id = vat.initRoot<capnp::rpc::twoparty::VatId>();
-  id.setSide(capnp::rpc::twoparty::Side::SERVER);
+  host_session session{*host};
   // A call in flight: the host reads the stream, waiting for its answer.
-  auto call = rpc.bootstrap(id).castAs<cyto::schema::Node>().servicesRequest().send();
+  auto call = session.node().servicesRequest().send();
   // The guest's cytod restarted: it waits for a HELLO and says WAIT once a second,
   // which the host's capnp reader cannot take.
   auto waiting = channel_accept(*guest, timer()).eagerlyEvaluate(nullptr);
   bool ended = false;
-  auto done = net.onDisconnect().then([&] { ended = true; });
+  auto done = session.net.onDisconnect().then([&] { ended = true; });
   timer().timeoutAfter(5 * kj::SECONDS, kj::mv(done)).wait(io.waitScope);
   BOOST_TEST(ended);
 }

@@ -58,6 +58,15 @@ BOOST_AUTO_TEST_CASE(guest_cytod_serves_the_host_and_stops_on_sigterm) {
   BOOST_TEST(r.code() == 7, r.err);
   BOOST_TEST(contains(r.out, "out-init"), r.out); // PID 1 is /init, cytod itself
   BOOST_TEST(contains(r.err, "err"), r.err);
+  // An orphan is reparented to PID 1, which reaps it: no zombie is left.
+  r = run_cyto(host, {"vm", "exec", "g1", "--", "sh", "-c",
+                      "(sleep 0.3 &); sleep 1.5; ps -o pid,ppid,stat,comm"});
+  BOOST_TEST(r.code() == 0, r.err);
+  BOOST_TEST(contains(r.out, "PID"), r.out);
+  for (auto& line : lines_of(r.out)) {
+    auto fields = split(line, ' ');
+    BOOST_TEST((fields.size() < 3 || fields[2].find('Z') == std::string::npos), line);
+  }
   // Every verb runs against the guest: the exec's cell was removed there, this one stays.
   BOOST_TEST(run_cyto(host, {"--vm", "g1", "cell", "allocate", "web", "--pids-max", "20"}).code() == 0);
   auto ls = run_cyto(host, {"--vm", "g1", "--json", "cell", "ls"});

@@ -44,5 +44,7 @@ using check_atom = caf::atom_constant<caf::atom("check")>;
 using run_atom = caf::atom_constant<caf::atom("run")>;
 using exec_atom = caf::atom_constant<caf::atom("exec")>;
 using pod_atom = caf::atom_constant<caf::atom("pod")>;
+using pause_atom = caf::atom_constant<caf::atom("pause")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
 } // namespace cyto

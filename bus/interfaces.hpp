@@ -16,6 +16,7 @@
 #include "bus/messages.hpp"
 #include "bus/network.hpp"
 #include "bus/observe.hpp"
+#include "bus/vms.hpp"
 
 namespace cyto {
 
@@ -203,6 +204,51 @@ using file_waiter_actor = caf::typed_actor<
   /// Waits for `path` while `pid` lives; answers the file's content.
   caf::replies_to<wait_atom, std::string, uint32_t, uint32_t>::with<std::string>>;
 
+// -- vms -------------------------------------------------------------------
+
+/// Owns virtual machines: one QEMU per VM, run as the executable "qemu" of the VM's cell
+/// (vms/<name>) through the cells actor, driven over QMP by a qmp_session_actor. Records
+/// live in state.db before QEMU exists; running VMs are re-adopted after a restart.
+using vms_actor = caf::typed_actor<
+  /// Checks a spec and makes the VM's record, directory and cell; QEMU does not run yet.
+  caf::replies_to<allocate_atom, vm_spec>::with<vm_info>,
+  /// Starts QEMU; answers once QMP answers and the guest runs (QEMU's stderr on failure).
+  caf::replies_to<start_atom, std::string>::with<vm_info>,
+  /// ACPI power button, then QMP quit after `timeout_ms`; answers once QEMU ended.
+  caf::replies_to<stop_atom, std::string, uint32_t>::with<vm_info>,
+  /// SIGKILL to QEMU; answers once it ended.
+  caf::replies_to<kill_atom, std::string>::with<vm_info>,
+  /// Stops the guest's CPUs (QMP stop).
+  caf::replies_to<pause_atom, std::string>::with<vm_info>,
+  /// Lets a paused guest run again (QMP cont).
+  caf::replies_to<resume_atom, std::string>::with<vm_info>,
+  /// Removes a VM (cell, directory, record); a running one only with `force` (killed).
+  caf::reacts_to<free_atom, std::string, bool>,
+  /// Every VM, by name.
+  caf::replies_to<list_atom>::with<std::vector<vm_info>>,
+  /// One VM.
+  caf::replies_to<get_atom, std::string>::with<vm_info>,
+  /// Internal: a QMP session reports an event (or, event "", that it closed).
+  caf::reacts_to<qmp_event>,
+  /// Internal: QEMU of run `run` of VM `name` ended.
+  caf::reacts_to<exited_atom, std::string, uint64_t, exit_status>,
+  /// Internal: the stop timeout of run `run` of VM `name` ran out.
+  caf::reacts_to<tick_atom, std::string, uint64_t>>;
+
+/// One QMP connection to one QEMU, on a thread of its own (detached) plus a reader
+/// thread; events go to the vms actor as qmp_event.
+using qmp_session_actor = caf::typed_actor<
+  /// Connects to the socket at `path` while process `pid` lives (at most `timeout_ms`)
+  /// and negotiates; answers QEMU's version.
+  caf::replies_to<start_atom, std::string, uint32_t, uint32_t>::with<std::string>,
+  /// Runs a command with arguments (JSON text, "" for none); answers the return value
+  /// as JSON text, or the error QEMU gave.
+  caf::replies_to<exec_atom, std::string, std::string>::with<std::string>,
+  /// Internal: the reader thread read a line.
+  caf::reacts_to<output_atom, std::string>,
+  /// Internal: the reader thread saw the connection close.
+  caf::reacts_to<done_atom>>;
+
 // -- observe -----------------------------------------------------------------
 
 /// Receives a log subscription's batches; grants credit with observe's `demand`.
@@ -263,6 +309,7 @@ inline constexpr const char* cells = "cells";
 inline constexpr const char* images = "images";
 inline constexpr const char* network = "network";
 inline constexpr const char* containers = "containers";
+inline constexpr const char* vms = "vms";
 } // namespace service_name
 
 } // namespace cyto

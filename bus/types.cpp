@@ -94,6 +94,13 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<pod_spec>("cyto.pod_spec");
   cfg.add_message_type<pod_info>("cyto.pod_info");
   cfg.add_message_type<std::vector<pod_info>>("cyto.pod_infos");
+  cfg.add_message_type<vm_drive>("cyto.vm_drive");
+  cfg.add_message_type<std::vector<vm_drive>>("cyto.vm_drives");
+  cfg.add_message_type<vm_spec>("cyto.vm_spec");
+  cfg.add_message_type<vm_state>("cyto.vm_state");
+  cfg.add_message_type<vm_info>("cyto.vm_info");
+  cfg.add_message_type<std::vector<vm_info>>("cyto.vm_infos");
+  cfg.add_message_type<qmp_event>("cyto.qmp_event");
   cfg.add_error_category(errc_category,
                          [](uint8_t code, caf::atom_value, const caf::message& ctx) {
                            auto text = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0)

@@ -63,6 +63,9 @@ void parse_port(const std::string& text, schema::PortMapping::Builder out);
 /// Adds `cyto run|create|start|ps|exec|stop|kill|rm|inspect|wait`.
 void add_container_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 
+/// Adds `cyto vm create|run|start|stop|kill|pause|resume|rm|ls|inspect|console`.
+void add_vm_commands(CLI::App& app, global_options& g, std::function<int()>& run);
+
 /// Adds `cyto pod create|ls|stop|rm`.
 void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
   add_network_commands(app, g, run);
   add_container_commands(app, g, run);
   add_pod_commands(app, g, run);
-  add_vm_guest_commands(app, g, run);
+  add_vm_commands(app, g, run);
+  add_vm_guest_commands(app, g, run); // vm exec, under the vm command made above
   for (auto* sub : {discover, health, version, logs_cmd}) {
     sub->add_option("--socket", g.socket, "cytod's socket");
     sub->add_flag("--json", g.json, "print JSON (one object per line) for scripts");

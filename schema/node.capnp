@@ -9,6 +9,7 @@ using Images = import "images.capnp".Images;
 using Networks = import "network.capnp".Networks;
 using Containers = import "containers.capnp".Containers;
 using Pods = import "containers.capnp".Pods;
+using Vms = import "vms.capnp".Vms;
 
 interface Node {
   # Lists the services this node offers now (e.g. ["discovery", "observe"]).
@@ -23,9 +24,10 @@ interface Node {
   network @5 () -> (service :Networks);
   containers @6 () -> (service :Containers);
   pods @7 () -> (service :Pods);
+  vms @8 () -> (service :Vms);
 
   # The Node of the cytod running as init inside VM `name`, reached over the VM's
   # virtio-serial channel (one connection per VM, held by this daemon). Fails with
   # cyto.not_found for no such running VM, cyto.unavailable when no cytod answers there.
-  vm @8 (name :Text) -> (node :Node);
+  vm @9 (name :Text) -> (node :Node);
 }

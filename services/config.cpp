@@ -74,7 +74,7 @@ struct applier {
       std::string key = prefix + std::string{k.str()};
       if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup"
           || key == "images" || key == "network"
-          || key == "containers" || key == "channel") {
+          || key == "containers" || key == "channel" || key == "vms") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -123,6 +123,8 @@ struct applier {
         boolean(node, key, cfg.default_seccomp);
       } else if (key == "channel.port") {
         str(node, key, cfg.channel_port);
+      } else if (key == "vms.qemu") {
+        str(node, key, cfg.qemu);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {

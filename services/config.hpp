@@ -62,6 +62,8 @@ struct daemon_config {
   /// Name of a virtio-serial port to serve the gateway on as well (channel.port): the
   /// host's way into a guest. Empty: none; in init mode "org.cyto.channel.0".
   std::string channel_port;
+  /// The QEMU binary VMs run (vms.qemu): a path or a name looked up in PATH.
+  std::string qemu = "qemu-system-x86_64";
 };
 
 /// The default configuration file, read if it exists and no --config is given.

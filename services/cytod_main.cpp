@@ -27,6 +27,7 @@
 #include "actors/containers/containers_actor.hpp"
 #include "actors/images/images_actor.hpp"
 #include "actors/network/network_actor.hpp"
+#include "actors/vms/vms_actor.hpp"
 #include "actors/node/host_features.hpp"
 #include "actors/node/node_actor.hpp"
 #include "actors/observe/log_sink.hpp"
@@ -248,6 +249,16 @@ int run(services::daemon_config cfg) {
   else // Bundles, the demo import and re-adoption touch the disk: a thread of its own.
     containers_handle = sys.spawn<caf::detached>(containers::containers, containers_cfg);
 
+  vms::vms_config vms_cfg;
+  vms_cfg.state_dir = cfg.state_dir;
+  vms_cfg.qemu = cfg.qemu;
+  vms_cfg.cells = cells_actor;
+  cyto::vms_actor vms_handle;
+  if (auto bad = vms_cfg.validate(); !bad.empty())
+    main_log->error("vms: {}; VMs are unavailable", bad);
+  else // state.db and re-adoption touch the disk: a thread of its own.
+    vms_handle = sys.spawn<caf::detached>(vms::vms, vms_cfg);
+
   int rc = 0;
   {
     caf::scoped_actor self{sys};
@@ -264,6 +275,12 @@ int run(services::daemon_config cfg) {
         self->request(containers_handle, caf::infinite, list_atom::value)
           .receive([](std::vector<container_info>&) {},
                    [&](caf::error& err) { main_log->warn("containers: {}", render(err)); });
+      }
+      if (vms_handle) {
+        register_actor(self, registry, service_name::vms, vms_handle);
+        self->request(vms_handle, caf::infinite, list_atom::value)
+          .receive([](std::vector<vm_info>&) {},
+                   [&](caf::error& err) { main_log->warn("vms: {}", render(err)); });
       }
       // Ready means ready: the cells actor has set up its cgroups and re-adopted its
       // workloads (it answers only after its start-up work).
@@ -314,7 +331,8 @@ int run(services::daemon_config cfg) {
 
   // Actors first, then the sink that holds the topic handle, then the system.
   bus_sink->detach();
-  for (auto& a : {caf::actor_cast<caf::actor>(containers_handle),
+  for (auto& a : {caf::actor_cast<caf::actor>(vms_handle),
+                  caf::actor_cast<caf::actor>(containers_handle),
                   caf::actor_cast<caf::actor>(cells_actor), caf::actor_cast<caf::actor>(images_actor),
                   caf::actor_cast<caf::actor>(network_actor),
                   caf::actor_cast<caf::actor>(node_actor),
@@ -336,7 +354,7 @@ int main(int argc, char** argv) {
   std::optional<uint32_t> threads;
   std::optional<std::string> default_registry, registry_credentials;
   std::vector<std::string> insecure_registries, cni_path;
-  std::optional<std::string> subnet_pool, channel_port;
+  std::optional<std::string> subnet_pool, channel_port, qemu;
   bool init_flag = false;
   app.add_flag("--init", init_flag,
                "run as a VM's init (automatic as PID 1): mount /proc /sys /dev /run /tmp and "
@@ -366,6 +384,9 @@ int main(int argc, char** argv) {
                  "directory of CNI plugin binaries; repeat (network.cni_path)");
   app.add_option("--subnet-pool", subnet_pool,
                  "pool of subnets for networks made without one (network.subnet_pool)");
+  app.add_option("--qemu", qemu,
+                 "QEMU binary VMs run, a path or a name in PATH (vms.qemu, default "
+                 "qemu-system-x86_64)");
   app.set_version_flag("--version", std::string{cyto::version});
   // As PID 1 the kernel hands us the command line words it does not know: not ours.
   if (::getpid() == 1)
@@ -403,6 +424,7 @@ int main(int argc, char** argv) {
   if (!cni_path.empty()) cfg.cni_path = cni_path;
   if (subnet_pool) cfg.subnet_pool = *subnet_pool;
   if (channel_port) cfg.channel_port = *channel_port;
+  if (qemu) cfg.qemu = *qemu;
   if (auto err = services::validate(cfg)) {
     std::fprintf(stderr, "cytod: config %s\n", err->c_str());
     return exit_config;

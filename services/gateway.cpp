@@ -23,6 +23,7 @@
 #include "services/discovery_service.hpp"
 #include "services/images_service.hpp"
 #include "services/network_service.hpp"
+#include "services/vms_service.hpp"
 
 namespace cyto::services {
 
@@ -64,6 +65,7 @@ constexpr std::pair<const char*, const char*> offered[] = {
   {"network", service_name::network},
   {"containers", service_name::containers},
   {"pods", service_name::containers},
+  {"vms", service_name::vms},
 };
 
 } // namespace
@@ -170,17 +172,36 @@ public:
     });
   }
 
+  kj::Promise<void> vms(VmsContext context) override {
+    return lookup(service_name::vms).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_vms_service(bridge_, router_, registry_, caf::actor_cast<vms_actor>(std::move(h))));
+    });
+  }
+
   kj::Promise<void> vm(VmContext context) override {
     std::string name = context.getParams().getName().cStr();
     if (!valid_vm_name(name))
       fail(errc::invalid_argument, "VM name '" + name + "' is not [A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
-    // The channel QEMU offers for every VM (<state>/vms/<name>/channel.sock).
-    auto path = vm_dir_ + "/" + name + "/channel.sock";
-    struct stat st{};
-    if (vm_dir_.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
-      fail(errc::not_found, "no running VM named '" + name + "' (no channel at " + path + ")");
-    return links_.node(name, path).then([context](schema::Node::Client node) mutable {
-      context.getResults().setNode(kj::mv(node));
+    return known_vm(name)
+      .then([this, name](kj::Maybe<vm_info> known) {
+        std::string path;
+        KJ_IF_MAYBE (info, known) {
+          if (info->state != vm_state::running)
+            fail(errc::unavailable, "VM '" + name + "' is not running (its cytod answers while "
+                                    "it runs)");
+          path = info->channel_path;
+        } else {
+          // Not the vms actor's: a QEMU started by hand with the same channel arguments.
+          path = vm_dir_ + "/" + name + "/channel.sock";
+          struct stat st{};
+          if (vm_dir_.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
+            fail(errc::not_found, "no VM named '" + name + "' (and no channel at " + path + ")");
+        }
+        return links_.node(name, path);
+      })
+      .then([context](schema::Node::Client node) mutable {
+        context.getResults().setNode(kj::mv(node));
     });
   }
 
@@ -191,6 +212,22 @@ private:
     return std::all_of(n.begin(), n.end(), [](char c) {
       return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
     });
+  }
+
+  /// VM `name` as the vms actor knows it; nullptr when it does not (or none runs).
+  kj::Promise<kj::Maybe<vm_info>> known_vm(const std::string& name) {
+    return bridge_.request(registry_, get_atom::value, std::string{service_name::vms})
+      .then(
+        [this, name](caf::strong_actor_ptr h) {
+          return bridge_.request(caf::actor_cast<vms_actor>(std::move(h)), get_atom::value, name)
+            .then([](vm_info info) { return kj::Maybe<vm_info>(kj::mv(info)); },
+                  [](kj::Exception&& e) -> kj::Maybe<vm_info> {
+                    if (from_exception(e).first != errc::not_found)
+                      kj::throwFatalException(kj::mv(e));
+                    return nullptr;
+                  });
+        },
+        [](kj::Exception&&) { return kj::Promise<kj::Maybe<vm_info>>(nullptr); });
   }
 
   kj::Promise<caf::strong_actor_ptr> lookup(const char* name) {

@@ -182,6 +182,9 @@ void reconcile(self_ptr self) {
       e.token = st.next_token++;
       st.by_token[e.token] = {row.info.spec.cell, row.info.spec.name};
       st.watcher->watch(e.token, pidfd);
+      // Its output keeps going to the same files: publish what it writes from now on.
+      st.watcher->follow(e.token, 1, e.info.stdout_path, true);
+      st.watcher->follow(e.token, 2, e.info.stderr_path, true);
       st.log->info("re-adopted {}/{} pid={}", row.info.spec.cell, row.info.spec.name, pid);
       self->send(st.config.topics, publish_atom::value, std::string{topic::process_started},
                  caf::make_message(e.info));

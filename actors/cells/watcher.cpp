@@ -67,7 +67,7 @@ bool exit_watcher::watch(uint64_t token, int pidfd) {
   return true;
 }
 
-bool exit_watcher::follow(uint64_t token, int stream, const std::string& path) {
+bool exit_watcher::follow(uint64_t token, int stream, const std::string& path, bool from_end) {
   if (inotify_fd_ < 0 || !on_line_)
     return false;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -78,8 +78,13 @@ bool exit_watcher::follow(uint64_t token, int stream, const std::string& path) {
     ::close(fd);
     return false;
   }
+  uint64_t start = 0;
+  if (from_end) {
+    auto end = ::lseek(fd, 0, SEEK_END);
+    start = end > 0 ? static_cast<uint64_t>(end) : 0;
+  }
   std::lock_guard guard{files_mtx_};
-  files_[wd] = followed{token, stream, fd, {}, 0};
+  files_[wd] = followed{token, stream, fd, {}, start};
   return true;
 }
 

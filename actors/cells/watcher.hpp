@@ -43,7 +43,9 @@ public:
   /// Follows what is appended to `path` from its current end (inotify; the writer is the
   /// workload, so it never depends on the daemon being alive). Stops when the process
   /// behind `token` exits, after a last read.
-  bool follow(uint64_t token, int stream, const std::string& path);
+  /// With `from_end`, only what is appended from now on (a re-adopted process's file,
+  /// whose earlier lines were published by the daemon that started it).
+  bool follow(uint64_t token, int stream, const std::string& path, bool from_end = false);
 
 private:
   struct followed {

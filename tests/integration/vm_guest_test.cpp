@@ -139,3 +139,32 @@ BOOST_AUTO_TEST_CASE(unknown_or_malformed_vm_names_are_refused) {
   // Nothing was left behind on the host.
   BOOST_TEST(!contains(run_cyto(host, {"--json", "cell", "ls"}).out, "vm-exec"));
 }
+
+BOOST_AUTO_TEST_CASE(a_vm_of_the_vms_actor_is_reached_by_name) {
+  skip_without_image();
+  daemon_fixture host;
+  auto create = run_cyto(host, {"vm", "create", "g3", "--kernel", image().file("vmlinuz"),
+                                "--initrd", image().file("initramfs.cpio"), "--memory", "384M",
+                                "--cmdline", "panic=-1 quiet"});
+  BOOST_REQUIRE_MESSAGE(create.code() == 0, create.err);
+  // Created, not running: no cytod to reach yet.
+  auto r = run_cyto(host, {"--vm", "g3", "discover"});
+  BOOST_TEST(r.code() == 1);
+  BOOST_TEST(contains(r.err, "cyto.unavailable"), r.err);
+  auto start = run_cyto(host, {"vm", "start", "g3"}, 60s);
+  BOOST_REQUIRE_MESSAGE(start.code() == 0, start.err);
+  auto deadline = steady::now() + boot_timeout;
+  while (steady::now() < deadline && run_cyto(host, {"--vm", "g3", "discover"}).code() != 0)
+    std::this_thread::sleep_for(500ms);
+  auto ls = run_cyto(host, {"--vm", "g3", "--json", "cell", "ls"});
+  BOOST_TEST(ls.code() == 0, ls.err);
+  auto ex = run_cyto(host, {"vm", "exec", "g3", "--", "sh", "-c", "echo hi-from-g3; exit 3"});
+  BOOST_TEST(ex.code() == 3, ex.err);
+  BOOST_TEST(contains(ex.out, "hi-from-g3"), ex.out);
+  // cyto vm stop: the ACPI power button, and the guest's cytod powers off by itself.
+  auto stop = run_cyto(host, {"vm", "stop", "-t", "30s", "g3"}, 60s);
+  BOOST_TEST(stop.code() == 0, stop.err);
+  auto inspect = run_cyto(host, {"--json", "vm", "inspect", "g3"});
+  BOOST_TEST(contains(inspect.out, "guest-shutdown"), inspect.out);
+  BOOST_TEST(run_cyto(host, {"vm", "rm", "g3"}).code() == 0);
+}

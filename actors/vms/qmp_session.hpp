@@ -1,0 +1,32 @@
+#pragma once
+// The QMP session actor: one connection to one QEMU. Spawned detached (its connect
+// blocks); a reader thread turns QEMU's lines into messages to it.
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "actors/vms/qmp.hpp"
+#include "bus/interfaces.hpp"
+
+namespace cyto::vms {
+
+struct qmp_session_state {
+  static constexpr const char* name = "qmp_session";
+  ~qmp_session_state();
+
+  /// The VM it serves (named in its events) and who gets them.
+  std::string vm;
+  vms_actor owner;
+  std::unique_ptr<qmp_client> client;
+  std::thread reader;
+  std::unordered_map<int64_t, caf::typed_response_promise<std::string>> pending;
+};
+
+/// The session behavior; `owner` receives qmp_event{vm, ...}.
+qmp_session_actor::behavior_type
+qmp_session(qmp_session_actor::stateful_pointer<qmp_session_state> self, vms_actor owner,
+            std::string vm);
+
+} // namespace cyto::vms

@@ -1,0 +1,910 @@
+#include "actors/vms/vms_actor.hpp"
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/vms/accel.hpp"
+#include "actors/vms/qemu_args.hpp"
+#include "actors/vms/qmp_session.hpp"
+#include "bus/errc.hpp"
+#include "bus/logging.hpp"
+
+namespace cyto::vms {
+
+namespace {
+
+using self_ptr = vms_actor::stateful_pointer<vms_state>;
+using vm = vms_state::vm;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr const char* kind_vm = "vm";
+/// Parent cell of every VM cell, so `cyto cell ls` groups them.
+constexpr const char* vms_cell = "vms";
+constexpr const char* qemu_exe = "qemu";
+constexpr const char* qemu_package = "qemu-system-x86";
+
+int64_t now_nanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// Answers a request of a void handler (CAF 0.17's typed promise has no empty deliver).
+void deliver_ok(caf::typed_response_promise<void>& rp) {
+  static_cast<caf::response_promise&>(rp).deliver(caf::unit);
+}
+
+caf::error no_vm(const std::string& name) {
+  return make_error(errc::not_found, "vm " + name + ": no such VM");
+}
+
+bool is_live(vm_state s) {
+  return s == vm_state::running || s == vm_state::paused;
+}
+
+std::string text_of(vm_state s) {
+  switch (s) {
+    case vm_state::created: return "created";
+    case vm_state::running: return "running";
+    case vm_state::paused: return "paused";
+    case vm_state::stopped: return "stopped";
+    case vm_state::exited: return "exited";
+  }
+  return "unknown";
+}
+
+/// The last `max` bytes of a file, trailing newlines cut (QEMU's stderr for an error).
+std::string tail_of(const std::string& path, size_t max = 600) {
+  std::ifstream in{path, std::ios::binary};
+  std::string text{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
+    text.pop_back();
+  if (text.size() > max)
+    text = "..." + text.substr(text.size() - max);
+  return text;
+}
+
+std::string stderr_path(const vm_info& info) {
+  auto p = info.console_path;
+  auto dot = p.rfind(".stdout");
+  return dot == std::string::npos ? std::string{} : p.substr(0, dot) + ".stderr";
+}
+
+caf::error check_name(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 63 && std::isalnum(static_cast<unsigned char>(name[0]));
+  for (char c : name)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
+  if (!ok)
+    return make_error(errc::invalid_argument,
+                      "vm name '" + name +
+                          "': 1-63 of [A-Za-z0-9_.-], starting with a letter or digit");
+  return {};
+}
+
+uint64_t host_memory_bytes() {
+  std::ifstream in{"/proc/meminfo"};
+  std::string key;
+  uint64_t kib = 0;
+  while (in >> key >> kib) {
+    if (key == "MemTotal:")
+      return kib * 1024;
+    in.ignore(1024, '\n');
+  }
+  return 0;
+}
+
+/// A file QEMU must read (and write unless `read_only`): absolute, existing, no dir.
+caf::error check_file(const std::string& what, const std::string& path, bool read_only) {
+  if (path.empty() || path.front() != '/')
+    return make_error(errc::invalid_argument, what + " '" + path + "': give an absolute path");
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0)
+    return make_error(errno == ENOENT ? errc::not_found : errc::permission_denied,
+                      what + " " + path + ": " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode))
+    return make_error(errc::invalid_argument, what + " " + path + " is a directory");
+  int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (fd < 0)
+    return make_error(errc::permission_denied, what + " " + path + ": cannot open for " +
+                                                   (read_only ? "reading" : "writing") + ": " +
+                                                   std::strerror(errno));
+  ::close(fd);
+  return {};
+}
+
+/// The QEMU binary as an absolute path; unavailable naming the Debian package.
+caf::expected<std::string> find_qemu(const std::string& qemu) {
+  auto usable = [](const std::string& p) { return ::access(p.c_str(), X_OK) == 0; };
+  if (qemu.find('/') != std::string::npos) {
+    if (usable(qemu))
+      return qemu;
+    return make_error(errc::unavailable, "QEMU " + qemu + " is missing or not executable (" +
+                                             "install the Debian package " + qemu_package + ")");
+  }
+  const char* path = ::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    auto end = dirs.find(':', start);
+    auto dir = dirs.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!dir.empty() && usable(dir + "/" + qemu))
+      return dir + "/" + qemu;
+    if (end == std::string::npos)
+      break;
+    start = end + 1;
+  }
+  return make_error(errc::unavailable, qemu + " not found in PATH (install the Debian package " +
+                                           qemu_package + ")");
+}
+
+std::string canonical(const std::string& path) {
+  std::error_code ec;
+  auto p = fs::weakly_canonical(path, ec);
+  return ec ? path : p.string();
+}
+
+/// A running VM (other than `self_name`) that uses `d`'s file where one of them writes.
+caf::error drive_conflict(const vms_state& st, const std::string& self_name, const vm_drive& d) {
+  auto mine = canonical(d.path);
+  for (auto& [n, v] : st.vms) {
+    if (n == self_name || !is_live(v.info.state))
+      continue;
+    for (auto& other : v.info.spec.drives)
+      if (canonical(other.path) == mine && !(other.read_only && d.read_only))
+        return make_error(errc::failed_precondition,
+                          "drive " + d.path + " is in use by running VM " + n);
+  }
+  return {};
+}
+
+caf::error check_spec(const vms_state& st, vm_spec& spec) {
+  if (auto err = check_name(spec.name))
+    return err;
+  auto cpus = std::thread::hardware_concurrency();
+  if (spec.vcpus == 0 || spec.vcpus > cpus)
+    return make_error(errc::invalid_argument, "vcpus " + std::to_string(spec.vcpus) +
+                                                  ": give 1.." + std::to_string(cpus) +
+                                                  " (the host's cpus)");
+  auto ram = host_memory_bytes();
+  if (spec.memory_bytes < (16ull << 20) || (ram && spec.memory_bytes >= ram))
+    return make_error(errc::invalid_argument,
+                      "memory " + std::to_string(spec.memory_bytes >> 20) +
+                          " MiB: give at least 16 MiB and less than the host's " +
+                          std::to_string(ram >> 20) + " MiB");
+  if (spec.memory_bytes % (1ull << 20))
+    return make_error(errc::invalid_argument, "memory: give whole MiB");
+  if (spec.kernel.empty())
+    return make_error(errc::invalid_argument, "no kernel given");
+  if (auto err = check_file("kernel", spec.kernel, true))
+    return err;
+  if (!spec.initrd.empty())
+    if (auto err = check_file("initrd", spec.initrd, true))
+      return err;
+  std::set<std::string> seen;
+  for (auto& d : spec.drives) {
+    if (d.format.empty())
+      d.format = "raw";
+    if (d.format != "raw" && d.format != "qcow2")
+      return make_error(errc::invalid_argument,
+                        "drive " + d.path + ": format '" + d.format + "' is not raw or qcow2");
+    if (auto err = check_file("drive", d.path, d.read_only))
+      return err;
+    if (!seen.insert(canonical(d.path)).second)
+      return make_error(errc::invalid_argument, "drive " + d.path + " is given twice");
+    if (auto err = drive_conflict(st, spec.name, d))
+      return err;
+  }
+  if (!spec.accel.empty() && spec.accel != "kvm" && spec.accel != "tcg")
+    return make_error(errc::invalid_argument, "accel '" + spec.accel + "' is not kvm or tcg");
+  if (!spec.machine.empty() && spec.machine != "microvm" && spec.machine != "q35")
+    return make_error(errc::invalid_argument,
+                      "machine '" + spec.machine + "' is not microvm or q35");
+  for (auto& l : spec.labels)
+    if (l.find('=') == std::string::npos || l.front() == '=')
+      return make_error(errc::invalid_argument, "label '" + l + "' is not key=value");
+  if (spec.cmdline.find(" -- ") != std::string::npos || spec.cmdline.rfind("-- ", 0) == 0)
+    return make_error(errc::invalid_argument,
+                      "cmdline: give the guest's init arguments after '--' of vm run, "
+                      "not in the kernel command line");
+  size_t length = spec.cmdline.size();
+  for (auto& a : spec.init_args) {
+    if (a.empty() || a.find_first_of("\"\n") != std::string::npos)
+      return make_error(errc::invalid_argument,
+                        "guest command argument '" + a +
+                            "': the kernel command line cannot carry empty arguments, "
+                            "double quotes or newlines");
+    length += a.size() + 3;
+  }
+  // x86's COMMAND_LINE_SIZE, less what qemu_args adds.
+  if (length > 1900)
+    return make_error(errc::invalid_argument,
+                      "kernel command line and guest command are longer than 1900 bytes");
+  return {};
+}
+
+std::string vm_dir(const vms_state& st, const std::string& name) {
+  return st.config.state_dir + "/vms/" + name;
+}
+
+void persist(self_ptr self, vm& v) {
+  auto word = text_of(v.info.state);
+  if (auto err = self->state.db->put({kind_vm, v.info.spec.name, word, store::to_blob(v.info)}))
+    self->state.log->error("record vm {}: {}", v.info.spec.name, render(err));
+}
+
+void remove_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+/// Allocates `vms/<name>`, making the parent cell "vms" on first use.
+template <class Ok, class Fail>
+void allocate_cell(self_ptr self, cell_spec cs, Ok ok, Fail fail) {
+  auto go = [self, cs, ok, fail]() mutable {
+    self->request(self->state.config.cells, caf::infinite, allocate_atom::value, cs)
+        .then(std::move(ok), std::move(fail));
+  };
+  if (self->state.parent_made)
+    return go();
+  cell_spec parent;
+  parent.name = vms_cell;
+  self->request(self->state.config.cells, caf::infinite, allocate_atom::value, parent)
+      .then(
+          [self, go](cell_info&) mutable {
+            self->state.parent_made = true;
+            go();
+          },
+          [self, go, fail](caf::error& err) mutable {
+            if (code_of(err) != errc::already_exists)
+              return fail(err);
+            self->state.parent_made = true;
+            go();
+          });
+}
+
+// -- QMP ------------------------------------------------------------------------------
+
+/// Runs a QMP command on the VM's session; `k` gets the reply (or the error).
+void qmp(self_ptr self, vm& v, const std::string& command, json args,
+         std::function<void(caf::expected<json>)> k) {
+  if (!v.qmp)
+    return k(make_error(errc::unavailable, "vm " + v.info.spec.name + ": no QMP connection"));
+  self->request(v.qmp, std::chrono::seconds{10}, exec_atom::value, command,
+                args.is_null() ? std::string{} : args.dump())
+      .then([k](std::string& text) { k(json::parse(text, nullptr, false)); },
+            [k](caf::error& err) { k(err); });
+}
+
+/// Connects a QMP session to the VM's QEMU; `k` gets the guest's status
+/// ("running", "paused", "shutdown", ...) or the error.
+void connect_qmp(self_ptr self, const std::string& name,
+                 std::function<void(caf::expected<std::string>)> k) {
+  auto& st = self->state;
+  auto& v = st.vms.at(name);
+  if (v.qmp)
+    caf::anon_send_exit(v.qmp, caf::exit_reason::user_shutdown);
+  v.qmp = self->spawn<caf::detached>(qmp_session, caf::actor_cast<vms_actor>(self), name);
+  auto run = v.run;
+  self->request(v.qmp, caf::infinite, start_atom::value, v.info.qmp_path, v.info.pid,
+                st.config.qmp_timeout_ms)
+      .then(
+          [self, name, run, k](std::string& version) {
+            auto i = self->state.vms.find(name);
+            if (i == self->state.vms.end() || i->second.run != run)
+              return;
+            self->state.log->debug("vm {}: QMP connected (QEMU {})", name, version);
+            qmp(self, i->second, "query-status", nullptr, [k](caf::expected<json> r) {
+              if (!r)
+                return k(r.error());
+              k(r->value("status", std::string{"unknown"}));
+            });
+          },
+          [k](caf::error& err) { k(err); });
+}
+
+// -- exits ----------------------------------------------------------------------------
+
+void watch_exit(self_ptr self, const vm& v) {
+  auto name = v.info.spec.name;
+  auto run = v.run;
+  self->request(self->state.config.cells, caf::infinite, wait_atom::value, v.info.cell,
+                std::string{qemu_exe})
+      .then([self, name, run](exit_status& s) { self->send(self, exited_atom::value, name, run, s); },
+            [self, name, run](caf::error& err) {
+              self->state.log->warn("vm {}: lost QEMU: {}", name, render(err));
+              self->send(self, exited_atom::value, name, run, exit_status{true, false, 0, 0});
+            });
+}
+
+void on_exit(self_ptr self, const std::string& name, uint64_t run, const exit_status& s) {
+  auto& st = self->state;
+  auto i = st.vms.find(name);
+  if (i == st.vms.end() || i->second.run != run || !is_live(i->second.info.state))
+    return;
+  auto& v = i->second;
+  auto& info = v.info;
+  if (v.qmp) {
+    caf::anon_send_exit(v.qmp, caf::exit_reason::user_shutdown);
+    v.qmp = nullptr;
+  }
+  info.exit_code = !s.known ? -1 : s.signal ? 128 + s.signal : s.code;
+  if (!v.shutdown_reason.empty())
+    info.exit_reason = v.shutdown_reason;
+  else if (!s.known)
+    info.exit_reason = "QEMU ended; how is unknown";
+  else if (s.signal)
+    info.exit_reason = "QEMU killed by signal " + std::to_string(s.signal);
+  else
+    info.exit_reason = "QEMU exited with code " + std::to_string(s.code);
+  info.state = v.stopping ? vm_state::stopped : vm_state::exited;
+  info.pid = 0;
+  info.finished_unix_nanos = now_nanos();
+  persist(self, v);
+  st.log->info("vm {} {}: {}", name, text_of(info.state), info.exit_reason);
+  if (!v.starting.empty()) {
+    auto why = tail_of(stderr_path(info));
+    auto err = make_error(errc::invalid_argument,
+                          "QEMU exited at start (" + info.exit_reason + ")" +
+                              (why.empty() ? std::string{} : ": " + why));
+    info.exit_reason = context_of(err);
+    persist(self, v);
+    for (auto& rp : v.starting)
+      rp.deliver(err);
+    v.starting.clear();
+  }
+  v.starting_now = false;
+  for (auto& rp : v.waiters)
+    rp.deliver(info);
+  v.waiters.clear();
+}
+
+/// Sends QEMU a signal through the cells actor (answers on exit; the exit watcher acts).
+void signal_qemu(self_ptr self, const vm& v, int sig) {
+  self->request(self->state.config.cells, caf::infinite, stop_atom::value, v.info.cell,
+                std::string{qemu_exe}, int32_t{sig}, uint32_t{0})
+      .then([](exit_status&) {},
+            [self, name = v.info.spec.name](caf::error& err) {
+              if (code_of(err) != errc::not_found)
+                self->state.log->warn("vm {}: signal QEMU: {}", name, render(err));
+            });
+}
+
+/// Ends QEMU: QMP quit, or SIGTERM when QMP is not there.
+void quit_qemu(self_ptr self, vm& v) {
+  auto name = v.info.spec.name;
+  qmp(self, v, "quit", nullptr, [self, name](caf::expected<json> r) {
+    if (r)
+      return;
+    auto i = self->state.vms.find(name);
+    if (i != self->state.vms.end() && is_live(i->second.info.state))
+      signal_qemu(self, i->second, SIGTERM);
+  });
+}
+
+void on_qmp_event(self_ptr self, qmp_event& ev) {
+  auto& st = self->state;
+  auto i = st.vms.find(ev.vm);
+  if (i == st.vms.end())
+    return;
+  auto& v = i->second;
+  // Only the current session speaks for the VM.
+  if (!v.qmp || self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(v.qmp))
+    return;
+  auto data = json::parse(ev.data_json, nullptr, false);
+  st.log->debug("vm {}: QMP event {} {}", ev.vm, ev.event, ev.data_json);
+  if (ev.event.empty()) {
+    v.qmp = nullptr; // closed: QEMU is ending (the exit watcher reports it)
+  } else if (ev.event == "SHUTDOWN") {
+    auto reason = data.is_object() ? data.value("reason", std::string{"shutdown"}) : "shutdown";
+    // The first reason counts: our own quit after a guest power-off reports another.
+    if (v.shutdown_reason.empty())
+      v.shutdown_reason = reason;
+    // -no-shutdown keeps QEMU around after the guest powered off: now it may go.
+    if (reason != "host-qmp-quit")
+      quit_qemu(self, v);
+  } else if (ev.event == "STOP" && v.info.state == vm_state::running) {
+    v.info.state = vm_state::paused;
+    persist(self, v);
+  } else if (ev.event == "RESUME" && v.info.state == vm_state::paused) {
+    v.info.state = vm_state::running;
+    persist(self, v);
+  }
+}
+
+// -- start ----------------------------------------------------------------------------
+
+void fail_start(self_ptr self, vm& v, caf::error err) {
+  // QEMU may still run (QMP never answered): kill it; the exit watcher then answers the
+  // starters with QEMU's stderr. If it is gone already, answer now.
+  if (is_live(v.info.state)) {
+    self->state.log->warn("vm {}: start failed: {}", v.info.spec.name, render(err));
+    v.stopping = false;
+    signal_qemu(self, v, SIGKILL);
+    return;
+  }
+  for (auto& rp : v.starting)
+    rp.deliver(err);
+  v.starting.clear();
+  v.starting_now = false;
+}
+
+caf::error start(self_ptr self, const std::string& name,
+                 caf::typed_response_promise<vm_info> rp) {
+  auto& st = self->state;
+  auto i = st.vms.find(name);
+  if (i == st.vms.end())
+    return no_vm(name);
+  auto& v = i->second;
+  if (is_live(v.info.state) || v.starting_now)
+    return make_error(errc::failed_precondition, "vm " + name + " is already running");
+  auto qemu = find_qemu(st.config.qemu);
+  if (!qemu)
+    return qemu.error();
+  auto spec = v.info.spec;
+  if (auto err = check_file("kernel", spec.kernel, true))
+    return err;
+  if (!spec.initrd.empty())
+    if (auto err = check_file("initrd", spec.initrd, true))
+      return err;
+  for (auto& d : spec.drives)
+    if (auto err = drive_conflict(st, name, d))
+      return err;
+  ::unlink(v.info.qmp_path.c_str());
+  ::unlink(v.info.channel_path.c_str());
+  qemu_launch how;
+  how.qemu = *qemu;
+  how.accel = v.info.accel;
+  how.machine = v.info.machine;
+  how.qmp_path = v.info.qmp_path;
+  how.channel_path = v.info.channel_path;
+  how.init_args = spec.init_args;
+  // Cap TCG's translation cache (1 GiB by default) so it fits the cell's memory.max.
+  how.tb_size_mib = std::max<uint64_t>(64, (st.config.memory_overhead >> 20) / 2);
+  executable_spec exe;
+  exe.cell = v.info.cell;
+  exe.name = qemu_exe;
+  exe.argv = qemu_args(spec, how);
+  exe.cwd = v.info.dir;
+  exe.description = "vm " + name;
+  v.starting_now = true;
+  v.starting.push_back(rp);
+  v.stopping = false;
+  v.shutdown_reason.clear();
+  auto run = ++v.run;
+  self->request(st.config.cells, caf::infinite, start_atom::value, exe)
+      .then(
+          [self, name, run](executable_info& e) {
+            auto i = self->state.vms.find(name);
+            if (i == self->state.vms.end() || i->second.run != run)
+              return;
+            auto& v = i->second;
+            v.info.pid = e.pid;
+            v.info.console_path = e.stdout_path;
+            v.info.state = vm_state::running;
+            v.info.exit_reason.clear();
+            v.info.exit_code = 0;
+            v.info.started_unix_nanos = now_nanos();
+            v.info.finished_unix_nanos = 0;
+            persist(self, v);
+            watch_exit(self, v);
+            connect_qmp(self, name, [self, name, run](caf::expected<std::string> status) {
+              auto i = self->state.vms.find(name);
+              if (i == self->state.vms.end() || i->second.run != run)
+                return;
+              auto& v = i->second;
+              if (!status)
+                return fail_start(self, v, status.error());
+              if (!is_live(v.info.state))
+                return;
+              if (*status == "paused" && v.info.state == vm_state::running) {
+                v.info.state = vm_state::paused;
+                persist(self, v);
+              }
+              self->state.log->info("vm {} started: pid {}, {} on {}", name, v.info.pid,
+                                    v.info.machine, v.info.accel);
+              v.starting_now = false;
+              for (auto& rp : v.starting)
+                rp.deliver(v.info);
+              v.starting.clear();
+            });
+          },
+          [self, name, run](caf::error& err) {
+            auto i = self->state.vms.find(name);
+            if (i == self->state.vms.end() || i->second.run != run)
+              return;
+            fail_start(self, i->second, err);
+          });
+  return {};
+}
+
+// -- allocate, free -------------------------------------------------------------------
+
+caf::error allocate(self_ptr self, vm_spec spec, caf::typed_response_promise<vm_info> rp) {
+  auto& st = self->state;
+  if (auto err = check_spec(st, spec))
+    return err;
+  if (st.vms.count(spec.name))
+    return make_error(errc::already_exists, "vm " + spec.name + " exists");
+  if (auto qemu = find_qemu(st.config.qemu); !qemu)
+    return qemu.error();
+  vm v;
+  auto& info = v.info;
+  info.spec = spec;
+  info.state = vm_state::created;
+  if (spec.accel.empty()) {
+    info.accel = st.host_accel;
+    info.accel_reason = st.host_accel_reason;
+  } else {
+    info.accel = spec.accel;
+    info.accel_reason = "asked for (host: " + st.host_accel + ", " + st.host_accel_reason + ")";
+  }
+  info.machine = spec.machine.empty() ? "microvm" : spec.machine;
+  info.cell = std::string{vms_cell} + "/" + spec.name;
+  info.executable = qemu_exe;
+  info.dir = vm_dir(st, spec.name);
+  info.qmp_path = info.dir + "/qmp.sock";
+  info.channel_path = info.dir + "/channel.sock";
+  info.created_unix_nanos = now_nanos();
+  if (auto err = st.db->put({kind_vm, spec.name, "creating", store::to_blob(info)}))
+    return err;
+  std::error_code ec;
+  fs::create_directories(info.dir, ec);
+  if (ec) {
+    st.db->erase(kind_vm, spec.name);
+    return make_error(errc::unavailable, "create " + info.dir + ": " + ec.message());
+  }
+  ::chmod(info.dir.c_str(), 0700);
+  auto name = spec.name;
+  cell_spec cs;
+  cs.name = info.cell;
+  cs.limits.memory_max = spec.memory_bytes + st.config.memory_overhead;
+  v.starting_now = true; // reserved: no start, free or second allocate until the cell exists
+  st.vms.emplace(name, std::move(v));
+  allocate_cell(
+      self, cs,
+      [self, name, rp](cell_info&) mutable {
+        auto& v = self->state.vms.at(name);
+        v.starting_now = false;
+        persist(self, v);
+        self->state.log->info("allocated vm {}: {} vcpus, {} MiB, {} on {}", name,
+                              v.info.spec.vcpus, v.info.spec.memory_bytes >> 20, v.info.machine,
+                              v.info.accel);
+        rp.deliver(v.info);
+      },
+      [self, name, rp](caf::error& err) mutable {
+        auto& st = self->state;
+        remove_dir(vm_dir(st, name));
+        st.db->erase(kind_vm, name);
+        st.vms.erase(name);
+        rp.deliver(err);
+      });
+  return {};
+}
+
+void free_vm(self_ptr self, const std::string& name, std::function<void(caf::error)> k) {
+  auto& st = self->state;
+  auto& v = st.vms.at(name);
+  if (v.qmp)
+    caf::anon_send_exit(v.qmp, caf::exit_reason::user_shutdown);
+  auto cell = v.info.cell;
+  auto finish = [self, name, k] {
+    auto& st = self->state;
+    remove_dir(vm_dir(st, name));
+    st.db->erase(kind_vm, name);
+    st.vms.erase(name);
+    st.log->info("freed vm {}", name);
+    k({});
+  };
+  self->request(st.config.cells, caf::infinite, free_atom::value, cell, true, true)
+      .then([finish] { finish(); },
+            [self, name, finish](caf::error& err) {
+              if (code_of(err) != errc::not_found)
+                self->state.log->error("free the cell of vm {}: {}", name, render(err));
+              finish();
+            });
+}
+
+// -- restart --------------------------------------------------------------------------
+
+void readopt(self_ptr self, const std::string& name) {
+  auto& v = self->state.vms.at(name);
+  self->request(self->state.config.cells, caf::infinite, get_atom::value, v.info.cell)
+      .then(
+          [self, name](cell_info& ci) {
+            auto& v = self->state.vms.at(name);
+            bool alive = false;
+            for (auto& e : ci.executables)
+              if (e.spec.name == qemu_exe && !e.status.exited && e.pid == v.info.pid)
+                alive = true;
+            if (!alive) {
+              // Ended while the daemon was down: QEMU's stderr and the console's last line
+              // say how.
+              auto why = tail_of(stderr_path(v.info), 200);
+              auto last = tail_of(v.info.console_path, 120);
+              if (auto nl = last.rfind('\n'); nl != std::string::npos)
+                last = last.substr(nl + 1);
+              v.info.state = vm_state::exited;
+              v.info.pid = 0;
+              v.info.exit_code = -1;
+              v.info.finished_unix_nanos = now_nanos();
+              v.info.exit_reason = "QEMU ended while cytod was down" +
+                                   (why.empty() ? std::string{} : "; its stderr: " + why) +
+                                   (last.empty() ? std::string{} : "; last console line: " + last);
+              persist(self, v);
+              self->state.log->warn("vm {}: {}", name, v.info.exit_reason);
+              return;
+            }
+            ++v.run;
+            watch_exit(self, v);
+            auto run = v.run;
+            connect_qmp(self, name, [self, name, run](caf::expected<std::string> status) {
+              auto i = self->state.vms.find(name);
+              if (i == self->state.vms.end() || i->second.run != run)
+                return;
+              auto& v = i->second;
+              if (!status) {
+                self->state.log->error("vm {}: re-adopted QEMU pid {} but QMP: {}", name,
+                                       v.info.pid, render(status.error()));
+                return;
+              }
+              self->state.log->info("re-adopted vm {} pid {} ({})", name, v.info.pid, *status);
+              if (*status == "shutdown" || *status == "guest-panicked") {
+                // -no-shutdown kept it for us: the guest ended while we were away.
+                v.shutdown_reason = (*status == "shutdown" ? "guest-shutdown" : "guest-panicked") +
+                                    std::string{" (while cytod was down)"};
+                quit_qemu(self, v);
+              } else if (*status == "paused" && v.info.state == vm_state::running) {
+                v.info.state = vm_state::paused;
+                persist(self, v);
+              } else if (*status == "running" && v.info.state == vm_state::paused) {
+                v.info.state = vm_state::running;
+                persist(self, v);
+              }
+            });
+          },
+          [self, name](caf::error& err) {
+            auto& v = self->state.vms.at(name);
+            v.info.state = vm_state::exited;
+            v.info.pid = 0;
+            v.info.exit_code = -1;
+            v.info.exit_reason = "its cell is gone: " + render(err);
+            persist(self, v);
+          });
+}
+
+void reconcile(self_ptr self) {
+  auto& st = self->state;
+  std::vector<std::string> dropped;
+  auto rows = st.db->load_all<vm_info>(kind_vm, dropped);
+  for (auto& key : dropped)
+    st.log->error("state.db: unreadable vm record {}; dropped", key);
+  if (!rows) {
+    st.log->error("read vms from state.db: {}", render(rows.error()));
+    return;
+  }
+  for (auto& [r, info] : *rows) {
+    auto name = info.spec.name;
+    if (r.state == "creating") {
+      st.log->warn("cleaning up half-made vm {}", name);
+      self->request(st.config.cells, caf::infinite, free_atom::value, info.cell, true, true)
+          .then([] {}, [](caf::error&) {});
+      remove_dir(info.dir);
+      st.db->erase(kind_vm, name);
+      continue;
+    }
+    auto& v = st.vms[name];
+    v.info = info;
+    if (is_live(info.state))
+      readopt(self, name);
+  }
+}
+
+/// The VM `name` if its QEMU runs (running or paused); `what` names the refused action.
+caf::expected<vm*> find_live(vms_state& st, const std::string& name, const char* what) {
+  auto i = st.vms.find(name);
+  if (i == st.vms.end())
+    return no_vm(name);
+  if (!is_live(i->second.info.state) || i->second.starting_now)
+    return make_error(errc::failed_precondition, "vm " + name + " is not running (" +
+                                                     text_of(i->second.info.state) + "); cannot " +
+                                                     what);
+  return &i->second;
+}
+
+/// pause (QMP stop) and resume (QMP cont): `command`, then state `from` becomes `to`.
+caf::result<vm_info> toggle_cpus(self_ptr self, const std::string& name, const char* command,
+                                 vm_state from, vm_state to, const char* what) {
+  auto v = find_live(self->state, name, what);
+  if (!v)
+    return std::move(v.error());
+  auto rp = self->make_response_promise<vm_info>();
+  qmp(self, **v, command, nullptr, [self, name, from, to, rp](caf::expected<json> r) mutable {
+    auto i = self->state.vms.find(name);
+    if (!r) {
+      rp.deliver(r.error());
+    } else if (i == self->state.vms.end()) {
+      rp.deliver(no_vm(name));
+    } else {
+      if (i->second.info.state == from) {
+        i->second.info.state = to;
+        persist(self, i->second);
+      }
+      rp.deliver(i->second.info);
+    }
+  });
+  return rp;
+}
+
+} // namespace
+
+std::string vms_config::validate() const {
+  if (state_dir.empty() || state_dir.front() != '/')
+    return "state_dir must be an absolute path";
+  if (qemu.empty())
+    return "vms.qemu must name the QEMU binary";
+  if (!cells)
+    return "the cells actor is needed";
+  return {};
+}
+
+vms_state::~vms_state() {
+  for (auto& [n, v] : vms)
+    if (v.qmp)
+      caf::anon_send_exit(v.qmp, caf::exit_reason::user_shutdown);
+}
+
+vms_actor::behavior_type vms(self_ptr self, vms_config config) {
+  auto& st = self->state;
+  st.config = std::move(config);
+  st.log = log::get("vms");
+  auto choice = choose_accel();
+  st.host_accel = choice.accel;
+  st.host_accel_reason = choice.reason;
+  std::error_code ec;
+  fs::create_directories(st.config.state_dir + "/vms", ec);
+  auto db = store::state_db::open(st.config.state_dir + "/state.db");
+  if (!db) {
+    st.log->error("vms unavailable: {}", render(db.error()));
+    self->quit(db.error());
+    return {vms_actor::behavior_type::unsafe_init{}, caf::behavior{}};
+  }
+  st.db = std::move(*db);
+  reconcile(self);
+  st.log->info("vms ready: {} VMs, accelerator {} ({})", st.vms.size(), st.host_accel,
+               st.host_accel_reason);
+  return {
+      [self](allocate_atom, vm_spec& spec) -> caf::result<vm_info> {
+        auto rp = self->make_response_promise<vm_info>();
+        if (auto err = allocate(self, std::move(spec), rp))
+          rp.deliver(err);
+        return rp;
+      },
+      [self](start_atom, std::string& name) -> caf::result<vm_info> {
+        auto rp = self->make_response_promise<vm_info>();
+        if (auto err = start(self, name, rp))
+          rp.deliver(err);
+        return rp;
+      },
+      [self](stop_atom, std::string& name, uint32_t timeout_ms) -> caf::result<vm_info> {
+        auto v = find_live(self->state, name, "stop it");
+        if (!v)
+          return std::move(v.error());
+        auto& m = **v;
+        auto rp = self->make_response_promise<vm_info>();
+        m.waiters.push_back(rp);
+        if (m.stopping)
+          return rp;
+        m.stopping = true;
+        auto run = m.run;
+        auto powerdown = [self, name](caf::expected<json>) {
+          auto i = self->state.vms.find(name);
+          if (i == self->state.vms.end())
+            return;
+          qmp(self, i->second, "system_powerdown", nullptr, [self, name](caf::expected<json> r) {
+            auto i = self->state.vms.find(name);
+            if (!r && i != self->state.vms.end() && is_live(i->second.info.state)) {
+              self->state.log->warn("vm {}: ACPI powerdown failed ({}); quitting QEMU", name,
+                                    render(r.error()));
+              quit_qemu(self, i->second);
+            }
+          });
+        };
+        // A paused guest cannot see the power button: let it run first.
+        if (m.info.state == vm_state::paused)
+          qmp(self, m, "cont", nullptr, powerdown);
+        else
+          powerdown(json{});
+        self->delayed_send(self, std::chrono::milliseconds{timeout_ms}, tick_atom::value, name,
+                           run);
+        return rp;
+      },
+      [self](kill_atom, std::string& name) -> caf::result<vm_info> {
+        auto v = find_live(self->state, name, "kill it");
+        if (!v)
+          return std::move(v.error());
+        auto rp = self->make_response_promise<vm_info>();
+        (*v)->waiters.push_back(rp);
+        (*v)->stopping = true;
+        signal_qemu(self, **v, SIGKILL);
+        return rp;
+      },
+      [self](pause_atom, std::string& name) -> caf::result<vm_info> {
+        return toggle_cpus(self, name, "stop", vm_state::running, vm_state::paused, "pause it");
+      },
+      [self](resume_atom, std::string& name) -> caf::result<vm_info> {
+        return toggle_cpus(self, name, "cont", vm_state::paused, vm_state::running, "resume it");
+      },
+      [self](free_atom, std::string& name, bool force) -> caf::result<void> {
+        auto& st = self->state;
+        auto i = st.vms.find(name);
+        if (i == st.vms.end())
+          return no_vm(name);
+        auto& v = i->second;
+        if (v.starting_now)
+          return make_error(errc::failed_precondition, "vm " + name + " is being started");
+        auto rp = self->make_response_promise<void>();
+        auto done = [rp](caf::error err) mutable {
+          if (err)
+            rp.deliver(err);
+          else
+            deliver_ok(rp);
+        };
+        if (is_live(v.info.state)) {
+          if (!force) {
+            rp.deliver(make_error(errc::failed_precondition,
+                                  "vm " + name + " is running; stop it first or use force"));
+            return rp;
+          }
+          // Freed once QEMU has ended.
+          v.stopping = true;
+          signal_qemu(self, v, SIGKILL);
+          auto name_copy = name;
+          self->request(self->state.config.cells, caf::infinite, wait_atom::value, v.info.cell,
+                        std::string{qemu_exe})
+              .then([self, name_copy, done](exit_status&) { free_vm(self, name_copy, done); },
+                    [self, name_copy, done](caf::error&) { free_vm(self, name_copy, done); });
+          return rp;
+        }
+        free_vm(self, name, done);
+        return rp;
+      },
+      [self](list_atom) {
+        std::vector<vm_info> out;
+        for (auto& [n, v] : self->state.vms)
+          out.push_back(v.info);
+        return out;
+      },
+      [self](get_atom, std::string& name) -> caf::result<vm_info> {
+        auto i = self->state.vms.find(name);
+        if (i == self->state.vms.end())
+          return no_vm(name);
+        return i->second.info;
+      },
+      [self](qmp_event& ev) { on_qmp_event(self, ev); },
+      [self](exited_atom, std::string& name, uint64_t run, exit_status& s) {
+        on_exit(self, name, run, s);
+      },
+      [self](tick_atom, std::string& name, uint64_t run) {
+        auto i = self->state.vms.find(name);
+        if (i == self->state.vms.end() || i->second.run != run || !is_live(i->second.info.state))
+          return;
+        self->state.log->info("vm {} did not power down in time: quitting QEMU", name);
+        quit_qemu(self, i->second);
+      },
+  };
+}
+
+} // namespace cyto::vms

@@ -16,8 +16,11 @@ all: build
 deps:
 	./deploy/install-deps
 
+# Ninja: faster no-op and incremental builds, and .ninja_log records each step's time.
+GENERATOR  ?= Ninja
+
 configure: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD_DIR) -G $(GENERATOR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
@@ -37,7 +40,7 @@ bench: build
 
 # Unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 sanitize: deps
-	cmake -S . -B $(BUILD_DIR)-asan -DCMAKE_BUILD_TYPE=Debug -DCYTO_SANITIZE=ON -DCYTO_BUILD_BENCH=OFF
+	cmake -S . -B $(BUILD_DIR)-asan -G $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DCYTO_SANITIZE=ON -DCYTO_BUILD_BENCH=OFF
 	cmake --build $(BUILD_DIR)-asan -j $(JOBS) --target unit_tests
 	tests/run-ctest $(BUILD_DIR)-asan -L unit
 

@@ -143,7 +143,11 @@ struct host_features {
   bool btf = false;
   bool tracefs = false;
   std::string ebpf_detail;
+  /// /dev/kvm exists and opens read-write (it may be paravirtual: see vm_accel).
   bool kvm = false;
+  /// The accelerator VMs get ("kvm" only when hardware-backed, else "tcg") and why.
+  std::string vm_accel;
+  std::string vm_accel_reason;
   bool overlayfs = false;
   bool pidfd = false;
   std::string kernel_release;
@@ -152,8 +156,8 @@ struct host_features {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, host_features& x) {
   return f(caf::meta::type_name("host_features"), x.cgroups, x.cgroup_controllers, x.namespaces,
-           x.ebpf, x.btf, x.tracefs, x.ebpf_detail, x.kvm, x.overlayfs, x.pidfd,
-           x.kernel_release);
+           x.ebpf, x.btf, x.tracefs, x.ebpf_detail, x.kvm, x.vm_accel, x.vm_accel_reason,
+           x.overlayfs, x.pidfd, x.kernel_release);
 }
 
 /// The answer to discover.

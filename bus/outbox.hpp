@@ -40,9 +40,11 @@ public:
     credit_ += n;
   }
 
-  /// True if `take` would hand out anything (events with credit, or a drop count).
+  /// True if `take` would hand out anything: only with credit. A drop count waits for
+  /// credit too and keeps adding up, so a stalled subscriber is sent nothing at all
+  /// (no stream of drop markers) and hears the whole count once it reads again.
   bool ready() const noexcept {
-    return (credit_ > 0 && !queue_.empty()) || dropped_ > 0;
+    return credit_ > 0 && (!queue_.empty() || dropped_ > 0);
   }
 
   /// Hands out up to min(credit, max_items) events and the drop count since last time.

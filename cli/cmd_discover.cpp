@@ -59,6 +59,8 @@ int cmd_discover(const global_options& g) {
          {"tracefs", f.getTracefs()},
          {"ebpfDetail", f.getEbpfDetail().cStr()},
          {"kvm", f.getKvm()},
+         {"vmAccel", f.getVmAccel().cStr()},
+         {"vmAccelReason", f.getVmAccelReason().cStr()},
          {"overlayfs", f.getOverlayfs()},
          {"pidfd", f.getPidfd()},
          {"kernelRelease", f.getKernelRelease().cStr()},
@@ -80,6 +82,7 @@ int cmd_discover(const global_options& g) {
                yes_no(f.getTracefs()) + ")" +
                (f.getEbpf() ? std::string{} : std::string{": "} + f.getEbpfDetail().cStr())},
     {"kvm", yes_no(f.getKvm())},
+    {"vm accel", std::string{f.getVmAccel().cStr()} + " (" + f.getVmAccelReason().cStr() + ")"},
     {"overlayfs", yes_no(f.getOverlayfs())},
     {"pidfd", yes_no(f.getPidfd())},
   });

@@ -16,12 +16,14 @@ struct Features {
   namespaces @2 :List(Text);          # kinds in /proc/self/ns: cgroup ipc mnt net pid time user uts
   ebpf @3 :Bool;                      # the eBPF event programs load (BTF, bpf(), tp_btf, ring buffer)
   btf @4 :Bool;
-  kvm @5 :Bool;                       # /dev/kvm present and openable
+  kvm @5 :Bool;                       # /dev/kvm present and openable (maybe paravirtual)
   overlayfs @6 :Bool;                 # overlay listed in /proc/filesystems
   pidfd @7 :Bool;                     # pidfd_open works
   kernelRelease @8 :Text;
   ebpfDetail @9 :Text;                # why ebpf is false ("" when true)
   tracefs @10 :Bool;                  # tracefs mounted at /sys/kernel/tracing (cytod mounts it)
+  vmAccel @11 :Text;                  # accelerator VMs get: "kvm" (hardware-backed only) or "tcg"
+  vmAccelReason @12 :Text;            # why, e.g. "/dev/kvm is paravirtual (kvm_pvm) ..."
 }
 
 struct NodeInfo {

@@ -13,6 +13,7 @@
 #include <malloc.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -133,6 +134,20 @@ void open_event_probe(observe::observe_config& cfg) {
     cfg.probe_error = why.empty() ? "the eBPF probe could not be opened" : why;
 }
 
+/// Every client connection, cell output file and pidfd is a descriptor: take up to 64k of
+/// the hard limit instead of the usual soft 1024 (the gateway still caps connections, and
+/// backs off instead of stopping when accept runs out anyway).
+void raise_nofile_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0)
+    return;
+  auto want = std::min<rlim_t>(lim.rlim_max, 65536);
+  if (lim.rlim_cur < want) {
+    lim.rlim_cur = want;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
 int run(services::daemon_config cfg) {
   // Pipelined calls allocate and free capnp messages in bursts; glibc's default trims
   // the heap after each burst and faults it back in on the next (brk, memset, page
@@ -144,6 +159,7 @@ int run(services::daemon_config cfg) {
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   std::signal(SIGPIPE, SIG_IGN);
+  raise_nofile_limit();
 
   auto stderr_sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   stderr_sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(

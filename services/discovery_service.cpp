@@ -34,6 +34,8 @@ void fill(schema::NodeInfo::Builder out, const node_info& in) {
   f.setTracefs(hf.tracefs);
   f.setEbpfDetail(hf.ebpf_detail);
   f.setKvm(hf.kvm);
+  f.setVmAccel(hf.vm_accel);
+  f.setVmAccelReason(hf.vm_accel_reason);
   f.setOverlayfs(hf.overlayfs);
   f.setPidfd(hf.pidfd);
   f.setKernelRelease(hf.kernel_release);

@@ -355,7 +355,15 @@ bool gateway::allowed(uid_t uid, gid_t gid, pid_t pid) const {
 }
 
 kj::Promise<void> gateway::accept_loop() {
-  return listener_->accept().then([this](kj::Own<kj::AsyncIoStream>&& stream) {
+  // evalNow: accept() itself may throw (EMFILE) before it returns a promise.
+  return kj::evalNow([this] { return listener_->accept(); })
+      .then([this](kj::Own<kj::AsyncIoStream>&& stream) -> kj::Promise<void> {
+    accept_failures_ = 0;
+    if (connections_ >= cfg_.max_connections) {
+      log::get("gateway")->warn("refused a connection: {} open, the limit is {}", connections_,
+                                cfg_.max_connections);
+      return accept_loop(); // `stream` is closed as it goes out of scope
+    }
     ucred cred{};
     uint len = sizeof(cred);
     stream->getsockopt(SOL_SOCKET, SO_PEERCRED, &cred, &len);
@@ -377,6 +385,17 @@ kj::Promise<void> gateway::accept_loop() {
     ++connections_;
     tasks_->add(done.attach(kj::mv(conn), kj::defer([this] { --connections_; })));
     return accept_loop();
+  }, [this](kj::Exception&& e) -> kj::Promise<void> {
+    // Out of descriptors (EMFILE, ENFILE) or memory: the listener itself is fine, so wait
+    // and accept again instead of going deaf for good. 10 ms doubling up to 1 s.
+    auto failures = accept_failures_++;
+    if (failures == 0 || failures % 64 == 0)
+      log::get("gateway")->error("accept failed ({} in a row), retrying: {}", failures + 1,
+                                 e.getDescription().cStr());
+    auto delay = std::min<uint64_t>(1000, uint64_t{10} << std::min(failures, 7u));
+    return io_.provider->getTimer().afterDelay(delay * kj::MILLISECONDS).then([this] {
+      return accept_loop();
+    });
   });
 }
 

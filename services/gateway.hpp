@@ -28,6 +28,8 @@ struct gateway_config {
   /// Where VMs keep their files (<state>/vms): VM <name>'s guest channel is QEMU's
   /// socket <vm_dir>/<name>/channel.sock.
   std::string vm_dir;
+  /// Connections held at once; past it a new peer is closed right after accept (logged).
+  size_t max_connections = 4096;
 };
 
 /// Outcome of probing a socket path before binding it.
@@ -77,6 +79,8 @@ private:
   kj::Own<kj::ConnectionReceiver> listener_;
   ino_t socket_inode_ = 0;
   size_t connections_ = 0;
+  /// Accept failures in a row (EMFILE, ENFILE, ...): the back-off before the next try.
+  unsigned accept_failures_ = 0;
   std::unique_ptr<kj::TaskSet> tasks_;
   kj::Promise<void> accepting_ = nullptr;
 };

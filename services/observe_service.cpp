@@ -265,6 +265,13 @@ void stream_router::remove(uint64_t subscription) {
 
 namespace {
 
+/// A stream's sink must be a capability: a null one would only fail later, deep in capnp,
+/// with a message that is not ours.
+void require_sink(bool present) {
+  if (!present)
+    fail(errc::invalid_argument, "sink: a capability to send the stream to is required");
+}
+
 event_filter from_capnp(schema::EventFilter::Reader f, uint8_t kinds) {
   event_filter out;
   out.cell = f.getCell();
@@ -287,6 +294,7 @@ public:
     if (params.getTail() > max_tail)
       fail(errc::invalid_argument, "tail: at most " + std::to_string(max_tail) +
                                        " entries, asked for " + std::to_string(params.getTail()));
+    require_sink(params.hasSink());
     auto stream = kj::heap<log_stream>(bridge_, router_, observe_, params.getSink());
     auto done =
         stream->start(subscribe_atom::value, logs_atom::value, static_cast<log_level>(level),
@@ -296,6 +304,7 @@ public:
 
   kj::Promise<void> stats(StatsContext context) override {
     auto params = context.getParams();
+    require_sink(params.hasSink());
     auto stream = kj::heap<stats_stream>(bridge_, router_, observe_, params.getSink());
     auto done = stream->start(subscribe_atom::value, stats_atom::value,
                               std::string{params.getTarget().getCell()}, params.getIntervalMs(),
@@ -319,6 +328,7 @@ public:
     default:
       fail(errc::invalid_argument, "which: not stdout, stderr or both");
     }
+    require_sink(params.hasSink());
     auto stream = kj::heap<output_stream>(bridge_, router_, observe_, params.getSink());
     auto done =
         stream->start(subscribe_atom::value, output_atom::value, std::string{params.getCell()},
@@ -329,11 +339,13 @@ public:
 
   kj::Promise<void> signals(SignalsContext context) override {
     auto params = context.getParams();
+    require_sink(params.hasSink());
     return events(from_capnp(params.getFilter(), kind_bit(event_kind::signal)), params.getSink());
   }
 
   kj::Promise<void> processEvents(ProcessEventsContext context) override {
     auto params = context.getParams();
+    require_sink(params.hasSink());
     return events(from_capnp(params.getFilter(), kind_bit(event_kind::exec) |
                                                      kind_bit(event_kind::exit) |
                                                      kind_bit(event_kind::oom)),

@@ -197,6 +197,35 @@ void reconcile(self_ptr self) {
   }
 }
 
+/// Cgroups under the daemon's root that state.db does not know (another daemon's with a
+/// different state dir, or a crash between mkdir and record): an empty one is removed, one
+/// with processes is kept and never reused (allocate of its name says so).
+void sweep_strays(self_ptr self) {
+  auto& st = self->state;
+  auto all = st.cgroups->list();
+  auto known_below = [&](const std::string& name) {
+    auto i = st.cells.lower_bound(name + "/");
+    return i != st.cells.end() && i->first.rfind(name + "/", 0) == 0;
+  };
+  for (auto i = all.rbegin(); i != all.rend(); ++i) { // children before their parents
+    auto& name = *i;
+    if (st.cells.count(name) > 0 || known_below(name))
+      continue;
+    auto pids = st.cgroups->pids(name, true);
+    if (pids.empty()) {
+      if (auto err = st.cgroups->remove(name))
+        st.log->warn("stray cgroup {} (not in state.db): cannot remove: {}", name, render(err));
+      else
+        st.log->info("removed stray empty cgroup {} (not in state.db)", name);
+      continue;
+    }
+    std::string list;
+    for (auto p : pids)
+      list += (list.empty() ? "" : ",") + std::to_string(p);
+    st.log->warn("stray cgroup {} (not in state.db) holds pids {}: kept, not reused", name, list);
+  }
+}
+
 /// Takes the attachments as the network actor knows them after a restart (it may have
 /// attached a cell anew, e.g. after a reboot, with another address).
 void refresh_attachments(self_ptr self) {
@@ -228,6 +257,17 @@ void refresh_attachments(self_ptr self) {
 }
 
 caf::error check_user(const executable_spec& spec) {
+  // -1 means "the daemon's own"; any other negative id used to run the process as root.
+  if (spec.uid < -1)
+    return make_error(errc::invalid_argument,
+                      "uid " + std::to_string(spec.uid) + " is not valid (-1: keep cytod's)");
+  if (spec.gid < -1)
+    return make_error(errc::invalid_argument,
+                      "gid " + std::to_string(spec.gid) + " is not valid (-1: keep cytod's)");
+  for (auto& e : spec.env)
+    if (e.find('=') == std::string::npos || e.front() == '=')
+      return make_error(errc::invalid_argument,
+                        "environment entry '" + e + "' is not NAME=VALUE");
   if (spec.uid >= 0) {
     passwd pw{}, *res = nullptr;
     char buf[4096];
@@ -442,11 +482,16 @@ caf::result<void> free_cell(self_ptr self, const std::string& name, bool recursi
     auto& cell = st.cells[t];
     for (auto& [n, e] : cell.exes) {
       if (e.running)
-        finish(self, t, e, exit_status{true, false, 0, SIGKILL});
+        finish(self, t, e, exit_status{true, true, 0, SIGKILL}); // we killed it: known
       st.db->erase(kind_exe, exe_key(t, n));
     }
     st.db->erase(kind_cell, t);
     st.cells.erase(t);
+    // Its executables' output files go with it (a container's `rm` is a cell free).
+    std::error_code ec;
+    fs::remove_all(fs::path{st.config.state_dir} / "logs" / t, ec);
+    if (ec)
+      st.log->warn("remove the output files of cell {}: {}", t, ec.message());
     st.log->info("freed cell {}", t);
   }
   return detach_all(self, std::move(attached));
@@ -567,6 +612,7 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
                        static_cast<int32_t>(stream), std::move(line), offset);
     });
   reconcile(self);
+  sweep_strays(self);
   refresh_attachments(self);
   st.log->info("cells ready: cgroup {} root {}, {} cells", to_string(st.cgroups->mode()),
                st.config.cgroup_root, st.cells.size());
@@ -592,6 +638,20 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
         auto parent = spec.name.substr(0, slash);
         if (st.cells.count(parent) == 0)
           return make_error(errc::not_found, "parent cell " + parent + " does not exist");
+      }
+      if (st.cgroups->exists(spec.name)) {
+        // Not ours (state.db does not know it): never adopt it silently.
+        std::string list;
+        for (auto p : st.cgroups->pids(spec.name, true))
+          list += (list.empty() ? "" : ",") + std::to_string(p);
+        return make_error(errc::already_exists,
+                          "a cgroup for cell " + spec.name + " exists that this daemon does not own ("
+                            + fs::path{st.cgroups->file(spec.name, "cgroup.procs")}
+                                .parent_path()
+                                .parent_path()
+                                .string()
+                            + (list.empty() ? ", empty" : ", pids " + list)
+                            + "); remove it, or stop what runs there");
       }
       if (auto err = st.db->put({kind_cell, spec.name, "creating", to_blob(spec)}))
         return err;

@@ -3,8 +3,10 @@
 // model; the v1 backend maps them. The driver owns one subtree (`root`, e.g. "cyto")
 // and never writes outside it.
 
+#include <filesystem>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,6 +54,10 @@ public:
   /// Whether the cell's cgroup exists.
   virtual bool exists(const std::string& cell) const = 0;
 
+  /// Every cgroup under the daemon's root (in any hierarchy) as a cell name ("a", "a/b"),
+  /// process leaves left out, parents before their children.
+  virtual std::vector<std::string> list() const = 0;
+
   /// Full path of a control file of the cell, in v2 naming ("memory.max"), as this
   /// backend stores it (v1: "/sys/fs/cgroup/memory/<root>/<cell>/memory.limit_in_bytes").
   virtual std::string file(const std::string& cell, const std::string& v2_name) const = 0;
@@ -98,5 +104,8 @@ int64_t monotonic_nanos();
 
 /// Pids listed in a cgroup.procs file.
 std::vector<pid_t> read_procs(const std::string& path);
+
+/// The cgroups under `top` as cell names, leaves ("_") left out, added to `out`.
+void list_cells_under(const std::filesystem::path& top, std::set<std::string>& out);
 
 } // namespace cyto::cells

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "actors/cells/cgroup.hpp"
@@ -176,6 +177,13 @@ public:
   bool exists(const std::string& cell) const override {
     std::error_code ec;
     return !hier_.empty() && fs::exists(path(hier_.front(), cell), ec);
+  }
+
+  std::vector<std::string> list() const override {
+    std::set<std::string> names;
+    for (auto& h : hier_)
+      list_cells_under(fs::path{h.dir} / root_, names);
+    return {names.begin(), names.end()}; // sorted: "a" before "a/b"
   }
 
   std::string file(const std::string& cell, const std::string& name) const override {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <fcntl.h>
@@ -133,6 +134,12 @@ public:
   bool exists(const std::string& cell) const override {
     std::error_code ec;
     return fs::exists(path(cell), ec);
+  }
+
+  std::vector<std::string> list() const override {
+    std::set<std::string> names;
+    list_cells_under(fs::path{top()}, names);
+    return {names.begin(), names.end()}; // sorted: "a" before "a/b"
   }
 
   std::string file(const std::string& cell, const std::string& name) const override {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "actors/cells/cgroup.hpp"
+#include "actors/cells/limits.hpp"
 #include "bus/errc.hpp"
 
 namespace cyto::cells {
@@ -107,6 +108,20 @@ std::unique_ptr<cgroup_driver> make_cgroup_driver(cgroup_mode mode, std::string 
   if (mode == cgroup_mode::v2)
     return make_cgroup_v2(std::move(root));
   return make_cgroup_v1(std::move(root));
+}
+
+void list_cells_under(const std::filesystem::path& top, std::set<std::string>& out) {
+  std::error_code ec;
+  for (auto i = std::filesystem::recursive_directory_iterator{top, ec};
+       !ec && i != std::filesystem::recursive_directory_iterator{}; i.increment(ec)) {
+    if (!i->is_directory(ec))
+      continue;
+    if (i->path().filename() == leaf_name) {
+      i.disable_recursion_pending();
+      continue;
+    }
+    out.insert(std::filesystem::relative(i->path(), top, ec).string());
+  }
 }
 
 } // namespace cyto::cells

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <fstream>
 #include <optional>
 
@@ -108,6 +109,19 @@ caf::error check_limits(const cell_limits& l, const std::vector<int>& cpus) {
                  + std::to_string(period) + "us is more than this host's "
                  + std::to_string(ncpu) + " cpus can give");
   }
+  // The kernel keeps memory limits as a page count in a signed long: anything larger is
+  // stored as another number than asked, so refuse it (0 means no limit).
+  constexpr uint64_t memory_ceiling = uint64_t{INT64_MAX} & ~uint64_t{4095};
+  for (auto [what, v] : {std::pair{"min", l.memory_min}, std::pair{"low", l.memory_low},
+                         std::pair{"high", l.memory_high}, std::pair{"max", l.memory_max}})
+    if (v > memory_ceiling)
+      return bad(std::string{"memory "} + what + " of " + std::to_string(v)
+                 + " bytes is more than the kernel can hold (" + std::to_string(memory_ceiling)
+                 + "); leave it unset for no limit");
+  // pids.max is an int in the kernel (PID_MAX_LIMIT is 4M).
+  if (l.pids_max > 4194304)
+    return bad("pids max " + std::to_string(l.pids_max)
+               + " is outside 1..4194304; leave it unset for no limit");
   // min <= low <= high <= max among the ones that are set.
   std::pair<const char*, uint64_t> mem[] = {{"min", l.memory_min},
                                             {"low", l.memory_low},

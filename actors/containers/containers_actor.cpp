@@ -434,32 +434,37 @@ void watch_shim(self_ptr self, const container& c) {
             });
 }
 
-/// Allocates a cell, making its top-level parent ("containers", "pods") on first use so
-/// an idle daemon shows no empty cells.
+/// Allocates a cell, making its top-level parent ("containers", "pods") when the cells
+/// actor does not have it, so an idle daemon shows no empty cells. Nothing is cached: the
+/// parent may be freed behind our back (`cyto cell free containers`), and an
+/// `already_exists` is ours only if the cells actor then knows the cell (a create that
+/// raced us made it); otherwise it is somebody else's cgroup and the error says so.
 template <class Ok, class Fail>
 void allocate_cell(self_ptr self, cell_spec cs, Ok ok, Fail fail) {
   auto top = cs.name.substr(0, cs.name.find('/'));
-  auto& st = self->state;
+  auto cells = self->state.config.cells;
   auto go = [self, cs, ok, fail]() mutable {
     self->request(self->state.config.cells, caf::infinite, allocate_atom::value, cs)
         .then(std::move(ok), std::move(fail));
   };
-  if (top == cs.name || st.parents.count(top))
+  if (top == cs.name)
     return go();
-  cell_spec parent;
-  parent.name = top;
-  self->request(st.config.cells, caf::infinite, allocate_atom::value, parent)
-      .then(
-          [self, top, go](cell_info&) mutable {
-            self->state.parents.insert(top);
-            go();
-          },
-          [self, top, go, fail](caf::error& err) mutable {
-            if (code_of(err) != errc::already_exists)
-              return fail(err);
-            self->state.parents.insert(top);
-            go();
-          });
+  auto make_parent = [self, cells, top, go, fail]() mutable {
+    cell_spec parent;
+    parent.name = top;
+    self->request(cells, caf::infinite, allocate_atom::value, parent)
+        .then([go](cell_info&) mutable { go(); },
+              [self, cells, top, go, fail](caf::error& err) mutable {
+                if (code_of(err) != errc::already_exists)
+                  return fail(err);
+                self->request(cells, caf::infinite, get_atom::value, top)
+                    .then([go](cell_info&) mutable { go(); },
+                          [fail, err](caf::error&) mutable { fail(err); });
+              });
+  };
+  self->request(cells, caf::infinite, get_atom::value, top)
+      .then([go](cell_info&) mutable { go(); },
+            [make_parent](caf::error&) mutable { make_parent(); });
 }
 
 // -- create ---------------------------------------------------------------------------

@@ -69,8 +69,6 @@ struct containers_state {
   std::unique_ptr<store::state_db> db;
   std::map<std::string, container> containers;
   std::map<std::string, pod> pods;
-  /// Top-level parent cells known to exist.
-  std::set<std::string> parents;
   /// Names being created (not yet in `containers`), so a duplicate is refused at once.
   std::map<std::string, std::string> reserved;
   std::shared_ptr<spdlog::logger> log;

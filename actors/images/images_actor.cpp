@@ -416,6 +416,8 @@ images_actor::behavior_type images(self_ptr self, images_config config) {
     },
     [self](get_atom, std::string& text) -> caf::result<image_info> {
       auto& st = self->state;
+      if (text.empty())
+        return make_error(errc::invalid_argument, "give an image reference or id");
       if (auto* img = find_image(st, text))
         return with_use(st, *img);
       return not_found(text);

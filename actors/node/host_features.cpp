@@ -1,4 +1,5 @@
 #include "actors/node/host_features.hpp"
+#include "actors/vms/accel.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -126,10 +127,10 @@ host_features detect_host_features() {
   if (f.ebpf)
     f.ebpf_detail.clear();
   f.tracefs = tracefs_mounted();
-  if (int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC); fd >= 0) {
-    f.kvm = true;
-    close(fd);
-  }
+  auto accel = vms::choose_accel();
+  f.kvm = accel.kvm_device;
+  f.vm_accel = accel.accel;
+  f.vm_accel_reason = accel.reason;
   for (auto& line : split(read_file("/proc/filesystems"), '\n'))
     if (line.size() >= 7 && line.substr(line.size() - 7) == "overlay")
       f.overlayfs = true;

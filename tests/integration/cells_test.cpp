@@ -366,6 +366,7 @@ struct exe_req {
   int64_t uid = -1;
   int64_t gid = -1;
   std::string cwd{};
+  std::vector<std::string> env{};
 };
 
 constexpr uint64_t MiB = 1024 * 1024;
@@ -423,6 +424,9 @@ public:
     x.setUid(e.uid);
     x.setGid(e.gid);
     x.setCwd(e.cwd);
+    auto env = x.initEnv(static_cast<unsigned>(e.env.size()));
+    for (unsigned i = 0; i < e.env.size(); ++i)
+      env.set(i, e.env[i]);
     return view(wait_for(io_, req.send()).getInfo());
   }
 
@@ -456,6 +460,16 @@ public:
     auto req = svc_->getRequest();
     req.setName(name);
     return view(wait_for(io_, req.send()).getInfo());
+  }
+
+  /// Asks to wait for `exe`, then frees its cell with force; returns what the wait says.
+  exit_view wait_across_forced_free(const std::string& cell, const std::string& exe) {
+    auto wreq = svc_->waitRequest();
+    wreq.setCellName(cell);
+    wreq.setExecutableName(exe);
+    auto waiting = wreq.send();
+    free(cell, false, true);
+    return view(wait_for(io_, kj::mv(waiting)).getStatus());
   }
 
   void free(const std::string& name, bool recursive = false, bool force = false) {
@@ -670,19 +684,21 @@ BOOST_AUTO_TEST_CASE(exit_code_is_reported_by_wait) {
   api.free("w");
 }
 
-BOOST_AUTO_TEST_CASE(memory_hog_over_memory_max_is_oom_killed) {
+/// The OOM test needs perl to allocate with, and no swap (the limit does not cover swap).
+boost::test_tools::assertion_result can_oom(boost::unit_test::test_unit_id) {
   if (::access("/usr/bin/perl", X_OK) != 0) {
-    BOOST_TEST_MESSAGE("SKIP: no /usr/bin/perl to allocate memory with");
-    return;
+    boost::test_tools::assertion_result r{false};
+    r.message() << "no /usr/bin/perl to allocate memory with";
+    return r;
   }
+  boost::test_tools::assertion_result r{lines_of(read_text("/proc/swaps")).size() <= 1};
+  r.message() << "swap is on; a cell's memory limit does not cover swap";
+  return r;
+}
+
+BOOST_AUTO_TEST_CASE(memory_hog_over_memory_max_is_oom_killed,
+                     *boost::unit_test::precondition(can_oom)) {
   auto& h = host();
-  // With swap on, a cell limits only RAM (no memsw / memory.swap.max is set), so the hog
-  // could be swapped out instead of killed.
-  auto swaps = lines_of(read_text("/proc/swaps"));
-  if (swaps.size() > 1) {
-    BOOST_TEST_MESSAGE("SKIP: swap is on; a cell's memory limit does not cover swap");
-    return;
-  }
   daemon_fixture d;
   cells_api api{d};
   api.allocate({.name = "hog", .mem_max = 32 * MiB});
@@ -782,6 +798,23 @@ BOOST_AUTO_TEST_CASE(pids_max_stops_a_fork_loop) {
   BOOST_TEST(wait_pids_ended(left).empty(), "processes of the cell survived free --force");
   BOOST_TEST(api.list().empty());
   expect_cgroup_dirs(d, {});
+}
+
+// free --force used to report the process it killed as known=false (meant only for
+// re-adopted processes); and the cell's output files stayed under <state>/logs forever.
+BOOST_AUTO_TEST_CASE(forced_free_reports_the_kill_and_removes_output_files) {
+  daemon_fixture d;
+  cells_api api{d};
+  api.allocate({.name = "doomed"});
+  auto exe = api.start("doomed", {.argv = {"sleep", "60"}, .name = "sleeper"});
+  BOOST_TEST(fs::exists(exe.stdout_path));
+  auto st = api.wait_across_forced_free("doomed", "sleeper");
+  BOOST_TEST(st.exited, st);
+  BOOST_TEST(st.known, st);
+  BOOST_TEST(st.signal == SIGKILL, st);
+  BOOST_TEST(!fs::exists(exe.stdout_path), exe.stdout_path << " outlived its cell");
+  BOOST_TEST(!fs::exists(d.state_dir() + "/logs/doomed"));
+  BOOST_TEST(api.list().empty());
 }
 
 BOOST_AUTO_TEST_CASE(isolated_process_is_pid_1_and_sees_only_its_own) {
@@ -953,6 +986,9 @@ BOOST_AUTO_TEST_CASE(bad_inputs_are_refused_and_change_nothing) {
                  api.allocate({.name = "q", .cpu_quota_us = 10'000'000, .cpu_period_us = 100'000}));
   EXPECT_REFUSED("invalid_argument", api.allocate({.name = "cs", .cpus = "999"}));
   EXPECT_REFUSED("invalid_argument", api.allocate({.name = "cs2", .cpus = "zero"}));
+  // The kernel would store another number than 2^64-1 (and echo it back as ours).
+  EXPECT_REFUSED("invalid_argument", api.allocate({.name = "huge", .mem_max = UINT64_MAX}));
+  EXPECT_REFUSED("invalid_argument", api.allocate({.name = "pm", .pids_max = uint64_t{1} << 40}));
   // Passes the daemon's own checks but the kernel refuses it (no memory node 63): the
   // half-made cgroup must go again.
   EXPECT_REFUSED("invalid_argument", api.allocate({.name = "mems", .mems = "63"}));
@@ -968,6 +1004,11 @@ BOOST_AUTO_TEST_CASE(bad_inputs_are_refused_and_change_nothing) {
   }
 
   EXPECT_REFUSED("not_found", api.start("nope", {.argv = {"sleep", "30"}}));
+  // Negative ids other than -1 used to run the process as root.
+  EXPECT_REFUSED("invalid_argument", api.start("ok", {.argv = {"id"}, .uid = -5}));
+  EXPECT_REFUSED("invalid_argument", api.start("ok", {.argv = {"id"}, .gid = -7}));
+  EXPECT_REFUSED("invalid_argument", api.start("ok", {.argv = {"env"}, .env = {"NOEQUALS"}}));
+  EXPECT_REFUSED("invalid_argument", api.start("ok", {.argv = {"env"}, .env = {"=x"}}));
   auto dup = api.start("ok", {.argv = {"sleep", "30"}, .name = "dup"});
   EXPECT_REFUSED("already_exists", api.start("ok", {.argv = {"sleep", "30"}, .name = "dup"}));
   EXPECT_REFUSED("not_found", api.start("ok", {.argv = {"cyto-no-such-program-4711"}}));

@@ -211,12 +211,17 @@ chmod 755 "$root/init"
 log "initramfs: $(du -h "$work/initramfs.cpio.gz" | cut -f1) ($nlibs libraries)"
 
 # ---------------------------------------------------------------------------- boot
-if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+# KVM only when hardware-backed: a paravirtual /dev/kvm (/sys/module/kvm_pvm) cannot boot a
+# stock kernel ("KVM internal error ... emulation failure"). Same rule as actors/vms/accel.cpp.
+if [ -r /dev/kvm ] && [ -w /dev/kvm ] && { [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; }; then
   accel=(-accel kvm -cpu host)
-  log "accelerator: kvm"
+  log "accelerator: kvm (hardware-backed)"
+elif [ -d /sys/module/kvm_pvm ]; then
+  accel=(-accel tcg)
+  log "accelerator: tcg (/dev/kvm is paravirtual kvm_pvm, cannot boot a stock kernel)"
 else
   accel=(-accel tcg)
-  log "accelerator: tcg (no usable /dev/kvm)"
+  log "accelerator: tcg (no hardware-backed /dev/kvm)"
 fi
 
 console=$work/console.log

@@ -76,6 +76,9 @@ BOOST_AUTO_TEST_CASE(discover_json_parses_and_names_the_node) {
   BOOST_TEST((std::find(ns.begin(), ns.end(), "mnt") != ns.end()), f.dump());
   for (auto* key : {"ebpf", "btf", "kvm", "overlayfs", "pidfd"})
     BOOST_TEST(f.at(key).is_boolean(), key);
+  auto accel = f.at("vmAccel").get<std::string>();
+  BOOST_TEST((accel == "kvm" || accel == "tcg"), f.dump());
+  BOOST_TEST(!f.at("vmAccelReason").get<std::string>().empty(), f.dump());
   BOOST_TEST(f.at("kernelRelease").is_string());
 
   // --json is accepted before the verb too.

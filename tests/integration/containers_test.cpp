@@ -454,3 +454,57 @@ bool pump_logs(const std::string& name, const std::string& want) {
 }
 
 } // namespace
+
+// The containers actor used to remember its parent cell forever: once `containers` was
+// freed, every create failed until cytod restarted.
+BOOST_AUTO_TEST_CASE(run_works_after_the_parent_cell_was_freed) {
+  ok({"run", "--rm", "demo", "true"});
+  auto r = cli({"cell", "free", "containers"});
+  BOOST_TEST_REQUIRE(r.code() == 0, "cell free containers: " << r.err);
+  BOOST_TEST(!workload_cells().count("containers"));
+  auto again = cli({"run", "--rm", "demo", "echo", "back"});
+  BOOST_TEST(again.code() == 0, again.err);
+  BOOST_TEST(again.out == "back\n");
+}
+
+// A cgroup under the daemon's root that state.db does not know used to be taken for the
+// containers actor's own parent, and every run then failed with "parent cell containers
+// does not exist". Now an empty stray is removed at start and one with processes is kept
+// and named in the error of an allocate over it.
+BOOST_AUTO_TEST_CASE(stray_cgroups_under_the_root_are_swept_or_named) {
+  daemon_fixture d{false};
+  std::vector<std::string> made;
+  for (auto& m : host_cgroup_mounts()) {
+    auto dir = m.path + "/" + d.cgroup_root() + "/containers";
+    std::error_code ec;
+    if (fs::create_directories(dir, ec))
+      made.push_back(dir);
+  }
+  BOOST_TEST_REQUIRE(!made.empty(), "could not make a stray cgroup in any hierarchy");
+  d.start({}, 30s);
+  auto run = run_process({cli_path, "--socket", d.socket_path(), "run", "--rm", "demo", "echo",
+                          "swept"},
+                         30s);
+  BOOST_TEST(run.code() == 0, run.err << "\nlog:\n" << d.log());
+  BOOST_TEST(run.out == "swept\n");
+  BOOST_TEST(contains(d.log(), "removed stray empty cgroup containers"), d.log());
+
+  // A stray with a process in it: kept, and allocate over it names it.
+  child_process sleeper{{"/bin/sleep", "30"}};
+  size_t joined = 0;
+  for (auto& m : host_cgroup_mounts()) {
+    auto dir = m.path + "/" + d.cgroup_root() + "/busy";
+    std::error_code ec;
+    if (fs::create_directories(dir, ec) && fs::exists(dir + "/cgroup.procs")) {
+      write_text(dir + "/cgroup.procs", std::to_string(sleeper.pid()));
+      ++joined;
+    }
+  }
+  BOOST_TEST_REQUIRE(joined > 0u);
+  auto alloc = run_process({cli_path, "--socket", d.socket_path(), "cell", "allocate", "busy"});
+  BOOST_TEST(alloc.code() != 0);
+  BOOST_TEST(contains(alloc.err, "cyto.already_exists"), alloc.err);
+  BOOST_TEST(contains(alloc.err, "does not own"), alloc.err);
+  BOOST_TEST(contains(alloc.err, std::to_string(sleeper.pid())), alloc.err);
+  ::kill(sleeper.pid(), SIGKILL);
+}

@@ -11,6 +11,7 @@
 #include <sys/utsname.h>
 
 #include "schema/discovery.capnp.h"
+#include "schema/images.capnp.h"
 #include "schema/node.capnp.h"
 #include "schema/observe.capnp.h"
 #include "tests/integration/daemon_fixture.hpp"
@@ -32,6 +33,7 @@ struct host_truth {
   std::set<std::string> namespaces;
   bool btf = false;
   bool kvm = false;
+  bool hardware_kvm = false;
   bool overlayfs = false;
   bool pidfd = false;
   std::string kernel_release;
@@ -73,6 +75,7 @@ host_truth read_host() {
     h.kvm = true;
     ::close(fd);
   }
+  h.hardware_kvm = h.kvm && (fs::exists("/sys/module/kvm_intel") || fs::exists("/sys/module/kvm_amd"));
   for (auto& line : lines_of(read_text("/proc/filesystems"))) {
     auto fields = split(line, '\t');
     if (!fields.empty() && fields.back() == "overlay")
@@ -223,6 +226,10 @@ BOOST_AUTO_TEST_CASE(discover_reports_host_features) {
   if (f.getEbpf())
     BOOST_TEST(f.getTracefs(), "cytod mounts tracefs with the programs");
   BOOST_TEST(f.getKvm() == host.kvm);
+  // A paravirtual /dev/kvm (kvm_pvm) cannot boot a stock kernel: VMs get KVM only when a
+  // hardware vendor module backs it.
+  BOOST_TEST(std::string{f.getVmAccel().cStr()} == (host.hardware_kvm ? "kvm" : "tcg"));
+  BOOST_TEST(f.getVmAccelReason().size() > 0u);
   BOOST_TEST(f.getOverlayfs() == host.overlayfs);
   BOOST_TEST(f.getPidfd() == host.pidfd);
   BOOST_TEST(std::string{f.getKernelRelease().cStr()} == host.kernel_release);
@@ -639,5 +646,68 @@ BOOST_AUTO_TEST_CASE(many_log_subscribers_come_and_go) {
   auto bad = log_lines_at(log, {"error", "critical"});
   BOOST_TEST(bad.empty(), "error lines in the daemon log:\n" << log);
   BOOST_TEST(!contains(log, "unexpected message"), "log:\n" << log);
+  BOOST_TEST(d.running());
+}
+
+// The accept loop used to end for good on its first exception (EMFILE): cytod stayed up
+// but nobody could connect again. Now it logs, backs off and keeps accepting.
+BOOST_AUTO_TEST_CASE(accept_survives_running_out_of_descriptors) {
+  daemon_fixture d;
+  BOOST_REQUIRE(d.running());
+  // Shrink cytod's descriptor limit to just above what it holds now, then connect until
+  // accept fails with EMFILE on its side.
+  size_t open_now = 0;
+  for (auto& e : fs::directory_iterator{"/proc/" + std::to_string(d.pid()) + "/fd"}) {
+    (void)e;
+    ++open_now;
+  }
+  auto limit = std::to_string(open_now + 8);
+  auto pl = run_process({"/usr/bin/prlimit", "--pid", std::to_string(d.pid()),
+                         "--nofile=" + limit + ":"}); // soft only: no CAP_SYS_RESOURCE here
+  BOOST_REQUIRE_MESSAGE(pl.status == 0, "prlimit: " << pl.err);
+  std::vector<int> fds;
+  for (int i = 0; i < 40; ++i)
+    fds.push_back(connect_unix(d.socket_path())); // the kernel queues them (backlog 128)
+  auto deadline = steady::now() + 5s;
+  while (!contains(d.log(), "accept failed") && steady::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  BOOST_TEST(contains(d.log(), "accept failed"), "no accept failure logged:\n" << d.log());
+  for (int fd : fds)
+    ::close(fd);
+  // Back to a normal limit: the very next client must be served.
+  pl = run_process({"/usr/bin/prlimit", "--pid", std::to_string(d.pid()), "--nofile=4096:"});
+  BOOST_REQUIRE_MESSAGE(pl.status == 0, "prlimit: " << pl.err);
+  BOOST_REQUIRE(d.running());
+  auto [name, pid] = discover_once(d);
+  BOOST_TEST(name == d.node_name());
+  BOOST_TEST(pid == static_cast<uint32_t>(d.pid()));
+}
+
+/// The description of the error a call fails with, or "<success>".
+template <class T>
+std::string failure_of(kj::AsyncIoContext& io, capnp::RemotePromise<T>&& p) {
+  try {
+    wait_for(io, kj::mv(p));
+    return "<success>";
+  } catch (const kj::Exception& e) {
+    return e.getDescription().cStr();
+  }
+}
+
+// Bad inputs the gateway and actors used to answer without the cyto.<code> vocabulary.
+BOOST_AUTO_TEST_CASE(null_sinks_and_empty_refs_get_cyto_errors) {
+  daemon_fixture d;
+  auto io = kj::setupAsyncIo();
+  auto c = d.connect(io);
+  auto observe = wait_for(io, c->node().observeRequest().send()).getService();
+  auto logs = observe.daemonLogsRequest(); // no sink set
+  auto err = failure_of(io, logs.send());
+  BOOST_TEST(contains(err, "cyto.invalid_argument:"), err);
+  BOOST_TEST(contains(err, "sink"), err);
+  auto images = wait_for(io, c->node().imagesRequest().send()).getService();
+  auto inspect = images.inspectRequest();
+  inspect.setRef("");
+  err = failure_of(io, inspect.send());
+  BOOST_TEST(contains(err, "cyto.invalid_argument:"), err);
   BOOST_TEST(d.running());
 }

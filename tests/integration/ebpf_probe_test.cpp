@@ -369,19 +369,32 @@ BOOST_AUTO_TEST_CASE(multi_threaded_process_exits_once) {
 // A child allocating past a small memory limit is OOM-killed: one OOM event
 // for it, then its exit by SIGKILL. Uses the memory controller wherever this
 // host has it (v1 on hybrid hosts, the unified hierarchy otherwise).
-BOOST_AUTO_TEST_CASE(oom_kill_gives_oom_event) {
-  std::string base;
-  bool v1 = fs::exists("/sys/fs/cgroup/memory/memory.limit_in_bytes");
-  if (v1) {
-    base = "/sys/fs/cgroup/memory";
-  } else if (auto u = unified_mount();
-             !u.empty() &&
-             slurp(u + "/cgroup.subtree_control").find("memory") != std::string::npos) {
-    base = u;
-  } else {
-    BOOST_TEST_MESSAGE("SKIP oom_kill_gives_oom_event: no memory controller on this host");
-    return;
-  }
+/// Where the memory controller is: the v1 hierarchy, or the unified one; "" if nowhere.
+std::string memory_base() {
+  if (fs::exists("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+    return "/sys/fs/cgroup/memory";
+  if (auto u = unified_mount();
+      !u.empty() && slurp(u + "/cgroup.subtree_control").find("memory") != std::string::npos)
+    return u;
+  return {};
+}
+
+boost::test_tools::assertion_result have_memory_controller(boost::unit_test::test_unit_id) {
+  boost::test_tools::assertion_result r{!memory_base().empty()};
+  r.message() << "no memory controller on this host";
+  return r;
+}
+
+boost::test_tools::assertion_result have_cgroup2(boost::unit_test::test_unit_id) {
+  boost::test_tools::assertion_result r{!unified_mount().empty()};
+  r.message() << "no cgroup2 mount";
+  return r;
+}
+
+BOOST_AUTO_TEST_CASE(oom_kill_gives_oom_event,
+                     *boost::unit_test::precondition(have_memory_controller)) {
+  std::string base = memory_base();
+  bool v1 = base == "/sys/fs/cgroup/memory";
   scoped_cgroup cg{base + "/cyto-test-ebpf-" + std::to_string(getpid())};
   constexpr const char* limit = "33554432"; // 32 MiB
   if (v1) {
@@ -433,12 +446,9 @@ BOOST_AUTO_TEST_CASE(oom_kill_gives_oom_event) {
 // The event's cgroup id is the inode number (and file handle) of the task's
 // directory on the unified hierarchy: how the observe side maps events to a
 // cell's tracking directory there, also on hybrid hosts.
-BOOST_AUTO_TEST_CASE(cgroup_id_is_the_unified_directory_inode) {
+BOOST_AUTO_TEST_CASE(cgroup_id_is_the_unified_directory_inode,
+                     *boost::unit_test::precondition(have_cgroup2)) {
   auto unified = unified_mount();
-  if (unified.empty()) {
-    BOOST_TEST_MESSAGE("SKIP cgroup_id_is_the_unified_directory_inode: no cgroup2 mount");
-    return;
-  }
   scoped_cgroup cg{unified + "/cyto-test-ebpf-" + std::to_string(getpid())};
   struct stat st {};
   BOOST_REQUIRE(::stat(cg.path.c_str(), &st) == 0);

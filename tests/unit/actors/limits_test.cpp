@@ -67,3 +67,21 @@ BOOST_AUTO_TEST_CASE(limit_ranges_are_checked) {
   l.io_max.push_back({"sda", 1, 0, 0, 0});
   BOOST_TEST(invalid(check_limits(l, cpus)));
 }
+
+// 2^64-1 bytes was accepted and echoed although the kernel stores another value.
+BOOST_AUTO_TEST_CASE(limits_beyond_what_the_kernel_holds_are_refused) {
+  std::vector<int> cpus{0, 1};
+  cell_limits l;
+  l.memory_max = UINT64_MAX;
+  BOOST_TEST(invalid(check_limits(l, cpus)));
+  l.memory_max = uint64_t{1} << 62; // large but representable
+  BOOST_TEST(!check_limits(l, cpus));
+  l = {};
+  l.memory_high = UINT64_MAX - 1;
+  BOOST_TEST(invalid(check_limits(l, cpus)));
+  l = {};
+  l.pids_max = 4194304;
+  BOOST_TEST(!check_limits(l, cpus));
+  l.pids_max = 4194305;
+  BOOST_TEST(invalid(check_limits(l, cpus)));
+}

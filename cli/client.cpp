@@ -97,6 +97,12 @@ client::client(const global_options& g) : io_(kj::setupAsyncIo()), node_(nullptr
     req.setName(g.node);
     node_ = req.send().getNode();
   }
+  // The cytod inside a VM (of that node), pipelined likewise.
+  if (!g.vm.empty()) {
+    auto req = node_.vmRequest();
+    req.setName(g.vm);
+    node_ = req.send().getNode();
+  }
 }
 
 } // namespace cyto::cli

@@ -26,6 +26,8 @@ struct global_options {
   std::string ca;
   /// Another node of the federation to run the verb against (through the one we talk to).
   std::string node;
+  /// --vm NAME: talk to the cytod inside that VM, through the daemon on `socket`.
+  std::string vm;
 };
 
 /// A failure the CLI reports as one line and a non-zero exit.
@@ -40,7 +42,8 @@ class client {
 public:
   /// Connects to the socket, or with --connect to the TCP gateway (TLS handshake done);
   /// throws cli_error saying why not (no socket, permission, refused, certificate). With
-  /// g.node, node() is that node of the federation (reached through Node.node).
+  /// g.node, node() is that node of the federation (reached through Node.node); with g.vm,
+  /// the Node of the cytod inside that VM (through Node.vm).
   explicit client(const global_options& g);
 
   kj::WaitScope& wait_scope() {

@@ -209,7 +209,7 @@ kj::Promise<void> stream_console(schema::Vms::Client& svc, const std::string& na
 }
 
 int create(const global_options& g, const vm_flags& f) {
-  client c{g.socket};
+  client c{g};
   auto req = vms(c).allocateRequest();
   fill_spec(f, req.initSpec());
   auto resp = wait(c, req.send());
@@ -223,7 +223,7 @@ int create(const global_options& g, const vm_flags& f) {
 /// One of start, kill, pause, resume, inspect: NAME -> info.
 template <class Send>
 int one(const global_options& g, Send send) {
-  client c{g.socket};
+  client c{g};
   auto svc = vms(c);
   auto resp = wait(c, send(svc));
   auto info = resp.getInfo();
@@ -247,7 +247,7 @@ int stop(const global_options& g, const std::string& name, const std::string& ti
 }
 
 int rm(const global_options& g, const std::vector<std::string>& names, bool force) {
-  client c{g.socket};
+  client c{g};
   auto svc = vms(c);
   for (auto& n : names) {
     auto req = svc.freeRequest();
@@ -261,7 +261,7 @@ int rm(const global_options& g, const std::vector<std::string>& names, bool forc
 }
 
 int ls(const global_options& g) {
-  client c{g.socket};
+  client c{g};
   auto resp = wait(c, vms(c).listRequest().send());
   if (g.json) {
     auto out = nlohmann::json::array();
@@ -283,7 +283,7 @@ int ls(const global_options& g) {
 }
 
 int console(const global_options& g, const std::string& name, bool follow) {
-  client c{g.socket};
+  client c{g};
   auto svc = vms(c);
   wait(c, stream_console(svc, name, follow, g.json, nullptr));
   return 0;
@@ -470,7 +470,7 @@ void add_vm_commands(CLI::App& app, global_options& g, std::function<int()>& act
   common(inspect_cmd);
   inspect_cmd->callback([&] {
     action = [&] {
-      client c{g.socket};
+      client c{g};
       auto req = vms(c).inspectRequest();
       req.setName(name);
       auto resp = wait(c, req.send());

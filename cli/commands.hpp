@@ -71,6 +71,9 @@ void add_vm_commands(CLI::App& app, global_options& g, std::function<int()>& run
 /// Adds `cyto pod create|ls|stop|rm`.
 void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 
+/// Adds `cyto vm exec` (to the `vm` command, made here if it does not exist yet).
+void add_vm_guest_commands(CLI::App& app, global_options& g, std::function<int()>& run);
+
 /// The cell and executable whose output is container `name`'s (for cyto logs NAME).
 std::pair<std::string, std::string> container_output(client& c, const std::string& name);
 

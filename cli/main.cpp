@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   app.add_option("--node", g.node,
                  "run the verb against this node of the federation, through the one the "
                  "socket reaches (see `cyto node ls`)");
+  app.add_option("--vm", g.vm,
+                 "run the verb against the cytod inside this VM (through the host's cytod)");
   app.set_version_flag("--version", std::string{cyto::version});
 
   auto* discover = app.add_subcommand("discover", "show the node: version, uptime, host features");
@@ -50,6 +52,7 @@ int main(int argc, char** argv) {
   add_pod_commands(app, g, run);
   add_node_commands(app, g, run);
   add_vm_commands(app, g, run);
+  add_vm_guest_commands(app, g, run); // vm exec, under the vm command made above
   // Options a verb does not know go to its parent, so global ones may follow the verb
   // (cyto discover --connect ...), except in verbs whose trailing words are a command
   // (run, exec): there they must come before the verb.

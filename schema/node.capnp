@@ -35,6 +35,11 @@ interface Node {
 
   # Virtual machines: QEMU processes driven over QMP, each in its own cell.
   vms @10 () -> (service :Vms);
+
+  # The Node of the cytod running as init inside VM `name`, reached over the VM's
+  # virtio-serial channel (one connection per VM, held by this daemon). Fails with
+  # cyto.not_found for no such running VM, cyto.unavailable when no cytod answers there.
+  vm @11 (name :Text) -> (node :Node);
 }
 
 enum NodeState {

@@ -76,7 +76,8 @@ struct applier {
       std::string key = prefix + std::string{k.str()};
       if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup"
           || key == "images" || key == "network"
-          || key == "containers" || key == "gateway" || key == "federation") {
+          || key == "containers" || key == "gateway" || key == "federation"
+          || key == "channel" || key == "vms") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -143,6 +144,8 @@ struct applier {
         str(node, key, cfg.federation_key);
       } else if (key == "federation.ca") {
         str(node, key, cfg.federation_ca);
+      } else if (key == "channel.port") {
+        str(node, key, cfg.channel_port);
       } else if (key == "vms.qemu") {
         str(node, key, cfg.qemu);
       } else if (key == "images.ca") {

@@ -75,6 +75,9 @@ struct daemon_config {
   /// This node's certificate (SPIFFE ID spiffe://<td>/node/<node_name>), its key and the
   /// federation's CA, PEM files (federation.cert, federation.key, federation.ca).
   std::string federation_cert, federation_key, federation_ca;
+  /// Name of a virtio-serial port to serve the gateway on as well (channel.port): the
+  /// host's way into a guest. Empty: none; in init mode "org.cyto.channel.0".
+  std::string channel_port;
   /// The QEMU binary VMs run (vms.qemu): a path or a name looked up in PATH.
   std::string qemu = "qemu-system-x86_64";
 };

@@ -42,6 +42,7 @@
 #include "cyto/version.hpp"
 #include "services/config.hpp"
 #include "services/gateway.hpp"
+#include "services/init_mode.hpp"
 
 namespace {
 
@@ -346,9 +347,15 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
     auto io = kj::setupAsyncIo();
     services::gateway gw{io, sys, registry,
                          services::gateway_config{cfg.socket_path, lookup_group(cfg.socket_group),
-                                                  std::move(tcp)}};
+                                                  std::move(tcp), cfg.state_dir + "/vms"}};
+    kj::Maybe<kj::Own<services::guest_channel>> channel;
     try {
       gw.listen();
+      if (!cfg.channel_port.empty()) {
+        auto& ch = channel.emplace(kj::heap<services::guest_channel>(
+          io, cfg.channel_port, [&gw](kj::AsyncIoStream& s) { return gw.serve(s); }));
+        ch->start();
+      }
       main_log->info("cytod {} ready: node={} socket={} state={} pid={}", cyto::version,
                      node_cfg.node_name, cfg.socket_path, cfg.state_dir, ::getpid());
       ::sd_notify(0, "READY=1");
@@ -361,6 +368,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
       main_log->error("{}", e.what());
       rc = exit_runtime;
     }
+    channel = nullptr;
     gw.close();
   }
 
@@ -390,11 +398,18 @@ int main(int argc, char** argv) {
   std::optional<uint32_t> threads;
   std::optional<std::string> default_registry, registry_credentials;
   std::vector<std::string> insecure_registries, cni_path;
-  std::optional<std::string> subnet_pool;
   std::optional<std::string> tcp, tls_cert, tls_key, tls_ca, gateway_policy;
   std::optional<std::string> fed_listen, fed_cert, fed_key, fed_ca;
   std::vector<std::string> fed_peers;
-  std::optional<std::string> subnet_pool, qemu;
+  std::optional<std::string> subnet_pool, channel_port, qemu;
+  bool init_flag = false;
+  app.add_flag("--init", init_flag,
+               "run as a VM's init (automatic as PID 1): mount /proc /sys /dev /run /tmp and "
+               "cgroup2, load /etc/cyto/modules, reap orphans, power off when stopped, and "
+               "serve the host on the virtio-serial port org.cyto.channel.0");
+  app.add_option("--channel-port", channel_port,
+                 "also serve on this virtio-serial port (channel.port; init mode: "
+                 "org.cyto.channel.0)");
   app.add_option("--config", config_path,
                  std::string{"TOML configuration file (default "} + services::default_config_path
                    + " if it exists)");
@@ -436,10 +451,19 @@ int main(int argc, char** argv) {
                  "QEMU binary VMs run, a path or a name in PATH (vms.qemu, default "
                  "qemu-system-x86_64)");
   app.set_version_flag("--version", std::string{cyto::version});
+  // As PID 1 the kernel hands us the command line words it does not know: not ours.
+  if (::getpid() == 1)
+    app.allow_extras();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : exit_config;
+  }
+  bool init = services::init_mode_wanted(init_flag);
+  if (init) {
+    if (int rc = services::become_init(services::init_options{}); rc != 0)
+      return rc;
+    cfg.channel_port = "org.cyto.channel.0"; // the file or the flag may still change it
   }
   std::string file = config_path;
   if (file.empty() && std::filesystem::exists(services::default_config_path))
@@ -472,6 +496,7 @@ int main(int argc, char** argv) {
   if (fed_cert) cfg.federation_cert = *fed_cert;
   if (fed_key) cfg.federation_key = *fed_key;
   if (fed_ca) cfg.federation_ca = *fed_ca;
+  if (channel_port) cfg.channel_port = *channel_port;
   if (qemu) cfg.qemu = *qemu;
   if (auto err = services::validate(cfg)) {
     std::fprintf(stderr, "cytod: config %s\n", err->c_str());

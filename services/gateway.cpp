@@ -1,6 +1,7 @@
 #include "services/gateway.hpp"
 
 #include <cerrno>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -167,11 +168,14 @@ class gateway::node_server final : public schema::Node::Server {
 public:
   /// The services of `node`, another node of the federation, or of this one if empty.
   node_server(bridge& br, stream_router& router, progress_router& progress,
-              registry_actor registry, std::string node = {})
+              registry_actor registry, vm_links& links, const std::string& vm_dir,
+              std::string node = {})
     : bridge_(br),
       router_(router),
       progress_(progress),
       registry_(std::move(registry)),
+      links_(links),
+      vm_dir_(vm_dir),
       node_(std::move(node)) {
   }
 
@@ -254,7 +258,7 @@ public:
         if (st.state != node_state::up)
           fail(errc::unavailable,
                "node " + name + " is down" + (st.detail.empty() ? "" : " (" + st.detail + ")"));
-        context.getResults().setNode(kj::heap<node_server>(bridge_, router_, progress_, registry_,
+        context.getResults().setNode(kj::heap<node_server>(bridge_, router_, progress_, registry_, links_, vm_dir_,
                                                            st.local ? std::string{} : name));
       });
   }
@@ -286,10 +290,60 @@ public:
     });
   }
 
+  kj::Promise<void> vm(VmContext context) override {
+    std::string name = context.getParams().getName().cStr();
+    if (!valid_vm_name(name))
+      fail(errc::invalid_argument, "VM name '" + name + "' is not [A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
+    return known_vm(name)
+      .then([this, name](kj::Maybe<vm_info> known) {
+        std::string path;
+        KJ_IF_MAYBE (info, known) {
+          if (info->state != vm_state::running)
+            fail(errc::unavailable, "VM '" + name + "' is not running (its cytod answers while "
+                                    "it runs)");
+          path = info->channel_path;
+        } else {
+          // Not the vms actor's: a QEMU started by hand with the same channel arguments.
+          path = vm_dir_ + "/" + name + "/channel.sock";
+          struct stat st{};
+          if (vm_dir_.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
+            fail(errc::not_found, "no VM named '" + name + "' (and no channel at " + path + ")");
+        }
+        return links_.node(name, path);
+      })
+      .then([context](schema::Node::Client node) mutable {
+        context.getResults().setNode(kj::mv(node));
+    });
+  }
+
 private:
   /// The registry name of service `name` of the node this Node stands for.
   std::string registry_name(const char* name) const {
     return node_.empty() ? std::string{name} : node_ + "/" + name;
+  }
+
+  static bool valid_vm_name(const std::string& n) {
+    if (n.empty() || n.size() > 63 || !std::isalnum(static_cast<unsigned char>(n[0])))
+      return false;
+    return std::all_of(n.begin(), n.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+    });
+  }
+
+  /// VM `name` as the vms actor knows it; nullptr when it does not (or none runs).
+  kj::Promise<kj::Maybe<vm_info>> known_vm(const std::string& name) {
+    return bridge_.request(registry_, get_atom::value, std::string{service_name::vms})
+      .then(
+        [this, name](caf::strong_actor_ptr h) {
+          return bridge_.request(caf::actor_cast<vms_actor>(std::move(h)), get_atom::value, name)
+            .then([](vm_info info) { return kj::Maybe<vm_info>(kj::mv(info)); },
+                  [](kj::Exception&& e) -> kj::Maybe<vm_info> {
+                    if (from_exception(e).first != errc::not_found)
+                      kj::throwFatalException(kj::mv(e));
+                    return nullptr;
+                  });
+        },
+        [](kj::Exception&&) { return kj::Promise<kj::Maybe<vm_info>>(nullptr); });
   }
 
   kj::Promise<caf::strong_actor_ptr> lookup(const char* name) {
@@ -306,6 +360,8 @@ private:
   stream_router& router_;
   progress_router& progress_;
   registry_actor registry_;
+  vm_links& links_;
+  const std::string& vm_dir_;
   /// Empty: this node.
   std::string node_;
 };
@@ -334,6 +390,7 @@ gateway::gateway(kj::AsyncIoContext& io, caf::actor_system& sys, registry_actor 
     registry_(std::move(registry)),
     bridge_(sys, io.unixEventPort),
     router_(bridge_),
+    vm_links_(io),
     tasks_(std::make_unique<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this))) {
   bridge_.on_message([this](const caf::strong_actor_ptr& sender, caf::message& msg) {
     if (msg.match_elements<node_event>()) {
@@ -454,7 +511,7 @@ kj::Promise<void> gateway::accept_loop() {
     if (allowed(cred.uid, cred.gid, cred.pid)) {
       log::get("gateway")->debug("peer pid={} uid={} gid={} connected", cred.pid, cred.uid,
                                  cred.gid);
-      boot = kj::heap<node_server>(bridge_, router_, progress_, registry_);
+      boot = kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir);
     } else {
       auto why = "uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid)
                  + ") may not use " + cfg_.socket_path + "; allowed: root"
@@ -545,13 +602,25 @@ kj::Promise<void> gateway::serve_tls(kj::Own<kj::AsyncIoStream> stream, std::str
         }
         log::get("gateway")->info("TLS peer {} connected as {}", peer, id);
         capnp::Capability::Client node =
-          kj::heap<node_server>(bridge_, router_, progress_, registry_);
+          kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir);
         auto boot = authorize(kj::mv(node), std::move(id), cfg_.tcp->policy);
         return serve(kj::mv(tls), kj::mv(boot));
       },
       [peer](kj::Exception&& e) {
         log::get("gateway")->warn("refused TLS peer {}: {}", peer, e.getDescription().cStr());
       });
+}
+
+kj::Promise<void> gateway::serve(kj::AsyncIoStream& stream) {
+  auto conn = kj::heap<connection>(
+    kj::Own<kj::AsyncIoStream>(&stream, kj::NullDisposer::instance),
+    kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir));
+  auto done = conn->network.onDisconnect();
+  ++connections_;
+  return done.attach(kj::mv(conn), kj::defer([this] {
+    if (connections_ > 0) // close() has already counted it out
+      --connections_;
+  }));
 }
 
 void gateway::taskFailed(kj::Exception&& e) {

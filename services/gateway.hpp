@@ -22,6 +22,7 @@
 #include "services/images_service.hpp"
 #include "services/observe_service.hpp"
 #include "services/tls_stream.hpp"
+#include "services/vm_links.hpp"
 
 namespace cyto::services {
 
@@ -42,6 +43,9 @@ struct gateway_config {
   std::optional<gid_t> group;
   /// The TCP listener; none when null.
   std::unique_ptr<tcp_gateway> tcp = nullptr;
+  /// Where VMs keep their files (<state>/vms): VM <name>'s guest channel is QEMU's
+  /// socket <vm_dir>/<name>/channel.sock.
+  std::string vm_dir;
   /// Connections held at once; past it a new peer is closed right after accept (logged).
   size_t max_connections = 4096;
 };
@@ -64,6 +68,10 @@ public:
 
   /// Stops accepting, closes every connection and removes the socket.
   void close();
+
+  /// Serves this node's Node on an already connected stream (the guest end of a VM's
+  /// channel) until the session ends. The stream must outlive the returned promise.
+  kj::Promise<void> serve(kj::AsyncIoStream& stream);
 
   /// Connections open now.
   size_t connections() const noexcept {
@@ -92,6 +100,7 @@ private:
   bridge bridge_;
   stream_router router_;
   progress_router progress_;
+  vm_links vm_links_;
   kj::Own<kj::ConnectionReceiver> listener_;
   ino_t socket_inode_ = 0;
   size_t connections_ = 0;

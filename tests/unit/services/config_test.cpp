@@ -175,4 +175,13 @@ ca = "/etc/cyto/pki/ca.crt"
   BOOST_TEST(mentions(apply_toml("[federation]\nlisten = \"127.0.0.1:7001\"\n", bad),
                       "federation.cert, federation.key and federation.ca are required"));
   BOOST_TEST(bad.federation_listen.empty()); // unchanged on error
+BOOST_AUTO_TEST_CASE(channel_port_is_read_and_off_by_default) {
+  daemon_config cfg;
+  BOOST_TEST(cfg.channel_port.empty());
+  auto err = apply_toml("[channel]\nport = \"org.cyto.channel.0\"\n", cfg);
+  BOOST_TEST(!err.has_value(), (err ? *err : ""));
+  BOOST_TEST(cfg.channel_port == "org.cyto.channel.0");
+  err = apply_toml("channel.port = 7\n", cfg);
+  BOOST_REQUIRE(err.has_value());
+  BOOST_TEST(err->find("channel.port") != std::string::npos, *err);
 }

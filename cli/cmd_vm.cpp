@@ -302,7 +302,7 @@ int run(const global_options& g, vm_flags f) {
     f.name = random_name();
   std::unique_ptr<client> cp;
   try {
-    cp = std::make_unique<client>(g.socket);
+    cp = std::make_unique<client>(g);
   } catch (const cli_error& e) {
     std::fprintf(stderr, "cyto: %s\n", e.what());
     return engine_failed;

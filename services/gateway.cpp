@@ -283,6 +283,8 @@ public:
           out.setDetail(n.detail);
         }
       });
+  }
+
   kj::Promise<void> vms(VmsContext context) override {
     return lookup(service_name::vms).then([this, context](caf::strong_actor_ptr h) mutable {
       context.getResults().setService(

@@ -175,6 +175,8 @@ ca = "/etc/cyto/pki/ca.crt"
   BOOST_TEST(mentions(apply_toml("[federation]\nlisten = \"127.0.0.1:7001\"\n", bad),
                       "federation.cert, federation.key and federation.ca are required"));
   BOOST_TEST(bad.federation_listen.empty()); // unchanged on error
+}
+
 BOOST_AUTO_TEST_CASE(channel_port_is_read_and_off_by_default) {
   daemon_config cfg;
   BOOST_TEST(cfg.channel_port.empty());

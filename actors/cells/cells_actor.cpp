@@ -197,6 +197,14 @@ void reconcile(self_ptr self) {
   }
 }
 
+/// "12,34,56": pids for a log line or an error.
+std::string pid_list(const std::vector<pid_t>& pids) {
+  std::string out;
+  for (auto p : pids)
+    out += (out.empty() ? "" : ",") + std::to_string(p);
+  return out;
+}
+
 /// Cgroups under the daemon's root that state.db does not know (another daemon's with a
 /// different state dir, or a crash between mkdir and record): an empty one is removed, one
 /// with processes is kept and never reused (allocate of its name says so).
@@ -219,10 +227,8 @@ void sweep_strays(self_ptr self) {
         st.log->info("removed stray empty cgroup {} (not in state.db)", name);
       continue;
     }
-    std::string list;
-    for (auto p : pids)
-      list += (list.empty() ? "" : ",") + std::to_string(p);
-    st.log->warn("stray cgroup {} (not in state.db) holds pids {}: kept, not reused", name, list);
+    st.log->warn("stray cgroup {} (not in state.db) holds pids {}: kept, not reused", name,
+                 pid_list(pids));
   }
 }
 
@@ -641,9 +647,7 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       }
       if (st.cgroups->exists(spec.name)) {
         // Not ours (state.db does not know it): never adopt it silently.
-        std::string list;
-        for (auto p : st.cgroups->pids(spec.name, true))
-          list += (list.empty() ? "" : ",") + std::to_string(p);
+        auto list = pid_list(st.cgroups->pids(spec.name, true));
         return make_error(errc::already_exists,
                           "a cgroup for cell " + spec.name + " exists that this daemon does not own ("
                             + fs::path{st.cgroups->file(spec.name, "cgroup.procs")}

@@ -2,7 +2,8 @@
 #   make run    install missing packages, build, start cytod in the foreground on its defaults
 #   make test   install missing packages, build, run every test (unit tests also under
 #               ASan/UBSan, then unit + integration)
-# Other targets: build, unit, bench, sanitize (unit tests under ASan/UBSan), clean,
+# Other targets: build, unit, bench, sanitize (unit tests under ASan/UBSan), fuzz
+#   (libFuzzer targets of tests/fuzz, FUZZ_SECONDS each; make test runs them briefly), clean,
 #   pki (a CA, this host's node certificate and a user 'admin' in deploy/pki/).
 
 BUILD_DIR  ?= build
@@ -10,7 +11,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc)
 ARGS       ?=
 
-.PHONY: all deps configure build run test unit bench sanitize clean pki
+.PHONY: all deps configure build run test unit bench sanitize fuzz clean pki
 
 all: build
 
@@ -29,8 +30,9 @@ build: configure
 run: build
 	$(BUILD_DIR)/cytod $(ARGS)
 
-# Unit tests under ASan/UBSan first, then every test; ctest's full summary comes last.
-test: build sanitize
+# Unit tests under ASan/UBSan and a short fuzz pass first, then every test; ctest's full
+# summary comes last.
+test: build sanitize fuzz
 	tests/run-ctest $(BUILD_DIR)
 
 unit: build
@@ -44,6 +46,15 @@ sanitize: deps
 	cmake -S . -B $(BUILD_DIR)-asan -G $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCYTO_SANITIZE=ON -DCYTO_BUILD_BENCH=OFF
 	cmake --build $(BUILD_DIR)-asan -j $(JOBS) --target unit_tests
 	tests/run-ctest $(BUILD_DIR)-asan -L unit
+
+# Parsers under libFuzzer (clang, ASan/UBSan) in a tree of their own: FUZZ_SECONDS per target
+# on a copy of its seed corpus in tests/fuzz/corpus/; one JSON line of figures per target.
+FUZZ_DIR     ?= $(BUILD_DIR)-fuzz
+FUZZ_SECONDS ?= 4
+fuzz: deps
+	cmake -S . -B $(FUZZ_DIR) -G $(GENERATOR) -DCYTO_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_targets
+	tests/fuzz/run $(FUZZ_DIR) $(FUZZ_SECONDS)
 
 # deploy/make-pki into deploy/pki/ (git-ignored): CA, node `hostname`, user admin; keeps what
 # exists. Prints the config lines that use it. More: deploy/make-pki deploy/pki --user ci ...
@@ -67,4 +78,4 @@ pki:
 	 echo "cyto --connect $(PKI_NODE):7443 --cert $$d/users/admin.crt --key $$d/users/admin.key --ca $$d/ca.crt discover"
 
 clean:
-	rm -rf $(BUILD_DIR) $(BUILD_DIR)-asan
+	rm -rf $(BUILD_DIR) $(BUILD_DIR)-asan $(BUILD_DIR)-fuzz

@@ -51,5 +51,6 @@ using dial_atom = caf::atom_constant<caf::atom("dial")>;
 using dialed_atom = caf::atom_constant<caf::atom("dialed")>;
 using pause_atom = caf::atom_constant<caf::atom("pause")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using trim_atom = caf::atom_constant<caf::atom("trim")>;
 
 } // namespace cyto

@@ -43,13 +43,17 @@ struct container_spec {
   bool read_only = false;
   /// Capabilities added to the default set ("NET_ADMIN" or "CAP_NET_ADMIN").
   std::vector<std::string> cap_add;
+  /// "key=value" namespaced sysctls set in the container's namespaces, over cyto's
+  /// defaults: net.* (its netns), kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.* (its
+  /// ipc namespace). Since state schema v2 of kind "container".
+  std::vector<std::string> sysctls;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, container_spec& x) {
   return f(caf::meta::type_name("container_spec"), x.name, x.image, x.entrypoint, x.args, x.env,
            x.workdir, x.user, x.hostname, x.limits, x.pod, x.network, x.ports, x.auto_remove,
-           x.read_only, x.cap_add);
+           x.read_only, x.cap_add, x.sysctls);
 }
 
 /// Lifecycle of a container. Values match schema/containers.capnp's ContainerState.

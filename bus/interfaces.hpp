@@ -102,7 +102,9 @@ using cells_actor = caf::typed_actor<
   /// starting at `offset` in its output file.
   caf::reacts_to<output_atom, uint64_t, int32_t, std::string, uint64_t>,
   /// Usage counters of one cell (its children included), or of every cell for "".
-  caf::replies_to<stats_atom, std::string>::with<std::vector<cell_usage>>>;
+  caf::replies_to<stats_atom, std::string>::with<std::vector<cell_usage>>,
+  /// Stray cgroups under the root (not in state.db, holding processes), one line each.
+  caf::replies_to<health_atom>::with<std::vector<std::string>>>;
 
 // -- images ------------------------------------------------------------------
 
@@ -299,6 +301,8 @@ using observe_actor = topic_subscriber_actor::extend<
   caf::reacts_to<history_atom, uint64_t, output_history>,
   /// Internal: delivers queued entries to subscribers with credit.
   caf::reacts_to<flush_atom>,
+  /// Internal: a while after subscriptions ended, hands freed heap back to the kernel.
+  caf::reacts_to<trim_atom>,
   /// Counters: subscribers of each kind, entries and events seen, delivered, lost.
   caf::replies_to<get_atom, stats_atom>::with<observe_stats>>;
 

@@ -180,11 +180,14 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
 struct health_report {
   bool healthy = false;
   std::vector<std::string> problems;
+  /// What an operator should look at though every actor answers: state records moved to
+  /// quarantine, stray cgroups kept under the daemon's root.
+  std::vector<std::string> notices;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, health_report& x) {
-  return f(caf::meta::type_name("health_report"), x.healthy, x.problems);
+  return f(caf::meta::type_name("health_report"), x.healthy, x.problems, x.notices);
 }
 
 } // namespace cyto

@@ -94,6 +94,7 @@ nlohmann::json container_json(schema::ContainerInfo::Reader x) {
           {"autoRemove", s.getAutoRemove()},
           {"readOnly", s.getReadOnly()},
           {"capAdd", texts_json(s.getCapAdd())},
+          {"sysctls", texts_json(s.getSysctls())},
           {"limits",
            {{"memoryMax", l.getMemory().getMax()},
             {"cpuMaxQuotaUs", l.getCpu().getMaxQuotaUs()},
@@ -149,7 +150,7 @@ namespace {
 struct run_flags {
   bool rm = false, detach = false, read_only = false;
   std::string name, pod, network, hostname, entrypoint, user, workdir;
-  std::vector<std::string> env, ports, cap_add;
+  std::vector<std::string> env, ports, cap_add, sysctls;
   limit_flags limits;
   /// IMAGE [CMD...], everything after the options.
   std::vector<std::string> rest;
@@ -192,6 +193,9 @@ void fill_spec(const run_flags& f, schema::ContainerSpec::Builder s) {
   auto caps = s.initCapAdd(f.cap_add.size());
   for (size_t i = 0; i < f.cap_add.size(); ++i)
     caps.set(i, f.cap_add[i]);
+  auto sysctls = s.initSysctls(f.sysctls.size());
+  for (size_t i = 0; i < f.sysctls.size(); ++i)
+    sysctls.set(i, f.sysctls[i]);
 }
 
 /// A failed create/run: the message, and podman's exit code (the runtime's 126/127 when
@@ -509,6 +513,10 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
   run_cmd->add_flag("--read-only", rf.read_only,
                     "mount the rootfs read-only (/tmp stays writable)");
   run_cmd->add_option("--cap-add", rf.cap_add, "add a capability (NET_ADMIN, ALL); repeat")
+      ->allow_extra_args(false);
+  run_cmd->add_option("--sysctl", rf.sysctls,
+                      "set a namespaced sysctl KEY=VALUE (net.*, kernel.shm*, kernel.msg*, "
+                      "kernel.sem, fs.mqueue.*); repeat")
       ->allow_extra_args(false);
   // IMAGE [COMMAND [ARG...]]: everything from the image on is the container's.
   run_cmd->prefix_command();

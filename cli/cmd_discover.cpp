@@ -95,11 +95,17 @@ int cmd_health(const global_options& g) {
   auto resp = wait(c, disc.healthRequest().send());
   auto h = resp.getHealth();
   if (g.json) {
-    print_json({{"healthy", h.getHealthy()}, {"problems", texts(h.getProblems())}});
+    print_json({{"healthy", h.getHealthy()},
+                {"problems", texts(h.getProblems())},
+                {"notices", texts(h.getNotices())}});
   } else {
     std::printf("%s\n", h.getHealthy() ? "healthy" : "unhealthy");
     for (auto p : h.getProblems())
       std::printf("  %s\n", p.cStr());
+    if (h.getNotices().size() > 0)
+      std::printf("notices:\n");
+    for (auto n : h.getNotices())
+      std::printf("  %s\n", n.cStr());
   }
   return h.getHealthy() ? 0 : 1;
 }

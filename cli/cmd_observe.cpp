@@ -319,6 +319,8 @@ int status(const global_options& g) {
       {"eventsSeen", s.getEventsSeen()},
       {"eventsDelivered", s.getEventsDelivered()},
       {"eventsLostSubscribers", s.getEventsLostSubscribers()},
+      {"logEntriesSeen", s.getLogEntriesSeen()},
+      {"logEntriesDropped", s.getLogEntriesDropped()},
   };
   if (g.json) {
     nlohmann::json j{{"eventsAvailable", s.getEventsAvailable()},

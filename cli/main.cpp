@@ -29,7 +29,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string{cyto::version});
 
   auto* discover = app.add_subcommand("discover", "show the node: version, uptime, host features");
-  auto* health = app.add_subcommand("health", "check that every actor of the node is alive");
+  auto* health = app.add_subcommand(
+      "health", "check that every actor of the node is alive; list quarantined state records and "
+                "stray cgroups");
   auto* version = app.add_subcommand("version", "show the CLI's and the daemon's versions");
   auto* logs_cmd = app.add_subcommand(
     "logs", "show a container's output (NAME), an executable's (CELL/EXECUTABLE) or cytod's "

@@ -24,6 +24,7 @@ struct ContainerSpec {
   autoRemove @12 :Bool;   # removed once it has exited
   readOnly @13 :Bool;     # read-only rootfs (with a writable /tmp)
   capAdd @14 :List(Text); # capabilities added to the default set
+  sysctls @15 :List(Text); # key=value: net.* (its netns), kernel.shm*/msg*/sem, fs.mqueue.*
 }
 
 enum ContainerState {

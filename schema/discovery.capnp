@@ -39,6 +39,9 @@ struct Health {
   healthy @0 :Bool;
   # One line per actor that did not answer in time, empty when healthy.
   problems @1 :List(Text);
+  # What to look at though every actor answers (healthy stays true): state records moved
+  # to quarantine (kept, not erased) and stray cgroups under the daemon's root.
+  notices @2 :List(Text);
 }
 
 interface Discovery {

@@ -48,6 +48,7 @@ container_spec from_capnp(schema::ContainerSpec::Reader s) {
   out.auto_remove = s.getAutoRemove();
   out.read_only = s.getReadOnly();
   out.cap_add = texts(s.getCapAdd());
+  out.sysctls = texts(s.getSysctls());
   return out;
 }
 
@@ -69,6 +70,7 @@ void to_capnp(const container_spec& s, schema::ContainerSpec::Builder out) {
   out.setAutoRemove(s.auto_remove);
   out.setReadOnly(s.read_only);
   fill_texts(out.initCapAdd(s.cap_add.size()), s.cap_add);
+  fill_texts(out.initSysctls(s.sysctls.size()), s.sysctls);
 }
 
 void to_capnp(const container_info& x, schema::ContainerInfo::Builder out) {

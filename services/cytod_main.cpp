@@ -267,6 +267,8 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
   auto observe_actor = sys.spawn(observe::observe, observe_cfg);
   // Removal, prune and mounts block on the disk: a thread of its own (pulls get more).
   auto images_actor = sys.spawn<caf::detached>(images::images, images_cfg);
+  node_cfg.cells = cells_actor;
+  node_cfg.state_dbs = {cfg.state_dir + "/state.db", cfg.state_dir + "/images/images.db"};
   auto node_actor = sys.spawn(node::node, node_cfg);
   containers::containers_config containers_cfg;
   containers_cfg.state_dir = cfg.state_dir;

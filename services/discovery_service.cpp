@@ -57,6 +57,7 @@ public:
       auto h = context.getResults().initHealth();
       h.setHealthy(r.healthy);
       fill_texts(h.initProblems(r.problems.size()), r.problems);
+      fill_texts(h.initNotices(r.notices.size()), r.notices);
     });
   }
 

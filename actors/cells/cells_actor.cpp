@@ -49,7 +49,6 @@ typename Inspector::result_type inspect(Inspector& f, exe_row& x) {
   return f(caf::meta::type_name("exe_row"), x.info, x.start_time);
 }
 
-using store::from_blob;
 using store::to_blob;
 
 std::string exe_key(const std::string& cell, const std::string& exe) {
@@ -119,18 +118,15 @@ void finish(self_ptr self, const std::string& cell, cells_state::exe_record& e,
 /// Brings state.db and the kernel back in line after a (re)start.
 void reconcile(self_ptr self) {
   auto& st = self->state;
-  auto cells = st.db->all(kind_cell);
+  std::vector<std::string> quarantined;
+  auto cells = st.db->load_all<cell_spec>(kind_cell, quarantined);
+  for (auto& key : quarantined)
+    st.log->error("state.db: unreadable record of cell {}; quarantined (cyto health)", key);
   if (!cells) {
     st.log->error("read cells from state.db: {}", render(cells.error()));
     return;
   }
-  for (auto& r : *cells) {
-    cell_spec spec;
-    if (!from_blob(r.data, spec)) {
-      st.log->error("state.db: unreadable record of cell {}; dropped", r.key);
-      st.db->erase(kind_cell, r.key);
-      continue;
-    }
+  for (auto& [r, spec] : *cells) {
     if (r.state != "ready") {
       // A crash between the record and the cgroup: undo what may exist.
       st.cgroups->remove(r.key);
@@ -151,19 +147,23 @@ void reconcile(self_ptr self) {
     }
     st.cells[r.key].spec = std::move(spec);
   }
-  if (auto nets = st.db->all(kind_cell_net)) {
-    for (auto& r : *nets) {
+  quarantined.clear();
+  if (auto nets = st.db->load_all<net_attachment>(kind_cell_net, quarantined)) {
+    for (auto& [r, net] : *nets) {
       auto c = st.cells.find(r.key);
-      if (c == st.cells.end() || !from_blob(r.data, c->second.net))
+      if (c == st.cells.end())
         st.db->erase(kind_cell_net, r.key);
+      else
+        c->second.net = std::move(net);
     }
   }
-  auto exes = st.db->all(kind_exe);
+  auto exes = st.db->load_all<exe_row>(kind_exe, quarantined);
+  for (auto& key : quarantined)
+    st.log->error("state.db: unreadable record {}; quarantined (cyto health)", key);
   if (!exes)
     return;
-  for (auto& r : *exes) {
-    exe_row row;
-    if (!from_blob(r.data, row) || st.cells.count(row.info.spec.cell) == 0 || r.state == "starting") {
+  for (auto& [r, row] : *exes) {
+    if (st.cells.count(row.info.spec.cell) == 0 || r.state == "starting") {
       st.db->erase(kind_exe, r.key);
       continue;
     }
@@ -208,17 +208,23 @@ std::string pid_list(const std::vector<pid_t>& pids) {
 /// Cgroups under the daemon's root that state.db does not know (another daemon's with a
 /// different state dir, or a crash between mkdir and record): an empty one is removed, one
 /// with processes is kept and never reused (allocate of its name says so).
-void sweep_strays(self_ptr self) {
-  auto& st = self->state;
+/// Cgroups under the root that are not cells nor hold any, children before their parents.
+std::vector<std::string> unknown_cgroups(cells_state& st) {
   auto all = st.cgroups->list();
   auto known_below = [&](const std::string& name) {
     auto i = st.cells.lower_bound(name + "/");
     return i != st.cells.end() && i->first.rfind(name + "/", 0) == 0;
   };
-  for (auto i = all.rbegin(); i != all.rend(); ++i) { // children before their parents
-    auto& name = *i;
-    if (st.cells.count(name) > 0 || known_below(name))
-      continue;
+  std::vector<std::string> out;
+  for (auto i = all.rbegin(); i != all.rend(); ++i)
+    if (st.cells.count(*i) == 0 && !known_below(*i))
+      out.push_back(*i);
+  return out;
+}
+
+void sweep_strays(self_ptr self) {
+  auto& st = self->state;
+  for (auto& name : unknown_cgroups(st)) {
     auto pids = st.cgroups->pids(name, true);
     if (pids.empty()) {
       if (auto err = st.cgroups->remove(name))
@@ -594,6 +600,7 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       [](kill_atom, uint64_t) {},
       [](output_atom, uint64_t, int32_t, std::string&, uint64_t) {},
       [why](stats_atom, std::string&) -> caf::result<std::vector<cell_usage>> { return why; },
+      [why](health_atom) -> caf::result<std::vector<std::string>> { return why; },
     };
   };
   if (auto err = st.cgroups->init())
@@ -748,6 +755,15 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       self->send(st.config.topics, publish_atom::value, std::string{topic::process_output},
                  caf::make_message(process_output{cell, exe, stream, std::move(line),
                                                   st.cells[cell].exes[exe].info.pid, offset}));
+    },
+    [self](health_atom) {
+      auto& st = self->state;
+      std::vector<std::string> out;
+      for (auto& name : unknown_cgroups(st))
+        if (auto pids = st.cgroups->pids(name, true); !pids.empty())
+          out.push_back("stray cgroup " + name + " (not in state.db) holds pids " + pid_list(pids)
+                        + ": kept, its name is not reused; stop those processes or remove it");
+      return out;
     },
     [self](stats_atom, std::string& name) -> caf::result<std::vector<cell_usage>> {
       auto& st = self->state;

@@ -114,6 +114,44 @@ caf::expected<std::pair<uint32_t, uint32_t>> resolve_user(const std::string& use
 }
 
 /// Image env with the overrides on top (by key), in order of first appearance.
+/// The sysctls a container may set, as podman's --sysctl: net.* of its own netns and the
+/// ipc namespace's kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.*. Anything else
+/// would change the host.
+bool container_sysctl(const std::string& key) {
+  auto starts = [&](const char* p) { return key.rfind(p, 0) == 0; };
+  return starts("net.") || starts("kernel.shm") || starts("kernel.msg") || key == "kernel.sem"
+         || starts("fs.mqueue.");
+}
+
+/// cyto's defaults (ICMP echo sockets for every group, as podman and docker open them in
+/// a container's netns: busybox ping works without CAP_NET_RAW) under `sysctls`
+/// ("key=value", which win).
+caf::expected<json> merge_sysctls(const std::vector<std::string>& sysctls, bool in_pod) {
+  json out{{"net.ipv4.ping_group_range", "0 2147483647"}};
+  for (auto& kv : sysctls) {
+    auto eq = kv.find('=');
+    auto key = kv.substr(0, eq);
+    if (eq == std::string::npos || key.empty())
+      return bad("sysctl '" + kv + "' is not key=value");
+    bool name_ok = key.front() != '.' && key.back() != '.' && key.find("..") == std::string::npos
+                   && key.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+                        == std::string::npos;
+    if (!name_ok)
+      return bad("sysctl '" + key + "' is not a sysctl name (lower-case words joined by dots)");
+    if (!container_sysctl(key))
+      return bad("sysctl '" + key + "' is not one a container may set (net.*, kernel.shm*, "
+                 "kernel.msg*, kernel.sem, fs.mqueue.*): it would change the host");
+    if (in_pod)
+      return bad("sysctl '" + key + "': a pod's containers share its network and ipc "
+                 "namespaces, so they cannot set their own");
+    auto value = kv.substr(eq + 1);
+    if (value.find_first_of(std::string{"\n\0", 2}) != std::string::npos)
+      return bad("sysctl '" + key + "': the value must be one line");
+    out[key] = value;
+  }
+  return out;
+}
+
 caf::expected<std::vector<std::string>> merge_env(const std::vector<std::string>& base,
                                                   const std::vector<std::string>& over) {
   std::vector<std::string> out;
@@ -308,6 +346,10 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
                     {"inheritable", json::array()},
                     {"ambient", json::array()}};
 
+  auto sysctl = merge_sysctls(spec.sysctls, !spec.pod.empty());
+  if (!sysctl)
+    return sysctl.error();
+
   json namespaces = json::array();
   for (const char* t : {"pid", "mount", "ipc", "uts", "network"}) {
     json n{{"type", t}};
@@ -374,9 +416,7 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
                {"noNewPrivileges", false}};
   json linux{
       {"namespaces", namespaces},
-      // ICMP echo sockets for every group, as podman and docker open them in a container's
-      // netns: busybox ping works without CAP_NET_RAW (the netns is the container's own).
-      {"sysctl", {{"net.ipv4.ping_group_range", "0 2147483647"}}},
+      {"sysctl", *sysctl},
       {"maskedPaths",
        {"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
         "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/fs/selinux",

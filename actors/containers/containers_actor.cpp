@@ -17,6 +17,7 @@
 
 #include "actors/containers/bundle.hpp"
 #include "actors/containers/file_wait.hpp"
+#include "actors/containers/state_rows.hpp"
 #include "bus/errc.hpp"
 #include "bus/logging.hpp"
 
@@ -29,41 +30,15 @@ using container = containers_state::container;
 using info_cb = std::function<void(caf::expected<container_info>)>;
 using done_cb = std::function<void(caf::error)>;
 using nlohmann::json;
-using store::from_blob;
 using store::to_blob;
 namespace fs = std::filesystem;
 
-constexpr const char* kind_container = "container";
-constexpr const char* kind_pod = "pod";
 /// Parent cells of every container and pod cell, so `cyto cell ls` groups them.
 constexpr const char* containers_cell = "containers";
 constexpr const char* pods_cell = "pods";
 constexpr const char* pause_exe = "pause";
 constexpr std::chrono::milliseconds create_timeout{60000};
 constexpr std::chrono::milliseconds start_timeout{30000};
-
-/// What state.db keeps of a container.
-struct container_row {
-  container_info info;
-  uint64_t start_time = 0;
-  uint32_t shim_pid = 0;
-  bool net_attached = false;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, container_row& x) {
-  return f(caf::meta::type_name("container_row"), x.info, x.start_time, x.shim_pid, x.net_attached);
-}
-
-struct pod_row {
-  pod_info info;
-  bool net_attached = false;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, pod_row& x) {
-  return f(caf::meta::type_name("pod_row"), x.info, x.net_attached);
-}
 
 /// Answers a request of a void handler (CAF 0.17's typed promise has no empty deliver).
 void deliver_ok(caf::typed_response_promise<void>& rp) {
@@ -146,7 +121,7 @@ std::string runtime_root(const containers_state& st) {
 }
 
 void persist(self_ptr self, container& c, const char* state) {
-  container_row row{c.info, c.start_time, c.shim_pid, c.net_attached};
+  container_row row{c.info, c.start_time, c.shim_pid, c.net_attached, c.shim_start_time};
   if (auto err = self->state.db->put({kind_container, c.info.id, state, to_blob(row)}))
     self->state.log->error("record container {}: {}", c.info.spec.name, render(err));
 }
@@ -481,6 +456,7 @@ struct create_job {
   bool mounted = false;
   bool attached = false;
   executable_info shim;
+  uint64_t shim_start_time = 0;
   info_cb done;
 };
 using job_ptr = std::shared_ptr<create_job>;
@@ -548,6 +524,7 @@ void create_started(self_ptr self, job_ptr job) {
               c.info.pid = j.value("pid", 0u);
               c.start_time = j.value("start_time", uint64_t{0});
               c.shim_pid = job->shim.pid;
+              c.shim_start_time = job->shim_start_time;
               c.net_attached = job->attached;
               int fd = pidfd_open(static_cast<pid_t>(c.info.pid));
               if (fd >= 0 && process_start_time(static_cast<pid_t>(c.info.pid)) == c.start_time)
@@ -604,6 +581,9 @@ void create_write_bundle(self_ptr self, job_ptr job) {
       .then(
           [self, job](executable_info& info) {
             job->shim = info;
+            // Read while the shim waits for created.json to be read: it still is our
+            // shim (its exit is not reaped before the cells actor hears of it).
+            job->shim_start_time = process_start_time(static_cast<pid_t>(info.pid));
             create_started(self, job);
           },
           [self, job](caf::error& err) { fail_create(self, job, err); });
@@ -732,7 +712,7 @@ caf::error start(self_ptr self, const std::string& text, bool wait,
   if (!c->starting.empty())
     return make_error(errc::failed_precondition,
                       "container " + c->info.spec.name + " is being started");
-  if (!signal_checked(static_cast<pid_t>(c->shim_pid), 0, SIGUSR1))
+  if (!signal_checked(static_cast<pid_t>(c->shim_pid), c->shim_start_time, SIGUSR1))
     return make_error(errc::unavailable,
                       "the runtime shim of container " + c->info.spec.name + " is gone");
   if (wait)
@@ -772,11 +752,11 @@ caf::error start(self_ptr self, const std::string& text, bool wait,
 bool signal_container(container& c, int sig) {
   // Not started: SIGTERM makes the shim delete the container and write exit.json.
   if (c.info.state == container_state::created)
-    return signal_checked(static_cast<pid_t>(c.shim_pid), 0, SIGTERM);
+    return signal_checked(static_cast<pid_t>(c.shim_pid), c.shim_start_time, SIGTERM);
   if (c.pidfd >= 0)
     return pidfd_signal(c.pidfd, sig);
   // Not adopted (its start time did not match): the shim forwards the usual signals.
-  return signal_checked(static_cast<pid_t>(c.shim_pid), 0, sig);
+  return signal_checked(static_cast<pid_t>(c.shim_pid), c.shim_start_time, sig);
 }
 
 /// Stops a container; `k` runs once it has stopped.
@@ -1012,7 +992,7 @@ void reconcile(self_ptr self) {
   }
   auto rows = st.db->load_all<container_row>(kind_container, dropped);
   for (auto& key : dropped)
-    st.log->error("state.db: unreadable record {}; dropped", key);
+    st.log->error("state.db: unreadable record {}; quarantined (cyto health)", key);
   if (!rows) {
     st.log->error("read containers from state.db: {}", render(rows.error()));
     return;
@@ -1028,6 +1008,7 @@ void reconcile(self_ptr self) {
     c.info = info;
     c.start_time = row.start_time;
     c.shim_pid = row.shim_pid;
+    c.shim_start_time = row.shim_start_time;
     c.net_attached = row.net_attached;
     if (info.state == container_state::stopped)
       continue;
@@ -1078,6 +1059,7 @@ containers_actor::behavior_type containers(self_ptr self, containers_config conf
     return {containers_actor::behavior_type::unsafe_init{}, caf::behavior{}};
   }
   st.db = std::move(*db);
+  st.db->declare(kind_container, container_row_version, {{1, container_v1_to_v2}});
   if (!st.config.demo_image.empty()) {
     auto path = st.config.demo_image;
     self->request(st.config.images, caf::infinite, get_atom::value, std::string{"demo"})

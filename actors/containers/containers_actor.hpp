@@ -44,6 +44,8 @@ struct containers_state {
     int pidfd = -1;
     /// The shim's host pid (the cell executable).
     uint32_t shim_pid = 0;
+    /// Checked before signalling shim_pid (0: unknown, from a schema v1 row).
+    uint64_t shim_start_time = 0;
     bool net_attached = false;
     /// A start in flight: answered with started.json (or the exit).
     std::vector<caf::typed_response_promise<container_info>> starting;

@@ -104,7 +104,7 @@ void reconcile_rootfs(self_ptr self) {
   std::vector<std::string> dropped;
   auto rows = st.db->load_all<rootfs_info>(kind_rootfs, dropped);
   for (auto& key : dropped)
-    st.log->error("images.db: unreadable record of rootfs {}; dropped", key);
+    st.log->error("images.db: unreadable record of rootfs {}; quarantined (cyto health)", key);
   if (!rows) {
     st.log->error("read rootfs records: {}", render(rows.error()));
     return;
@@ -133,7 +133,7 @@ void load_images(self_ptr self) {
   std::vector<std::string> dropped;
   auto rows = st.db->load_all<image_info>(kind_image, dropped);
   for (auto& key : dropped)
-    st.log->error("images.db: unreadable record of image {}; dropped", key);
+    st.log->error("images.db: unreadable record of image {}; quarantined (cyto health)", key);
   if (!rows) {
     st.log->error("read image records: {}", render(rows.error()));
     return;

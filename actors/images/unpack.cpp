@@ -25,6 +25,14 @@ namespace cyto::images {
 
 namespace {
 
+/// libarchive's message for `a`'s last error; `otherwise` when it has none (it returns
+/// NULL after ARCHIVE_EOF, e.g. for an empty or cut compressed stream).
+std::string archive_text(archive* a, const char* otherwise) {
+  const char* text = archive_error_string(a);
+  return text ? text : otherwise;
+}
+
+
 constexpr std::string_view whiteout_prefix = ".wh.";
 constexpr std::string_view opaque_marker = ".wh..wh..opq";
 constexpr size_t read_block = 256 * 1024;
@@ -243,9 +251,7 @@ public:
           ended_without_trailer_ = true;
         else if (r != ARCHIVE_EOF)
           return make_error(errc::invalid_argument, "layer entry '" + name + "': read: "
-                                                      + std::string{archive_error_string(in)
-                                                                      ? archive_error_string(in)
-                                                                      : "truncated"});
+                                                      + archive_text(in, "truncated"));
         auto sz = archive_entry_size(e);
         if (sz > 0 && ::ftruncate(f.fd, sz) != 0)
           return sys_fail(name, "set size");
@@ -431,11 +437,13 @@ caf::expected<std::string> unpack_layer(const std::string& blob_path, const std:
   archive_read_support_format_raw(outer.get());
   if (archive_read_open_filename(outer.get(), blob_path.c_str(), read_block) != ARCHIVE_OK)
     return make_error(errc::invalid_argument,
-                      "layer " + blob_path + ": " + archive_error_string(outer.get()));
+                      "layer " + blob_path + ": " + archive_text(outer.get(), "cannot read it"));
   archive_entry* raw_entry;
+  // Found by fuzzing (tests/fuzz/tar_layer_fuzz.cpp): an empty gzip stream ends here with
+  // ARCHIVE_EOF and no error text, and a NULL message crashed cytod.
   if (archive_read_next_header(outer.get(), &raw_entry) != ARCHIVE_OK)
     return make_error(errc::invalid_argument,
-                      "layer " + blob_path + ": " + archive_error_string(outer.get()));
+                      "layer " + blob_path + ": " + archive_text(outer.get(), "no data"));
   sha256 hash;
   stream_source src{outer.get(), &hash, &stats.tar_bytes, std::vector<char>(read_block)};
   archive_ptr in{archive_read_new()};
@@ -444,7 +452,7 @@ caf::expected<std::string> unpack_layer(const std::string& blob_path, const std:
   if (archive_read_open(in.get(), &src, nullptr, read_decompressed, nullptr) != ARCHIVE_OK)
     return make_error(errc::invalid_argument,
                       "layer " + blob_path + ": not a tar archive: "
-                        + (archive_error_string(in.get()) ? archive_error_string(in.get()) : ""));
+                        + archive_text(in.get(), "no tar header"));
   extractor x{root.fd, ::geteuid() == 0, src};
   archive_entry* e;
   int r;
@@ -461,9 +469,7 @@ caf::expected<std::string> unpack_layer(const std::string& blob_path, const std:
   if ((r != ARCHIVE_EOF && !x.ended_without_trailer()) || src.failed)
     return make_error(errc::invalid_argument,
                       "layer " + blob_path + ": broken archive: "
-                        + (archive_error_string(src.failed ? outer.get() : in.get())
-                             ? archive_error_string(src.failed ? outer.get() : in.get())
-                             : "read error"));
+                        + archive_text(src.failed ? outer.get() : in.get(), "read error"));
   x.finish();
   // The tar reader stops at the end marker: hash whatever padding follows it too.
   const void* ignored;
@@ -471,9 +477,7 @@ caf::expected<std::string> unpack_layer(const std::string& blob_path, const std:
     auto n = read_decompressed(in.get(), &src, &ignored);
     if (n < 0)
       return make_error(errc::invalid_argument, "layer " + blob_path + ": broken compression: "
-                                                  + std::string{archive_error_string(outer.get())
-                                                                  ? archive_error_string(outer.get())
-                                                                  : ""});
+                                                  + archive_text(outer.get(), "read error"));
     if (n == 0)
       break;
   }

@@ -284,28 +284,74 @@ caf::error cni_check(const nlohmann::json& conflist, const cni_target& t,
   return {};
 }
 
-void read_result(const nlohmann::json& result, net_attachment& out) {
-  auto ifaces = result.value("interfaces", nlohmann::json::array());
-  for (auto& ip : result.value("ips", nlohmann::json::array())) {
-    out.ips.push_back(ip.value("address", std::string{}));
+caf::error read_result(const nlohmann::json& result, net_attachment& out) {
+  using nlohmann::json;
+  auto bad = [](const std::string& what) {
+    return make_error(errc::internal, "CNI result: " + what);
+  };
+  if (!result.is_object())
+    return bad("not a JSON object");
+  // A member that must be an array (absent: empty) / a string (absent: empty).
+  static const json none = json::array();
+  auto array_at = [](const json& o, const char* key) -> const json* {
+    auto i = o.find(key);
+    if (i == o.end())
+      return &none;
+    return i->is_array() ? &*i : nullptr;
+  };
+  auto text_at = [](const json& o, const char* key, std::string& into) {
+    auto i = o.find(key);
+    if (i == o.end())
+      return true;
+    if (!i->is_string())
+      return false;
+    into = i->get<std::string>();
+    return true;
+  };
+  auto* ifaces = array_at(result, "interfaces");
+  auto* ips = array_at(result, "ips");
+  if (!ifaces || !ips)
+    return bad("interfaces and ips must be arrays");
+  for (auto& i : *ifaces)
+    if (!i.is_object())
+      return bad("an interface is not an object");
+  for (size_t n = 0; n < ips->size(); ++n) {
+    auto& ip = (*ips)[n];
+    std::string address, gateway;
+    if (!ip.is_object() || !text_at(ip, "address", address) || !text_at(ip, "gateway", gateway))
+      return bad("ips[" + std::to_string(n) + "] is not {address, gateway: strings}");
+    out.ips.push_back(address);
     if (out.gateway.empty())
-      out.gateway = ip.value("gateway", std::string{});
-    if (out.mac.empty() && ip.contains("interface")) {
-      auto i = ip["interface"].get<size_t>();
-      if (i < ifaces.size())
-        out.mac = ifaces[i].value("mac", std::string{});
+      out.gateway = gateway;
+    if (auto i = ip.find("interface"); out.mac.empty() && i != ip.end()) {
+      if (!i->is_number_unsigned())
+        return bad("ips[" + std::to_string(n) + "].interface is not an index");
+      auto k = i->get<size_t>();
+      if (k < ifaces->size() && !text_at((*ifaces)[k], "mac", out.mac))
+        return bad("interfaces[" + std::to_string(k) + "].mac is not a string");
     }
   }
   if (out.mac.empty())
-    for (auto& i : ifaces)
-      if (i.contains("sandbox") && i.value("name", std::string{}) == out.ifname)
-        out.mac = i.value("mac", std::string{});
+    for (auto& i : *ifaces) {
+      std::string name, mac;
+      if (i.contains("sandbox") && text_at(i, "name", name) && name == out.ifname
+          && text_at(i, "mac", mac))
+        out.mac = mac;
+    }
   if (auto dns = result.find("dns"); dns != result.end() && dns->is_object()) {
-    for (auto& s : dns->value("nameservers", nlohmann::json::array()))
-      out.dns_servers.push_back(s.get<std::string>());
-    for (auto& s : dns->value("search", nlohmann::json::array()))
-      out.dns_search.push_back(s.get<std::string>());
+    for (auto [key, into] : {std::pair{"nameservers", &out.dns_servers},
+                             std::pair{"search", &out.dns_search}}) {
+      auto* list = array_at(*dns, key);
+      if (!list)
+        return bad(std::string{"dns."} + key + " is not an array");
+      for (auto& s : *list) {
+        if (!s.is_string())
+          return bad(std::string{"dns."} + key + " holds a non-string");
+        into->push_back(s.get<std::string>());
+      }
+    }
   }
+  return {};
 }
 
 } // namespace cyto::network

@@ -48,6 +48,8 @@ caf::error cni_check(const nlohmann::json& conflist, const cni_target& t,
                      const nlohmann::json& prev_result);
 
 /// Copies IPs, gateway, MAC (of the interface in the netns) and DNS from a CNI result.
-void read_result(const nlohmann::json& result, net_attachment& out);
+/// Never throws: a result of another shape (a plugin's bug) is an internal error naming
+/// the field.
+caf::error read_result(const nlohmann::json& result, net_attachment& out);
 
 } // namespace cyto::network

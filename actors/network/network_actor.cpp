@@ -50,7 +50,6 @@ typename Inspector::result_type inspect(Inspector& f, attach_row& x) {
   return f(caf::meta::type_name("attach_row"), x.info, x.result);
 }
 
-using store::from_blob;
 using store::to_blob;
 
 caf::error check_name(const std::string& what, const std::string& name, size_t max) {
@@ -385,7 +384,14 @@ caf::expected<net_attachment> attach(self_ptr self, attach_request req) {
     st.log->warn("attach {} to {} failed: {}", a.owner, a.network, render(result.error()));
     return result.error();
   }
-  read_result(*result, a);
+  if (auto err = read_result(*result, a)) {
+    cni_del(n->second.conflist, target_of(self, a), *result);
+    if (a.netns_owned)
+      remove_netns(a.netns_path);
+    undo_record();
+    st.log->warn("attach {} to {} failed: {}", a.owner, a.network, render(err));
+    return err;
+  }
   row = attach_row{a, result->dump()};
   auto blob = to_blob(row);
   if (auto err = st.db->set_state(kind_attach, a.owner, "attached", &blob))
@@ -515,7 +521,7 @@ void reconcile(self_ptr self) {
     }
   }
   for (auto& k : dropped)
-    st.log->error("state.db: unreadable network record {}; dropped", k);
+    st.log->error("state.db: unreadable network record {}; quarantined (cyto health)", k);
 }
 
 } // namespace

@@ -17,6 +17,10 @@ struct node_config {
   host_features features;
   /// Asked by `health` which actors died.
   registry_actor registry;
+  /// Asked by `health` for stray cgroups (may be null).
+  cells_actor cells;
+  /// SQLite files whose quarantined records `health` lists (state.db, images.db).
+  std::vector<std::string> state_dbs;
 
   /// Empty when usable; otherwise what is wrong.
   std::string validate() const;

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include <malloc.h>
+
 #include <caf/all.hpp>
 
 #include "actors/observe/output_history.hpp"
@@ -405,6 +407,13 @@ void unsubscribe(self_ptr self, uint64_t id) {
   st.output_subs.erase(id);
   st.event_subs.erase(id);
   st.fanout.remove(id);
+  // What a stalled subscriber's queue held is free now, but glibc keeps freed heap in its
+  // arenas: a flood with stalled followers left cytod ~30 MB bigger after they went.
+  // malloc_trim gives it back (measured: 84.8 MB -> 56.7 MB, baseline 53 MB).
+  if (!st.trim_pending) {
+    st.trim_pending = true;
+    self->delayed_send(self, std::chrono::seconds{1}, trim_atom::value);
+  }
 }
 
 void subscribe_topic(self_ptr self, const char* name) {
@@ -542,6 +551,10 @@ observe_actor::behavior_type observe(self_ptr self, observe_config config) {
       [self](tick_atom, uint64_t id) { sample(self, id); },
       [self](history_atom, uint64_t id, output_history& h) { on_history(self, id, h); },
       [self](flush_atom) { flush(self); },
+      [self](trim_atom) {
+        self->state.trim_pending = false;
+        ::malloc_trim(0);
+      },
       [self](get_atom, stats_atom) {
         auto& st = self->state;
         auto s = st.stats;

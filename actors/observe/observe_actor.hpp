@@ -91,6 +91,8 @@ struct observe_state {
   ~observe_state();
 
   observe_config config;
+  /// A trim_atom is on its way (one per burst of ended subscriptions).
+  bool trim_pending = false;
   std::deque<log_entry> history;
   std::unordered_map<uint64_t, log_subscription> subscriptions;
   std::unordered_map<uint64_t, stats_subscription> stats_subs;

@@ -690,7 +690,7 @@ void reconcile(self_ptr self) {
   std::vector<std::string> dropped;
   auto rows = st.db->load_all<vm_info>(kind_vm, dropped);
   for (auto& key : dropped)
-    st.log->error("state.db: unreadable vm record {}; dropped", key);
+    st.log->error("state.db: unreadable vm record {}; quarantined (cyto health)", key);
   if (!rows) {
     st.log->error("read vms from state.db: {}", render(rows.error()));
     return;

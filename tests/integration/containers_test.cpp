@@ -8,6 +8,9 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
+
+#include "actors/containers/state_rows.hpp"
 
 #include "schema/cells.capnp.h"
 #include "schema/containers.capnp.h"
@@ -506,5 +509,250 @@ BOOST_AUTO_TEST_CASE(stray_cgroups_under_the_root_are_swept_or_named) {
   BOOST_TEST(contains(alloc.err, "cyto.already_exists"), alloc.err);
   BOOST_TEST(contains(alloc.err, "does not own"), alloc.err);
   BOOST_TEST(contains(alloc.err, std::to_string(sleeper.pid())), alloc.err);
+  // cyto health names it with its pids (healthy stays true: every actor answers).
+  auto health = run_process({cli_path, "--socket", d.socket_path(), "health"});
+  BOOST_TEST(health.code() == 0, health.out << health.err);
+  BOOST_TEST(contains(health.out, "stray cgroup busy"), health.out);
+  BOOST_TEST(contains(health.out, std::to_string(sleeper.pid())), health.out);
   ::kill(sleeper.pid(), SIGKILL);
+}
+
+namespace {
+
+/// Runs SQL on `file` as another program would; `row` gets each result row.
+void sql(const std::string& file, const std::string& text,
+         std::function<void(sqlite3_stmt*)> row = {}) {
+  sqlite3* db = nullptr;
+  BOOST_REQUIRE_EQUAL(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* st = nullptr;
+  const char* rest = text.c_str();
+  while (*rest) {
+    BOOST_REQUIRE_MESSAGE(sqlite3_prepare_v2(db, rest, -1, &st, &rest) == SQLITE_OK,
+                          text << ": " << sqlite3_errmsg(db));
+    if (!st)
+      break;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      if (row)
+        row(st);
+    BOOST_REQUIRE_MESSAGE(rc == SQLITE_DONE, text << ": " << sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+}
+
+/// Turns the daemon's state.db into the previous format, as the cytod before schema
+/// versions wrote it: no version column nor version tables (user_version 0), and
+/// container rows in their v1 layout (no sysctls).
+void downgrade_state_db(const std::string& file) {
+  std::vector<std::pair<std::string, std::vector<char>>> rows;
+  sql(file, "SELECT key, data FROM records WHERE kind = 'container'", [&](sqlite3_stmt* st) {
+    auto* p = static_cast<const char*>(sqlite3_column_blob(st, 1));
+    rows.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
+                      std::vector<char>(p, p + sqlite3_column_bytes(st, 1)));
+  });
+  BOOST_REQUIRE(!rows.empty());
+  std::string update;
+  for (auto& [key, blob] : rows) {
+    cyto::containers::container_row row;
+    BOOST_REQUIRE(cyto::store::from_blob(blob, row));
+    cyto::containers::container_row_v1 old{row};
+    std::string hex;
+    for (unsigned char c : cyto::store::to_blob(old)) {
+      char b[3];
+      std::snprintf(b, sizeof b, "%02x", c);
+      hex += b;
+    }
+    update += "UPDATE records SET data = x'" + hex + "' WHERE kind = 'container' AND key = '" + key
+              + "';";
+  }
+  sql(file, update + "ALTER TABLE records DROP COLUMN version; DROP TABLE schema_versions;"
+                     "DROP TABLE quarantine; PRAGMA user_version = 0;");
+}
+
+} // namespace
+
+// Versioned state: the daemon of this build reads a state.db of the previous format,
+// migrates its container rows once, re-adopts every workload, and keeps a row it cannot
+// read in quarantine (listed by `cyto health`) instead of erasing it.
+BOOST_AUTO_TEST_CASE(a_state_db_of_the_previous_format_is_read_with_every_workload_readopted) {
+  ok({"run", "-d", "--name", "oldfmt", "demo", "sh", "-c",
+      "echo up; trap 'exit 4' TERM; while true; do sleep 0.1; done"});
+  BOOST_REQUIRE(pump_logs("oldfmt", "up"));
+  ok({"cell", "allocate", "oldfmt-cell"});
+  ok({"cell", "start", "oldfmt-cell", "--name", "sleeper", "--", "sleep", "600"});
+  auto cpid = inspect("oldfmt")["pid"].get<int>();
+  auto cell_pid = [] {
+    auto c = json::parse(ok({"cell", "inspect", "oldfmt-cell"}));
+    return c["executables"].at(0)["pid"].get<int>();
+  };
+  auto epid = cell_pid();
+  auto file = env().d->state_dir() + "/state.db";
+  env().d->stop(SIGKILL);
+  downgrade_state_db(file);
+  sql(file, "INSERT INTO records VALUES ('container', 'feedface', 'running', x'00ff01');");
+
+  env().start();
+  auto c = inspect("oldfmt");
+  BOOST_CHECK_EQUAL(c["state"], "running");
+  BOOST_CHECK_EQUAL(c["pid"], cpid);
+  BOOST_CHECK(c["spec"]["sysctls"].empty());
+  BOOST_CHECK_EQUAL(ok({"exec", "oldfmt", "echo", "inside"}), "inside\n");
+  BOOST_CHECK_EQUAL(cell_pid(), epid);
+  BOOST_CHECK_EQUAL(::kill(epid, 0), 0);
+
+  // Upgraded in place: the layout, the migrated rows and the versions of their kinds.
+  int layout = -1;
+  sql(file, "PRAGMA user_version", [&](sqlite3_stmt* st) { layout = sqlite3_column_int(st, 0); });
+  BOOST_CHECK_EQUAL(layout, 1);
+  std::string versions;
+  sql(file, "SELECT key, version FROM records WHERE kind = 'container' ORDER BY key",
+      [&](sqlite3_stmt* st) {
+        versions += std::string{reinterpret_cast<const char*>(sqlite3_column_text(st, 0))}
+                    .substr(0, 8)
+                    + "=" + std::to_string(sqlite3_column_int(st, 1)) + " ";
+      });
+  BOOST_CHECK_MESSAGE(!contains(versions, "=1 ") && !contains(versions, "=0 ")
+                        && !contains(versions, "feedface"),
+                      versions);
+  int kind_version = -1;
+  sql(file, "SELECT version FROM schema_versions WHERE kind = 'container'",
+      [&](sqlite3_stmt* st) { kind_version = sqlite3_column_int(st, 0); });
+  BOOST_CHECK_EQUAL(kind_version, 2);
+
+  // The unreadable row: kept in quarantine with its bytes, named by health.
+  std::string kept;
+  sql(file, "SELECT hex(data), reason FROM quarantine WHERE key = 'feedface'",
+      [&](sqlite3_stmt* st) {
+        kept = std::string{reinterpret_cast<const char*>(sqlite3_column_text(st, 0))} + " "
+               + reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+      });
+  BOOST_CHECK_MESSAGE(kept.rfind("00FF01 ", 0) == 0, kept);
+  auto health = json::parse(ok({"health", "--json"}));
+  BOOST_CHECK(health["healthy"].get<bool>());
+  std::string notices = health["notices"].dump();
+  BOOST_CHECK_MESSAGE(contains(notices, "container feedface") && contains(notices, "quarantined"),
+                      notices);
+  BOOST_CHECK(contains(ok({"health"}), "notices:"));
+
+  auto stopped = json::parse(ok({"stop", "--json", "oldfmt"}));
+  BOOST_CHECK_EQUAL(stopped["exitCode"], 4);
+  ok({"rm", "oldfmt"});
+  ok({"cell", "free", "--force", "oldfmt-cell"});
+  sql(file, "DELETE FROM quarantine WHERE key = 'feedface'");
+}
+
+// --sysctl sets namespaced sysctls in the container's own namespaces (over cyto's
+// ping_group_range default) and refuses the rest before anything is made.
+BOOST_AUTO_TEST_CASE(sysctl_overrides_namespaced_sysctls_and_refuses_the_rest) {
+  auto r = cli({"run", "--rm", "--sysctl", "net.ipv4.ip_unprivileged_port_start=99", "--sysctl",
+                "kernel.shmmni=1234", "--sysctl", "net.ipv4.ping_group_range=0 0", "demo", "cat",
+                "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/proc/sys/kernel/shmmni",
+                "/proc/sys/net/ipv4/ping_group_range"});
+  BOOST_CHECK_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out, "99\n1234\n0\t0\n");
+  // The default without --sysctl: ICMP echo sockets for every group.
+  BOOST_CHECK_EQUAL(ok({"run", "--rm", "demo", "cat", "/proc/sys/net/ipv4/ping_group_range"}),
+                    "0\t2147483647\n");
+  // The host's values are untouched.
+  BOOST_CHECK(read_text("/proc/sys/kernel/shmmni") != "1234\n");
+
+  auto before = take();
+  for (std::vector<std::string> bad :
+       {std::vector<std::string>{"--sysctl", "vm.swappiness=1"},
+        {"--sysctl", "kernel.hostname=x"},
+        {"--sysctl", "net.ipv4.ip_forward"},
+        {"--sysctl", "=1"},
+        {"--sysctl", "net/../../vm.swappiness=1"},
+        {"--sysctl", "kernel.semx=1"}}) {
+    std::vector<std::string> args{"run", "--rm", "--name", "badsysctl"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    args.insert(args.end(), {"demo", "true"});
+    auto b = cli(args);
+    BOOST_CHECK_MESSAGE(b.code() != 0 && contains(b.err, "cyto.invalid_argument")
+                          && contains(b.err, "sysctl"),
+                        bad[1] << ": " << b.code() << " " << b.err);
+  }
+  same(before, take(), "refused sysctls");
+  BOOST_CHECK_EQUAL(read_text("/proc/sys/vm/swappiness") == "1\n", false);
+}
+
+namespace {
+
+/// The state.db row of container `name` (its key and blob).
+std::pair<std::string, std::vector<char>> container_blob(const std::string& file,
+                                                         const std::string& name) {
+  std::pair<std::string, std::vector<char>> out;
+  sql(file, "SELECT key, data FROM records WHERE kind = 'container'", [&](sqlite3_stmt* st) {
+    auto* p = static_cast<const char*>(sqlite3_column_blob(st, 1));
+    std::vector<char> blob(p, p + sqlite3_column_bytes(st, 1));
+    cyto::containers::container_row row;
+    if (cyto::store::from_blob(blob, row) && row.info.spec.name == name)
+      out = {reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), std::move(blob)};
+  });
+  BOOST_REQUIRE_MESSAGE(!out.first.empty(), "no row of container " << name);
+  return out;
+}
+
+void put_container_blob(const std::string& file, const std::string& key,
+                        const std::vector<char>& blob) {
+  std::string hex;
+  for (unsigned char c : blob) {
+    char b[3];
+    std::snprintf(b, sizeof b, "%02x", c);
+    hex += b;
+  }
+  sql(file, "UPDATE records SET data = x'" + hex + "' WHERE kind = 'container' AND key = '" + key
+              + "'");
+}
+
+} // namespace
+
+// Signals to a container's shim check the shim's recorded start time: after a restart
+// that finds the shim's pid taken by another process, start refuses (the shim is gone)
+// and that process is not sent the shim's start signal (SIGUSR1, which would kill it).
+BOOST_AUTO_TEST_CASE(a_reused_shim_pid_is_never_signalled) {
+  {
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    auto conn = env().d->connect(io);
+    auto svc = wait_for(io, conn->node().containersRequest().send()).getService();
+    auto create = svc.createRequest();
+    create.initSpec().setName("reused");
+    create.getSpec().setImage("demo");
+    wait_for(io, create.send());
+  }
+  auto file = env().d->state_dir() + "/state.db";
+  env().d->stop(SIGKILL);
+  auto [key, original] = container_blob(file, "reused");
+  cyto::containers::container_row row;
+  BOOST_REQUIRE(cyto::store::from_blob(original, row));
+  BOOST_REQUIRE_GT(row.shim_start_time, 0u);
+  child_process other{{"/bin/sleep", "60"}}; // the pid "reused" by another program
+  row.shim_pid = static_cast<uint32_t>(other.pid());
+  put_container_blob(file, key, cyto::store::to_blob(row));
+  env().start();
+  {
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    auto conn = env().d->connect(io);
+    auto svc = wait_for(io, conn->node().containersRequest().send()).getService();
+    auto start = svc.startRequest();
+    start.setName("reused");
+    try {
+      wait_for(io, start.send());
+      BOOST_ERROR("start signalled a pid that is no longer the shim's");
+    } catch (const kj::Exception& e) {
+      std::string what = e.getDescription().cStr();
+      BOOST_CHECK_MESSAGE(contains(what, "cyto.unavailable") && contains(what, "gone"), what);
+    }
+  }
+  std::this_thread::sleep_for(200ms);
+  int st = 0;
+  BOOST_CHECK_EQUAL(::waitpid(other.pid(), &st, WNOHANG), 0); // still running
+  // Put the true shim back and remove the container.
+  env().d->stop(SIGKILL);
+  put_container_blob(file, key, original);
+  env().start();
+  ok({"rm", "--force", "reused"});
+  BOOST_CHECK(inspect("reused").is_null());
 }

@@ -65,10 +65,25 @@ BOOST_AUTO_TEST_CASE(results_give_addresses_mac_and_dns) {
     "dns": {"nameservers": ["10.88.0.1"], "search": ["cyto.local"]}})");
   net_attachment a;
   a.ifname = "eth0";
-  read_result(result, a);
+  BOOST_TEST(!read_result(result, a));
   BOOST_TEST(a.ips == std::vector<std::string>{"10.88.0.5/16"});
   BOOST_TEST(a.gateway == "10.88.0.1");
   BOOST_TEST(a.mac == "cc:cc:cc:cc:cc:cc");
   BOOST_TEST(a.dns_servers == std::vector<std::string>{"10.88.0.1"});
   BOOST_TEST(a.dns_search == std::vector<std::string>{"cyto.local"});
+}
+
+// Found by fuzzing (tests/fuzz/cni_result_fuzz.cpp): a plugin's result of another shape
+// threw nlohmann type errors out of the network actor's handler, killing the actor.
+BOOST_AUTO_TEST_CASE(results_of_another_shape_are_errors_not_exceptions) {
+  for (auto* text : {R"([1, 2])", R"({"ips": 5})", R"({"ips": [{"address": 5}]})",
+                     R"({"ips": [{"address": "10.0.0.2/24", "interface": -1}]})",
+                     R"({"ips": [{"interface": 0}], "interfaces": [{"mac": 7}]})",
+                     R"({"interfaces": [3]})", R"({"dns": {"nameservers": [1]}})",
+                     R"({"dns": {"search": "x"}})"}) {
+    net_attachment a;
+    caf::error err;
+    BOOST_CHECK_NO_THROW(err = read_result(nlohmann::json::parse(text), a));
+    BOOST_TEST(code(err) == "internal", text);
+  }
 }

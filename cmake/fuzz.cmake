@@ -1,0 +1,42 @@
+# Fuzz targets (libFuzzer, clang from Debian): a build tree of their own, configured with
+#   -DCYTO_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang
+# (`make fuzz` does that and runs each target on its corpus under tests/fuzz/corpus/).
+# Only the parsers under test are compiled, with ASan + UBSan and fuzzer coverage.
+if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  message(FATAL_ERROR "CYTO_FUZZ needs clang (libFuzzer): -DCMAKE_CXX_COMPILER=clang++")
+endif()
+add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+                    -fno-omit-frame-pointer -g -O1)
+add_link_options(-fsanitize=fuzzer,address,undefined)
+
+add_custom_target(fuzz_targets)
+# cyto_fuzz(<name> SOURCES ... LIBS ...): tests/fuzz/<name>_fuzz.cpp + the code it parses.
+function(cyto_fuzz name)
+  cmake_parse_arguments(F "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(fuzz_${name} tests/fuzz/${name}_fuzz.cpp ${F_SOURCES})
+  target_include_directories(fuzz_${name} PRIVATE "${CMAKE_SOURCE_DIR}" "${CYTO_GEN_DIR}")
+  target_link_libraries(fuzz_${name} PRIVATE ${F_LIBS})
+  add_dependencies(fuzz_targets fuzz_${name})
+endfunction()
+
+# Code several targets share, compiled once.
+add_library(cyto_fuzz_errc STATIC bus/errc.cpp)
+target_include_directories(cyto_fuzz_errc PUBLIC "${CMAKE_SOURCE_DIR}")
+target_link_libraries(cyto_fuzz_errc PUBLIC CAF::core)
+add_library(cyto_fuzz_images STATIC actors/images/reference.cpp actors/images/content_store.cpp)
+target_link_libraries(cyto_fuzz_images PUBLIC cyto_fuzz_errc OpenSSL::Crypto)
+
+cyto_fuzz(reference LIBS cyto_fuzz_images)
+cyto_fuzz(manifest SOURCES actors/images/manifest.cpp
+          LIBS cyto_fuzz_images nlohmann_json::nlohmann_json)
+cyto_fuzz(tar_layer SOURCES actors/images/unpack.cpp
+          LIBS cyto_fuzz_images LibArchive::LibArchive)
+cyto_fuzz(oci_config SOURCES actors/containers/oci_spec.cpp
+          LIBS nlohmann_json::nlohmann_json PkgConfig::LIBCAP PkgConfig::LIBSECCOMP)
+cyto_fuzz(cni_result SOURCES actors/network/cni.cpp bus/logging.cpp
+          LIBS cyto_fuzz_errc nlohmann_json::nlohmann_json spdlog::spdlog fmt::fmt)
+cyto_fuzz(toml_config SOURCES services/config.cpp bus/federation_actor.cpp bus/node_identity.cpp
+          bus/logging.cpp bus/tls_error_queue.cpp
+          LIBS cyto_fuzz_errc tomlplusplus::tomlplusplus spdlog::spdlog fmt::fmt CAF::io
+               CAF::openssl OpenSSL::SSL)
+cyto_fuzz(units SOURCES cli/units.cpp)

@@ -73,7 +73,7 @@ BOOST_AUTO_TEST_CASE(results_give_addresses_mac_and_dns) {
   BOOST_TEST(a.dns_search == std::vector<std::string>{"cyto.local"});
 }
 
-// Found by fuzzing (tests/fuzz/cni_result_fuzz.cpp): a plugin's result of another shape
+// Seen writing tests/fuzz/cni_result_fuzz.cpp: a plugin's result of another shape
 // threw nlohmann type errors out of the network actor's handler, killing the actor.
 BOOST_AUTO_TEST_CASE(results_of_another_shape_are_errors_not_exceptions) {
   for (auto* text : {R"([1, 2])", R"({"ips": 5})", R"({"ips": [{"address": 5}]})",

@@ -329,3 +329,46 @@ BOOST_AUTO_TEST_CASE(unknown_network_is_refused_and_leaves_nothing) {
   ok({"vm", "rm", "orphan"});
   nothing_left("orphan", "gone");
 }
+
+BOOST_AUTO_TEST_CASE(cytod_as_the_guest_init_applies_the_address) {
+  // The product's guest (deploy/make-vm-image: cytod as /init, virtio_net in its module
+  // list): cytod --init reads ip= from the kernel command line and configures eth0.
+  std::string img = env().work / "image";
+  auto m = run_process({std::string{CYTO_SOURCE_DIR} + "/deploy/make-vm-image", img, "--cytod",
+                        cytod_path},
+                       180s);
+  if (m.code() == 77) {
+    BOOST_TEST_MESSAGE("no guest image: " << m.err);
+    return;
+  }
+  BOOST_REQUIRE_MESSAGE(m.code() == 0, "make-vm-image: " << m.err);
+  make_network("initnet", "10.80.0.0/24");
+  auto cmdline = lines_of(read_text(img + "/cmdline")).at(0);
+  ok({"vm", "create", "g", "--kernel", img + "/vmlinuz", "--initrd", img + "/initramfs.cpio",
+      "--cmdline", cmdline, "-m", "384M", "--network", "initnet"});
+  auto v = json::parse(ok({"vm", "start", "--json", "g"}, 90s));
+  BOOST_TEST(v["ips"] == json::array({"10.80.0.2/24"}), v.dump());
+  // The guest's cytod answers on its channel once it is up.
+  auto deadline = steady::now() + 90s;
+  process_result r;
+  while (steady::now() < deadline) {
+    r = cli({"--vm", "g", "discover"});
+    if (r.code() == 0)
+      break;
+    std::this_thread::sleep_for(500ms);
+  }
+  BOOST_REQUIRE_MESSAGE(r.code() == 0, "guest cytod: " << r.err << "\nconsole:\n"
+                                                       << tail(cli({"vm", "console", "g"}).out));
+  auto addr = cli({"vm", "exec", "g", "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0"});
+  BOOST_TEST(contains(addr.out, "inet 10.80.0.2/24"), addr.out << addr.err);
+  auto route = cli({"vm", "exec", "g", "--", "ip", "route"});
+  BOOST_TEST(contains(route.out, "default via 10.80.0.1"), route.out << route.err);
+  auto ping = cli({"vm", "exec", "g", "--", "ping", "-c", "2", "-W", "5", "10.80.0.1"}, 30s);
+  BOOST_TEST(ping.code() == 0, ping.out << ping.err);
+  BOOST_TEST(contains(ping.out, "bytes from 10.80.0.1"), ping.out);
+  BOOST_TEST(env().ns->exec({"/bin/busybox", "ping", "-c", "1", "-W", "5", "10.80.0.2"}, 30s).code()
+             == 0);
+  ok({"vm", "rm", "--force", "g"}, 60s);
+  nothing_left("g", "initnet");
+  ok({"network", "rm", "initnet"});
+}

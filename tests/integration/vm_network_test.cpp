@@ -368,7 +368,24 @@ BOOST_AUTO_TEST_CASE(cytod_as_the_guest_init_applies_the_address) {
   BOOST_TEST(contains(ping.out, "bytes from 10.80.0.1"), ping.out);
   BOOST_TEST(env().ns->exec({"/bin/busybox", "ping", "-c", "1", "-W", "5", "10.80.0.2"}, 30s).code()
              == 0);
-  ok({"vm", "rm", "--force", "g"}, 60s);
+  // QEMU dies (SIGKILL from outside cytod): the tap and lease go with it.
+  pid_t qemu = v["pid"];
+  auto tap = v["tap"].get<std::string>();
+  BOOST_REQUIRE(qemu > 0 && link_exists(tap));
+  ::kill(qemu, SIGKILL);
+  deadline = steady::now() + 30s;
+  while (inspect("g")["state"] == "running" && steady::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  auto ended = inspect("g");
+  BOOST_TEST(ended["state"] == "exited", ended.dump());
+  BOOST_TEST(ended["ips"].empty());
+  deadline = steady::now() + 10s;
+  while (link_exists(tap) && steady::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  BOOST_TEST(!link_exists(tap));
+  BOOST_TEST(leases("initnet").empty());
+  BOOST_TEST(attachments("initnet") == "");
+  ok({"vm", "rm", "g"}, 60s);
   nothing_left("g", "initnet");
   ok({"network", "rm", "initnet"});
 }

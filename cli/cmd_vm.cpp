@@ -290,8 +290,8 @@ int ls(const global_options& g) {
     auto ip = v.getIps().size() ? join(texts(v.getIps()), ",") : std::string{"-"};
     std::printf("%-20s  %-8s  %8u  %5u  %8s  %-8s  %-4s  %-18s  %s\n", s.getName().cStr(),
                 state_text(v.getState()), v.getPid(), s.getVcpus(),
-                human_size(s.getMemoryBytes()).c_str(), v.getMachine().cStr(),
-                v.getAccel().cStr(), ip.c_str(), v.getExitReason().cStr());
+                human_size(s.getMemoryBytes()).c_str(), v.getMachine().cStr(), v.getAccel().cStr(),
+                ip.c_str(), v.getExitReason().cStr());
   }
   return 0;
 }

@@ -13,10 +13,10 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/input.h>
+#include <linux/magic.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
-#include <linux/magic.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -153,9 +153,9 @@ void configure_network() {
   f.resize(7);
   auto dev = f[5].empty() ? std::string{"eth0"} : f[5];
   in_addr addr{}, gw{}, mask{};
-  if (::inet_pton(AF_INET, f[0].c_str(), &addr) != 1
-      || (!f[3].empty() && ::inet_pton(AF_INET, f[3].c_str(), &mask) != 1)
-      || (!f[2].empty() && ::inet_pton(AF_INET, f[2].c_str(), &gw) != 1)) {
+  if (::inet_pton(AF_INET, f[0].c_str(), &addr) != 1 ||
+      (!f[3].empty() && ::inet_pton(AF_INET, f[3].c_str(), &mask) != 1) ||
+      (!f[2].empty() && ::inet_pton(AF_INET, f[2].c_str(), &gw) != 1)) {
     logger()->error("ip={}: not client::gateway:netmask::device:off", param);
     return;
   }

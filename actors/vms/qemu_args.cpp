@@ -88,10 +88,10 @@ std::vector<std::string> qemu_args(const vm_spec& spec, const qemu_launch& how) 
                      std::string{"virtserialport,chardev=cytoch,name="} + channel_port_name});
   if (!how.tap.empty()) {
     // The tap exists (the network actor made it on the bridge): QEMU only opens it.
-    a.insert(a.end(), {"-netdev", "tap,id=net0,ifname=" + how.tap + ",script=no,downscript=no",
-                       "-device",
-                       std::string{micro ? "virtio-net-device" : "virtio-net-pci"} +
-                           ",netdev=net0" + (how.mac.empty() ? "" : ",mac=" + how.mac)});
+    a.insert(a.end(),
+             {"-netdev", "tap,id=net0,ifname=" + how.tap + ",script=no,downscript=no", "-device",
+              std::string{micro ? "virtio-net-device" : "virtio-net-pci"} + ",netdev=net0" +
+                  (how.mac.empty() ? "" : ",mac=" + how.mac)});
   }
   for (size_t i = 0; i < spec.drives.size(); ++i) {
     auto& d = spec.drives[i];

@@ -384,9 +384,9 @@ void on_exit(self_ptr self, const std::string& name, uint64_t run, const exit_st
   caf::error start_err;
   if (!v.starting.empty()) {
     auto why = tail_of(stderr_path(info));
-    start_err = make_error(errc::invalid_argument,
-                           "QEMU exited at start (" + info.exit_reason + ")" +
-                               (why.empty() ? std::string{} : ": " + why));
+    start_err =
+        make_error(errc::invalid_argument, "QEMU exited at start (" + info.exit_reason + ")" +
+                                               (why.empty() ? std::string{} : ": " + why));
     info.exit_reason = context_of(start_err);
   }
   v.starting_now = false;
@@ -893,8 +893,7 @@ vms_actor::behavior_type vms(self_ptr self, vms_config config) {
           return rp;
         }
         if (!self->state.config.network) {
-          rp.deliver(make_error(errc::unavailable, "vm " + spec.name + ": network " +
-                                                       spec.network +
+          rp.deliver(make_error(errc::unavailable, "vm " + spec.name + ": network " + spec.network +
                                                        ": the network service is not running"));
           return rp;
         }

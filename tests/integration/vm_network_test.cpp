@@ -194,8 +194,9 @@ std::vector<std::string> pinger(const std::string& peer) {
 
 std::vector<std::string> create_args(const std::string& name, const std::string& network,
                                      const std::vector<std::string>& command = {}) {
-  std::vector<std::string> a{"vm",       "create", name,  "--kernel", env().kernel, "--initrd",
-                             env().initrd, "--cmdline", "quiet panic=-1", "--network", network};
+  std::vector<std::string> a{"vm",       "create",     name,        "--kernel",       env().kernel,
+                             "--initrd", env().initrd, "--cmdline", "quiet panic=-1", "--network",
+                             network};
   if (!command.empty()) {
     a.push_back("--");
     a.insert(a.end(), command.begin(), command.end());
@@ -268,8 +269,8 @@ BOOST_AUTO_TEST_CASE(two_vms_on_a_network_ping_each_other_and_the_bridge) {
   BOOST_TEST(a2["tap"] == tap_a);
   BOOST_TEST(attachments(net_name) == "vm/a vm/b");
   BOOST_TEST(ok({"network", "check", "vm/a"}).size() > 0);
-  BOOST_TEST(e.ns->exec({"/bin/busybox", "ping", "-c", "1", "-W", "5", "10.77.0.2"}, 30s).code()
-             == 0);
+  BOOST_TEST(e.ns->exec({"/bin/busybox", "ping", "-c", "1", "-W", "5", "10.77.0.2"}, 30s).code() ==
+             0);
 
   // stop and kill release the tap and the lease before they answer.
   auto sa = json::parse(ok({"vm", "stop", "--json", "-t", "60s", "a"}, 90s));
@@ -334,9 +335,8 @@ BOOST_AUTO_TEST_CASE(cytod_as_the_guest_init_applies_the_address) {
   // The product's guest (deploy/make-vm-image: cytod as /init, virtio_net in its module
   // list): cytod --init reads ip= from the kernel command line and configures eth0.
   std::string img = env().work / "image";
-  auto m = run_process({std::string{CYTO_SOURCE_DIR} + "/deploy/make-vm-image", img, "--cytod",
-                        cytod_path},
-                       180s);
+  auto m = run_process(
+      {std::string{CYTO_SOURCE_DIR} + "/deploy/make-vm-image", img, "--cytod", cytod_path}, 180s);
   if (m.code() == 77) {
     BOOST_TEST_MESSAGE("no guest image: " << m.err);
     return;
@@ -366,8 +366,8 @@ BOOST_AUTO_TEST_CASE(cytod_as_the_guest_init_applies_the_address) {
   auto ping = cli({"vm", "exec", "g", "--", "ping", "-c", "2", "-W", "5", "10.80.0.1"}, 30s);
   BOOST_TEST(ping.code() == 0, ping.out << ping.err);
   BOOST_TEST(contains(ping.out, "bytes from 10.80.0.1"), ping.out);
-  BOOST_TEST(env().ns->exec({"/bin/busybox", "ping", "-c", "1", "-W", "5", "10.80.0.2"}, 30s).code()
-             == 0);
+  BOOST_TEST(
+      env().ns->exec({"/bin/busybox", "ping", "-c", "1", "-W", "5", "10.80.0.2"}, 30s).code() == 0);
   // QEMU dies (SIGKILL from outside cytod): the tap and lease go with it.
   pid_t qemu = v["pid"];
   auto tap = v["tap"].get<std::string>();

@@ -156,6 +156,9 @@ using network_actor = caf::typed_actor<
   caf::replies_to<get_atom, std::string>::with<network_info>,
   /// Connects a workload (CNI ADD); nothing is left on error.
   caf::replies_to<attach_atom, attach_request>::with<net_attachment>,
+  /// Makes a tap device on the network's bridge (in the daemon's netns) with an address
+  /// from the network's IPAM, for a VM; nothing is left on error. detach releases it.
+  caf::replies_to<attach_atom, tap_request>::with<net_attachment>,
   /// Disconnects a workload (CNI DEL) and removes its netns if the actor made it;
   /// a no-op for an owner with no attachment.
   caf::reacts_to<detach_atom, std::string>,

@@ -66,6 +66,21 @@ typename Inspector::result_type inspect(Inspector& f, attach_request& x) {
            x.ifname);
 }
 
+/// What a tap attach asks for: a tap device on the network's bridge and an address from
+/// the network's IPAM, for a VM whose hypervisor (in the daemon's netns) opens the tap.
+/// The answer's ifname is the tap, mac the guest's (stable per owner), netns_path empty.
+struct tap_request {
+  /// Who is attached, unique: "vm/<name>".
+  std::string owner;
+  /// Network name; empty: the default network.
+  std::string network;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tap_request& x) {
+  return f(caf::meta::type_name("tap_request"), x.owner, x.network);
+}
+
 /// A workload attached to a network: the CNI result, as recorded.
 struct net_attachment {
   std::string owner;

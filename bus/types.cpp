@@ -82,6 +82,7 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<port_mapping>("cyto.port_mapping");
   cfg.add_message_type<std::vector<port_mapping>>("cyto.port_mappings");
   cfg.add_message_type<attach_request>("cyto.attach_request");
+  cfg.add_message_type<tap_request>("cyto.tap_request");
   cfg.add_message_type<net_attachment>("cyto.net_attachment");
   cfg.add_message_type<std::vector<net_attachment>>("cyto.net_attachments");
   cfg.add_message_type<network_info>("cyto.network_info");

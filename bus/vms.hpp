@@ -47,12 +47,15 @@ struct vm_spec {
   /// Arguments for the guest's init, put after " -- " on the kernel command line (the
   /// kernel hands them to /init as its argv). `cyto vm run -- CMD` puts CMD here.
   std::vector<std::string> init_args;
+  /// A cyto network (`cyto network create`) the VM is on: at start it gets a tap on that
+  /// network's bridge, an address from its IPAM and a virtio-net device; empty: none.
+  std::string network;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, vm_spec& x) {
   return f(caf::meta::type_name("vm_spec"), x.name, x.vcpus, x.memory_bytes, x.kernel, x.initrd,
-           x.cmdline, x.drives, x.accel, x.machine, x.labels, x.init_args);
+           x.cmdline, x.drives, x.accel, x.machine, x.labels, x.init_args, x.network);
 }
 
 /// Lifecycle of a VM. Values match schema/vms.capnp's VmState.
@@ -89,6 +92,13 @@ struct vm_info {
   int64_t created_unix_nanos = 0;
   int64_t started_unix_nanos = 0;
   int64_t finished_unix_nanos = 0;
+  /// While QEMU runs on a network: the guest's addresses (CIDR), its gateway and the host
+  /// tap QEMU uses; cleared when QEMU ends (the lease is released). The guest's MAC is
+  /// stable (kept).
+  std::vector<std::string> ips;
+  std::string gateway;
+  std::string tap;
+  std::string mac;
 };
 
 template <class Inspector>
@@ -96,7 +106,7 @@ typename Inspector::result_type inspect(Inspector& f, vm_info& x) {
   return f(caf::meta::type_name("vm_info"), x.spec, x.state, x.pid, x.exit_reason, x.exit_code,
            x.accel, x.accel_reason, x.machine, x.cell, x.executable, x.console_path,
            x.channel_path, x.qmp_path, x.dir, x.created_unix_nanos, x.started_unix_nanos,
-           x.finished_unix_nanos);
+           x.finished_unix_nanos, x.ips, x.gateway, x.tap, x.mac);
 }
 
 /// What a QMP session reports to the vms actor: an asynchronous event ("SHUTDOWN",

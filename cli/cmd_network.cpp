@@ -189,7 +189,7 @@ void add_network_commands(CLI::App& app, global_options& g, std::function<int()>
 
   static std::string check_owner;
   auto* ck = net->add_subcommand("check", "run CNI CHECK on a workload's attachment (e.g. cell/web)");
-  ck->add_option("owner", check_owner, "owner as shown by inspect: cell/NAME, container/NAME, pod/NAME")
+  ck->add_option("owner", check_owner, "owner as shown by inspect: cell/NAME, container/NAME, pod/NAME, vm/NAME")
     ->required();
   ck->callback([&] { run = [&] { return check(g, check_owner); }; });
 

@@ -20,7 +20,7 @@ constexpr std::string_view exit_marker = "CYTO-EXIT=";
 constexpr int engine_failed = 125;
 
 struct vm_flags {
-  std::string name, kernel, initrd, cmdline, memory = "256M", accel, machine;
+  std::string name, kernel, initrd, cmdline, memory = "256M", accel, machine, network;
   uint32_t vcpus = 1;
   std::vector<std::string> drives, labels, command;
   bool rm = false;
@@ -65,6 +65,11 @@ nlohmann::json vm_json(schema::VmInfo::Reader v) {
           {"initArgs", texts(s.getInitArgs())},
           {"drives", drives},
           {"labels", texts(s.getLabels())},
+          {"network", s.getNetwork().cStr()},
+          {"ips", texts(v.getIps())},
+          {"gateway", v.getGateway().cStr()},
+          {"tap", v.getTap().cStr()},
+          {"mac", v.getMac().cStr()},
           {"accel", v.getAccel().cStr()},
           {"accelReason", v.getAccelReason().cStr()},
           {"machine", v.getMachine().cStr()},
@@ -100,6 +105,13 @@ void print_vm(const global_options& g, schema::VmInfo::Reader v) {
   for (auto d : s.getDrives())
     rows.emplace_back("drive", std::string{d.getPath().cStr()} + " (" + d.getFormat().cStr() +
                                    (d.getReadOnly() ? ", read-only)" : ")"));
+  if (s.hasNetwork() && s.getNetwork().size() > 0) {
+    rows.emplace_back("network", s.getNetwork().cStr());
+    rows.emplace_back("ips", v.getIps().size() ? join(texts(v.getIps()), ",") : "-");
+    rows.emplace_back("gateway", v.getGateway().size() ? v.getGateway().cStr() : "-");
+    rows.emplace_back("tap", v.getTap().size() ? v.getTap().cStr() : "-");
+    rows.emplace_back("mac", v.getMac().size() ? v.getMac().cStr() : "-");
+  }
   rows.insert(rows.end(), {{"labels", join(texts(s.getLabels()), ",")},
                            {"cell", v.getCell().cStr()},
                            {"console", v.getConsolePath().cStr()},
@@ -156,6 +168,7 @@ void fill_spec(const vm_flags& f, schema::VmSpec::Builder s) {
   }
   s.setAccel(f.accel);
   s.setMachine(f.machine);
+  s.setNetwork(f.network);
   auto labels = s.initLabels(f.labels.size());
   for (uint i = 0; i < f.labels.size(); ++i)
     labels.set(i, f.labels[i]);
@@ -270,14 +283,15 @@ int ls(const global_options& g) {
     print_json(out);
     return 0;
   }
-  std::printf("%-20s  %-8s  %8s  %5s  %8s  %-8s  %-4s  %s\n", "NAME", "STATE", "PID", "VCPUS",
-              "MEMORY", "MACHINE", "ACCEL", "EXIT");
+  std::printf("%-20s  %-8s  %8s  %5s  %8s  %-8s  %-4s  %-18s  %s\n", "NAME", "STATE", "PID",
+              "VCPUS", "MEMORY", "MACHINE", "ACCEL", "IP", "EXIT");
   for (auto v : resp.getVms()) {
     auto s = v.getSpec();
-    std::printf("%-20s  %-8s  %8u  %5u  %8s  %-8s  %-4s  %s\n", s.getName().cStr(),
+    auto ip = v.getIps().size() ? join(texts(v.getIps()), ",") : std::string{"-"};
+    std::printf("%-20s  %-8s  %8u  %5u  %8s  %-8s  %-4s  %-18s  %s\n", s.getName().cStr(),
                 state_text(v.getState()), v.getPid(), s.getVcpus(),
-                human_size(s.getMemoryBytes()).c_str(), v.getMachine().cStr(),
-                v.getAccel().cStr(), v.getExitReason().cStr());
+                human_size(s.getMemoryBytes()).c_str(), v.getMachine().cStr(), v.getAccel().cStr(),
+                ip.c_str(), v.getExitReason().cStr());
   }
   return 0;
 }
@@ -368,6 +382,9 @@ void add_spec_flags(CLI::App* sub, vm_flags& f) {
   sub->add_option("--accel", f.accel, "kvm or tcg (default: hardware KVM if the host has it)");
   sub->add_option("--machine", f.machine, "microvm (default) or q35");
   sub->add_option("--label", f.labels, "KEY=VALUE; repeat")->allow_extra_args(false);
+  sub->add_option("--network", f.network,
+                  "a cyto network (cyto network ls): a tap on its bridge and an address from "
+                  "its IPAM at start; the guest gets ip=ADDR::GW:MASK::eth0:off");
   sub->add_option("command", f.command,
                   "after --: the command the guest's init runs (kernel command line after ' -- ')");
 }

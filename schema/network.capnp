@@ -11,9 +11,10 @@ struct PortMapping {
 }
 
 struct Attachment {
-  owner @0 :Text;         # "cell/<name>", "container/<name>", "pod/<name>"
+  owner @0 :Text;         # "cell/<name>", "container/<name>", "pod/<name>", "vm/<name>"
   network @1 :Text;
-  netnsPath @2 :Text;
+  netnsPath @2 :Text;     # empty for a VM: its tap (ifname) is in the daemon's netns and
+                          # mac is the guest's
   netnsOwned @3 :Bool;    # the daemon made the netns and removes it on detach
   ifname @4 :Text;
   ips @5 :List(Text);     # CIDR, e.g. "10.88.0.5/16"

@@ -24,6 +24,8 @@ struct VmSpec {
   machine @8 :Text;       # "microvm" (default) or "q35"
   labels @9 :List(Text);  # key=value
   initArgs @10 :List(Text);  # given to the guest's init after " -- " on the kernel command line
+  network @11 :Text;      # a cyto network (NetworkService): at start a tap on its bridge, an
+                          # address from its IPAM (kernel `ip=` for the guest), virtio-net
 }
 
 enum VmState {
@@ -52,6 +54,10 @@ struct VmInfo {
   createdUnixNanos @14 :Int64;
   startedUnixNanos @15 :Int64;
   finishedUnixNanos @16 :Int64;
+  ips @17 :List(Text);    # the guest's addresses (CIDR) while QEMU runs on a network
+  gateway @18 :Text;
+  tap @19 :Text;          # the host tap device on the network's bridge (while running)
+  mac @20 :Text;          # the guest's MAC, stable per VM
 }
 
 interface Vms {

@@ -290,6 +290,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
   vms_cfg.state_dir = cfg.state_dir;
   vms_cfg.qemu = cfg.qemu;
   vms_cfg.cells = cells_actor;
+  vms_cfg.network = network_actor;
   cyto::vms_actor vms_handle;
   if (auto bad = vms_cfg.validate(); !bad.empty())
     main_log->error("vms: {}; VMs are unavailable", bad);

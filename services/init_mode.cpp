@@ -10,14 +10,19 @@
 #include <optional>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/input.h>
 #include <linux/magic.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -122,6 +127,92 @@ void load_modules(const std::string& list) {
   }
   for (auto& [path, why] : errors)
     logger()->error("load module {}: {}", path, why);
+}
+
+/// The kernel's `ip=<client>:<server>:<gw>:<netmask>:<host>:<device>:<autoconf>` from
+/// /proc/cmdline (what the host's cytod gives a VM on a network). The guest kernel has no
+/// IP autoconfiguration of its own for it (virtio_net is a module, loaded above), so init
+/// applies the static address: lo and the device up, address, netmask, default route.
+void configure_network() {
+  std::ifstream in{"/proc/cmdline"};
+  std::string word, param;
+  while (in >> word)
+    if (word.rfind("ip=", 0) == 0)
+      param = word.substr(3);
+  if (param.empty())
+    return;
+  std::vector<std::string> f;
+  size_t start = 0;
+  while (true) {
+    auto colon = param.find(':', start);
+    f.push_back(param.substr(start, colon == std::string::npos ? colon : colon - start));
+    if (colon == std::string::npos)
+      break;
+    start = colon + 1;
+  }
+  f.resize(7);
+  auto dev = f[5].empty() ? std::string{"eth0"} : f[5];
+  in_addr addr{}, gw{}, mask{};
+  if (::inet_pton(AF_INET, f[0].c_str(), &addr) != 1 ||
+      (!f[3].empty() && ::inet_pton(AF_INET, f[3].c_str(), &mask) != 1) ||
+      (!f[2].empty() && ::inet_pton(AF_INET, f[2].c_str(), &gw) != 1)) {
+    logger()->error("ip={}: not client::gateway:netmask::device:off", param);
+    return;
+  }
+  if (dev.size() >= IFNAMSIZ) {
+    logger()->error("ip={}: interface name {} is too long", param, dev);
+    return;
+  }
+  // The driver may still be probing the device.
+  auto deadline = clock::now() + std::chrono::seconds{5};
+  while (::if_nametoindex(dev.c_str()) == 0 && clock::now() < deadline)
+    ::usleep(20000);
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    logger()->error("ip=: socket: {}", std::strerror(errno));
+    return;
+  }
+  auto fail = [&](const char* what) {
+    logger()->error("ip={}: {} {}: {}", param, what, dev, std::strerror(errno));
+    ::close(fd);
+  };
+  auto up = [&](const std::string& name) {
+    ifreq r{};
+    std::strncpy(r.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    if (::ioctl(fd, SIOCGIFFLAGS, &r) != 0)
+      return false;
+    r.ifr_flags |= IFF_UP;
+    return ::ioctl(fd, SIOCSIFFLAGS, &r) == 0;
+  };
+  up("lo");
+  auto set_addr = [&](unsigned long req, in_addr a) {
+    ifreq r{};
+    std::strncpy(r.ifr_name, dev.c_str(), IFNAMSIZ - 1);
+    auto* sin = reinterpret_cast<sockaddr_in*>(&r.ifr_addr);
+    sin->sin_family = AF_INET;
+    sin->sin_addr = a;
+    return ::ioctl(fd, req, &r) == 0;
+  };
+  if (!set_addr(SIOCSIFADDR, addr))
+    return fail("set the address of");
+  if (mask.s_addr && !set_addr(SIOCSIFNETMASK, mask))
+    return fail("set the netmask of");
+  if (!up(dev))
+    return fail("set up");
+  if (gw.s_addr) {
+    rtentry rt{};
+    auto* dst = reinterpret_cast<sockaddr_in*>(&rt.rt_dst);
+    auto* gate = reinterpret_cast<sockaddr_in*>(&rt.rt_gateway);
+    auto* genmask = reinterpret_cast<sockaddr_in*>(&rt.rt_genmask);
+    dst->sin_family = gate->sin_family = genmask->sin_family = AF_INET;
+    gate->sin_addr = gw;
+    rt.rt_flags = RTF_UP | RTF_GATEWAY;
+    if (::ioctl(fd, SIOCADDRT, &rt) != 0 && errno != EEXIST)
+      return fail("add the default route on");
+  }
+  ::close(fd);
+  logger()->info("network: {} {} netmask {} gateway {}", dev, f[0], f[3].empty() ? "-" : f[3],
+                 f[2].empty() ? "-" : f[2]);
 }
 
 void set_hostname() {
@@ -288,6 +379,7 @@ int become_init(const init_options& opt) {
   mount_api_filesystems();
   load_modules(opt.modules_file);
   set_hostname();
+  configure_network();
   ::reboot(RB_DISABLE_CAD); // Ctrl-Alt-Del becomes SIGINT to us
 
   sigset_t mask;

@@ -23,6 +23,7 @@ vm_spec from_capnp(schema::VmSpec::Reader s) {
   out.machine = s.getMachine();
   out.labels = texts(s.getLabels());
   out.init_args = texts(s.getInitArgs());
+  out.network = s.getNetwork();
   return out;
 }
 
@@ -43,6 +44,7 @@ void to_capnp(const vm_spec& s, schema::VmSpec::Builder out) {
   out.setMachine(s.machine);
   fill_texts(out.initLabels(s.labels.size()), s.labels);
   fill_texts(out.initInitArgs(s.init_args.size()), s.init_args);
+  out.setNetwork(s.network);
 }
 
 void to_capnp(const vm_info& x, schema::VmInfo::Builder out) {
@@ -63,6 +65,10 @@ void to_capnp(const vm_info& x, schema::VmInfo::Builder out) {
   out.setCreatedUnixNanos(x.created_unix_nanos);
   out.setStartedUnixNanos(x.started_unix_nanos);
   out.setFinishedUnixNanos(x.finished_unix_nanos);
+  fill_texts(out.initIps(x.ips.size()), x.ips);
+  out.setGateway(x.gateway);
+  out.setTap(x.tap);
+  out.setMac(x.mac);
 }
 
 class vms_service final : public schema::Vms::Server {

@@ -178,8 +178,9 @@ std::string join_dirs(const std::vector<std::string>& dirs) {
 /// One plugin invocation. `prev` (may be null) becomes prevResult.
 caf::expected<nlohmann::json> invoke(const std::string& command, const nlohmann::json& conflist,
                                      const nlohmann::json& plugin, const cni_target& t,
-                                     const nlohmann::json& prev) {
-  auto type = plugin_type(plugin);
+                                     const nlohmann::json& prev,
+                                     const std::string& binary_type = {}) {
+  auto type = binary_type.empty() ? plugin_type(plugin) : binary_type;
   auto binary = find_plugin(type, t.plugin_dirs);
   if (!binary)
     return binary.error();
@@ -281,6 +282,35 @@ caf::error cni_check(const nlohmann::json& conflist, const cni_target& t,
   for (auto& p : conflist.value("plugins", nlohmann::json::array()))
     if (auto r = invoke("CHECK", conflist, p, t, prev_result); !r)
       return r.error();
+  return {};
+}
+
+namespace {
+
+/// The plugin of a conflist that has the IPAM section (the bridge plugin), and its type.
+caf::expected<std::pair<nlohmann::json, std::string>> ipam_plugin(const nlohmann::json& conflist) {
+  for (auto& p : conflist.value("plugins", nlohmann::json::array()))
+    if (auto i = p.find("ipam"); i != p.end() && i->is_object())
+      return std::pair{p, i->value("type", std::string{})};
+  return make_error(errc::failed_precondition,
+                    "network " + conflist.value("name", std::string{}) + " has no IPAM plugin");
+}
+
+} // namespace
+
+caf::expected<nlohmann::json> ipam_add(const nlohmann::json& conflist, const cni_target& t) {
+  auto p = ipam_plugin(conflist);
+  if (!p)
+    return p.error();
+  return invoke("ADD", conflist, p->first, t, nullptr, p->second);
+}
+
+caf::error ipam_del(const nlohmann::json& conflist, const cni_target& t) {
+  auto p = ipam_plugin(conflist);
+  if (!p)
+    return p.error();
+  if (auto r = invoke("DEL", conflist, p->first, t, nullptr, p->second); !r)
+    return r.error();
   return {};
 }
 

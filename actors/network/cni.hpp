@@ -47,6 +47,13 @@ caf::error cni_del(const nlohmann::json& conflist, const cni_target& t,
 caf::error cni_check(const nlohmann::json& conflist, const cni_target& t,
                      const nlohmann::json& prev_result);
 
+/// Runs only the IPAM plugin of the conflist's bridge (host-local) for ADD: an address
+/// lease for `t` (container id + ifname) without any interface; for a VM's tap.
+caf::expected<nlohmann::json> ipam_add(const nlohmann::json& conflist, const cni_target& t);
+
+/// Releases what ipam_add leased.
+caf::error ipam_del(const nlohmann::json& conflist, const cni_target& t);
+
 /// Copies IPs, gateway, MAC (of the interface in the netns) and DNS from a CNI result.
 /// Never throws: a result of another shape (a plugin's bug) is an internal error naming
 /// the field.

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <sys/vfs.h>
 
 #include <caf/all.hpp>
@@ -16,6 +17,7 @@
 #include "actors/network/cni.hpp"
 #include "actors/network/netns.hpp"
 #include "actors/network/subnet.hpp"
+#include "actors/network/tap.hpp"
 #include "bus/errc.hpp"
 #include "bus/logging.hpp"
 
@@ -36,6 +38,9 @@ namespace fs = std::filesystem;
 
 constexpr const char* kind_network = "network";
 constexpr const char* kind_attach = "netattach";
+/// A VM's tap + IPAM lease: an attach_row of its own kind, so netattach rows keep their
+/// meaning (a veth in a netns) and old records decode as they are.
+constexpr const char* kind_tap = "nettap";
 constexpr size_t max_name = 64;
 constexpr size_t max_ifname = 15; // IFNAMSIZ - 1
 
@@ -79,6 +84,31 @@ std::string owner_id(const std::string& owner) {
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
   return readable + "-" + std::string{hex, 8};
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s)
+    h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+/// A tap's name for an owner: "vtap-" + 8 hex digits (fits IFNAMSIZ).
+std::string tap_name(const std::string& owner) {
+  char name[16];
+  std::snprintf(name, sizeof(name), "vtap-%08llx",
+                static_cast<unsigned long long>(fnv1a(owner) & 0xffffffffull));
+  return name;
+}
+
+/// The guest's MAC for an owner, stable across starts and restarts: QEMU's 52:54:00 prefix
+/// (locally administered, unicast) and three bytes of the owner's hash.
+std::string guest_mac(const std::string& owner) {
+  auto h = fnv1a("mac:" + owner);
+  char mac[18];
+  std::snprintf(mac, sizeof(mac), "52:54:00:%02x:%02x:%02x", static_cast<unsigned>(h >> 16) & 0xff,
+                static_cast<unsigned>(h >> 8) & 0xff, static_cast<unsigned>(h) & 0xff);
+  return mac;
 }
 
 struct parsed_options {
@@ -189,9 +219,10 @@ network_info info_of(self_ptr self, const network_state::net_record& n) {
   out.spec = n.spec;
   out.conflist_path = conflist_path(self, n.spec.name);
   out.is_default = n.spec.name == self->state.config.default_network;
-  for (auto& [owner, a] : self->state.attachments)
-    if (a.info.network == n.spec.name)
-      out.attachments.push_back(a.info);
+  for (auto* m : {&self->state.attachments, &self->state.taps})
+    for (auto& [owner, a] : *m)
+      if (a.info.network == n.spec.name)
+        out.attachments.push_back(a.info);
   return out;
 }
 
@@ -402,6 +433,99 @@ caf::expected<net_attachment> attach(self_ptr self, attach_request req) {
   return a;
 }
 
+/// CNI_NETNS of a tap's IPAM calls: host-local never enters it, but ADD must name one.
+cni_target tap_target(self_ptr self, const net_attachment& a) {
+  return {owner_id(a.owner), "/proc/self/ns/net", a.ifname, self->state.config.plugin_dirs, {}};
+}
+
+/// Puts a recorded tap back (after a reboot or a deleted link): the bridge, then the tap.
+caf::error make_tap(self_ptr self, const net_attachment& a) {
+  auto& st = self->state;
+  auto n = st.networks.find(a.network);
+  if (n == st.networks.end())
+    return make_error(errc::not_found, "network " + a.network + " does not exist");
+  auto net = parse_subnet(n->second.spec.subnet);
+  if (!net)
+    return net.error();
+  if (auto err = ensure_bridge(n->second.spec.bridge, n->second.spec.gateway, net->prefix))
+    return err;
+  return create_tap(a.ifname, n->second.spec.bridge);
+}
+
+caf::expected<net_attachment> attach_tap(self_ptr self, tap_request req) {
+  auto& st = self->state;
+  if (req.owner.empty())
+    return make_error(errc::invalid_argument, "attach: no owner given");
+  for (auto* m : {&st.attachments, &st.taps})
+    if (auto i = m->find(req.owner); i != m->end())
+      return make_error(errc::already_exists,
+                        req.owner + " is already attached to network " + i->second.info.network);
+  if (req.network.empty())
+    req.network = st.config.default_network;
+  auto n = st.networks.find(req.network);
+  if (n == st.networks.end())
+    return make_error(errc::not_found, "network " + req.network + " does not exist");
+  if (auto err = check_plugins(n->second.conflist, st.config.plugin_dirs))
+    return err;
+  net_attachment a;
+  a.owner = req.owner;
+  a.network = req.network;
+  a.ifname = tap_name(req.owner);
+  for (auto& [owner, t] : st.taps)
+    if (t.info.ifname == a.ifname)
+      return make_error(errc::already_exists, "tap " + a.ifname + " of " + a.owner +
+                                                  " is taken by " + owner);
+  if (link_exists(a.ifname))
+    return make_error(errc::already_exists, "an interface " + a.ifname + " exists already");
+  // Recorded first: a crash from here on is undone at the next start.
+  attach_row row{a, {}};
+  if (auto err = st.db->put({kind_tap, a.owner, "attaching", to_blob(row)}))
+    return err;
+  auto result = ipam_add(n->second.conflist, tap_target(self, a));
+  if (!result) {
+    st.db->erase(kind_tap, a.owner);
+    st.log->warn("tap for {} on {}: IPAM failed: {}", a.owner, a.network, render(result.error()));
+    return result.error();
+  }
+  if (auto err = read_result(*result, a)) {
+    ipam_del(n->second.conflist, tap_target(self, a));
+    st.db->erase(kind_tap, a.owner);
+    st.log->warn("tap for {} on {}: {}", a.owner, a.network, render(err));
+    return err;
+  }
+  a.mac = guest_mac(a.owner);
+  if (auto err = make_tap(self, a)) {
+    ipam_del(n->second.conflist, tap_target(self, a));
+    delete_link(a.ifname);
+    st.db->erase(kind_tap, a.owner);
+    st.log->warn("tap for {} on {}: {}", a.owner, a.network, render(err));
+    return err;
+  }
+  row = attach_row{a, result->dump()};
+  auto blob = to_blob(row);
+  if (auto err = st.db->set_state(kind_tap, a.owner, "attached", &blob))
+    st.log->error("record tap of {}: {}", a.owner, render(err));
+  st.taps[a.owner] = {a, *result};
+  st.log->info("attached {} to {}: tap {} on {}, {} mac {}", a.owner, a.network, a.ifname,
+               n->second.spec.bridge, a.ips.empty() ? "-" : a.ips.front(), a.mac);
+  return a;
+}
+
+/// Releases the lease, deletes the tap, then the record.
+caf::error undo_tap(self_ptr self, const net_attachment& a) {
+  auto& st = self->state;
+  auto n = st.networks.find(a.network);
+  if (n != st.networks.end()) {
+    if (auto err = ipam_del(n->second.conflist, tap_target(self, a)))
+      return err;
+  } else {
+    st.log->warn("detach {}: network {} is gone; no IPAM release", a.owner, a.network);
+  }
+  if (auto err = delete_link(a.ifname))
+    return err;
+  return st.db->erase(kind_tap, a.owner);
+}
+
 /// DEL through the plugins, then the netns if ours, then the record.
 caf::error undo_attachment(self_ptr self, const net_attachment& a, const json& result) {
   auto& st = self->state;
@@ -420,6 +544,16 @@ caf::error undo_attachment(self_ptr self, const net_attachment& a, const json& r
 
 caf::result<void> detach(self_ptr self, const std::string& owner) {
   auto& st = self->state;
+  if (auto t = st.taps.find(owner); t != st.taps.end()) {
+    if (auto err = undo_tap(self, t->second.info)) {
+      st.log->error("detach {}: {}", owner, render(err));
+      return err;
+    }
+    st.log->info("detached {} from {} (tap {})", owner, t->second.info.network,
+                 t->second.info.ifname);
+    st.taps.erase(t);
+    return caf::unit;
+  }
   auto i = st.attachments.find(owner);
   if (i == st.attachments.end())
     return caf::unit;
@@ -439,10 +573,11 @@ caf::result<void> remove(self_ptr self, const std::string& name) {
     return make_error(errc::not_found, "network " + name + " does not exist");
   if (name == st.config.default_network)
     return make_error(errc::failed_precondition, "network " + name + " is the default network");
-  for (auto& [owner, a] : st.attachments)
-    if (a.info.network == name)
-      return make_error(errc::failed_precondition,
-                        "network " + name + " is in use by " + owner + "; detach it first");
+  for (auto* m : {&st.attachments, &st.taps})
+    for (auto& [owner, a] : *m)
+      if (a.info.network == name)
+        return make_error(errc::failed_precondition,
+                          "network " + name + " is in use by " + owner + "; detach it first");
   if (auto err = st.db->erase(kind_network, name))
     return err;
   ::unlink(conflist_path(self, name).c_str());
@@ -520,6 +655,31 @@ void reconcile(self_ptr self) {
       st.attachments[row.info.owner] = {row.info, result.is_discarded() ? json{} : result};
     }
   }
+  if (auto taps = st.db->load_all<attach_row>(kind_tap, dropped)) {
+    for (auto& [r, row] : *taps) {
+      auto& a = row.info;
+      if (r.state != "attached") {
+        if (auto err = undo_tap(self, a))
+          st.log->error("clean up half-made tap of {}: {}", a.owner, render(err));
+        else
+          st.log->warn("cleaned up half-made tap of {}", a.owner);
+        continue;
+      }
+      auto n = st.networks.find(a.network);
+      if (n != st.networks.end()
+          && (!link_exists(a.ifname)
+              || master_of(a.ifname) != static_cast<int>(::if_nametoindex(n->second.spec.bridge.c_str())))) {
+        // After a reboot (or someone deleted it): the lease is on disk, the link is not.
+        st.log->warn("tap {} of {} is gone or off its bridge; making it again", a.ifname, a.owner);
+        if (auto err = make_tap(self, a))
+          st.log->error("re-make tap {} of {}: {}", a.ifname, a.owner, render(err));
+      }
+      json result;
+      if (!row.result.empty())
+        result = json::parse(row.result, nullptr, false);
+      st.taps[a.owner] = {a, result.is_discarded() ? json{} : result};
+    }
+  }
   for (auto& k : dropped)
     st.log->error("state.db: unreadable network record {}; quarantined (cyto health)", k);
 }
@@ -554,6 +714,7 @@ network_actor::behavior_type network(self_ptr self, network_config config) {
       [why](list_atom) -> caf::result<std::vector<network_info>> { return why; },
       [why](get_atom, std::string&) -> caf::result<network_info> { return why; },
       [why](attach_atom, attach_request&) -> caf::result<net_attachment> { return why; },
+      [why](attach_atom, tap_request&) -> caf::result<net_attachment> { return why; },
       [why](detach_atom, std::string&) -> caf::result<void> { return why; },
       [why](check_atom, std::string&) -> caf::result<net_attachment> { return why; },
     };
@@ -598,9 +759,28 @@ network_actor::behavior_type network(self_ptr self, network_config config) {
         return std::move(r.error());
       return std::move(*r);
     },
+    [self](attach_atom, tap_request& req) -> caf::result<net_attachment> {
+      auto r = attach_tap(self, std::move(req));
+      if (!r)
+        return std::move(r.error());
+      return std::move(*r);
+    },
     [self](detach_atom, std::string& owner) -> caf::result<void> { return detach(self, owner); },
     [self](check_atom, std::string& owner) -> caf::result<net_attachment> {
       auto& st = self->state;
+      if (auto t = st.taps.find(owner); t != st.taps.end()) {
+        auto& a = t->second.info;
+        auto n = st.networks.find(a.network);
+        if (n == st.networks.end())
+          return make_error(errc::not_found, "network " + a.network + " is gone");
+        if (!link_exists(a.ifname))
+          return make_error(errc::not_found, "tap " + a.ifname + " of " + owner + " is gone");
+        if (master_of(a.ifname) != static_cast<int>(::if_nametoindex(n->second.spec.bridge.c_str())))
+          return make_error(errc::failed_precondition, "tap " + a.ifname + " of " + owner +
+                                                           " is not on bridge " +
+                                                           n->second.spec.bridge);
+        return a;
+      }
       auto i = st.attachments.find(owner);
       if (i == st.attachments.end())
         return make_error(errc::not_found, owner + " is not attached to any network");

@@ -49,6 +49,8 @@ struct network_state {
   std::unique_ptr<store::state_db> db;
   std::map<std::string, net_record> networks;
   std::map<std::string, attach_record> attachments;
+  /// Tap devices of VMs on a network's bridge (record kind "nettap"), by owner.
+  std::map<std::string, attach_record> taps;
   std::shared_ptr<spdlog::logger> log;
 };
 

@@ -1,5 +1,8 @@
 #include "actors/vms/qemu_args.hpp"
 
+#include <cstdint>
+#include <stdexcept>
+
 namespace cyto::vms {
 
 namespace {
@@ -21,6 +24,25 @@ std::string escaped(const std::string& value) {
   return out;
 }
 
+/// "a.b.c.d/n" as the kernel's ip= parameter; empty if it is not such an address.
+std::string ip_param(const std::string& cidr, const std::string& gateway) {
+  auto slash = cidr.find('/');
+  if (slash == std::string::npos)
+    return {};
+  int prefix = 0;
+  try {
+    prefix = std::stoi(cidr.substr(slash + 1));
+  } catch (const std::exception&) {
+    return {};
+  }
+  if (prefix < 0 || prefix > 32)
+    return {};
+  uint32_t mask = prefix == 0 ? 0 : ~uint32_t{0} << (32 - prefix);
+  auto netmask = std::to_string(mask >> 24) + "." + std::to_string((mask >> 16) & 0xff) + "." +
+                 std::to_string((mask >> 8) & 0xff) + "." + std::to_string(mask & 0xff);
+  return "ip=" + cidr.substr(0, slash) + "::" + gateway + ":" + netmask + "::eth0:off";
+}
+
 } // namespace
 
 std::string kernel_cmdline(const vm_spec& spec, const qemu_launch& how) {
@@ -28,6 +50,9 @@ std::string kernel_cmdline(const vm_spec& spec, const qemu_launch& how) {
   if (how.machine == "microvm" && how.accel == "tcg")
     // Without a calibrated TSC the microvm guest waits for timers TCG cannot fake.
     out += " tsc_early_khz=2000000 no_timer_check";
+  if (!how.guest_ip.empty())
+    if (auto ip = ip_param(how.guest_ip, how.gateway); !ip.empty())
+      out += " " + ip;
   if (!spec.cmdline.empty())
     out += " " + spec.cmdline;
   if (!how.init_args.empty()) {
@@ -61,6 +86,13 @@ std::vector<std::string> qemu_args(const vm_spec& spec, const qemu_launch& how) 
                      "socket,id=cytoch,path=" + escaped(how.channel_path) + ",server=on,wait=off",
                      "-device",
                      std::string{"virtserialport,chardev=cytoch,name="} + channel_port_name});
+  if (!how.tap.empty()) {
+    // The tap exists (the network actor made it on the bridge): QEMU only opens it.
+    a.insert(a.end(),
+             {"-netdev", "tap,id=net0,ifname=" + how.tap + ",script=no,downscript=no", "-device",
+              std::string{micro ? "virtio-net-device" : "virtio-net-pci"} + ",netdev=net0" +
+                  (how.mac.empty() ? "" : ",mac=" + how.mac)});
+  }
   for (size_t i = 0; i < spec.drives.size(); ++i) {
     auto& d = spec.drives[i];
     auto id = "drive" + std::to_string(i);

@@ -28,6 +28,14 @@ struct qemu_launch {
   /// Extra arguments to the guest's init, appended to the kernel command line after
   /// " -- " (each one double-quoted when it holds blanks).
   std::vector<std::string> init_args;
+  /// The VM's network (all empty: none): the host tap QEMU opens by name, the guest's
+  /// MAC, address (CIDR) and gateway. The address goes to the guest as the kernel's
+  /// `ip=<addr>::<gw>:<netmask>::eth0:off` (the guest's init applies it once virtio_net
+  /// is loaded).
+  std::string tap;
+  std::string mac;
+  std::string guest_ip;
+  std::string gateway;
 };
 
 /// The kernel command line QEMU is given: the console on ttyS0, the timer options

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -245,6 +246,33 @@ void persist(self_ptr self, vm& v) {
     self->state.log->error("record vm {}: {}", v.info.spec.name, render(err));
 }
 
+/// The owner name of a VM's attachment in the network actor.
+std::string net_owner(const std::string& name) {
+  return "vm/" + name;
+}
+
+/// Releases the VM's tap and lease (a no-op in the network actor when it has none) and
+/// forgets its addresses. The network actor handles requests in order, so a later start's
+/// attach comes after this.
+/// `k` runs once the network actor answered (at once when there is nothing to release).
+void release_net(self_ptr self, vm& v, std::function<void()> k = {}) {
+  auto& st = self->state;
+  if (!k)
+    k = [] {};
+  if ((v.info.spec.network.empty() && v.info.tap.empty()) || !st.config.network)
+    return k();
+  v.info.ips.clear();
+  v.info.gateway.clear();
+  v.info.tap.clear();
+  auto name = v.info.spec.name;
+  self->request(st.config.network, caf::infinite, detach_atom::value, net_owner(name))
+      .then([k] { k(); },
+            [self, name, k](caf::error& err) {
+              self->state.log->error("vm {}: release its tap and lease: {}", name, render(err));
+              k();
+            });
+}
+
 void remove_dir(const std::string& dir) {
   std::error_code ec;
   fs::remove_all(dir, ec);
@@ -352,23 +380,32 @@ void on_exit(self_ptr self, const std::string& name, uint64_t run, const exit_st
   info.state = v.stopping ? vm_state::stopped : vm_state::exited;
   info.pid = 0;
   info.finished_unix_nanos = now_nanos();
-  persist(self, v);
   st.log->info("vm {} {}: {}", name, text_of(info.state), info.exit_reason);
+  caf::error start_err;
   if (!v.starting.empty()) {
     auto why = tail_of(stderr_path(info));
-    auto err = make_error(errc::invalid_argument,
-                          "QEMU exited at start (" + info.exit_reason + ")" +
-                              (why.empty() ? std::string{} : ": " + why));
-    info.exit_reason = context_of(err);
-    persist(self, v);
-    for (auto& rp : v.starting)
-      rp.deliver(err);
-    v.starting.clear();
+    start_err =
+        make_error(errc::invalid_argument, "QEMU exited at start (" + info.exit_reason + ")" +
+                                               (why.empty() ? std::string{} : ": " + why));
+    info.exit_reason = context_of(start_err);
   }
   v.starting_now = false;
-  for (auto& rp : v.waiters)
-    rp.deliver(info);
+  // Answered once the tap and lease are released: when stop returns, they are gone.
+  auto starting = std::move(v.starting);
+  auto waiters = std::move(v.waiters);
+  v.starting.clear();
   v.waiters.clear();
+  release_net(self, v, [self, name, start_err, starting, waiters]() mutable {
+    auto i = self->state.vms.find(name);
+    for (auto& rp : starting)
+      rp.deliver(start_err);
+    for (auto& rp : waiters)
+      if (i != self->state.vms.end())
+        rp.deliver(i->second.info);
+      else
+        rp.deliver(no_vm(name));
+  });
+  persist(self, v);
 }
 
 /// Sends QEMU a signal through the cells actor (answers on exit; the exit watcher acts).
@@ -435,11 +472,17 @@ void fail_start(self_ptr self, vm& v, caf::error err) {
     signal_qemu(self, v, SIGKILL);
     return;
   }
-  for (auto& rp : v.starting)
-    rp.deliver(err);
+  auto starting = std::move(v.starting);
   v.starting.clear();
   v.starting_now = false;
+  release_net(self, v, [starting, err]() mutable {
+    for (auto& rp : starting)
+      rp.deliver(err);
+  });
+  persist(self, v);
 }
+
+void launch(self_ptr self, vm& v, uint64_t run);
 
 caf::error start(self_ptr self, const std::string& name,
                  caf::typed_response_promise<vm_info> rp) {
@@ -462,8 +505,54 @@ caf::error start(self_ptr self, const std::string& name,
   for (auto& d : spec.drives)
     if (auto err = drive_conflict(st, name, d))
       return err;
+  if (!spec.network.empty() && !st.config.network)
+    return make_error(errc::unavailable, "vm " + name + ": network " + spec.network +
+                                             ": the network service is not running");
+  v.starting_now = true;
+  v.starting.push_back(rp);
+  v.stopping = false;
+  v.shutdown_reason.clear();
+  auto run = ++v.run;
+  if (spec.network.empty()) {
+    launch(self, v, run);
+    return {};
+  }
+  // The tap and the address first: QEMU opens the tap, the guest is told the address.
+  self->request(st.config.network, caf::infinite, attach_atom::value,
+                tap_request{net_owner(name), spec.network})
+      .then(
+          [self, name, run](net_attachment& a) {
+            auto i = self->state.vms.find(name);
+            if (i == self->state.vms.end() || i->second.run != run) {
+              self->send(self->state.config.network, detach_atom::value, net_owner(name));
+              return;
+            }
+            auto& v = i->second;
+            v.info.ips = a.ips;
+            v.info.gateway = a.gateway;
+            v.info.tap = a.ifname;
+            v.info.mac = a.mac;
+            persist(self, v); // a crash before QEMU runs: the restart releases the tap
+            launch(self, v, run);
+          },
+          [self, name, run](caf::error& err) {
+            auto i = self->state.vms.find(name);
+            if (i == self->state.vms.end() || i->second.run != run)
+              return;
+            fail_start(self, i->second, err);
+          });
+  return {};
+}
+
+void launch(self_ptr self, vm& v, uint64_t run) {
+  auto& st = self->state;
+  auto name = v.info.spec.name;
+  auto& spec = v.info.spec;
   ::unlink(v.info.qmp_path.c_str());
   ::unlink(v.info.channel_path.c_str());
+  auto qemu = find_qemu(st.config.qemu);
+  if (!qemu)
+    return fail_start(self, v, qemu.error());
   qemu_launch how;
   how.qemu = *qemu;
   how.accel = v.info.accel;
@@ -471,6 +560,10 @@ caf::error start(self_ptr self, const std::string& name,
   how.qmp_path = v.info.qmp_path;
   how.channel_path = v.info.channel_path;
   how.init_args = spec.init_args;
+  how.tap = v.info.tap;
+  how.mac = v.info.mac;
+  how.guest_ip = v.info.ips.empty() ? std::string{} : v.info.ips.front();
+  how.gateway = v.info.gateway;
   // Cap TCG's translation cache (1 GiB by default) so it fits the cell's memory.max.
   how.tb_size_mib = std::max<uint64_t>(64, (st.config.memory_overhead >> 20) / 2);
   executable_spec exe;
@@ -479,11 +572,6 @@ caf::error start(self_ptr self, const std::string& name,
   exe.argv = qemu_args(spec, how);
   exe.cwd = v.info.dir;
   exe.description = "vm " + name;
-  v.starting_now = true;
-  v.starting.push_back(rp);
-  v.stopping = false;
-  v.shutdown_reason.clear();
-  auto run = ++v.run;
   self->request(st.config.cells, caf::infinite, start_atom::value, exe)
       .then(
           [self, name, run](executable_info& e) {
@@ -527,7 +615,6 @@ caf::error start(self_ptr self, const std::string& name,
               return;
             fail_start(self, i->second, err);
           });
-  return {};
 }
 
 // -- allocate, free -------------------------------------------------------------------
@@ -608,13 +695,15 @@ void free_vm(self_ptr self, const std::string& name, std::function<void(caf::err
     st.log->info("freed vm {}", name);
     k({});
   };
-  self->request(st.config.cells, caf::infinite, free_atom::value, cell, true, true)
-      .then([finish] { finish(); },
-            [self, name, finish](caf::error& err) {
-              if (code_of(err) != errc::not_found)
-                self->state.log->error("free the cell of vm {}: {}", name, render(err));
-              finish();
-            });
+  release_net(self, v, [self, name, cell, finish] {
+    self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, true, true)
+        .then([finish] { finish(); },
+              [self, name, finish](caf::error& err) {
+                if (code_of(err) != errc::not_found)
+                  self->state.log->error("free the cell of vm {}: {}", name, render(err));
+                finish();
+              });
+  });
 }
 
 // -- restart --------------------------------------------------------------------------
@@ -643,6 +732,7 @@ void readopt(self_ptr self, const std::string& name) {
               v.info.exit_reason = "QEMU ended while cytod was down" +
                                    (why.empty() ? std::string{} : "; its stderr: " + why) +
                                    (last.empty() ? std::string{} : "; last console line: " + last);
+              release_net(self, v);
               persist(self, v);
               self->state.log->warn("vm {}: {}", name, v.info.exit_reason);
               return;
@@ -681,6 +771,7 @@ void readopt(self_ptr self, const std::string& name) {
             v.info.pid = 0;
             v.info.exit_code = -1;
             v.info.exit_reason = "its cell is gone: " + render(err);
+            release_net(self, v);
             persist(self, v);
           });
 }
@@ -703,12 +794,20 @@ void reconcile(self_ptr self) {
           .then([] {}, [](caf::error&) {});
       remove_dir(info.dir);
       st.db->erase(kind_vm, name);
+      if (st.config.network && !info.spec.network.empty())
+        self->send(st.config.network, detach_atom::value, net_owner(name));
       continue;
     }
     auto& v = st.vms[name];
     v.info = info;
     if (is_live(info.state))
       readopt(self, name);
+    else if (!info.spec.network.empty())
+      // cytod may have died between an attach and QEMU's start or end: a no-op if not.
+      release_net(self, v, [self, name] {
+        if (auto i = self->state.vms.find(name); i != self->state.vms.end())
+          persist(self, i->second);
+      });
   }
 }
 
@@ -788,8 +887,24 @@ vms_actor::behavior_type vms(self_ptr self, vms_config config) {
   return {
       [self](allocate_atom, vm_spec& spec) -> caf::result<vm_info> {
         auto rp = self->make_response_promise<vm_info>();
-        if (auto err = allocate(self, std::move(spec), rp))
-          rp.deliver(err);
+        if (spec.network.empty()) {
+          if (auto err = allocate(self, std::move(spec), rp))
+            rp.deliver(err);
+          return rp;
+        }
+        if (!self->state.config.network) {
+          rp.deliver(make_error(errc::unavailable, "vm " + spec.name + ": network " + spec.network +
+                                                       ": the network service is not running"));
+          return rp;
+        }
+        // The network must exist now (its tap and lease come at start).
+        self->request(self->state.config.network, caf::infinite, get_atom::value, spec.network)
+            .then(
+                [self, spec, rp](network_info&) mutable {
+                  if (auto err = allocate(self, std::move(spec), rp))
+                    rp.deliver(err);
+                },
+                [self, rp](caf::error& err) mutable { rp.deliver(err); });
         return rp;
       },
       [self](start_atom, std::string& name) -> caf::result<vm_info> {

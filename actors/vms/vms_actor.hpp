@@ -25,6 +25,8 @@ struct vms_config {
   /// How long a start waits for QEMU's QMP socket to answer.
   uint32_t qmp_timeout_ms = 10000;
   cells_actor cells;
+  /// Taps and leases of VMs on a network; without it a VM with a network is refused.
+  network_actor network;
 
   /// Empty when usable; otherwise what is wrong.
   std::string validate() const;

@@ -6,6 +6,7 @@
 #define BOOST_TEST_MODULE integration_network_actor
 #include <boost/test/unit_test.hpp>
 
+#include <net/if.h>
 #include <sched.h>
 #include <sys/mount.h>
 
@@ -13,6 +14,7 @@
 
 #include "actors/network/netns.hpp"
 #include "actors/network/network_actor.hpp"
+#include "actors/network/tap.hpp"
 #include "bus/errc.hpp"
 #include "bus/types.hpp"
 #include "tests/integration/daemon_fixture.hpp"
@@ -168,4 +170,52 @@ BOOST_AUTO_TEST_CASE(a_restarted_actor_knows_its_attachments) {
   BOOST_TEST(code(env.ask_void(delete_atom::value, std::string{"n1"})) == "failed_precondition");
   BOOST_TEST(!env.ask_void(detach_atom::value, std::string{"cell/c"}));
   BOOST_TEST(!env.ask_void(delete_atom::value, std::string{"n1"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_vm_tap_shares_the_bridge_and_is_made_again_after_a_reboot) {
+  actor_env env;
+  auto bridge_index = [] { return static_cast<int>(::if_nametoindex("cyto-cyto")); };
+  // Unknown network: refused, nothing recorded.
+  auto lost = env.ask<net_attachment>(attach_atom::value, tap_request{"vm/lost", "nope"});
+  BOOST_TEST(code(lost.error()) == "not_found");
+  // The first tap makes the bridge (no container has yet) with the gateway address.
+  auto t = env.ask<net_attachment>(attach_atom::value, tap_request{"vm/t", ""});
+  BOOST_REQUIRE_MESSAGE(t, why(t));
+  BOOST_TEST(t->network == "cyto");
+  BOOST_TEST(t->ips == std::vector<std::string>{"10.88.0.2/24"});
+  BOOST_TEST(t->gateway == "10.88.0.1");
+  BOOST_TEST(t->netns_path.empty());
+  BOOST_TEST(t->ifname.rfind("vtap-", 0) == 0u);
+  BOOST_TEST(t->mac.rfind("52:54:00:", 0) == 0u);
+  BOOST_REQUIRE(network::link_exists(t->ifname));
+  BOOST_TEST(network::master_of(t->ifname) == bridge_index());
+  BOOST_TEST(fs::exists(env.dir.path() + "/network/ipam/cyto/10.88.0.2"));
+  auto twice = env.ask<net_attachment>(attach_atom::value, tap_request{"vm/t", ""});
+  BOOST_TEST(code(twice.error()) == "already_exists");
+  // A container's veth joins the same bridge (the bridge plugin takes it as it is).
+  auto c = env.ask<net_attachment>(attach_atom::value, req("container/c"));
+  BOOST_REQUIRE_MESSAGE(c, why(c));
+  BOOST_TEST(c->ips == std::vector<std::string>{"10.88.0.3/24"});
+  BOOST_TEST(env.ask<net_attachment>(check_atom::value, std::string{"vm/t"}).engaged());
+  BOOST_TEST(code(env.ask_void(delete_atom::value, std::string{"cyto"})) == "failed_precondition");
+  // "Reboot": the tap is gone from the kernel, the record and the lease are not.
+  BOOST_REQUIRE(!network::delete_link(t->ifname));
+  BOOST_TEST(code(env.ask<net_attachment>(check_atom::value, std::string{"vm/t"}).error())
+             == "not_found");
+  env.restart();
+  // The first answer comes after the actor's start-up (its reconcile) is done.
+  auto again = env.ask<net_attachment>(check_atom::value, std::string{"vm/t"});
+  BOOST_REQUIRE_MESSAGE(again, why(again));
+  BOOST_TEST(network::link_exists(t->ifname));
+  BOOST_TEST(network::master_of(t->ifname) == bridge_index());
+  BOOST_TEST(again->ips == t->ips);
+  BOOST_TEST(again->mac == t->mac);
+  // Detach: tap and lease go.
+  BOOST_TEST(!env.ask_void(detach_atom::value, std::string{"vm/t"}));
+  BOOST_TEST(!network::link_exists(t->ifname));
+  BOOST_TEST(!fs::exists(env.dir.path() + "/network/ipam/cyto/10.88.0.2"));
+  BOOST_TEST(!env.ask_void(detach_atom::value, std::string{"container/c"}));
+  auto n = env.ask<network_info>(get_atom::value, std::string{"cyto"});
+  BOOST_REQUIRE(n);
+  BOOST_TEST(n->attachments.empty());
 }

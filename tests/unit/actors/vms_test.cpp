@@ -43,6 +43,10 @@ std::string after(const std::vector<std::string>& a, const std::string& opt) {
   return i == a.end() || i + 1 == a.end() ? std::string{} : *(i + 1);
 }
 
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
 bool has(const std::vector<std::string>& a, const std::string& v) {
   return std::find(a.begin(), a.end(), v) != a.end();
 }
@@ -112,6 +116,30 @@ BOOST_AUTO_TEST_CASE(init_arguments_follow_a_double_dash_quoted_when_blank) {
   auto l = launch("q35", "tcg");
   l.init_args = {"sh", "-c", "echo hi; exit 3"};
   BOOST_TEST(kernel_cmdline(s, l) == R"(console=ttyS0 quiet -- sh -c "echo hi; exit 3")");
+}
+
+BOOST_AUTO_TEST_CASE(a_vm_on_a_network_gets_its_tap_mac_and_address) {
+  auto s = spec();
+  auto l = launch("microvm", "tcg");
+  l.tap = "vtap-0123abcd";
+  l.mac = "52:54:00:12:34:56";
+  l.guest_ip = "10.77.0.2/24";
+  l.gateway = "10.77.0.1";
+  auto a = qemu_args(s, l);
+  BOOST_TEST(after(a, "-netdev") == "tap,id=net0,ifname=vtap-0123abcd,script=no,downscript=no");
+  BOOST_TEST(has(a, "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"));
+  // The kernel's nfsroot syntax, before the spec's own options (a user's ip= wins).
+  BOOST_TEST(after(a, "-append") == "console=ttyS0 tsc_early_khz=2000000 no_timer_check "
+                                    "ip=10.77.0.2::10.77.0.1:255.255.255.0::eth0:off quiet");
+  l.machine = "q35";
+  l.guest_ip = "10.1.0.9/17";
+  a = qemu_args(s, l);
+  BOOST_TEST(has(a, "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"));
+  BOOST_TEST(contains(after(a, "-append"), "ip=10.1.0.9::10.77.0.1:255.255.128.0::eth0:off"));
+  // No network: no netdev, no ip=.
+  a = qemu_args(s, launch("microvm", "tcg"));
+  BOOST_TEST(!has(a, "-netdev"));
+  BOOST_TEST(!contains(after(a, "-append"), "ip="));
 }
 
 BOOST_AUTO_TEST_CASE(parse_qmp_tells_replies_errors_events_and_greetings_apart) {

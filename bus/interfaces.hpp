@@ -253,6 +253,12 @@ using qmp_session_actor = caf::typed_actor<
   /// Internal: the reader thread saw the connection close.
   caf::reacts_to<done_atom>>;
 
+/// Builds one image root disk on a thread of its own (detached), then quits.
+using disk_builder_actor = caf::typed_actor<
+  /// mke2fs `mke2fs` makes an ext4 of directory `root` at `disk` (temp file + rename);
+  /// answers `disk`.
+  caf::replies_to<create_atom, std::string, std::string, std::string>::with<std::string>>;
+
 // -- observe -----------------------------------------------------------------
 
 /// Receives a log subscription's batches; grants credit with observe's `demand`.

@@ -24,6 +24,20 @@ struct VmSpec {
   machine @8 :Text;       # "microvm" (default) or "q35"
   labels @9 :List(Text);  # key=value
   initArgs @10 :List(Text);  # given to the guest's init after " -- " on the kernel command line
+  reserved11 @11 :Text;   # placeholder for the vmnet branch's field @11; replace at merge
+  image @12 :Text;        # boot from this image of the store: its root fs is the VM's
+                          # root disk (ext4, copy-on-write per VM); initArgs replace its Cmd;
+                          # kernel and initrd default to cytod's image boot kernel
+}
+
+struct VmImageRoot {
+  image @0 :Text;         # the image's name in the store
+  digest @1 :Text;        # its manifest digest: the key of the cached disk
+  disk @2 :Text;          # the cached ext4 of the image's root fs, shared, never written
+  overlay @3 :Text;       # this VM's qcow2 over disk: what the guest writes
+  command @4 :List(Text); # what the guest runs: entrypoint + (initArgs or Cmd)
+  env @5 :List(Text);
+  workdir @6 :Text;
 }
 
 enum VmState {
@@ -52,6 +66,10 @@ struct VmInfo {
   createdUnixNanos @14 :Int64;
   startedUnixNanos @15 :Int64;
   finishedUnixNanos @16 :Int64;
+  reserved17 @17 :Text;   # placeholders for fields of the vmnet branch; replace at merge
+  reserved18 @18 :Text;
+  reserved19 @19 :Text;
+  imageRoot @20 :VmImageRoot;  # set when the VM boots from an image
 }
 
 interface Vms {

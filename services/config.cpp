@@ -148,6 +148,14 @@ struct applier {
         str(node, key, cfg.channel_port);
       } else if (key == "vms.qemu") {
         str(node, key, cfg.qemu);
+      } else if (key == "vms.image_kernel") {
+        str(node, key, cfg.vm_image_kernel);
+      } else if (key == "vms.image_initrd") {
+        str(node, key, cfg.vm_image_initrd);
+      } else if (key == "vms.mke2fs") {
+        str(node, key, cfg.mke2fs);
+      } else if (key == "vms.qemu_img") {
+        str(node, key, cfg.qemu_img);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {

@@ -23,6 +23,7 @@ vm_spec from_capnp(schema::VmSpec::Reader s) {
   out.machine = s.getMachine();
   out.labels = texts(s.getLabels());
   out.init_args = texts(s.getInitArgs());
+  out.image = s.getImage();
   return out;
 }
 
@@ -43,6 +44,17 @@ void to_capnp(const vm_spec& s, schema::VmSpec::Builder out) {
   out.setMachine(s.machine);
   fill_texts(out.initLabels(s.labels.size()), s.labels);
   fill_texts(out.initInitArgs(s.init_args.size()), s.init_args);
+  out.setImage(s.image);
+}
+
+void to_capnp(const vm_image_root& r, schema::VmImageRoot::Builder out) {
+  out.setImage(r.image);
+  out.setDigest(r.digest);
+  out.setDisk(r.disk);
+  out.setOverlay(r.overlay);
+  fill_texts(out.initCommand(r.command.size()), r.command);
+  fill_texts(out.initEnv(r.env.size()), r.env);
+  out.setWorkdir(r.workdir);
 }
 
 void to_capnp(const vm_info& x, schema::VmInfo::Builder out) {
@@ -63,6 +75,8 @@ void to_capnp(const vm_info& x, schema::VmInfo::Builder out) {
   out.setCreatedUnixNanos(x.created_unix_nanos);
   out.setStartedUnixNanos(x.started_unix_nanos);
   out.setFinishedUnixNanos(x.finished_unix_nanos);
+  if (!x.spec.image.empty())
+    to_capnp(x.image_root, out.initImageRoot());
 }
 
 class vms_service final : public schema::Vms::Server {

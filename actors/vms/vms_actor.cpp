@@ -153,6 +153,12 @@ caf::error drive_conflict(const vms_state& st, const std::string& self_name, con
 
 /// What the kernel command line can carry after " -- " for the guest's init.
 caf::error check_init_args(const std::string& cmdline, const std::vector<std::string>& args) {
+  // The kernel panics beyond CONFIG_INIT_ENV_ARG_LIMIT (32) init arguments, init's own
+  // name among them.
+  if (args.size() > 31)
+    return make_error(errc::invalid_argument,
+                      std::to_string(args.size()) +
+                          " arguments for the guest's init: the kernel passes at most 31");
   size_t length = cmdline.size();
   for (auto& a : args) {
     if (a.empty() || a.find_first_of("\"\n") != std::string::npos)
@@ -603,16 +609,23 @@ void ensure_disk(self_ptr self, const image_info& img,
   auto target = disks_dir(st) + "/" + disk_mount_prefix + short_hex;
   st.log->info("building the root disk of image {} ({}) at {}", img.name, digest, disk);
   auto started = std::chrono::steady_clock::now();
-  auto release = [self, id, target] {
+  // Unmounts the image's tree, then answers: once a build is answered, nothing of it
+  // but the disk is left.
+  auto release = [self, id, target, digest](caf::expected<std::string> r) {
     self->request(self->state.config.images, caf::infinite, unmount_atom::value, id)
-        .then([target] { ::rmdir(target.c_str()); },
-              [self, id](caf::error& err) {
-                self->state.log->error("unmount the disk build's rootfs {}: {}", id, render(err));
-              });
+        .then(
+            [self, target, digest, r] {
+              ::rmdir(target.c_str());
+              finish_disk(self, digest, r);
+            },
+            [self, id, digest, r](caf::error& err) {
+              self->state.log->error("unmount the disk build's rootfs {}: {}", id, render(err));
+              finish_disk(self, digest, r);
+            });
   };
   self->request(st.config.images, caf::infinite, mount_atom::value, img.name, id, target)
       .then(
-          [self, digest, disk, target, mke2fs = *mke2fs, release, started](rootfs_info&) {
+          [self, disk, target, mke2fs = *mke2fs, release, started](rootfs_info&) {
             auto builder = self->spawn<caf::detached>(
                 [](disk_builder_actor::pointer b) -> disk_builder_actor::behavior_type {
                   return {[b](create_atom, std::string& tool, std::string& root,
@@ -626,18 +639,14 @@ void ensure_disk(self_ptr self, const image_info& img,
                 });
             self->request(builder, caf::infinite, create_atom::value, mke2fs, target, disk)
                 .then(
-                    [self, digest, release, started](std::string& path) {
-                      release();
+                    [self, release, started](std::string& path) {
                       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::steady_clock::now() - started)
                                     .count();
                       self->state.log->info("root disk {} built in {} ms", path, ms);
-                      finish_disk(self, digest, path);
+                      release(path);
                     },
-                    [self, digest, release](caf::error& err) {
-                      release();
-                      finish_disk(self, digest, err);
-                    });
+                    [release](caf::error& err) { release(err); });
           },
           [self, digest](caf::error& err) { finish_disk(self, digest, err); });
 }

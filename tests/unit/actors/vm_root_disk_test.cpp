@@ -63,7 +63,7 @@ BOOST_AUTO_TEST_CASE(guest_command_defaults_path_and_workdir_and_needs_a_command
   BOOST_TEST(r->env[0].rfind("PATH=", 0) == 0u);
   auto none = guest_command(R"({"config":{}})", {});
   BOOST_REQUIRE(!none);
-  BOOST_TEST(code_of(none.error()) == errc::invalid_argument);
+  BOOST_TEST((code_of(none.error()) == errc::invalid_argument));
   BOOST_TEST(!guest_command("not json", {}));
 }
 
@@ -89,7 +89,7 @@ BOOST_AUTO_TEST_CASE(disk_file_name_takes_sha256_digests_only) {
 BOOST_AUTO_TEST_CASE(missing_tool_is_unavailable_naming_the_package) {
   auto r = find_tool("/nonexistent/mke2fs", "e2fsprogs", "mke2fs");
   BOOST_REQUIRE(!r);
-  BOOST_TEST(code_of(r.error()) == errc::unavailable);
+  BOOST_TEST((code_of(r.error()) == errc::unavailable));
   BOOST_TEST(render(r.error()).find("e2fsprogs") != std::string::npos);
   BOOST_TEST(!find_tool("no-such-tool-anywhere", "pkg", "tool"));
 }

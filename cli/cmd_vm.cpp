@@ -21,6 +21,8 @@ constexpr int engine_failed = 125;
 
 struct vm_flags {
   std::string name, kernel, initrd, cmdline, memory = "256M", accel, machine, image;
+  /// The first positional word: the image, or (with --kernel or --image) the command's.
+  std::string first_word;
   uint32_t vcpus = 1;
   std::vector<std::string> drives, labels, command;
   bool rm = false;
@@ -140,9 +142,12 @@ void print_vm(const global_options& g, schema::VmInfo::Reader v) {
 /// The positional words are IMAGE [CMD...] unless --kernel or --image is given: then
 /// they are all the command (CLI11 does not tell which words came after "--").
 void split_words(vm_flags& f) {
-  if (f.kernel.empty() && f.image.empty() && !f.command.empty()) {
-    f.image = f.command.front();
-    f.command.erase(f.command.begin());
+  if (!f.first_word.empty()) {
+    if (f.kernel.empty() && f.image.empty())
+      f.image = f.first_word;
+    else
+      f.command.insert(f.command.begin(), f.first_word);
+    f.first_word.clear();
   }
   if (f.kernel.empty() && f.image.empty())
     throw cli_error("give an IMAGE or --kernel");
@@ -412,10 +417,12 @@ void add_spec_flags(CLI::App* sub, vm_flags& f) {
   sub->add_option("--accel", f.accel, "kvm or tcg (default: hardware KVM if the host has it)");
   sub->add_option("--machine", f.machine, "microvm (default) or q35");
   sub->add_option("--label", f.labels, "KEY=VALUE; repeat")->allow_extra_args(false);
+  sub->add_option("image", f.first_word,
+                  "the image to boot (without --kernel or --image; with them, the command's "
+                  "first word)");
   sub->add_option("command", f.command,
-                  "IMAGE (without --kernel or --image), then after --: the command the guest "
-                  "runs (for an image: instead of its Cmd; else the init's arguments after ' -- ' "
-                  "on the kernel command line)");
+                  "after --: the command the guest runs (for an image: instead of its Cmd; "
+                  "else the init's arguments after ' -- ' on the kernel command line)");
 }
 
 } // namespace

@@ -189,11 +189,14 @@ BOOST_AUTO_TEST_CASE(demo_image_boots_its_command_on_a_cached_disk_the_overlay_t
   BOOST_TEST(contains(console, "SEEN-BEFORE"), tail(console));
 
   // A second VM of the image: the cached disk, not rebuilt; a fresh overlay of its own.
-  auto r = cli(d, {"vm", "run", "--rm", "--name", "img2", "demo", "--", "sh", "-c",
-                   "cat /guest-wrote 2>/dev/null || echo FRESH-ROOT; echo hi; exit 7"});
+  // A drive of the spec comes after the root disk.
+  auto extra = d.state_dir() + "/extra.img";
+  write_text(extra, std::string(1 << 20, '\0'));
+  auto r = cli(d, {"vm", "run", "--rm", "--name", "img2", "--drive", extra, "demo", "--", "sh",
+                   "-c", "cat /guest-wrote 2>/dev/null || echo FRESH-ROOT; ls /dev/vdb; exit 7"});
   BOOST_TEST(r.code() == 7, "vm run: " << r.code() << " " << r.err << "\n" << tail(r.out));
   BOOST_TEST(contains(r.out, "FRESH-ROOT"), tail(r.out));
-  BOOST_TEST(contains(r.out, "hi"));
+  BOOST_TEST(contains(r.out, "/dev/vdb"), tail(r.out));
   auto again = stat_of(disk);
   BOOST_TEST(again.st_ino == before.st_ino);
   BOOST_TEST(again.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
@@ -225,6 +228,14 @@ BOOST_AUTO_TEST_CASE(bad_image_input_is_refused_and_leaves_nothing) {
   nothing_left(d, "b4");
   refused(d, {"vm", "create", "b5", "demo", "--vcpus", "0"}, "invalid_argument");
   nothing_left(d, "b5");
+  // A kernel of one's own with an image: named with --image (the words are the command).
+  ok({"vm", "create", "k2", "--kernel", env().boot + "/vmlinuz", "--image", "demo", "--", "true"});
+  auto k2 = inspect("k2");
+  BOOST_TEST(k2["image"] == "demo");
+  BOOST_TEST(k2["initrd"] == env().boot + "/initramfs.cpio");
+  BOOST_TEST((k2["imageRoot"]["command"] == json{"true"}));
+  ok({"vm", "rm", "k2"});
+  nothing_left(d, "k2");
 
   // A daemon without the tools and boot files: unavailable, naming what to install.
   daemon_fixture other{false};
@@ -239,4 +250,12 @@ BOOST_AUTO_TEST_CASE(bad_image_input_is_refused_and_leaves_nothing) {
   nothing_left(other, "m1");
   BOOST_TEST(disk_cache(other).empty());
   BOOST_TEST(json::parse(cli(other, {"vm", "ls", "--json"}).out).empty());
+  other.stop();
+  other.start({"--qemu-img", "/nonexistent/qemu-img", "--vm-image-kernel", env().boot + "/vmlinuz",
+               "--vm-image-initrd", env().boot + "/initramfs.cpio"},
+              60s);
+  err = refused(other, {"vm", "create", "q1", "demo"}, "unavailable");
+  BOOST_TEST(contains(err, "qemu-utils"), err);
+  nothing_left(other, "q1");
+  BOOST_TEST(disk_cache(other).empty());
 }

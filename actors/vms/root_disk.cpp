@@ -42,11 +42,10 @@ struct tree_size {
 tree_size measure(const std::string& root) {
   tree_size out;
   std::error_code ec;
-  for (fs::recursive_directory_iterator it{root, fs::directory_options::skip_permission_denied,
-                                           ec},
+  for (fs::recursive_directory_iterator it{root, fs::directory_options::skip_permission_denied, ec},
        end;
        !ec && it != end; it.increment(ec)) {
-    struct stat st{};
+    struct stat st {};
     if (::lstat(it->path().c_str(), &st) != 0)
       continue;
     ++out.inodes;
@@ -80,8 +79,8 @@ caf::expected<std::string> find_tool(const std::string& tool, const std::string&
       break;
     start = end + 1;
   }
-  return make_error(errc::unavailable, tool + " not found in PATH (install the Debian package " +
-                                           package + ")");
+  return make_error(errc::unavailable,
+                    tool + " not found in PATH (install the Debian package " + package + ")");
 }
 
 caf::error run_tool(const std::vector<std::string>& argv, const std::string& what) {
@@ -151,8 +150,7 @@ caf::expected<std::string> disk_file_name(const std::string& digest) {
   return hex + ".ext4";
 }
 
-caf::error build_ext4(const std::string& mke2fs, const std::string& root,
-                      const std::string& disk) {
+caf::error build_ext4(const std::string& mke2fs, const std::string& root, const std::string& disk) {
   static std::atomic<uint64_t> counter{0};
   auto size = measure(root);
   // Room to spare for the guest's own writes (the file is sparse: unused room costs

@@ -134,7 +134,7 @@ std::string sha256_of(const std::string& path) {
 }
 
 struct stat stat_of(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   BOOST_REQUIRE_MESSAGE(::stat(path.c_str(), &st) == 0, path << ": " << std::strerror(errno));
   return st;
 }
@@ -154,8 +154,8 @@ BOOST_AUTO_TEST_CASE(demo_image_boots_its_command_on_a_cached_disk_the_overlay_t
   BOOST_REQUIRE(root.is_object());
   std::string disk = root["disk"], overlay = root["overlay"];
   BOOST_TEST(contains(root["image"].get<std::string>(), "demo"));
-  BOOST_TEST(disk == d.state_dir() + "/vms/disks/" +
-                         root["digest"].get<std::string>().substr(7) + ".ext4");
+  BOOST_TEST(disk ==
+             d.state_dir() + "/vms/disks/" + root["digest"].get<std::string>().substr(7) + ".ext4");
   BOOST_TEST(overlay == d.state_dir() + "/vms/img1/root.qcow2");
   BOOST_TEST(v["kernel"] == env().boot + "/vmlinuz");
   BOOST_TEST(v["initrd"] == env().boot + "/initramfs.cpio");

@@ -73,8 +73,8 @@ BOOST_AUTO_TEST_CASE(boot_init_args_mark_the_command_without_a_second_double_das
   root.env = {"A=1", "B=two words"};
   root.command = {"sh", "-c", "exit 3"};
   auto a = boot_init_args(root);
-  BOOST_TEST((a == std::vector<std::string>{"-w", "/srv", "-e", "A=1", "-e", "B=two words",
-                                            "--cmd", "sh", "-c", "exit 3"}));
+  BOOST_TEST((a == std::vector<std::string>{"-w", "/srv", "-e", "A=1", "-e", "B=two words", "--cmd",
+                                            "sh", "-c", "exit 3"}));
   BOOST_TEST(std::count(a.begin(), a.end(), "--") == 0);
 }
 

@@ -161,6 +161,9 @@ caf::error check_init_args(const std::string& cmdline, const std::vector<std::st
                           " arguments for the guest's init: the kernel passes at most 31");
   size_t length = cmdline.size();
   for (auto& a : args) {
+    if (a == "--")
+      return make_error(errc::invalid_argument,
+                        "guest command argument '--': the kernel ends init's arguments there");
     if (a.empty() || a.find_first_of("\"\n") != std::string::npos)
       return make_error(errc::invalid_argument,
                         "guest command argument '" + a +

@@ -226,6 +226,10 @@ BOOST_AUTO_TEST_CASE(bad_image_input_is_refused_and_leaves_nothing) {
   // The kernel command line cannot carry double quotes.
   refused(d, {"vm", "create", "b4", "demo", "--", "sh", "-c", "echo \"hi\""}, "invalid_argument");
   nothing_left(d, "b4");
+  // Nor a "--" of the command's own: the kernel would end init's arguments there.
+  refused(d, {"vm", "create", "b6", "demo", "--", "sh", "-c", "true", "--", "x"},
+          "invalid_argument");
+  nothing_left(d, "b6");
   refused(d, {"vm", "create", "b5", "demo", "--vcpus", "0"}, "invalid_argument");
   nothing_left(d, "b5");
   // A kernel of one's own with an image: named with --image (the words are the command).

@@ -184,6 +184,10 @@ BOOST_AUTO_TEST_CASE(demo_image_boots_its_command_on_a_cached_disk_the_overlay_t
   BOOST_TEST(after.st_mtim.tv_sec == before.st_mtim.tv_sec);
   BOOST_TEST(after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
   BOOST_TEST(sha256_of(disk) == bytes_before);
+  // The record keeps the image root across a restart of cytod.
+  d.stop();
+  d.start({}, 60s);
+  BOOST_TEST(inspect("img1")["imageRoot"] == root);
   ok({"vm", "start", "img1"});
   console = wait_ended("img1");
   BOOST_TEST(contains(console, "SEEN-BEFORE"), tail(console));

@@ -104,12 +104,16 @@ struct rootfs_info {
   std::vector<std::string> lower_dirs;
   std::string upper_dir;
   std::string work_dir;
+  /// Who mounted it ("containers", "vms", or "api:" + the gateway caller); only its owner
+  /// unmounts it (root over the unix socket: any "api:" one). Empty: recorded before
+  /// owners were (schema v1), anyone may. Since schema v2 of kind "rootfs".
+  std::string owner;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, rootfs_info& x) {
   return f(caf::meta::type_name("rootfs_info"), x.id, x.image, x.manifest_digest, x.target,
-           x.lower_dirs, x.upper_dir, x.work_dir);
+           x.lower_dirs, x.upper_dir, x.work_dir, x.owner);
 }
 
 } // namespace cyto

@@ -131,10 +131,13 @@ using images_actor = caf::typed_actor<
   caf::replies_to<import_atom, std::string, std::string>::with<std::vector<image_info>>,
   /// Removes every blob and snapshot no image and no rootfs refers to.
   caf::replies_to<prune_atom>::with<prune_report>,
-  /// Mounts a rootfs of image `image` for owner `id` on dir `target` (made if missing).
-  caf::replies_to<mount_atom, std::string, std::string, std::string>::with<rootfs_info>,
-  /// Unmounts and deletes the rootfs of owner `id` (its upper dir with it).
-  caf::reacts_to<unmount_atom, std::string>,
+  /// Mounts a rootfs `id` of image `image` on dir `target` (made if missing) for `owner`
+  /// (see rootfs_info::owner). `target` must be inside the state dir unless `anywhere`
+  /// (the gateway allows that to root over the unix socket only).
+  caf::replies_to<mount_atom, std::string, std::string, std::string, std::string,
+                  bool>::with<rootfs_info>,
+  /// Unmounts and deletes rootfs `id` (its upper dir with it), if `owner` may.
+  caf::reacts_to<unmount_atom, std::string, std::string>,
   /// Every prepared rootfs.
   caf::replies_to<list_atom, mount_atom>::with<std::vector<rootfs_info>>,
   /// Internal: worker job `job` finished with images (or failed).
@@ -257,6 +260,12 @@ using qmp_session_actor = caf::typed_actor<
   caf::reacts_to<output_atom, std::string>,
   /// Internal: the reader thread saw the connection close.
   caf::reacts_to<done_atom>>;
+
+/// Builds one image root disk on a thread of its own (detached), then quits.
+using disk_builder_actor = caf::typed_actor<
+  /// mke2fs `mke2fs` makes an ext4 of directory `root` at `disk` (temp file + rename);
+  /// answers `disk`.
+  caf::replies_to<create_atom, std::string, std::string, std::string>::with<std::string>>;
 
 // -- observe -----------------------------------------------------------------
 

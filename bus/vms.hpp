@@ -50,12 +50,17 @@ struct vm_spec {
   /// A cyto network (`cyto network create`) the VM is on: at start it gets a tap on that
   /// network's bridge, an address from its IPAM and a virtio-net device; empty: none.
   std::string network;
+  /// An image of the images store (name, short name or digest) to boot from: its root
+  /// file system becomes the VM's root disk (/dev/vda, ext4, copy-on-write per VM) and
+  /// init_args, when given, replace the image's Cmd. Kernel and initrd default to the
+  /// vms actor's image boot kernel and initramfs.
+  std::string image;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, vm_spec& x) {
   return f(caf::meta::type_name("vm_spec"), x.name, x.vcpus, x.memory_bytes, x.kernel, x.initrd,
-           x.cmdline, x.drives, x.accel, x.machine, x.labels, x.init_args, x.network);
+           x.cmdline, x.drives, x.accel, x.machine, x.labels, x.init_args, x.network, x.image);
 }
 
 /// Lifecycle of a VM. Values match schema/vms.capnp's VmState.
@@ -63,6 +68,29 @@ typename Inspector::result_type inspect(Inspector& f, vm_spec& x) {
 /// are stopped); stopped: QEMU ended after a stop or kill; exited: QEMU ended by itself
 /// (the guest powered off or crashed, or QEMU failed).
 enum class vm_state : uint8_t { created = 0, running, paused, stopped, exited };
+
+/// The root disk of a VM booted from an image.
+struct vm_image_root {
+  /// The image's name in the store, and its manifest digest (the disk cache's key).
+  std::string image;
+  std::string digest;
+  /// The image's root file system as ext4, shared by every VM of that image and never
+  /// written: <state>/vms/disks/<hex of digest>.ext4.
+  std::string disk;
+  /// This VM's copy-on-write qcow2 over `disk` (<vm dir>/root.qcow2): the guest's writes.
+  std::string overlay;
+  /// What the guest runs in the image's root: entrypoint + (init_args or the image's
+  /// Cmd), the image's Env and WorkingDir.
+  std::vector<std::string> command;
+  std::vector<std::string> env;
+  std::string workdir;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, vm_image_root& x) {
+  return f(caf::meta::type_name("vm_image_root"), x.image, x.digest, x.disk, x.overlay, x.command,
+           x.env, x.workdir);
+}
 
 /// A VM as list and inspect report it.
 struct vm_info {
@@ -99,6 +127,8 @@ struct vm_info {
   std::string gateway;
   std::string tap;
   std::string mac;
+  /// Set when the VM boots from an image (spec.image).
+  vm_image_root image_root;
 };
 
 template <class Inspector>
@@ -106,7 +136,7 @@ typename Inspector::result_type inspect(Inspector& f, vm_info& x) {
   return f(caf::meta::type_name("vm_info"), x.spec, x.state, x.pid, x.exit_reason, x.exit_code,
            x.accel, x.accel_reason, x.machine, x.cell, x.executable, x.console_path,
            x.channel_path, x.qmp_path, x.dir, x.created_unix_nanos, x.started_unix_nanos,
-           x.finished_unix_nanos, x.ips, x.gateway, x.tap, x.mac);
+           x.finished_unix_nanos, x.ips, x.gateway, x.tap, x.mac, x.image_root);
 }
 
 /// What a QMP session reports to the vms actor: an asynchronous event ("SHUTDOWN",

@@ -258,6 +258,7 @@ int prune(const global_options& g) {
 
 struct mount_flags {
   std::string ref, id, target;
+  bool outside = false;
 };
 
 int mount(const global_options& g, const mount_flags& f) {
@@ -266,6 +267,7 @@ int mount(const global_options& g, const mount_flags& f) {
   req.setRef(f.ref);
   req.setId(f.id);
   req.setTarget(f.target);
+  req.setOutsideStateDir(f.outside);
   auto resp = wait(c, req.send());
   if (g.json)
     print_json(rootfs_json(resp.getRootfs()));
@@ -345,7 +347,11 @@ void add_image_commands(CLI::App& app, global_options& g, std::function<int()>& 
   auto* mt = image->add_subcommand("mount", "mount a root file system of an image (overlayfs)");
   mt->add_option("ref", mf.ref, "image")->required();
   mt->add_option("id", mf.id, "owner id (e.g. a container id)")->required();
-  mt->add_option("target", mf.target, "directory to mount on (made if missing)")->required();
+  mt->add_option("target", mf.target,
+                 "directory to mount on (made if missing), inside cytod's state dir")
+      ->required();
+  mt->add_flag("--outside-state-dir", mf.outside,
+               "allow a target outside the state dir (root over the unix socket only)");
   mt->callback([&] { run = [&] { return mount(g, mf); }; });
 
   static std::string unmount_id;

@@ -20,7 +20,9 @@ constexpr std::string_view exit_marker = "CYTO-EXIT=";
 constexpr int engine_failed = 125;
 
 struct vm_flags {
-  std::string name, kernel, initrd, cmdline, memory = "256M", accel, machine, network;
+  std::string name, kernel, initrd, cmdline, memory = "256M", accel, machine, network, image;
+  /// The first positional word: the image, or (with --kernel or --image) the command's.
+  std::string first_word;
   uint32_t vcpus = 1;
   std::vector<std::string> drives, labels, command;
   bool rm = false;
@@ -54,7 +56,19 @@ nlohmann::json vm_json(schema::VmInfo::Reader v) {
   for (auto d : s.getDrives())
     drives.push_back(
         {{"path", d.getPath().cStr()}, {"format", d.getFormat().cStr()}, {"readOnly", d.getReadOnly()}});
+  auto root = v.getImageRoot();
+  nlohmann::json image_root = nullptr;
+  if (v.hasImageRoot())
+    image_root = {{"image", root.getImage().cStr()},
+                  {"digest", root.getDigest().cStr()},
+                  {"disk", root.getDisk().cStr()},
+                  {"overlay", root.getOverlay().cStr()},
+                  {"command", texts(root.getCommand())},
+                  {"env", texts(root.getEnv())},
+                  {"workdir", root.getWorkdir().cStr()}};
   return {{"name", s.getName().cStr()},
+          {"image", s.getImage().cStr()},
+          {"imageRoot", image_root},
           {"state", state_text(v.getState())},
           {"pid", v.getPid()},
           {"vcpus", s.getVcpus()},
@@ -102,6 +116,15 @@ void print_vm(const global_options& g, schema::VmInfo::Reader v) {
       {"initrd", s.getInitrd().cStr()},
       {"cmdline", s.getCmdline().cStr()},
       {"init args", join(texts(s.getInitArgs()))}};
+  if (v.hasImageRoot()) {
+    auto root = v.getImageRoot();
+    rows.insert(rows.begin() + 2, {"image", std::string{root.getImage().cStr()} + " (" +
+                                                root.getDigest().cStr() + ")"});
+    rows.emplace_back("root disk", std::string{root.getDisk().cStr()} + " (shared, read-only)");
+    rows.emplace_back("root overlay", root.getOverlay().cStr());
+    rows.emplace_back("command", join(texts(root.getCommand())));
+    rows.emplace_back("workdir", root.getWorkdir().cStr());
+  }
   for (auto d : s.getDrives())
     rows.emplace_back("drive", std::string{d.getPath().cStr()} + " (" + d.getFormat().cStr() +
                                    (d.getReadOnly() ? ", read-only)" : ")"));
@@ -128,9 +151,24 @@ void print_vm(const global_options& g, schema::VmInfo::Reader v) {
   print_table(rows);
 }
 
+/// The positional words are IMAGE [CMD...] unless --kernel or --image is given: then
+/// they are all the command (CLI11 does not tell which words came after "--").
+void split_words(vm_flags& f) {
+  if (!f.first_word.empty()) {
+    if (f.kernel.empty() && f.image.empty())
+      f.image = f.first_word;
+    else
+      f.command.insert(f.command.begin(), f.first_word);
+    f.first_word.clear();
+  }
+  if (f.kernel.empty() && f.image.empty())
+    throw cli_error("give an IMAGE or --kernel");
+}
+
 /// Fills a spec from the flags; cli_error on a bad value.
 void fill_spec(const vm_flags& f, schema::VmSpec::Builder s) {
   s.setName(f.name);
+  s.setImage(f.image);
   s.setVcpus(f.vcpus);
   auto mem = parse_size(f.memory);
   if (!mem)
@@ -221,7 +259,8 @@ kj::Promise<void> stream_console(schema::Vms::Client& svc, const std::string& na
   return req.send().ignoreResult();
 }
 
-int create(const global_options& g, const vm_flags& f) {
+int create(const global_options& g, vm_flags f) {
+  split_words(f);
   client c{g};
   auto req = vms(c).allocateRequest();
   fill_spec(f, req.initSpec());
@@ -312,6 +351,12 @@ std::string random_name() {
 
 /// Boot, print the console until QEMU ends, exit with the guest command's code.
 int run(const global_options& g, vm_flags f) {
+  try {
+    split_words(f);
+  } catch (const cli_error& e) {
+    std::fprintf(stderr, "cyto: %s\n", e.what());
+    return engine_failed;
+  }
   if (f.name.empty())
     f.name = random_name();
   std::unique_ptr<client> cp;
@@ -372,8 +417,12 @@ int run(const global_options& g, vm_flags f) {
 }
 
 void add_spec_flags(CLI::App* sub, vm_flags& f) {
-  sub->add_option("--kernel", f.kernel, "the guest kernel (bzImage)")->required();
+  sub->add_option("--kernel", f.kernel,
+                  "the guest kernel (bzImage); image VMs default to cytod's image boot kernel");
   sub->add_option("--initrd", f.initrd, "an initramfs");
+  sub->add_option("--image", f.image,
+                  "boot from this image of the store (instead of IMAGE before the command; "
+                  "needed with --kernel)");
   sub->add_option("--cmdline", f.cmdline, "kernel command line (console=ttyS0 is added)");
   sub->add_option("-m,--memory", f.memory, "guest memory (256M, 1G; default 256M)");
   sub->add_option("--vcpus", f.vcpus, "guest CPUs (default 1)");
@@ -385,8 +434,12 @@ void add_spec_flags(CLI::App* sub, vm_flags& f) {
   sub->add_option("--network", f.network,
                   "a cyto network (cyto network ls): a tap on its bridge and an address from "
                   "its IPAM at start; the guest gets ip=ADDR::GW:MASK::eth0:off");
+  sub->add_option("image", f.first_word,
+                  "the image to boot (without --kernel or --image; with them, the command's "
+                  "first word)");
   sub->add_option("command", f.command,
-                  "after --: the command the guest's init runs (kernel command line after ' -- ')");
+                  "after --: the command the guest runs (for an image: instead of its Cmd; "
+                  "else the init's arguments after ' -- ' on the kernel command line)");
 }
 
 } // namespace
@@ -413,18 +466,23 @@ void add_vm_commands(CLI::App& app, global_options& g, std::function<int()>& act
     sub->add_flag("--json", g.json, "print JSON for scripts");
   };
 
-  auto* create_cmd = vm->add_subcommand("create", "allocate a VM (its cell and record): NAME");
+  auto* create_cmd = vm->add_subcommand(
+      "create", "allocate a VM (its cell and record): NAME IMAGE [-- CMD] | NAME --kernel K");
   create_cmd->add_option("name", f.name, "VM name")->required();
   add_spec_flags(create_cmd, f);
   common(create_cmd);
   create_cmd->callback([&] { action = [&] { return create(g, f); }; });
 
   auto* run_cmd = vm->add_subcommand(
-      "run", "boot a VM, print its console, exit with the guest command's code: -- CMD ARGS");
+      "run", "boot a VM, print its console, exit with the guest command's code: "
+             "IMAGE -- CMD ARGS | --kernel K -- CMD ARGS");
   run_cmd->footer("The command goes to the guest's init after ' -- ' on the kernel command line;\n"
                   "the init prints CYTO-EXIT=<n> on the console and powers off. cyto's own\n"
                   "failures exit 125.\n"
-                  "Example: cyto vm run --rm --kernel vmlinuz --initrd initrd.gz -- sh -c 'exit 3'");
+                  "An IMAGE's root file system is the VM's root disk (ext4, cached per image, a\n"
+                  "copy-on-write overlay per VM); the command runs there instead of its Cmd.\n"
+                  "Examples: cyto vm run --rm demo -- echo hi\n"
+                  "          cyto vm run --rm --kernel vmlinuz --initrd initrd.gz -- sh -c 'exit 3'");
   run_cmd->add_option("--name", f.name, "VM name (default: run-<random>)");
   run_cmd->add_flag("--rm", f.rm, "remove the VM once it has ended");
   add_spec_flags(run_cmd, f);

@@ -79,8 +79,12 @@ interface Images {
   import @4 (path :Text, name :Text) -> (images :List(Image));
   # Removes blobs and snapshots no image and no rootfs refers to.
   prune @5 () -> (report :PruneReport);
-  # Mounts an overlay of the image's snapshots with a private upper dir on `target`.
-  mount @6 (ref :Text, id :Text, target :Text) -> (rootfs :Rootfs);
+  # Mounts an overlay of the image's snapshots with a private upper dir on `target`,
+  # which must be inside cyto's state dir unless outsideStateDir (root over the unix
+  # socket only; cyto.permission_denied otherwise). The caller owns the mount.
+  mount @6 (ref :Text, id :Text, target :Text, outsideStateDir :Bool) -> (rootfs :Rootfs);
+  # Only the mount's owner may (root over the unix socket: any mount made through the API;
+  # containers' and VMs' root file systems go with them).
   unmount @7 (id :Text) -> ();
   mounts @8 () -> (rootfs :List(Rootfs));
 }

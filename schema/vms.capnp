@@ -26,6 +26,19 @@ struct VmSpec {
   initArgs @10 :List(Text);  # given to the guest's init after " -- " on the kernel command line
   network @11 :Text;      # a cyto network (NetworkService): at start a tap on its bridge, an
                           # address from its IPAM (kernel `ip=` for the guest), virtio-net
+  image @12 :Text;        # boot from this image of the store: its root fs is the VM's
+                          # root disk (ext4, copy-on-write per VM); initArgs replace its Cmd;
+                          # kernel and initrd default to cytod's image boot kernel
+}
+
+struct VmImageRoot {
+  image @0 :Text;         # the image's name in the store
+  digest @1 :Text;        # its manifest digest: the key of the cached disk
+  disk @2 :Text;          # the cached ext4 of the image's root fs, shared, never written
+  overlay @3 :Text;       # this VM's qcow2 over disk: what the guest writes
+  command @4 :List(Text); # what the guest runs: entrypoint + (initArgs or Cmd)
+  env @5 :List(Text);
+  workdir @6 :Text;
 }
 
 enum VmState {
@@ -58,6 +71,7 @@ struct VmInfo {
   gateway @18 :Text;
   tap @19 :Text;          # the host tap device on the network's bridge (while running)
   mac @20 :Text;          # the guest's MAC, stable per VM
+  imageRoot @21 :VmImageRoot;  # set when the VM boots from an image
 }
 
 interface Vms {

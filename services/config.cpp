@@ -148,6 +148,14 @@ struct applier {
         str(node, key, cfg.channel_port);
       } else if (key == "vms.qemu") {
         str(node, key, cfg.qemu);
+      } else if (key == "vms.image_kernel") {
+        str(node, key, cfg.vm_image_kernel);
+      } else if (key == "vms.image_initrd") {
+        str(node, key, cfg.vm_image_initrd);
+      } else if (key == "vms.mke2fs") {
+        str(node, key, cfg.mke2fs);
+      } else if (key == "vms.qemu_img") {
+        str(node, key, cfg.qemu_img);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {
@@ -234,6 +242,10 @@ std::optional<std::string> validate(const daemon_config& cfg) {
     return "containers.runtime_path: must be an absolute path, got '" + cfg.runtime_path + "'";
   if (!cfg.demo_image.empty() && cfg.demo_image.front() != '/')
     return "containers.demo_image: must be an absolute path, got '" + cfg.demo_image + "'";
+  for (auto [key, value] : {std::pair{"vms.image_kernel", &cfg.vm_image_kernel},
+                            std::pair{"vms.image_initrd", &cfg.vm_image_initrd}})
+    if (!value->empty() && value->front() != '/')
+      return std::string{key} + ": must be an absolute path, got '" + *value + "'";
   if (cfg.log_history > 1'000'000)
     return "log.history: at most 1000000 entries";
   if (!cfg.gateway_tcp.empty()) {

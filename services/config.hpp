@@ -80,6 +80,14 @@ struct daemon_config {
   std::string channel_port;
   /// The QEMU binary VMs run (vms.qemu): a path or a name looked up in PATH.
   std::string qemu = "qemu-system-x86_64";
+  /// Kernel and initramfs of VMs booted from an image (vms.image_kernel,
+  /// vms.image_initrd; deploy/make-vm-boot makes both). Empty: <state_dir>/vms/boot/
+  /// vmlinuz and initramfs.cpio.
+  std::string vm_image_kernel;
+  std::string vm_image_initrd;
+  /// Tools that make image VMs' root disks (vms.mke2fs, vms.qemu_img): paths or names.
+  std::string mke2fs = "mke2fs";
+  std::string qemu_img = "qemu-img";
 };
 
 /// The default configuration file, read if it exists and no --config is given.

@@ -291,6 +291,11 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
   vms_cfg.qemu = cfg.qemu;
   vms_cfg.cells = cells_actor;
   vms_cfg.network = network_actor;
+  vms_cfg.images = images_actor;
+  vms_cfg.image_kernel = cfg.vm_image_kernel;
+  vms_cfg.image_initrd = cfg.vm_image_initrd;
+  vms_cfg.mke2fs = cfg.mke2fs;
+  vms_cfg.qemu_img = cfg.qemu_img;
   cyto::vms_actor vms_handle;
   if (auto bad = vms_cfg.validate(); !bad.empty())
     main_log->error("vms: {}; VMs are unavailable", bad);
@@ -405,6 +410,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> fed_listen, fed_cert, fed_key, fed_ca;
   std::vector<std::string> fed_peers;
   std::optional<std::string> subnet_pool, channel_port, qemu;
+  std::optional<std::string> vm_image_kernel, vm_image_initrd, mke2fs, qemu_img;
   bool init_flag = false;
   app.add_flag("--init", init_flag,
                "run as a VM's init (automatic as PID 1): mount /proc /sys /dev /run /tmp and "
@@ -453,6 +459,14 @@ int main(int argc, char** argv) {
   app.add_option("--qemu", qemu,
                  "QEMU binary VMs run, a path or a name in PATH (vms.qemu, default "
                  "qemu-system-x86_64)");
+  app.add_option("--vm-image-kernel", vm_image_kernel,
+                 "kernel of VMs booted from an image (vms.image_kernel, default "
+                 "STATE_DIR/vms/boot/vmlinuz, made by deploy/make-vm-boot)");
+  app.add_option("--vm-image-initrd", vm_image_initrd,
+                 "initramfs of VMs booted from an image (vms.image_initrd, default "
+                 "STATE_DIR/vms/boot/initramfs.cpio, made by deploy/make-vm-boot)");
+  app.add_option("--mke2fs", mke2fs, "mke2fs for image VMs' root disks (vms.mke2fs)");
+  app.add_option("--qemu-img", qemu_img, "qemu-img for image VMs' overlays (vms.qemu_img)");
   app.set_version_flag("--version", std::string{cyto::version});
   // As PID 1 the kernel hands us the command line words it does not know: not ours.
   if (::getpid() == 1)
@@ -501,6 +515,10 @@ int main(int argc, char** argv) {
   if (fed_ca) cfg.federation_ca = *fed_ca;
   if (channel_port) cfg.channel_port = *channel_port;
   if (qemu) cfg.qemu = *qemu;
+  if (vm_image_kernel) cfg.vm_image_kernel = *vm_image_kernel;
+  if (vm_image_initrd) cfg.vm_image_initrd = *vm_image_initrd;
+  if (mke2fs) cfg.mke2fs = *mke2fs;
+  if (qemu_img) cfg.qemu_img = *qemu_img;
   if (auto err = services::validate(cfg)) {
     std::fprintf(stderr, "cytod: config %s\n", err->c_str());
     return exit_config;

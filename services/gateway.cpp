@@ -169,14 +169,17 @@ public:
   /// The services of `node`, another node of the federation, or of this one if empty.
   node_server(bridge& br, stream_router& router, progress_router& progress,
               registry_actor registry, vm_links& links, const std::string& vm_dir,
-              std::string node = {})
+              gateway_caller caller, std::string node = {})
     : bridge_(br),
       router_(router),
       progress_(progress),
       registry_(std::move(registry)),
       links_(links),
       vm_dir_(vm_dir),
+      caller_(std::move(caller)),
       node_(std::move(node)) {
+    if (!node_.empty())
+      caller_.local_root = false; // another node's host is not ours to mount on
   }
 
   kj::Promise<void> services(ServicesContext context) override {
@@ -216,7 +219,8 @@ public:
   kj::Promise<void> images(ImagesContext context) override {
     return lookup(service_name::images).then([this, context](caf::strong_actor_ptr h) mutable {
       context.getResults().setService(
-        new_images_service(bridge_, progress_, caf::actor_cast<images_actor>(std::move(h))));
+        new_images_service(bridge_, progress_, caf::actor_cast<images_actor>(std::move(h)),
+                           caller_));
     });
   }
 
@@ -258,7 +262,8 @@ public:
         if (st.state != node_state::up)
           fail(errc::unavailable,
                "node " + name + " is down" + (st.detail.empty() ? "" : " (" + st.detail + ")"));
-        context.getResults().setNode(kj::heap<node_server>(bridge_, router_, progress_, registry_, links_, vm_dir_,
+        context.getResults().setNode(kj::heap<node_server>(bridge_, router_, progress_, registry_,
+                                                           links_, vm_dir_, caller_,
                                                            st.local ? std::string{} : name));
       });
   }
@@ -365,6 +370,7 @@ private:
   vm_links& links_;
   const std::string& vm_dir_;
   /// Empty: this node.
+  gateway_caller caller_;
   std::string node_;
 };
 
@@ -513,7 +519,9 @@ kj::Promise<void> gateway::accept_loop() {
     if (allowed(cred.uid, cred.gid, cred.pid)) {
       log::get("gateway")->debug("peer pid={} uid={} gid={} connected", cred.pid, cred.uid,
                                  cred.gid);
-      boot = kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir);
+      boot = kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir,
+                                   gateway_caller{"api:uid:" + std::to_string(cred.uid),
+                                                  cred.uid == 0});
     } else {
       auto why = "uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid)
                  + ") may not use " + cfg_.socket_path + "; allowed: root"
@@ -603,8 +611,9 @@ kj::Promise<void> gateway::serve_tls(kj::Own<kj::AsyncIoStream> stream, std::str
           return kj::READY_NOW; // dropping the stream closes it
         }
         log::get("gateway")->info("TLS peer {} connected as {}", peer, id);
-        capnp::Capability::Client node =
-          kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir);
+        capnp::Capability::Client node = kj::heap<node_server>(
+          bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir,
+          gateway_caller{"api:" + id, false});
         auto boot = authorize(kj::mv(node), std::move(id), cfg_.tcp->policy);
         return serve(kj::mv(tls), kj::mv(boot));
       },
@@ -616,7 +625,8 @@ kj::Promise<void> gateway::serve_tls(kj::Own<kj::AsyncIoStream> stream, std::str
 kj::Promise<void> gateway::serve(kj::AsyncIoStream& stream) {
   auto conn = kj::heap<connection>(
     kj::Own<kj::AsyncIoStream>(&stream, kj::NullDisposer::instance),
-    kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir));
+    kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir,
+                          gateway_caller{"api:vm-host", true}));
   auto done = conn->network.onDisconnect();
   ++connections_;
   return done.attach(kj::mv(conn), kj::defer([this] {

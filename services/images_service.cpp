@@ -46,8 +46,9 @@ void to_capnp(const rootfs_info& x, schema::Rootfs::Builder out) {
 
 class images_service final : public schema::Images::Server {
 public:
-  images_service(bridge& br, progress_router& router, images_actor images)
-    : bridge_(br), router_(router), images_(std::move(images)) {
+  images_service(bridge& br, progress_router& router, images_actor images,
+                 gateway_caller caller)
+    : bridge_(br), router_(router), images_(std::move(images)), caller_(std::move(caller)) {
   }
 
   kj::Promise<void> pull(PullContext context) override {
@@ -113,14 +114,18 @@ public:
 
   kj::Promise<void> mount(MountContext context) override {
     auto p = context.getParams();
+    if (p.getOutsideStateDir() && !caller_.local_root)
+      return to_exception(errc::permission_denied,
+                          "only root over the unix socket may mount outside cyto's state dir");
     return bridge_
       .request(images_, mount_atom::value, std::string{p.getRef()}, std::string{p.getId()},
-               std::string{p.getTarget()})
+               std::string{p.getTarget()}, caller_.owner, p.getOutsideStateDir())
       .then([context](rootfs_info r) mutable { to_capnp(r, context.getResults().initRootfs()); });
   }
 
   kj::Promise<void> unmount(UnmountContext context) override {
-    return bridge_.request(images_, unmount_atom::value, std::string{context.getParams().getId()});
+    return bridge_.request(images_, unmount_atom::value, std::string{context.getParams().getId()},
+                           caller_.owner);
   }
 
   kj::Promise<void> mounts(MountsContext context) override {
@@ -136,6 +141,7 @@ private:
   bridge& bridge_;
   progress_router& router_;
   images_actor images_;
+  gateway_caller caller_;
 };
 
 } // namespace
@@ -181,8 +187,8 @@ void progress_router::remove(uint64_t watch) {
 }
 
 kj::Own<schema::Images::Server> new_images_service(bridge& br, progress_router& router,
-                                                   images_actor images) {
-  return kj::heap<images_service>(br, router, std::move(images));
+                                                   images_actor images, gateway_caller caller) {
+  return kj::heap<images_service>(br, router, std::move(images), std::move(caller));
 }
 
 } // namespace cyto::services

@@ -35,8 +35,16 @@ private:
   std::unordered_map<uint64_t, kj::Own<stream>> sinks_;
 };
 
+/// Who calls the gateway, for what the images actor records and allows.
+struct gateway_caller {
+  /// "api:uid:N" (unix socket) or "api:<SPIFFE ID>" (TLS): the owner of its mounts.
+  std::string owner = "api:unknown";
+  /// Root over the unix socket: may mount outside the state dir when it asks to.
+  bool local_root = false;
+};
+
 /// ImageService, backed by the images actor.
 kj::Own<schema::Images::Server> new_images_service(bridge& br, progress_router& router,
-                                                   images_actor images);
+                                                   images_actor images, gateway_caller caller);
 
 } // namespace cyto::services

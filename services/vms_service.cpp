@@ -24,6 +24,7 @@ vm_spec from_capnp(schema::VmSpec::Reader s) {
   out.labels = texts(s.getLabels());
   out.init_args = texts(s.getInitArgs());
   out.network = s.getNetwork();
+  out.image = s.getImage();
   return out;
 }
 
@@ -45,6 +46,17 @@ void to_capnp(const vm_spec& s, schema::VmSpec::Builder out) {
   fill_texts(out.initLabels(s.labels.size()), s.labels);
   fill_texts(out.initInitArgs(s.init_args.size()), s.init_args);
   out.setNetwork(s.network);
+  out.setImage(s.image);
+}
+
+void to_capnp(const vm_image_root& r, schema::VmImageRoot::Builder out) {
+  out.setImage(r.image);
+  out.setDigest(r.digest);
+  out.setDisk(r.disk);
+  out.setOverlay(r.overlay);
+  fill_texts(out.initCommand(r.command.size()), r.command);
+  fill_texts(out.initEnv(r.env.size()), r.env);
+  out.setWorkdir(r.workdir);
 }
 
 void to_capnp(const vm_info& x, schema::VmInfo::Builder out) {
@@ -69,6 +81,8 @@ void to_capnp(const vm_info& x, schema::VmInfo::Builder out) {
   out.setGateway(x.gateway);
   out.setTap(x.tap);
   out.setMac(x.mac);
+  if (!x.spec.image.empty())
+    to_capnp(x.image_root, out.initImageRoot());
 }
 
 class vms_service final : public schema::Vms::Server {

@@ -37,6 +37,8 @@ namespace fs = std::filesystem;
 constexpr const char* containers_cell = "containers";
 constexpr const char* pods_cell = "pods";
 constexpr const char* pause_exe = "pause";
+/// The owner the images actor records for containers' root file systems.
+constexpr const char* rootfs_owner = "containers";
 constexpr std::chrono::milliseconds create_timeout{60000};
 constexpr std::chrono::milliseconds start_timeout{30000};
 
@@ -261,7 +263,8 @@ void dismantle(self_ptr self, const std::string& id, const std::string& name,
     return detach(self, "container/" + name,
                   [=] { dismantle(self, id, name, cell, false, done); });
   auto& st = self->state;
-  self->request(st.config.images, caf::infinite, unmount_atom::value, id)
+  self->request(st.config.images, caf::infinite, unmount_atom::value, id,
+                std::string{rootfs_owner})
       .then(
           [=] {
             remove_bundle_dir(bundle_path(self->state, id));
@@ -486,7 +489,8 @@ void fail_create(self_ptr self, job_ptr job, caf::error err) {
     remove_bundle_dir(job->info.bundle);
     return free_cell();
   }
-  self->request(st.config.images, caf::infinite, unmount_atom::value, job->info.id)
+  self->request(st.config.images, caf::infinite, unmount_atom::value, job->info.id,
+                std::string{rootfs_owner})
       .then(
           [self, job, free_cell] {
             remove_bundle_dir(job->info.bundle);
@@ -681,7 +685,8 @@ void create(self_ptr self, container_spec spec, info_cb done) {
                                    "create bundle dir " + job->info.bundle + ": " + ec.message()));
                   ::chmod(job->info.bundle.c_str(), 0700);
                   self->request(self->state.config.images, caf::infinite, mount_atom::value,
-                                job->image.name, job->info.id, job->info.bundle + "/rootfs")
+                                job->image.name, job->info.id, job->info.bundle + "/rootfs",
+                                std::string{rootfs_owner}, false)
                       .then(
                           [self, job](rootfs_info&) {
                             job->mounted = true;

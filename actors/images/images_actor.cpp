@@ -1,6 +1,7 @@
 #include "actors/images/images_actor.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -25,6 +26,27 @@ namespace fs = std::filesystem;
 
 constexpr const char* kind_image = "image";
 constexpr const char* kind_rootfs = "rootfs";
+/// Schema version of kind "rootfs" rows: 2 added rootfs_info::owner.
+constexpr uint32_t rootfs_row_version = 2;
+
+/// A rootfs row as schema v1 laid it out (no owner).
+struct rootfs_row_v1 {
+  rootfs_info& r;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rootfs_row_v1& x) {
+  return f(x.r.id, x.r.image, x.r.manifest_digest, x.r.target, x.r.lower_dirs, x.r.upper_dir,
+           x.r.work_dir);
+}
+
+caf::expected<std::vector<char>> rootfs_v1_to_v2(const std::vector<char>& blob) {
+  rootfs_info r;
+  rootfs_row_v1 old{r};
+  if (!store::from_blob(blob, old))
+    return make_error(errc::internal, "not a schema v1 rootfs row");
+  return to_blob(r);
+}
 
 uint32_t in_use(const images_state& st, const std::string& name) {
   return static_cast<uint32_t>(std::count_if(st.rootfs.begin(), st.rootfs.end(),
@@ -233,8 +255,14 @@ caf::result<void> remove_image(self_ptr self, const std::string& text, bool forc
   return caf::unit;
 }
 
+/// `path` (absolute, no "..") is `dir` or below it.
+bool inside(const std::string& path, const std::string& dir) {
+  return path == dir || path.rfind(dir + "/", 0) == 0;
+}
+
 caf::result<rootfs_info> mount_rootfs(self_ptr self, const std::string& image,
-                                      const std::string& id, const std::string& target) {
+                                      const std::string& id, const std::string& target,
+                                      const std::string& owner, bool anywhere) {
   auto& st = self->state;
   if (!valid_rootfs_id(id))
     return make_error(errc::invalid_argument,
@@ -243,6 +271,13 @@ caf::result<rootfs_info> mount_rootfs(self_ptr self, const std::string& image,
       || (target.size() >= 3 && target.compare(target.size() - 3, 3, "/..") == 0))
     return make_error(errc::invalid_argument,
                       "rootfs target '" + target + "': must be an absolute path without '..'");
+  // A mount over /etc (or any dir of the host) is a host change: only inside cyto's
+  // state dir, unless the gateway let root over the unix socket ask for it.
+  auto state_dir = fs::path{st.config.state_dir}.lexically_normal().string();
+  if (!anywhere && !inside(fs::path{target}.lexically_normal().string(), state_dir))
+    return make_error(errc::permission_denied,
+                      "rootfs target " + target + " is outside cyto's state dir " + state_dir
+                        + " (root over the unix socket may ask for it: outsideStateDir)");
   if (st.rootfs.count(id))
     return make_error(errc::already_exists, "rootfs " + id + " is mounted on "
                                               + st.rootfs[id].target);
@@ -256,6 +291,7 @@ caf::result<rootfs_info> mount_rootfs(self_ptr self, const std::string& image,
   info.image = img->name;
   info.manifest_digest = img->manifest_digest;
   info.target = target;
+  info.owner = owner;
   for (auto it = img->layers.rbegin(); it != img->layers.rend(); ++it) {
     if (!st.snapshots->has(it->chain_id))
       return make_error(errc::failed_precondition,
@@ -280,13 +316,27 @@ caf::result<rootfs_info> mount_rootfs(self_ptr self, const std::string& image,
   if (ec)
     return undo(make_error(errc::unavailable, "create " + dir + ": " + ec.message()));
   struct stat tst{};
+  bool made_target = false;
   if (::stat(target.c_str(), &tst) != 0) {
     if (::mkdir(target.c_str(), 0755) != 0)
       return undo(make_error(errno == ENOENT ? errc::not_found : errc::unavailable,
                              "create rootfs target " + target + ": " + std::strerror(errno)));
+    made_target = true;
   } else if (!S_ISDIR(tst.st_mode)) {
     return undo(make_error(errc::invalid_argument, "rootfs target " + target
                                                      + " is not a directory"));
+  }
+  if (!anywhere) {
+    // Inside by name but not through a symlink out of it.
+    char real[PATH_MAX], real_state[PATH_MAX];
+    if (!::realpath(target.c_str(), real) || !::realpath(state_dir.c_str(), real_state)
+        || !inside(real, real_state)) {
+      if (made_target)
+        ::rmdir(target.c_str());
+      return undo(make_error(errc::permission_denied,
+                             "rootfs target " + target + " leads outside cyto's state dir "
+                               + state_dir));
+    }
   }
   if (auto err = mount_overlay(info.lower_dirs, info.upper_dir, info.work_dir, target))
     return undo(std::move(err));
@@ -300,11 +350,17 @@ caf::result<rootfs_info> mount_rootfs(self_ptr self, const std::string& image,
   return info;
 }
 
-caf::result<void> unmount_rootfs(self_ptr self, const std::string& id) {
+caf::result<void> unmount_rootfs(self_ptr self, const std::string& id, const std::string& owner) {
   auto& st = self->state;
   auto i = st.rootfs.find(id);
   if (i == st.rootfs.end())
     return make_error(errc::not_found, "rootfs " + id + ": not mounted by cytod");
+  auto& mine = i->second.owner;
+  bool root_api = owner == "api:uid:0" && mine.rfind("api:", 0) == 0;
+  if (!mine.empty() && mine != owner && !root_api)
+    return make_error(errc::permission_denied,
+                      "rootfs " + id + " belongs to " + mine
+                        + (mine.rfind("api:", 0) == 0 ? "" : "; remove what uses it instead"));
   if (auto err = unmount(i->second.target))
     return err;
   remove_tree(rootfs_dir(st, id));
@@ -352,10 +408,9 @@ images_actor::behavior_type images(self_ptr self, images_config config) {
         return why;
       },
       [why](prune_atom) -> caf::result<prune_report> { return why; },
-      [why](mount_atom, std::string&, std::string&, std::string&) -> caf::result<rootfs_info> {
-        return why;
-      },
-      [why](unmount_atom, std::string&) -> caf::result<void> { return why; },
+      [why](mount_atom, std::string&, std::string&, std::string&, std::string&,
+            bool) -> caf::result<rootfs_info> { return why; },
+      [why](unmount_atom, std::string&, std::string&) -> caf::result<void> { return why; },
       [why](list_atom, mount_atom) -> caf::result<std::vector<rootfs_info>> { return why; },
       [](done_atom, uint64_t, std::vector<image_info>&) {},
       [](done_atom, uint64_t, caf::error&) {},
@@ -373,6 +428,7 @@ images_actor::behavior_type images(self_ptr self, images_config config) {
   if (!db)
     return fail(db.error());
   st.db = std::move(*db);
+  st.db->declare(kind_rootfs, rootfs_row_version, {{1, rootfs_v1_to_v2}});
   load_images(self);
   reconcile_rootfs(self);
   st.log->info("images ready: {} images, {} rootfs mounted, store {}", st.images.size(),
@@ -459,12 +515,12 @@ images_actor::behavior_type images(self_ptr self, images_config config) {
                    r.bytes);
       return r;
     },
-    [self](mount_atom, std::string& image, std::string& id,
-           std::string& target) -> caf::result<rootfs_info> {
-      return mount_rootfs(self, image, id, target);
+    [self](mount_atom, std::string& image, std::string& id, std::string& target,
+           std::string& owner, bool anywhere) -> caf::result<rootfs_info> {
+      return mount_rootfs(self, image, id, target, owner, anywhere);
     },
-    [self](unmount_atom, std::string& id) -> caf::result<void> {
-      return unmount_rootfs(self, id);
+    [self](unmount_atom, std::string& id, std::string& owner) -> caf::result<void> {
+      return unmount_rootfs(self, id, owner);
     },
     [self](list_atom, mount_atom) {
       std::vector<rootfs_info> out;

@@ -19,6 +19,8 @@
 #include "actors/vms/accel.hpp"
 #include "actors/vms/qemu_args.hpp"
 #include "actors/vms/qmp_session.hpp"
+#include "actors/vms/root_disk.hpp"
+#include "actors/vms/vm_rows.hpp"
 #include "bus/errc.hpp"
 #include "bus/logging.hpp"
 
@@ -26,12 +28,14 @@ namespace cyto::vms {
 
 namespace {
 
+/// The owner the images actor records for the trees root disks are built from.
+constexpr const char* rootfs_owner = "vms";
+
 using self_ptr = vms_actor::stateful_pointer<vms_state>;
 using vm = vms_state::vm;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-constexpr const char* kind_vm = "vm";
 /// Parent cell of every VM cell, so `cyto cell ls` groups them.
 constexpr const char* vms_cell = "vms";
 constexpr const char* qemu_exe = "qemu";
@@ -128,27 +132,7 @@ caf::error check_file(const std::string& what, const std::string& path, bool rea
 
 /// The QEMU binary as an absolute path; unavailable naming the Debian package.
 caf::expected<std::string> find_qemu(const std::string& qemu) {
-  auto usable = [](const std::string& p) { return ::access(p.c_str(), X_OK) == 0; };
-  if (qemu.find('/') != std::string::npos) {
-    if (usable(qemu))
-      return qemu;
-    return make_error(errc::unavailable, "QEMU " + qemu + " is missing or not executable (" +
-                                             "install the Debian package " + qemu_package + ")");
-  }
-  const char* path = ::getenv("PATH");
-  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    auto end = dirs.find(':', start);
-    auto dir = dirs.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (!dir.empty() && usable(dir + "/" + qemu))
-      return dir + "/" + qemu;
-    if (end == std::string::npos)
-      break;
-    start = end + 1;
-  }
-  return make_error(errc::unavailable, qemu + " not found in PATH (install the Debian package " +
-                                           qemu_package + ")");
+  return find_tool(qemu, qemu_package, "QEMU");
 }
 
 std::string canonical(const std::string& path) {
@@ -171,6 +155,33 @@ caf::error drive_conflict(const vms_state& st, const std::string& self_name, con
   return {};
 }
 
+/// What the kernel command line can carry after " -- " for the guest's init.
+caf::error check_init_args(const std::string& cmdline, const std::vector<std::string>& args) {
+  // The kernel panics beyond CONFIG_INIT_ENV_ARG_LIMIT (32) init arguments, init's own
+  // name among them.
+  if (args.size() > 31)
+    return make_error(errc::invalid_argument,
+                      std::to_string(args.size()) +
+                          " arguments for the guest's init: the kernel passes at most 31");
+  size_t length = cmdline.size();
+  for (auto& a : args) {
+    if (a == "--")
+      return make_error(errc::invalid_argument,
+                        "guest command argument '--': the kernel ends init's arguments there");
+    if (a.empty() || a.find_first_of("\"\n") != std::string::npos)
+      return make_error(errc::invalid_argument,
+                        "guest command argument '" + a +
+                            "': the kernel command line cannot carry empty arguments, "
+                            "double quotes or newlines");
+    length += a.size() + 3;
+  }
+  // x86's COMMAND_LINE_SIZE, less what qemu_args adds.
+  if (length > 1900)
+    return make_error(errc::invalid_argument,
+                      "kernel command line and guest command are longer than 1900 bytes");
+  return {};
+}
+
 caf::error check_spec(const vms_state& st, vm_spec& spec) {
   if (auto err = check_name(spec.name))
     return err;
@@ -188,7 +199,7 @@ caf::error check_spec(const vms_state& st, vm_spec& spec) {
   if (spec.memory_bytes % (1ull << 20))
     return make_error(errc::invalid_argument, "memory: give whole MiB");
   if (spec.kernel.empty())
-    return make_error(errc::invalid_argument, "no kernel given");
+    return make_error(errc::invalid_argument, "no kernel given (give a kernel or an image)");
   if (auto err = check_file("kernel", spec.kernel, true))
     return err;
   if (!spec.initrd.empty())
@@ -220,20 +231,7 @@ caf::error check_spec(const vms_state& st, vm_spec& spec) {
     return make_error(errc::invalid_argument,
                       "cmdline: give the guest's init arguments after '--' of vm run, "
                       "not in the kernel command line");
-  size_t length = spec.cmdline.size();
-  for (auto& a : spec.init_args) {
-    if (a.empty() || a.find_first_of("\"\n") != std::string::npos)
-      return make_error(errc::invalid_argument,
-                        "guest command argument '" + a +
-                            "': the kernel command line cannot carry empty arguments, "
-                            "double quotes or newlines");
-    length += a.size() + 3;
-  }
-  // x86's COMMAND_LINE_SIZE, less what qemu_args adds.
-  if (length > 1900)
-    return make_error(errc::invalid_argument,
-                      "kernel command line and guest command are longer than 1900 bytes");
-  return {};
+  return check_init_args(spec.cmdline, spec.init_args);
 }
 
 std::string vm_dir(const vms_state& st, const std::string& name) {
@@ -564,12 +562,24 @@ void launch(self_ptr self, vm& v, uint64_t run) {
   how.mac = v.info.mac;
   how.guest_ip = v.info.ips.empty() ? std::string{} : v.info.ips.front();
   how.gateway = v.info.gateway;
+  // QEMU's view of the spec: an image VM's root disk first (/dev/vda), then the spec's
+  // drives; the boot initramfs runs the image's command in it. The record keeps the spec.
+  auto qemu_spec = spec;
+  if (!spec.image.empty()) {
+    auto& root = v.info.image_root;
+    if (auto err = check_file("root disk", root.disk, true))
+      return fail_start(self, v, err);
+    if (auto err = check_file("root overlay", root.overlay, false))
+      return fail_start(self, v, err);
+    qemu_spec.drives.insert(qemu_spec.drives.begin(), vm_drive{root.overlay, "qcow2", false});
+    how.init_args = boot_init_args(root);
+  }
   // Cap TCG's translation cache (1 GiB by default) so it fits the cell's memory.max.
   how.tb_size_mib = std::max<uint64_t>(64, (st.config.memory_overhead >> 20) / 2);
   executable_spec exe;
   exe.cell = v.info.cell;
   exe.name = qemu_exe;
-  exe.argv = qemu_args(spec, how);
+  exe.argv = qemu_args(qemu_spec, how);
   exe.cwd = v.info.dir;
   exe.description = "vm " + name;
   self->request(st.config.cells, caf::infinite, start_atom::value, exe)
@@ -617,10 +627,175 @@ void launch(self_ptr self, vm& v, uint64_t run) {
           });
 }
 
+// -- image root disks -----------------------------------------------------------------
+
+std::string disks_dir(const vms_state& st) {
+  return st.config.state_dir + "/vms/disks";
+}
+
+std::string boot_dir(const vms_state& st) {
+  return st.config.state_dir + "/vms/boot";
+}
+
+/// An image VM's kernel and initrd default to the image boot files; its command line to
+/// a quiet console that ends QEMU on a panic.
+caf::error resolve_image_boot(const vms_state& st, vm_spec& spec) {
+  if (spec.image.empty())
+    return {};
+  if (!st.config.images)
+    return make_error(errc::unavailable, "VMs from images need the images actor");
+  auto fill = [&](std::string& field, const std::string& configured, const char* file,
+                  const char* what) -> caf::error {
+    if (!field.empty())
+      return {};
+    field = configured.empty() ? boot_dir(st) + "/" + file : configured;
+    if (::access(field.c_str(), R_OK) == 0)
+      return {};
+    return make_error(errc::unavailable,
+                      std::string{"the "} + what + " of image VMs, " + field + ", is missing (" +
+                          "deploy/make-vm-boot " + fs::path{field}.parent_path().string() +
+                          " makes it from Debian's cloud kernel; or give one)");
+  };
+  if (auto err = fill(spec.kernel, st.config.image_kernel, "vmlinuz", "kernel"))
+    return err;
+  if (auto err = fill(spec.initrd, st.config.image_initrd, "initramfs.cpio", "initramfs"))
+    return err;
+  if (spec.cmdline.empty())
+    spec.cmdline = "quiet panic=-1";
+  return {};
+}
+
+/// Answers every waiter of the disk build of `digest`.
+void finish_disk(self_ptr self, const std::string& digest, caf::expected<std::string> r) {
+  auto i = self->state.disk_builds.find(digest);
+  if (i == self->state.disk_builds.end())
+    return;
+  auto waiters = std::move(i->second);
+  self->state.disk_builds.erase(i);
+  for (auto& k : waiters)
+    k(r);
+}
+
+/// The cached root disk of image `img` (built first if missing); `k` gets its path.
+/// Concurrent asks for one image share one build.
+void ensure_disk(self_ptr self, const image_info& img,
+                 std::function<void(caf::expected<std::string>)> k) {
+  auto& st = self->state;
+  auto file = disk_file_name(img.manifest_digest);
+  if (!file)
+    return k(file.error());
+  auto disk = disks_dir(st) + "/" + *file;
+  struct stat sb{};
+  if (::stat(disk.c_str(), &sb) == 0)
+    return k(disk);
+  auto digest = img.manifest_digest;
+  auto& waiters = st.disk_builds[digest];
+  waiters.push_back(std::move(k));
+  if (waiters.size() > 1)
+    return;
+  auto mke2fs = find_tool(st.config.mke2fs, "e2fsprogs", "mke2fs");
+  if (!mke2fs)
+    return finish_disk(self, digest, mke2fs.error());
+  // The image's layers merged by the images actor (an overlay mount, whiteouts applied)
+  // are what mke2fs copies.
+  auto short_hex = file->substr(0, 16);
+  auto id = "vmdisk-" + short_hex;
+  auto target = disks_dir(st) + "/" + disk_mount_prefix + short_hex;
+  st.log->info("building the root disk of image {} ({}) at {}", img.name, digest, disk);
+  auto started = std::chrono::steady_clock::now();
+  // Unmounts the image's tree, then answers: once a build is answered, nothing of it
+  // but the disk is left.
+  auto release = [self, id, target, digest](caf::expected<std::string> r) {
+    self->request(self->state.config.images, caf::infinite, unmount_atom::value, id,
+                  std::string{rootfs_owner})
+        .then(
+            [self, target, digest, r] {
+              ::rmdir(target.c_str());
+              finish_disk(self, digest, r);
+            },
+            [self, id, digest, r](caf::error& err) {
+              self->state.log->error("unmount the disk build's rootfs {}: {}", id, render(err));
+              finish_disk(self, digest, r);
+            });
+  };
+  self->request(st.config.images, caf::infinite, mount_atom::value, img.name, id, target,
+                std::string{rootfs_owner}, false)
+      .then(
+          [self, disk, target, mke2fs = *mke2fs, release, started](rootfs_info&) {
+            auto builder = self->spawn<caf::detached>(
+                [](disk_builder_actor::pointer b) -> disk_builder_actor::behavior_type {
+                  return {[b](create_atom, std::string& tool, std::string& root,
+                              std::string& out) -> caf::result<std::string> {
+                    auto err = build_ext4(tool, root, out);
+                    b->quit();
+                    if (err)
+                      return err;
+                    return out;
+                  }};
+                });
+            self->request(builder, caf::infinite, create_atom::value, mke2fs, target, disk)
+                .then(
+                    [self, release, started](std::string& path) {
+                      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now() - started)
+                                    .count();
+                      self->state.log->info("root disk {} built in {} ms", path, ms);
+                      release(path);
+                    },
+                    [release](caf::error& err) { release(err); });
+          },
+          [self, digest](caf::error& err) { finish_disk(self, digest, err); });
+}
+
+/// Gives VM `name` (reserved, spec.image set) its root: the image's command, the cached
+/// disk and its own overlay. `k` gets the error, if any; the caller undoes.
+void prepare_image_root(self_ptr self, const std::string& name,
+                        std::function<void(caf::error)> k) {
+  auto& st = self->state;
+  auto image = st.vms.at(name).info.spec.image;
+  auto qemu_img = find_tool(st.config.qemu_img, "qemu-utils", "qemu-img");
+  if (!qemu_img)
+    return k(qemu_img.error());
+  self->request(st.config.images, caf::infinite, get_atom::value, image)
+      .then(
+          [self, name, k, qemu_img = *qemu_img](image_info& img) {
+            auto& v = self->state.vms.at(name); // reserved: nothing frees it meanwhile
+            if (!img.os.empty() && img.os != "linux")
+              return k(make_error(errc::invalid_argument,
+                                  "image " + img.name + " is for " + img.os + ", not linux"));
+            if (!img.architecture.empty() && img.architecture != "amd64")
+              return k(make_error(errc::invalid_argument, "image " + img.name + " is for " +
+                                                              img.architecture + ", not amd64"));
+            auto root = guest_command(img.config_json, v.info.spec.init_args);
+            if (!root)
+              return k(make_error(code_of(root.error()),
+                                  "image " + img.name + ": " + context_of(root.error())));
+            root->image = img.name;
+            root->digest = img.manifest_digest;
+            root->overlay = v.info.dir + "/root.qcow2";
+            if (auto err = check_init_args(v.info.spec.cmdline, boot_init_args(*root)))
+              return k(err);
+            ensure_disk(self, img,
+                        [self, name, k, qemu_img, root = *root](
+                            caf::expected<std::string> disk) mutable {
+                          if (!disk)
+                            return k(disk.error());
+                          root.disk = *disk;
+                          if (auto err = make_overlay(qemu_img, root.disk, root.overlay))
+                            return k(err);
+                          self->state.vms.at(name).info.image_root = std::move(root);
+                          k({});
+                        });
+          },
+          [k](caf::error& err) { k(err); });
+}
+
 // -- allocate, free -------------------------------------------------------------------
 
 caf::error allocate(self_ptr self, vm_spec spec, caf::typed_response_promise<vm_info> rp) {
   auto& st = self->state;
+  if (auto err = resolve_image_boot(st, spec))
+    return err;
   if (auto err = check_spec(st, spec))
     return err;
   if (st.vms.count(spec.name))
@@ -660,24 +835,40 @@ caf::error allocate(self_ptr self, vm_spec spec, caf::typed_response_promise<vm_
   cs.limits.memory_max = spec.memory_bytes + st.config.memory_overhead;
   v.starting_now = true; // reserved: no start, free or second allocate until the cell exists
   st.vms.emplace(name, std::move(v));
-  allocate_cell(
-      self, cs,
-      [self, name, rp](cell_info&) mutable {
-        auto& v = self->state.vms.at(name);
-        v.starting_now = false;
-        persist(self, v);
-        self->state.log->info("allocated vm {}: {} vcpus, {} MiB, {} on {}", name,
-                              v.info.spec.vcpus, v.info.spec.memory_bytes >> 20, v.info.machine,
-                              v.info.accel);
-        rp.deliver(v.info);
-      },
-      [self, name, rp](caf::error& err) mutable {
-        auto& st = self->state;
-        remove_dir(vm_dir(st, name));
-        st.db->erase(kind_vm, name);
-        st.vms.erase(name);
-        rp.deliver(err);
-      });
+  auto fail = [self, name, rp](caf::error err) mutable {
+    auto& st = self->state;
+    remove_dir(vm_dir(st, name));
+    st.db->erase(kind_vm, name);
+    st.vms.erase(name);
+    rp.deliver(err);
+  };
+  auto make_cell = [self, name, cs, rp, fail]() mutable {
+    allocate_cell(
+        self, cs,
+        [self, name, rp](cell_info&) mutable {
+          auto& v = self->state.vms.at(name);
+          v.starting_now = false;
+          persist(self, v);
+          self->state.log->info("allocated vm {}: {} vcpus, {} MiB, {} on {}{}", name,
+                                v.info.spec.vcpus, v.info.spec.memory_bytes >> 20,
+                                v.info.machine, v.info.accel,
+                                v.info.image_root.disk.empty()
+                                    ? std::string{}
+                                    : ", root " + v.info.image_root.disk);
+          rp.deliver(v.info);
+        },
+        [fail](caf::error& err) mutable { fail(err); });
+  };
+  if (spec.image.empty()) {
+    make_cell();
+    return {};
+  }
+  prepare_image_root(self, name, [make_cell, fail](caf::error err) mutable {
+    if (err)
+      fail(std::move(err));
+    else
+      make_cell();
+  });
   return {};
 }
 
@@ -811,6 +1002,27 @@ void reconcile(self_ptr self) {
   }
 }
 
+/// Unmounts the image roots of disk builds a crash interrupted (the images actor mounts
+/// them again at its start), then removes their mount points.
+void release_stale_disk_mounts(self_ptr self) {
+  self->request(self->state.config.images, caf::infinite, list_atom::value, mount_atom::value)
+      .then(
+          [self](std::vector<rootfs_info>& all) {
+            for (auto& r : all) {
+              if (r.id.rfind("vmdisk-", 0) != 0)
+                continue;
+              self->state.log->warn("removing rootfs {} of an interrupted root disk build", r.id);
+              auto target = r.target;
+              self->request(self->state.config.images, caf::infinite, unmount_atom::value, r.id,
+                            std::string{rootfs_owner})
+                  .then([target] { ::rmdir(target.c_str()); }, [](caf::error&) {});
+            }
+          },
+          [self](caf::error& err) {
+            self->state.log->warn("list the images actor's rootfs: {}", render(err));
+          });
+}
+
 /// The VM `name` if its QEMU runs (running or paused); `what` names the refused action.
 caf::expected<vm*> find_live(vms_state& st, const std::string& name, const char* what) {
   auto i = st.vms.find(name);
@@ -881,6 +1093,11 @@ vms_actor::behavior_type vms(self_ptr self, vms_config config) {
     return {vms_actor::behavior_type::unsafe_init{}, caf::behavior{}};
   }
   st.db = std::move(*db);
+  st.db->declare(kind_vm, vm_row_version, {{1, vm_v1_to_v2}});
+  fs::create_directories(disks_dir(st), ec);
+  clean_disk_dir(disks_dir(st));
+  if (st.config.images)
+    release_stale_disk_mounts(self);
   reconcile(self);
   st.log->info("vms ready: {} VMs, accelerator {} ({})", st.vms.size(), st.host_accel,
                st.host_accel_reason);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,6 +28,15 @@ struct vms_config {
   cells_actor cells;
   /// Taps and leases of VMs on a network; without it a VM with a network is refused.
   network_actor network;
+  /// Image VMs: the root file systems come from here (may be unset: no image VMs).
+  images_actor images;
+  /// Kernel and initramfs image VMs boot when their spec names none (deploy/make-vm-boot
+  /// writes both); empty: <state_dir>/vms/boot/vmlinuz and initramfs.cpio.
+  std::string image_kernel;
+  std::string image_initrd;
+  /// Tools for image root disks: paths, or names looked up in PATH.
+  std::string mke2fs = "mke2fs";
+  std::string qemu_img = "qemu-img";
 
   /// Empty when usable; otherwise what is wrong.
   std::string validate() const;
@@ -58,6 +68,8 @@ struct vms_state {
   vms_config config;
   std::unique_ptr<store::state_db> db;
   std::map<std::string, vm> vms;
+  /// Image root disks being built, by digest: who waits for the disk's path.
+  std::map<std::string, std::vector<std::function<void(caf::expected<std::string>)>>> disk_builds;
   /// The parent cell "vms" is known to exist.
   bool parent_made = false;
   /// What the host offers (hardware KVM or TCG) and why.

@@ -756,3 +756,17 @@ BOOST_AUTO_TEST_CASE(a_reused_shim_pid_is_never_signalled) {
   ok({"rm", "--force", "reused"});
   BOOST_CHECK(inspect("reused").is_null());
 }
+
+// A container's root file system is the containers actor's: Images.unmount through the
+// API is refused (the container keeps its root), removing the container unmounts it.
+BOOST_AUTO_TEST_CASE(a_containers_rootfs_cannot_be_unmounted_through_the_api) {
+  ok({"run", "-d", "--name", "ownedroot", "demo", "sleep", "60"});
+  auto id = inspect("ownedroot")["id"].get<std::string>();
+  auto r = cli({"image", "unmount", id});
+  BOOST_CHECK(r.code() != 0);
+  BOOST_CHECK_MESSAGE(contains(r.err, "cyto.permission_denied") && contains(r.err, "containers"),
+                      r.err);
+  BOOST_CHECK_EQUAL(ok({"exec", "ownedroot", "cat", "/etc/hostname"}), "ownedroot\n");
+  ok({"rm", "--force", "ownedroot"});
+  BOOST_CHECK(!contains(ok({"image", "mounts", "--json"}), id));
+}

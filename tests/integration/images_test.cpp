@@ -364,7 +364,7 @@ BOOST_AUTO_TEST_CASE(merged_rootfs_has_whiteouts_and_opaque_dirs_applied_and_run
   auto resp_img = c.pull(ref);
   auto img = resp_img.getImage();
   BOOST_TEST_REQUIRE(img.getLayers().size() == 3u);
-  auto target = W().work / "rootfs-wo";
+  auto target = W().daemon.state_dir() + "/rootfs-wo";
   auto m = cli({"image", "mount", ref, "ctr-wo", target, "--json"});
   BOOST_TEST_REQUIRE(m.code() == 0, m.err);
   auto mj = json::parse(m.out);
@@ -442,9 +442,9 @@ BOOST_AUTO_TEST_CASE(import_from_an_umoci_layout_and_an_oci_archive) {
     names.insert(json::parse(l)["name"]);
   BOOST_TEST(names.count("localhost/layout:wo") == 1u);
   BOOST_TEST(names.count("localhost/layout:multi") == 1u);
-  auto m = cli({"image", "mount", "localhost/layout:wo", "imp", W().work / "rootfs-imp"});
+  auto m = cli({"image", "mount", "localhost/layout:wo", "imp", W().daemon.state_dir() + "/rootfs-imp"});
   BOOST_TEST_REQUIRE(m.code() == 0, m.err);
-  BOOST_TEST(read_text(W().work / "rootfs-imp/opq/d/new") == "new\n");
+  BOOST_TEST(read_text(W().daemon.state_dir() + "/rootfs-imp/opq/d/new") == "new\n");
   BOOST_TEST(cli({"image", "unmount", "imp"}).code() == 0);
 
   // oci-archive: the same layout as a tar, one image renamed.
@@ -647,7 +647,7 @@ BOOST_AUTO_TEST_CASE(a_zstd_layer_keeps_links_devices_modes_owners_and_xattrs) {
                          read_text(raw + ".zst"));
   auto out = cli({"image", "import", dir, "--name", "local/good:zstd", "--json"});
   BOOST_TEST_REQUIRE(out.code() == 0, out.err);
-  auto target = W().work / "rootfs-good";
+  auto target = W().daemon.state_dir() + "/rootfs-good";
   auto m = cli({"image", "mount", "local/good:zstd", "good", target});
   BOOST_TEST_REQUIRE(m.code() == 0, m.err);
   struct stat file{}, hard{}, null{}, fifo{}, owned{};
@@ -679,7 +679,7 @@ BOOST_AUTO_TEST_CASE(images_and_mounted_rootfs_survive_a_daemon_restart) {
     client c;
     c.pull(ref);
   }
-  auto target = W().work / "rootfs-restart";
+  auto target = W().daemon.state_dir() + "/rootfs-restart";
   BOOST_TEST_REQUIRE(cli({"image", "mount", ref, "keep", target}).code() == 0);
   W().daemon.stop();
   BOOST_TEST(::umount2(target.c_str(), 0) == 0); // as if the host rebooted
@@ -695,6 +695,43 @@ BOOST_AUTO_TEST_CASE(images_and_mounted_rootfs_survive_a_daemon_restart) {
   BOOST_TEST(contains(rm.err, "cyto.failed_precondition"));
   BOOST_TEST(cli({"image", "unmount", "keep"}).code() == 0);
   BOOST_TEST(!fs::exists(target + "/a.txt"));
+}
+
+// Images.mount may not cover a host directory (/etc, say): targets stay inside cyto's
+// state dir (by name and through symlinks) unless root over the unix socket asks with
+// --outside-state-dir. Refusals leave no mount, record or directory behind.
+BOOST_AUTO_TEST_CASE(mount_targets_stay_inside_the_state_dir_unless_root_asks) {
+  auto ref = W().registry.host() + "/test/a:1";
+  {
+    client c;
+    c.pull(ref);
+  }
+  auto outside = W().work / "host-dir";
+  auto r = cli({"image", "mount", ref, "out1", outside});
+  BOOST_TEST(r.code() != 0);
+  BOOST_TEST(contains(r.err, "cyto.permission_denied"), r.err);
+  BOOST_TEST(contains(r.err, "outside cyto's state dir"), r.err);
+  BOOST_TEST(!fs::exists(outside));
+  auto by_dots = cli({"image", "mount", ref, "out2", W().daemon.state_dir() + "/x/../../etc"});
+  BOOST_TEST(by_dots.code() != 0);
+  // Inside by name, outside through a symlink.
+  auto link = W().daemon.state_dir() + "/sneaky";
+  fs::create_directories(W().work / "sneaky-target");
+  fs::create_symlink(W().work / "sneaky-target", link);
+  auto sym = cli({"image", "mount", ref, "out3", link + "/root"});
+  BOOST_TEST(sym.code() != 0);
+  BOOST_TEST(contains(sym.err, "cyto.permission_denied"), sym.err);
+  BOOST_TEST(!fs::exists(W().work / "sneaky-target/root"));
+  fs::remove(link);
+  auto ms = cli({"image", "mounts", "--json"});
+  for (auto* id : {"out1", "out2", "out3"})
+    BOOST_TEST(!contains(ms.out, std::string{"\""} + id + "\""), ms.out);
+  // Root over the unix socket, asking for it.
+  auto ok = cli({"image", "mount", "--outside-state-dir", ref, "out4", outside});
+  BOOST_TEST_REQUIRE(ok.code() == 0, ok.err);
+  BOOST_TEST(read_text(outside + "/a.txt") == "a\n");
+  BOOST_TEST(cli({"image", "unmount", "out4"}).code() == 0);
+  BOOST_TEST(!fs::exists(outside + "/a.txt"));
 }
 
 BOOST_AUTO_TEST_CASE(https_with_the_registry_ca_from_the_config_over_http2) {

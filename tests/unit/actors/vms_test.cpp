@@ -9,6 +9,7 @@
 
 #include "actors/vms/qemu_args.hpp"
 #include "actors/vms/qmp.hpp"
+#include "actors/vms/vm_rows.hpp"
 #include "bus/errc.hpp"
 
 using namespace cyto;
@@ -228,4 +229,35 @@ BOOST_AUTO_TEST_CASE(connect_gives_up_when_qemu_is_gone) {
   BOOST_REQUIRE(!static_cast<bool>(c));
   BOOST_TEST((code_of(c.error()) == errc::unavailable));
   BOOST_TEST(render(c.error()).find("QEMU exited") != std::string::npos);
+}
+
+// A vm row of schema v1 (before networks and images) migrates to v2 with every old field
+// kept and the new ones empty; a v2 blob is not mistaken for a v1 one.
+BOOST_AUTO_TEST_CASE(vm_rows_of_schema_v1_migrate) {
+  cyto::vm_info old;
+  old.spec.name = "legacy";
+  old.spec.vcpus = 2;
+  old.spec.kernel = "/k";
+  old.spec.init_args = {"echo", "hi"};
+  old.state = cyto::vm_state::running;
+  old.pid = 4242;
+  old.qmp_path = "/s/qmp.sock";
+  old.finished_unix_nanos = 7;
+  cyto::vms::vm_row_v1 v1{old};
+  auto blob = cyto::store::to_blob(v1);
+  auto migrated = cyto::vms::vm_v1_to_v2(blob);
+  BOOST_REQUIRE(migrated);
+  cyto::vm_info now;
+  BOOST_REQUIRE(cyto::store::from_blob(*migrated, now));
+  BOOST_TEST(now.spec.name == "legacy");
+  BOOST_TEST(now.spec.vcpus == 2u);
+  BOOST_TEST(now.spec.init_args == (std::vector<std::string>{"echo", "hi"}));
+  BOOST_TEST(now.pid == 4242u);
+  BOOST_TEST(now.qmp_path == "/s/qmp.sock");
+  BOOST_TEST(now.finished_unix_nanos == 7);
+  BOOST_TEST(now.spec.network.empty());
+  BOOST_TEST(now.image_root.disk.empty());
+  cyto::vm_info wrong;
+  BOOST_TEST(!cyto::store::from_blob(blob, wrong)); // a v1 blob does not decode as v2
+  BOOST_TEST(!cyto::vms::vm_v1_to_v2(*migrated));    // nor a v2 one as v1
 }

@@ -187,3 +187,22 @@ BOOST_AUTO_TEST_CASE(channel_port_is_read_and_off_by_default) {
   BOOST_REQUIRE(err.has_value());
   BOOST_TEST(err->find("channel.port") != std::string::npos, *err);
 }
+
+BOOST_AUTO_TEST_CASE(image_vm_settings_are_applied_and_paths_checked) {
+  daemon_config cfg;
+  auto err = apply_toml(R"(
+[vms]
+image_kernel = "/boot/vmlinuz"
+image_initrd = "/boot/initramfs.cpio"
+mke2fs = "/sbin/mke2fs"
+qemu_img = "qemu-img"
+)",
+                        cfg);
+  BOOST_TEST(!err.has_value(), (err ? *err : ""));
+  BOOST_TEST(cfg.vm_image_kernel == "/boot/vmlinuz");
+  BOOST_TEST(cfg.vm_image_initrd == "/boot/initramfs.cpio");
+  BOOST_TEST(cfg.mke2fs == "/sbin/mke2fs");
+  BOOST_TEST(cfg.qemu_img == "qemu-img");
+  BOOST_TEST(mentions(apply_toml("vms.image_kernel = \"vmlinuz\"\n", cfg), "vms.image_kernel"));
+  BOOST_TEST(cfg.vm_image_kernel == "/boot/vmlinuz"); // a refused file changes nothing
+}

@@ -549,7 +549,8 @@ result<config> parse_config(const std::string& text, const std::string& bundle) 
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // Found by fuzzing: a number too large for a double is out_of_range, not parse_error.
     return invalid("config.json: malformed JSON: " + std::string{e.what()});
   }
   try {

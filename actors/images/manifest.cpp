@@ -77,7 +77,9 @@ caf::expected<platform> parse_platform(const std::string& text) {
   return p;
 }
 
-caf::expected<manifest> parse_manifest(const std::string& body, const std::string& declared) {
+namespace {
+
+caf::expected<manifest> parse_manifest_unchecked(const std::string& body, const std::string& declared) {
   json j;
   try {
     j = json::parse(body);
@@ -95,7 +97,10 @@ caf::expected<manifest> parse_manifest(const std::string& body, const std::strin
     else
       m.media_type = j.contains("manifests") ? media_type::oci_index : media_type::oci_manifest;
   }
-  if (j.value("schemaVersion", 0) == 1 || m.media_type.find("distribution.manifest.v1") != std::string::npos)
+  // Found by fuzzing: value<int>() of 7.7e32 is a float-to-int overflow (undefined).
+  auto sv = j.find("schemaVersion");
+  bool schema1 = sv != j.end() && sv->is_number_integer() && sv->get<int64_t>() == 1;
+  if (schema1 || m.media_type.find("distribution.manifest.v1") != std::string::npos)
     return make_error(errc::unsupported,
                       "media type " + (m.media_type.empty() ? std::string{"schema 1"} : m.media_type)
                         + ": Docker schema 1 manifests are not supported");
@@ -139,6 +144,19 @@ caf::expected<manifest> parse_manifest(const std::string& body, const std::strin
   return m;
 }
 
+} // namespace
+
+// Found by fuzzing (tests/fuzz/manifest_fuzz.cpp): a member of the wrong type ("mediaType":
+// 5) made nlohmann's value() throw out of the parser, on a pull worker thread: cytod died.
+// Every JSON error is "malformed" now.
+caf::expected<manifest> parse_manifest(const std::string& body, const std::string& declared) {
+  try {
+    return parse_manifest_unchecked(body, declared);
+  } catch (const json::exception& e) {
+    return malformed(std::string{"manifest: "} + e.what());
+  }
+}
+
 caf::expected<descriptor> pick_platform(const manifest& index, const platform& want) {
   std::vector<std::string> seen;
   for (auto& d : index.manifests) {
@@ -157,7 +175,9 @@ caf::expected<descriptor> pick_platform(const manifest& index, const platform& w
                                        + (list.empty() ? "" : " (it has " + list + ")"));
 }
 
-caf::expected<image_config> parse_config(const std::string& body) {
+namespace {
+
+caf::expected<image_config> parse_config_unchecked(const std::string& body) {
   json j;
   try {
     j = json::parse(body);
@@ -181,6 +201,19 @@ caf::expected<image_config> parse_config(const std::string& body) {
     c.diff_ids.push_back(d.get<std::string>());
   }
   return c;
+}
+
+} // namespace
+
+// Found by fuzzing (tests/fuzz/manifest_fuzz.cpp): a member of the wrong type ("mediaType":
+// 5) made nlohmann's value() throw out of the parser, on a pull worker thread: cytod died.
+// Every JSON error is "malformed" now.
+caf::expected<image_config> parse_config(const std::string& body) {
+  try {
+    return parse_config_unchecked(body);
+  } catch (const json::exception& e) {
+    return malformed(std::string{"image config: "} + e.what());
+  }
 }
 
 std::vector<std::string> chain_ids(const std::vector<std::string>& diff_ids) {

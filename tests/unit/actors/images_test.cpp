@@ -198,3 +198,25 @@ BOOST_AUTO_TEST_CASE(empty_or_cut_layer_streams_are_refused_not_fatal) {
   auto r = unpack_layer(found, t.path + "/dest", stats);
   BOOST_TEST(!r);
 }
+
+// Found by fuzzing (tests/fuzz/manifest_fuzz.cpp): a huge float schemaVersion was
+// converted to int (undefined behaviour); it is just "not schema 1" now.
+BOOST_AUTO_TEST_CASE(a_float_schema_version_is_not_undefined_behaviour) {
+  auto m = parse_manifest(R"({"schemaVersion":7.7e32,"config":{}})", media_type::oci_manifest);
+  BOOST_TEST(!m); // refused for its missing fields, not for its version
+}
+
+// Found by fuzzing: members of the wrong type threw nlohmann type errors out of the
+// parsers (on a pull worker thread, where that ends the process).
+BOOST_AUTO_TEST_CASE(members_of_the_wrong_type_are_malformed_not_thrown) {
+  for (auto* body : {R"({"schemaVersion":2,"mediaType":5})",
+                     R"({"schemaVersion":2,"manifests":[{"mediaType":1,"digest":2,"size":3}]})",
+                     R"({"schemaVersion":2,"config":{"digest":[],"size":1},"layers":[]})"}) {
+    caf::expected<manifest> m = make_error(errc::internal, "not run");
+    BOOST_CHECK_NO_THROW(m = parse_manifest(body, ""));
+    BOOST_TEST(!m, body);
+  }
+  caf::expected<image_config> c = make_error(errc::internal, "not run");
+  BOOST_CHECK_NO_THROW(c = parse_config(R"({"os":5,"rootfs":{"diff_ids":[1]}})"));
+  BOOST_TEST(!c);
+}

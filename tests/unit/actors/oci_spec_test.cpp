@@ -217,3 +217,11 @@ BOOST_AUTO_TEST_CASE(seccomp_profiles_compile_or_name_the_bad_field) {
   j["linux"]["seccomp"].erase("defaultAction");
   refused(j, "linux.seccomp.defaultAction: is required");
 }
+
+// Found by fuzzing (tests/fuzz/oci_config_fuzz.cpp): a number beyond a double's range is
+// nlohmann's out_of_range, which escaped parse_config and terminated the runtime.
+BOOST_AUTO_TEST_CASE(numbers_beyond_a_double_are_malformed_json_not_a_crash) {
+  auto r = oci::parse_config("{\"ociVersion\":3442593710371E555555}", "/b");
+  BOOST_CHECK(!r.ok());
+  BOOST_CHECK(r.error().text().find("malformed JSON") != std::string::npos);
+}

@@ -70,14 +70,22 @@ public:
   virtual caf::error destroy_root() = 0;
 };
 
+/// Where a cell's own processes live. Cells keep them in a leaf "_" so that child cells
+/// may be added at any time; an OCI container's processes belong in its cgroupsPath
+/// itself (runtime-spec), so the runtime's cells have none and get no children.
+enum class process_leaf { own, none };
+
 /// The v1/hybrid backend over the controller mounts under `mount` (usually /sys/fs/cgroup).
-std::unique_ptr<cgroup_driver> make_cgroup_v1(std::string root, std::string mount = "/sys/fs/cgroup");
+std::unique_ptr<cgroup_driver> make_cgroup_v1(std::string root, std::string mount = "/sys/fs/cgroup",
+                                              process_leaf leaf = process_leaf::own);
 
 /// The v2 backend over a cgroup2 mount.
-std::unique_ptr<cgroup_driver> make_cgroup_v2(std::string root, std::string mount = "/sys/fs/cgroup");
+std::unique_ptr<cgroup_driver> make_cgroup_v2(std::string root, std::string mount = "/sys/fs/cgroup",
+                                              process_leaf leaf = process_leaf::own);
 
 /// The right backend for this host: v2 on unified hosts, v1 on v1 and hybrid hosts.
-std::unique_ptr<cgroup_driver> make_cgroup_driver(cgroup_mode mode, std::string root);
+std::unique_ptr<cgroup_driver> make_cgroup_driver(cgroup_mode mode, std::string root,
+                                                  process_leaf leaf = process_leaf::own);
 
 // -- cgroupfs helpers shared by the backends ---------------------------------------
 

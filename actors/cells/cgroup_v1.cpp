@@ -21,7 +21,8 @@ constexpr const char* wanted[] = {"cpu", "cpuacct", "cpuset", "memory", "pids", 
 
 class cgroup_v1 final : public cgroup_driver {
 public:
-  cgroup_v1(std::string root, std::string mount) : root_(std::move(root)) {
+  cgroup_v1(std::string root, std::string mount, process_leaf leaf)
+    : root_(std::move(root)), leaf_(leaf) {
     std::error_code ec;
     for (auto* c : wanted) {
       auto dir = fs::path{mount} / c;
@@ -107,9 +108,16 @@ public:
       if (auto err = make_dir(dir))
         return fail(std::move(err));
       made.push_back(dir);
+      // Below a parent without clone_children (a host cgroup, not cyto's root) a new
+      // cpuset starts empty and no task may join it: copy the parent's.
+      if (has(h, "cpuset") && read_number(dir + "/cgroup.clone_children") == 0)
+        if (auto err = inherit_cpuset(dir))
+          return fail(std::move(err));
     }
     if (auto err = write_limits(cell, l))
       return fail(std::move(err));
+    if (leaf_ == process_leaf::none)
+      return {};
     for (auto& h : hier_) {
       auto leaf = path(h, cell) + "/" + std::string{leaf_name};
       if (auto err = make_dir(leaf))
@@ -125,7 +133,7 @@ public:
     caf::error first;
     for (auto& h : hier_) {
       auto dir = path(h, cell);
-      auto e1 = remove_dir(dir + "/" + std::string{leaf_name});
+      auto e1 = leaf_ == process_leaf::none ? caf::error{} : remove_dir(leaf_dir(dir));
       auto e2 = remove_dir(dir);
       if (!first)
         first = e1 ? std::move(e1) : std::move(e2);
@@ -135,8 +143,7 @@ public:
 
   caf::error attach(const std::string& cell, pid_t pid) override {
     for (auto& h : hier_)
-      if (auto err = write_file(path(h, cell) + "/" + std::string{leaf_name} + "/cgroup.procs",
-                                std::to_string(pid)))
+      if (auto err = write_file(leaf_dir(path(h, cell)) + "/cgroup.procs", std::to_string(pid)))
         return err;
     return {};
   }
@@ -144,7 +151,7 @@ public:
   std::vector<std::string> procs_files(const std::string& cell) const override {
     std::vector<std::string> out;
     for (auto& h : hier_)
-      out.push_back(path(h, cell) + "/" + std::string{leaf_name} + "/cgroup.procs");
+      out.push_back(leaf_dir(path(h, cell)) + "/cgroup.procs");
     return out;
   }
 
@@ -164,7 +171,7 @@ public:
       out.insert(out.end(), ps.begin(), ps.end());
     };
     if (!recursive) {
-      add(top + "/" + std::string{leaf_name});
+      add(leaf_dir(top));
       return out;
     }
     add(top);
@@ -187,6 +194,10 @@ public:
   }
 
   std::string file(const std::string& cell, const std::string& name) const override {
+    if (name == "cgroup.procs") {
+      auto* h = hier_of("pids");
+      return h ? leaf_dir(path(*h, cell)) + "/cgroup.procs" : std::string{};
+    }
     auto [ctrl, v1name] = map_name(name);
     auto* h = hier_of(ctrl);
     return h ? path(*h, cell) + "/" + v1name : std::string{};
@@ -267,6 +278,11 @@ private:
     return h.dir + "/" + root_ + "/" + cell;
   }
 
+  /// Where a cell's own processes live: its leaf, or the cell itself without one.
+  std::string leaf_dir(const std::string& dir) const {
+    return leaf_ == process_leaf::none ? dir : dir + "/" + std::string{leaf_name};
+  }
+
   static std::pair<std::string, std::string> map_name(const std::string& v2) {
     if (v2 == "cpu.weight") return {"cpu", "cpu.shares"};
     if (v2 == "cpu.max") return {"cpu", "cpu.cfs_quota_us"};
@@ -279,7 +295,6 @@ private:
     if (v2 == "cpuset.cpus") return {"cpuset", "cpuset.cpus"};
     if (v2 == "cpuset.mems") return {"cpuset", "cpuset.mems"};
     if (v2 == "io.weight") return {"blkio", "blkio.weight"};
-    if (v2 == "cgroup.procs") return {"pids", std::string{leaf_name} + "/cgroup.procs"};
     return {"", ""};
   }
 
@@ -347,13 +362,15 @@ private:
   }
 
   std::string root_;
+  process_leaf leaf_;
   std::vector<hierarchy> hier_;
 };
 
 } // namespace
 
-std::unique_ptr<cgroup_driver> make_cgroup_v1(std::string root, std::string mount) {
-  return std::make_unique<cgroup_v1>(std::move(root), std::move(mount));
+std::unique_ptr<cgroup_driver> make_cgroup_v1(std::string root, std::string mount,
+                                              process_leaf leaf) {
+  return std::make_unique<cgroup_v1>(std::move(root), std::move(mount), leaf);
 }
 
 } // namespace cyto::cells

@@ -33,8 +33,14 @@ std::vector<std::string> words(const std::string& text) {
 
 class cgroup_v2 final : public cgroup_driver {
 public:
-  cgroup_v2(std::string root, std::string mount)
-    : root_(std::move(root)), mount_(std::move(mount)) {
+  cgroup_v2(std::string root, std::string mount, process_leaf leaf)
+    : root_(std::move(root)), mount_(std::move(mount)), leaf_(leaf) {
+    // What the host offers; init() enables it along the path to our root. A driver used
+    // without init() (the OCI runtime's, below roots another made) checks against it too.
+    if (auto avail = read_file(mount_ + "/cgroup.controllers"))
+      for (auto& c : words(*avail))
+        if (std::find(std::begin(wanted), std::end(wanted), c) != std::end(wanted))
+          controllers_.push_back(c);
   }
 
   cgroup_mode mode() const noexcept override {
@@ -42,12 +48,8 @@ public:
   }
 
   caf::error init() override {
-    auto avail = read_file(mount_ + "/cgroup.controllers");
-    if (!avail)
+    if (auto avail = read_file(mount_ + "/cgroup.controllers"); !avail)
       return avail.error();
-    for (auto& c : words(*avail))
-      if (std::find(std::begin(wanted), std::end(wanted), c) != std::end(wanted))
-        controllers_.push_back(c);
     if (auto err = make_dir(top(), true))
       return err;
     // Enable along the path: mount root -> our root -> (cells do their own).
@@ -81,15 +83,20 @@ public:
     if (auto err = make_dir(dir))
       return err;
     auto fail = [&](caf::error err) {
-      remove_dir(dir + "/" + std::string{leaf_name});
+      if (leaf_ == process_leaf::own)
+        remove_dir(leaf_dir(dir));
       remove_dir(dir);
       return err;
     };
-    if (auto err = enable(dir))
-      return fail(std::move(err));
     if (auto err = write_limits(dir, l))
       return fail(std::move(err));
-    if (auto err = make_dir(dir + "/" + std::string{leaf_name}))
+    // Without a leaf the cell's processes live in it, so it may not delegate controllers
+    // (the no-internal-processes rule): it stays a leaf itself.
+    if (leaf_ == process_leaf::none)
+      return {};
+    if (auto err = enable(dir))
+      return fail(std::move(err));
+    if (auto err = make_dir(leaf_dir(dir)))
       return fail(std::move(err));
     return {};
   }
@@ -98,18 +105,18 @@ public:
     if (!pids(cell, true).empty())
       return make_error(errc::failed_precondition, "cell " + cell + " still has processes");
     auto dir = path(cell);
-    if (auto err = remove_dir(dir + "/" + std::string{leaf_name}))
-      return err;
+    if (leaf_ == process_leaf::own)
+      if (auto err = remove_dir(leaf_dir(dir)))
+        return err;
     return remove_dir(dir);
   }
 
   caf::error attach(const std::string& cell, pid_t pid) override {
-    return write_file(path(cell) + "/" + std::string{leaf_name} + "/cgroup.procs",
-                      std::to_string(pid));
+    return write_file(leaf_dir(path(cell)) + "/cgroup.procs", std::to_string(pid));
   }
 
   std::vector<std::string> procs_files(const std::string& cell) const override {
-    return {path(cell) + "/" + std::string{leaf_name} + "/cgroup.procs"};
+    return {leaf_dir(path(cell)) + "/cgroup.procs"};
   }
 
   std::vector<pid_t> pids(const std::string& cell, bool recursive) const override {
@@ -121,7 +128,7 @@ public:
       out.insert(out.end(), ps.begin(), ps.end());
     };
     if (!recursive) {
-      add(topdir + "/" + std::string{leaf_name});
+      add(leaf_dir(topdir));
       return out;
     }
     add(topdir);
@@ -144,7 +151,7 @@ public:
 
   std::string file(const std::string& cell, const std::string& name) const override {
     if (name == "cgroup.procs")
-      return path(cell) + "/" + std::string{leaf_name} + "/cgroup.procs";
+      return leaf_dir(path(cell)) + "/cgroup.procs";
     return path(cell) + "/" + name;
   }
 
@@ -198,6 +205,11 @@ private:
 
   std::string path(const std::string& cell) const {
     return top() + "/" + cell;
+  }
+
+  /// Where a cell's own processes live: its leaf, or the cell itself without one.
+  std::string leaf_dir(const std::string& dir) const {
+    return leaf_ == process_leaf::none ? dir : dir + "/" + std::string{leaf_name};
   }
 
   caf::error enable(const std::string& dir) {
@@ -256,13 +268,15 @@ private:
 
   std::string root_;
   std::string mount_;
+  process_leaf leaf_;
   std::vector<std::string> controllers_;
 };
 
 } // namespace
 
-std::unique_ptr<cgroup_driver> make_cgroup_v2(std::string root, std::string mount) {
-  return std::make_unique<cgroup_v2>(std::move(root), std::move(mount));
+std::unique_ptr<cgroup_driver> make_cgroup_v2(std::string root, std::string mount,
+                                              process_leaf leaf) {
+  return std::make_unique<cgroup_v2>(std::move(root), std::move(mount), leaf);
 }
 
 } // namespace cyto::cells

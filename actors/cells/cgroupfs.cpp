@@ -104,10 +104,11 @@ std::vector<pid_t> read_procs(const std::string& path) {
   return out;
 }
 
-std::unique_ptr<cgroup_driver> make_cgroup_driver(cgroup_mode mode, std::string root) {
+std::unique_ptr<cgroup_driver> make_cgroup_driver(cgroup_mode mode, std::string root,
+                                                  process_leaf leaf) {
   if (mode == cgroup_mode::v2)
-    return make_cgroup_v2(std::move(root));
-  return make_cgroup_v1(std::move(root));
+    return make_cgroup_v2(std::move(root), "/sys/fs/cgroup", leaf);
+  return make_cgroup_v1(std::move(root), "/sys/fs/cgroup", leaf);
 }
 
 void list_cells_under(const std::filesystem::path& top, std::set<std::string>& out) {

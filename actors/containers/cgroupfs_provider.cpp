@@ -1,5 +1,8 @@
 #include "actors/containers/cgroupfs_provider.hpp"
 
+#include <filesystem>
+#include <map>
+
 #include <linux/magic.h>
 #include <sys/statfs.h>
 
@@ -29,21 +32,37 @@ result<cg_path> split(const std::string& id, const std::string& given) {
     p.erase(0, 1);
   while (!p.empty() && p.back() == '/')
     p.pop_back();
+  if (p.empty())
+    return invalid("linux.cgroupsPath \"" + given + "\": names no cgroup");
   auto slash = p.rfind('/');
-  if (p.empty() || slash == std::string::npos)
-    return invalid("linux.cgroupsPath \"" + given + "\": needs a parent and a name (/parent/"
-                   + id + ")");
   cg_path out;
-  out.cell = p.substr(slash + 1);
-  auto parent = p.substr(0, slash);
-  if (auto err = cells::check_name(parent))
-    return invalid("linux.cgroupsPath \"" + given + "\": " + context_of(err));
+  // A single level ("/cgrouptest") is a cgroup right below the hierarchy's root: no
+  // parents to make (roots stays empty, the driver works on the root itself).
+  out.cell = slash == std::string::npos ? p : p.substr(slash + 1);
+  auto parent = slash == std::string::npos ? std::string{} : p.substr(0, slash);
+  if (!parent.empty())
+    if (auto err = cells::check_name(parent))
+      return invalid("linux.cgroupsPath \"" + given + "\": " + context_of(err));
   if (auto err = cells::check_name(out.cell))
     return invalid("linux.cgroupsPath \"" + given + "\": " + context_of(err));
-  for (size_t i = 0; i <= parent.size(); ++i)
+  for (size_t i = 0; !parent.empty() && i <= parent.size(); ++i)
     if (i == parent.size() || parent[i] == '/')
       out.roots.push_back(parent.substr(0, i));
   return out;
+}
+
+/// The hierarchy-relative parent of the cell ("" for a single-level path).
+std::string parent_of(const cg_path& p) {
+  return p.roots.empty() ? std::string{} : p.roots.back();
+}
+
+/// The container's own cgroup: its processes live in it (no "_" leaf, runtime-spec).
+std::unique_ptr<cells::cgroup_driver> driver_for(cgroup_mode mode, const cg_path& p) {
+  return cells::make_cgroup_driver(mode, parent_of(p), cells::process_leaf::none);
+}
+
+std::string device_number(int64_t n) {
+  return n < 0 ? std::string{"*"} : std::to_string(n);
 }
 
 cgroup_mode host_mode() {
@@ -78,9 +97,151 @@ result<cell_limits> to_limits(const oci::resources& r, cgroup_mode mode) {
     l.pids_max = static_cast<uint64_t>(*r.pids_limit);
   if (r.blkio_weight)
     l.io_weight = uint64_t{*r.blkio_weight} * 10;
+  // Per-device rates, one io_device_limit per device (0 leaves a rate unlimited).
+  std::map<std::string, io_device_limit> rates;
+  auto rate = [&](const std::vector<oci::block_device_value>& list, uint64_t io_device_limit::*f) {
+    for (auto& v : list) {
+      auto dev = std::to_string(v.major) + ":" + std::to_string(v.minor);
+      auto& d = rates[dev];
+      d.device = dev;
+      d.*f = v.value;
+    }
+  };
+  rate(r.throttle_read_bps, &io_device_limit::rbps);
+  rate(r.throttle_write_bps, &io_device_limit::wbps);
+  rate(r.throttle_read_iops, &io_device_limit::riops);
+  rate(r.throttle_write_iops, &io_device_limit::wiops);
+  for (auto& [dev, d] : rates)
+    l.io_max.push_back(d);
   if (auto err = cells::check_limits(l, cells::online_cpus()))
     return invalid("linux.resources: " + context_of(err));
   return l;
+}
+
+/// Refuses, before anything is made, the resources this host's cgroups cannot express
+/// (to_limits covers what the cells' limits can say; these are the rest).
+status check_extras(const oci::resources& r, cgroup_mode mode) {
+  auto no = [&](const std::string& field, const std::string& why) {
+    return status{"unsupported", "linux.resources." + field + ": " + why};
+  };
+  if (mode == cgroup_mode::v2) {
+    const char* v1_only = "has no cgroup v2 equivalent on this host";
+    if (r.memory_swappiness)
+      return no("memory.swappiness", v1_only);
+    if (r.disable_oom_killer)
+      return no("memory.disableOOMKiller", v1_only);
+    if (r.memory_kernel)
+      return no("memory.kernel", v1_only);
+    if (r.memory_kernel_tcp)
+      return no("memory.kernelTCP", v1_only);
+    if (r.blkio_leaf_weight)
+      return no("blockIO.leafWeight", v1_only);
+    if (!r.devices.empty())
+      return no("devices", "device rules need the cgroup v1 devices controller (cgroup v2 "
+                           "device programs are not implemented)");
+    if (r.memory_swap && *r.memory_swap != -1 && !r.memory_limit)
+      return invalid("linux.resources.memory.swap: needs memory.limit with cgroup v2");
+  } else if (!r.devices.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::exists("/sys/fs/cgroup/devices/devices.allow", ec))
+      return no("devices", "the devices controller is not mounted on this host");
+  }
+  return {};
+}
+
+/// Writes one control file; a missing file means the host cannot apply `field`.
+status put(const std::string& dir, const std::string& file, const std::string& value,
+           const std::string& field) {
+  std::error_code ec;
+  if (dir.empty() || !std::filesystem::exists(dir + "/" + file, ec))
+    return {"unsupported", "linux.resources." + field + ": this host has no " + file};
+  if (auto err = cells::write_file(dir + "/" + file, value))
+    return {std::string{to_string(code_of(err))}, "linux.resources." + field + ": "
+                                                     + context_of(err)};
+  return {};
+}
+
+std::string dir_of(const std::string& file) {
+  return file.empty() ? file : std::filesystem::path{file}.parent_path().string();
+}
+
+/// The resources to_limits leaves out, on the cell the driver just made.
+status apply_extras(const cells::cgroup_driver& d, const std::string& cell,
+                    const oci::resources& r) {
+  auto mem = dir_of(d.file(cell, "memory.max"));
+  auto io = dir_of(d.file(cell, "io.weight"));
+  status s;
+  if (d.mode() == cgroup_mode::v1) {
+    auto bytes = [](int64_t v) { return std::to_string(v); };
+    if (r.memory_swap && (s = put(mem, "memory.memsw.limit_in_bytes", bytes(*r.memory_swap),
+                                  "memory.swap")))
+      return s;
+    if (r.memory_kernel && (s = put(mem, "memory.kmem.limit_in_bytes", bytes(*r.memory_kernel),
+                                    "memory.kernel")))
+      return s;
+    if (r.memory_kernel_tcp
+        && (s = put(mem, "memory.kmem.tcp.limit_in_bytes", bytes(*r.memory_kernel_tcp),
+                    "memory.kernelTCP")))
+      return s;
+    if (r.memory_swappiness
+        && (s = put(mem, "memory.swappiness", std::to_string(*r.memory_swappiness),
+                    "memory.swappiness")))
+      return s;
+    if (r.disable_oom_killer
+        && (s = put(mem, "memory.oom_control", "1", "memory.disableOOMKiller")))
+      return s;
+    if (r.blkio_leaf_weight
+        && (s = put(io, "blkio.leaf_weight", std::to_string(*r.blkio_leaf_weight),
+                    "blockIO.leafWeight")))
+      return s;
+    for (auto& w : r.blkio_weight_device)
+      if ((s = put(io, "blkio.weight_device",
+                   std::to_string(w.major) + ":" + std::to_string(w.minor) + " "
+                     + std::to_string(w.value),
+                   "blockIO.weightDevice")))
+        return s;
+    return {};
+  }
+  if (r.memory_swap) {
+    // The spec counts memory and swap together; memory.swap.max is the swap alone.
+    auto v = *r.memory_swap == -1 ? std::string{"max"}
+                                  : std::to_string(*r.memory_swap - *r.memory_limit);
+    if ((s = put(mem, "memory.swap.max", v, "memory.swap")))
+      return s;
+  }
+  for (auto& w : r.blkio_weight_device)
+    if ((s = put(io, "io.weight",
+                 std::to_string(w.major) + ":" + std::to_string(w.minor) + " "
+                   + std::to_string(w.value * 10),
+                 "blockIO.weightDevice")))
+      return s;
+  return {};
+}
+
+/// The v1 devices hierarchy, where device rules are enforced. The cells' driver does not
+/// use it (cells leave devices to the host), so the runtime keeps this cgroup itself.
+constexpr const char* devices_mount = "/sys/fs/cgroup/devices";
+
+std::string devices_dir(const cg_path& p) {
+  auto parent = parent_of(p);
+  return std::string{devices_mount} + (parent.empty() ? "" : "/" + parent) + "/" + p.cell;
+}
+
+/// Devices every container gets whatever its rules say (runtime-spec's default devices:
+/// null, zero, full, random, urandom, tty, console/pts, ptmx), plus mknod of any.
+std::vector<oci::device_rule> default_device_rules() {
+  auto c = [](int64_t major, int64_t minor, const char* access = "rwm") {
+    return oci::device_rule{true, 'c', major, minor, access};
+  };
+  return {c(-1, -1, "m"), {true, 'b', -1, -1, "m"}, c(1, 3), c(1, 5), c(1, 7), c(1, 8),
+          c(1, 9), c(5, 0), c(5, 1), c(5, 2), c(136, -1)};
+}
+
+std::string rule_text(const oci::device_rule& r) {
+  if (r.type == 'a' && r.major < 0 && r.minor < 0)
+    return "a";
+  return std::string(1, r.type) + " " + device_number(r.major) + ":" + device_number(r.minor)
+         + " " + r.access;
 }
 
 class cgroupfs_provider final : public cgroup_provider {
@@ -93,7 +254,9 @@ public:
     auto limits = to_limits(linux.resources, mode);
     if (!limits)
       return limits.error();
-    auto driver = cells::make_cgroup_driver(mode, path->roots.back());
+    if (auto s = check_extras(linux.resources, mode))
+      return s;
+    auto driver = driver_for(mode, *path);
     if (auto err = driver->supports(*limits))
       return to_status(err);
     if (driver->exists(path->cell))
@@ -103,11 +266,26 @@ public:
         remove_roots(*path, mode);
         return to_status(err);
       }
+    auto undo = [&](status s) {
+      remove_devices(*path);
+      driver->remove(path->cell);
+      remove_roots(*path, mode);
+      return s;
+    };
     if (auto err = driver->create(path->cell, *limits)) {
       remove_roots(*path, mode);
       return to_status(err);
     }
-    return cgroup_placement{driver->procs_files(path->cell)};
+    if (auto s = apply_extras(*driver, path->cell, linux.resources))
+      return undo(s);
+    cgroup_placement out{driver->procs_files(path->cell)};
+    if (!linux.resources.devices.empty()) {
+      auto devs = place_devices(*path, linux);
+      if (!devs)
+        return undo(devs.error());
+      out.procs_files.push_back(*devs);
+    }
+    return out;
   }
 
   status release(const std::string& id, const std::string& cgroups_path) override {
@@ -115,10 +293,11 @@ public:
     if (!path)
       return path.error();
     auto mode = host_mode();
-    auto driver = cells::make_cgroup_driver(mode, path->roots.back());
+    auto driver = driver_for(mode, *path);
     if (driver->exists(path->cell))
       if (auto err = driver->remove(path->cell))
         return to_status(err);
+    remove_devices(*path);
     remove_roots(*path, mode);
     return {};
   }
@@ -127,15 +306,59 @@ public:
     auto path = split(id, cgroups_path);
     if (!path)
       return {};
-    return cells::make_cgroup_driver(host_mode(), path->roots.back())->pids(path->cell, true);
+    return driver_for(host_mode(), *path)->pids(path->cell, true);
   }
 
 private:
+  /// Makes the container's devices cgroup (parents as needed) and writes its rules in
+  /// order, then the default devices; answers its cgroup.procs.
+  static result<std::string> place_devices(const cg_path& p, const oci::linux_config& linux) {
+    for (auto& root : p.roots) {
+      auto d = std::string{devices_mount} + "/" + root;
+      if (auto err = cells::make_dir(d, true))
+        return to_status(err);
+    }
+    auto dir = devices_dir(p);
+    if (auto err = cells::make_dir(dir))
+      return to_status(err);
+    auto rules = linux.resources.devices;
+    auto defaults = default_device_rules();
+    rules.insert(rules.end(), defaults.begin(), defaults.end());
+    for (auto& d : linux.devices)
+      if (d.type == 'c' || d.type == 'b' || d.type == 'u')
+        rules.push_back({true, d.type == 'b' ? 'b' : 'c', d.major, d.minor, "rwm"});
+    for (size_t i = 0; i < rules.size(); ++i) {
+      auto file = dir + (rules[i].allow ? "/devices.allow" : "/devices.deny");
+      if (auto err = cells::write_file(file, rule_text(rules[i]))) {
+        std::string field = i < linux.resources.devices.size()
+                              ? "linux.resources.devices[" + std::to_string(i) + "]"
+                              : "default device " + rule_text(rules[i]);
+        return status{std::string{to_string(code_of(err))}, field + ": " + context_of(err)};
+      }
+    }
+    return dir + "/cgroup.procs";
+  }
+
+  /// Removes the devices cgroup (if any) and the parents cyto made there.
+  static void remove_devices(const cg_path& p) {
+    std::error_code ec;
+    auto dir = devices_dir(p);
+    if (!std::filesystem::exists(dir, ec))
+      return;
+    if (cells::remove_dir(dir))
+      return;
+    if (p.roots.empty() || p.roots.front().rfind("cyto-", 0) != 0)
+      return;
+    for (auto i = p.roots.rbegin(); i != p.roots.rend(); ++i)
+      if (cells::remove_dir(std::string{devices_mount} + "/" + *i))
+        return;
+  }
+
   /// Parents that cyto made ("cyto-" names: the default /cyto-runtime, tests' cyto-test-*)
   /// are removed when empty; rmdir fails while another container's cgroup is still below,
   /// which ends the walk. Parents of other names may belong to the host: never touched.
   static void remove_roots(const cg_path& p, cgroup_mode mode) {
-    if (p.roots.front().rfind("cyto-", 0) != 0)
+    if (p.roots.empty() || p.roots.front().rfind("cyto-", 0) != 0)
       return;
     for (auto i = p.roots.rbegin(); i != p.roots.rend(); ++i) {
       auto slash = i->rfind('/');

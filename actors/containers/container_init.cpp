@@ -241,8 +241,7 @@ status drop_privileges(const oci::process& p) {
   return {};
 }
 
-status exec_process(const oci::process& proc, const seccomp_filter* seccomp,
-                    const std::string& program) {
+status prepare_process(const oci::process& proc, const seccomp_filter* seccomp) {
   if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return sys_error("process.noNewPrivileges");
   // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while root still has it.
@@ -255,6 +254,12 @@ status exec_process(const oci::process& proc, const seccomp_filter* seccomp,
     ::umask(*proc.user.umask);
   else
     ::umask(022);
+  return {};
+}
+
+status finish_exec(const oci::process& proc, const seccomp_filter* seccomp,
+                   const std::string& program) {
+  // With no_new_privs the filter goes on last, so the fewest syscalls run under it.
   if (seccomp && proc.no_new_privileges)
     if (int rc = seccomp->load(); rc != 0)
       return from_errno(-rc, "linux.seccomp: load the filter");
@@ -271,6 +276,13 @@ status exec_process(const oci::process& proc, const seccomp_filter* seccomp,
   ::execve(program.c_str(), argv.data(), envp.data());
   int err = errno;
   return from_errno(err, "exec " + program).with_exit_code(err == ENOENT ? 127 : 126);
+}
+
+status exec_process(const oci::process& proc, const seccomp_filter* seccomp,
+                    const std::string& program) {
+  if (auto s = prepare_process(proc, seccomp))
+    return s;
+  return finish_exec(proc, seccomp, program);
 }
 
 void container_init(init_context& ctx) {
@@ -336,6 +348,11 @@ void container_init(init_context& ctx) {
   if (!found)
     die(ctx, found.error(), found.error().exit_code());
   auto& program = *found;
+  // Privileges are dropped (and a seccomp filter without no_new_privs loaded) before
+  // `created` is reported, so everything that can fail does so at create, as the spec
+  // asks; what remains after start is startContainer hooks and exec itself.
+  if (auto s = prepare_process(proc, ctx.seccomp))
+    die(ctx, s);
   if (ctx.fifo_fd >= 0) {
     // create: report, then block until `start` opens the fifo for reading.
     sync_msg m;
@@ -361,7 +378,7 @@ void container_init(init_context& ctx) {
       if (auto s = run_hook(h, state, "startContainer"))
         die(ctx, s);
   }
-  auto failed = exec_process(proc, ctx.seccomp, program);
+  auto failed = finish_exec(proc, ctx.seccomp, program);
   die(ctx, failed, failed.exit_code());
 }
 

@@ -63,8 +63,14 @@ status apply_rlimits(const oci::process& p);
 result<std::string> find_program(const oci::process& p);
 /// Bounding set, user and groups, then the other capability sets.
 status drop_privileges(const oci::process& p);
-/// no_new_privs, seccomp, privileges, umask, an empty signal mask, then execve(program).
+/// What may fail before the program runs: no_new_privs, seccomp (without no_new_privs:
+/// it needs CAP_SYS_ADMIN), privileges, umask. create does it before reporting `created`.
+status prepare_process(const oci::process& proc, const seccomp_filter* seccomp);
+/// The last steps: seccomp (with no_new_privs), an empty signal mask, execve(program).
 /// Returns only on failure (exit code 127/126 when exec itself failed).
+status finish_exec(const oci::process& proc, const seccomp_filter* seccomp,
+                   const std::string& program);
+/// prepare_process, then finish_exec.
 status exec_process(const oci::process& proc, const seccomp_filter* seccomp,
                     const std::string& program);
 

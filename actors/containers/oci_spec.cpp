@@ -154,7 +154,9 @@ void check_env(const std::vector<std::string>& env, const std::string& field) {
 }
 
 void check_version(const std::string& v) {
-  // Semantic versions 1.0.x and 1.1.x (with pre-release suffixes) are what this runtime knows.
+  // Semantic versions 1.0.x to 1.3.x (with pre-release suffixes): minor versions of the
+  // runtime-spec only add fields, and a field this runtime cannot honour is refused by
+  // name wherever it is parsed.
   auto ok = [&](const char* prefix) {
     auto n = std::strlen(prefix);
     if (v.compare(0, n, prefix) != 0)
@@ -167,8 +169,9 @@ void check_version(const std::string& v) {
       ++i;
     return i == rest.size() || rest[i] == '-' || rest[i] == '+';
   };
-  if (!ok("1.0.") && !ok("1.1."))
-    fail("ociVersion", "unsupported version \"" + v + "\" (this runtime implements 1.0.x and 1.1.x)");
+  if (!ok("1.0.") && !ok("1.1.") && !ok("1.2.") && !ok("1.3."))
+    fail("ociVersion",
+         "unsupported version \"" + v + "\" (this runtime implements 1.0.x to 1.3.x)");
 }
 
 std::vector<int> parse_cap_list(const json& j, const std::string& field) {
@@ -326,20 +329,54 @@ std::vector<id_mapping> parse_mappings(const json& j, const std::string& field) 
   return out;
 }
 
+std::vector<block_device_value> parse_block_values(const json& j, const std::string& field,
+                                                   const char* key, int64_t lo, int64_t hi) {
+  std::vector<block_device_value> out;
+  each_object(j, field, [&](const json& e, const std::string& f) {
+    block_device_value v;
+    v.major = get_int(required(e, "major", f), f + ".major", 0, UINT32_MAX);
+    v.minor = get_int(required(e, "minor", f), f + ".minor", 0, UINT32_MAX);
+    v.value = static_cast<uint64_t>(get_int(required(e, key, f), f + "." + key, lo, hi));
+    out.push_back(v);
+  });
+  return out;
+}
+
 void parse_resources(const json& j, resources& r) {
   need_object(j, "linux.resources");
   if (auto* m = member(j, "memory")) {
     need_object(*m, "linux.resources.memory");
-    if (auto* v = member(*m, "limit"))
-      r.memory_limit = get_int(*v, "linux.resources.memory.limit", -1, INT64_MAX);
-    if (auto* v = member(*m, "reservation"))
-      r.memory_reservation = get_int(*v, "linux.resources.memory.reservation", -1, INT64_MAX);
-    if (auto* v = member(*m, "swap"))
-      r.memory_swap = get_int(*v, "linux.resources.memory.swap", -1, INT64_MAX);
-    if (r.memory_limit == -1)
-      r.memory_limit.reset();
-    if (r.memory_reservation == -1)
-      r.memory_reservation.reset();
+    auto bytes = [&](const char* key, std::optional<int64_t>& out) {
+      if (auto* v = member(*m, key))
+        out = get_int(*v, std::string{"linux.resources.memory."} + key, -1, INT64_MAX);
+    };
+    bytes("limit", r.memory_limit);
+    bytes("reservation", r.memory_reservation);
+    bytes("swap", r.memory_swap);
+    bytes("kernel", r.memory_kernel);
+    bytes("kernelTCP", r.memory_kernel_tcp);
+    if (auto* v = member(*m, "swappiness")) {
+      r.memory_swappiness = get_uint(*v, "linux.resources.memory.swappiness");
+      if (*r.memory_swappiness > 100)
+        fail("linux.resources.memory.swappiness",
+             "out of range (0..100): " + std::to_string(*r.memory_swappiness));
+    }
+    if (auto* v = member(*m, "disableOOMKiller"))
+      r.disable_oom_killer = get_bool(*v, "linux.resources.memory.disableOOMKiller");
+    if (auto* v = member(*m, "useHierarchy"); v && !get_bool(*v, "linux.resources.memory.useHierarchy"))
+      fail("linux.resources.memory.useHierarchy", "false is not supported (memory is always "
+                                                  "accounted hierarchically)");
+    if (auto* v = member(*m, "checkBeforeUpdate");
+        v && get_bool(*v, "linux.resources.memory.checkBeforeUpdate"))
+      fail("linux.resources.memory.checkBeforeUpdate", "is not supported by this runtime");
+    for (auto* o : {&r.memory_limit, &r.memory_reservation, &r.memory_kernel,
+                    &r.memory_kernel_tcp})
+      if (*o == -1)
+        o->reset();
+    if (r.memory_swap && *r.memory_swap != -1 && r.memory_limit
+        && *r.memory_swap < *r.memory_limit)
+      fail("linux.resources.memory.swap", "must be at least memory.limit (it counts memory "
+                                          "and swap together)");
   }
   if (auto* c = member(j, "cpu")) {
     need_object(*c, "linux.resources.cpu");
@@ -353,7 +390,7 @@ void parse_resources(const json& j, resources& r) {
       r.cpu_cpus = get_string(*v, "linux.resources.cpu.cpus");
     if (auto* v = member(*c, "mems"))
       r.cpu_mems = get_string(*v, "linux.resources.cpu.mems");
-    for (auto* k : {"realtimeRuntime", "realtimePeriod"})
+    for (auto* k : {"realtimeRuntime", "realtimePeriod", "burst", "idle"})
       if (member(*c, k))
         fail(std::string{"linux.resources.cpu."} + k, "is not supported by this runtime");
   }
@@ -365,25 +402,49 @@ void parse_resources(const json& j, resources& r) {
       r.pids_limit.reset(); // 0 and -1: unlimited
   }
   if (auto* b = member(j, "blockIO")) {
-    need_object(*b, "linux.resources.blockIO");
+    const std::string f = "linux.resources.blockIO";
+    need_object(*b, f);
     if (auto* v = member(*b, "weight"))
-      r.blkio_weight = static_cast<uint16_t>(get_int(*v, "linux.resources.blockIO.weight", 10, 1000));
+      r.blkio_weight = static_cast<uint16_t>(get_int(*v, f + ".weight", 10, 1000));
+    if (auto* v = member(*b, "leafWeight"))
+      r.blkio_leaf_weight = static_cast<uint16_t>(get_int(*v, f + ".leafWeight", 10, 1000));
+    if (auto* v = member(*b, "weightDevice")) {
+      each_object(*v, f + ".weightDevice", [&](const json& e, const std::string& ef) {
+        if (member(e, "leafWeight"))
+          fail(ef + ".leafWeight", "is not supported by this runtime");
+      });
+      r.blkio_weight_device = parse_block_values(*v, f + ".weightDevice", "weight", 10, 1000);
+    }
+    std::pair<const char*, std::vector<block_device_value>*> throttles[] = {
+      {"throttleReadBpsDevice", &r.throttle_read_bps},
+      {"throttleWriteBpsDevice", &r.throttle_write_bps},
+      {"throttleReadIOPSDevice", &r.throttle_read_iops},
+      {"throttleWriteIOPSDevice", &r.throttle_write_iops}};
+    for (auto& [key, out] : throttles)
+      if (auto* v = member(*b, key))
+        *out = parse_block_values(*v, f + "." + key, "rate", 0, INT64_MAX);
   }
-  // devices: the default device set is what the container gets; device cgroup rules are
-  // accepted (validated) but the cell, not the runtime, decides device access.
   if (auto* d = member(j, "devices")) {
     each_object(*d, "linux.resources.devices", [&](const json& e, const std::string& f) {
-      get_bool(required(e, "allow", f), f + ".allow");
+      device_rule rule;
+      rule.allow = get_bool(required(e, "allow", f), f + ".allow");
       if (auto* t = member(e, "type")) {
         auto s = get_string(*t, f + ".type");
         if (s != "a" && s != "c" && s != "b")
           fail(f + ".type", "must be a, c or b");
+        rule.type = s[0];
       }
+      if (auto* v = member(e, "major"))
+        rule.major = get_int(*v, f + ".major", -1, UINT32_MAX);
+      if (auto* v = member(e, "minor"))
+        rule.minor = get_int(*v, f + ".minor", -1, UINT32_MAX);
       if (auto* a = member(e, "access")) {
         auto s = get_string(*a, f + ".access");
-        if (s.find_first_not_of("rwm") != std::string::npos)
+        if (s.empty() || s.find_first_not_of("rwm") != std::string::npos)
           fail(f + ".access", "must be made of r, w and m");
+        rule.access = s;
       }
+      r.devices.push_back(rule);
     });
   }
   for (auto* k : {"hugepageLimits", "network", "rdma", "unified"})

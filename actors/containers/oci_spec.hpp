@@ -90,11 +90,34 @@ struct device {
   std::optional<uint32_t> gid;
 };
 
-/// linux.resources, as far as cyto applies it (memory, cpu, pids, blockIO weight).
+/// A linux.resources.devices rule: allow or deny `access` (of "rwm") to devices of `type`
+/// ('a', 'c' or 'b'); -1 for major or minor means any.
+struct device_rule {
+  bool allow = false;
+  char type = 'a';
+  int64_t major = -1;
+  int64_t minor = -1;
+  std::string access = "rwm";
+};
+
+/// A per-device blockIO value: a weight (weightDevice) or a rate (throttle*Device).
+struct block_device_value {
+  int64_t major = 0;
+  int64_t minor = 0;
+  uint64_t value = 0;
+};
+
+/// linux.resources, every field this runtime applies. Fields it cannot apply on a host
+/// are refused there by name (cgroupfs_provider), never ignored.
 struct resources {
   std::optional<int64_t> memory_limit;
   std::optional<int64_t> memory_reservation;
+  /// memory + swap, as the spec counts it; -1 is unlimited.
   std::optional<int64_t> memory_swap;
+  std::optional<int64_t> memory_kernel;
+  std::optional<int64_t> memory_kernel_tcp;
+  std::optional<uint64_t> memory_swappiness;
+  bool disable_oom_killer = false;
   std::optional<uint64_t> cpu_shares;
   std::optional<int64_t> cpu_quota;
   std::optional<uint64_t> cpu_period;
@@ -102,9 +125,18 @@ struct resources {
   std::string cpu_mems;
   std::optional<int64_t> pids_limit;
   std::optional<uint16_t> blkio_weight;
+  std::optional<uint16_t> blkio_leaf_weight;
+  std::vector<block_device_value> blkio_weight_device;
+  std::vector<block_device_value> throttle_read_bps, throttle_write_bps;
+  std::vector<block_device_value> throttle_read_iops, throttle_write_iops;
+  std::vector<device_rule> devices;
   bool any() const {
-    return memory_limit || memory_reservation || cpu_shares || cpu_quota || cpu_period
-           || !cpu_cpus.empty() || !cpu_mems.empty() || pids_limit || blkio_weight;
+    return memory_limit || memory_reservation || memory_swap || memory_kernel
+           || memory_kernel_tcp || memory_swappiness || disable_oom_killer || cpu_shares
+           || cpu_quota || cpu_period || !cpu_cpus.empty() || !cpu_mems.empty() || pids_limit
+           || blkio_weight || blkio_leaf_weight || !blkio_weight_device.empty()
+           || !throttle_read_bps.empty() || !throttle_write_bps.empty()
+           || !throttle_read_iops.empty() || !throttle_write_iops.empty() || !devices.empty();
   }
 };
 

@@ -387,7 +387,10 @@ result<runtime::created> runtime::do_create(const std::string& id, const create_
   unique_fd fifo;
   if (!run_mode) {
     auto path = state_dir + "/" + fifo_name;
-    if (::mkfifo(path.c_str(), 0600) != 0)
+    // The process opens it after dropping to process.user (before `created`), so any
+    // user may write it; the state dir keeps everyone else away from it. chmod, as the
+    // umask would clear the bits mkfifo is given.
+    if (::mkfifo(path.c_str(), 0600) != 0 || ::chmod(path.c_str(), 0622) != 0)
       return undo(sys_error("mkfifo " + path));
     // In a new user namespace the process opens it as the container's root.
     if (auto* u = cfg.linux.find(CLONE_NEWUSER); u && u->path.empty()) {

@@ -115,8 +115,10 @@ BOOST_AUTO_TEST_CASE(memory_and_pids_limits_land_in_the_cgroup) {
   auto pids = cgroup_dir("pids");
   BOOST_CHECK_EQUAL(trim(read_text(pids + "/ctr/pids.max")), "50");
   auto st = json::parse(rt({"state", "c1"}).out);
-  auto procs = read_text(mem + "/ctr/_/cgroup.procs");
+  // runtime-spec: the container's processes are in cgroupsPath itself (no leaf below).
+  auto procs = read_text(mem + "/ctr/cgroup.procs");
   BOOST_CHECK_MESSAGE(contains(procs, std::to_string(st["pid"].get<int>())), procs);
+  BOOST_CHECK(!fs::exists(mem + "/ctr/_"));
   BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
   check_nothing_left();
 }
@@ -351,12 +353,170 @@ BOOST_AUTO_TEST_CASE(command_not_found_exits_127) {
   check_nothing_left();
 }
 
+
+namespace {
+
+/// "major:minor" of a real block device of this host ("" if none).
+std::string some_block_device() {
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator{"/sys/block", ec})
+    if (auto dev = trim(read_text((e.path() / "dev").string())); !dev.empty())
+      return dev;
+  return {};
+}
+
+/// The cgroup of `pid` in the v1 hierarchy of `controller` ("" if none).
+std::string cgroup_of(const std::string& pid, const std::string& controller) {
+  for (auto& l : lines_of(read_text("/proc/" + pid + "/cgroup"))) {
+    auto a = l.find(':'), b = l.find(':', a + 1);
+    auto ctrls = "," + l.substr(a + 1, b - a - 1) + ",";
+    if (contains(ctrls, "," + controller + ","))
+      return l.substr(b + 1);
+  }
+  return {};
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(every_memory_and_block_io_resource_lands_in_the_cgroup) {
+  auto mem = cgroup_dir("memory");
+  BOOST_TEST_REQUIRE(!fs::exists("/sys/fs/cgroup/cgroup.controllers"),
+                     "SKIP: v1 memory files (this host is cgroup v2)");
+  BOOST_TEST_REQUIRE(fs::exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+                     "SKIP: swap accounting is off on this host");
+  const int64_t mib = 1024 * 1024;
+  config["linux"]["resources"] = {
+    {"memory",
+     {{"limit", 64 * mib}, {"swap", 128 * mib}, {"kernelTCP", 16 * mib}, {"swappiness", 30},
+      {"disableOOMKiller", true}}}};
+  auto dev = some_block_device();
+  if (!dev.empty()) {
+    auto colon = dev.find(':');
+    json v = {{{"major", std::stoll(dev.substr(0, colon))},
+               {"minor", std::stoll(dev.substr(colon + 1))},
+               {"rate", 1048576}}};
+    config["linux"]["resources"]["blockIO"] = {{"throttleReadBpsDevice", v},
+                                               {"throttleWriteIOPSDevice", v}};
+  }
+  args({"sleep", "30"});
+  auto c = create("c1", {"--pid-file", tmp / "pid"});
+  BOOST_REQUIRE_MESSAGE(c.code() == 0, c.err);
+  auto pid = trim(read_text(tmp / "pid"));
+  BOOST_CHECK_EQUAL(trim(read_text(mem + "/ctr/memory.memsw.limit_in_bytes")), "134217728");
+  BOOST_CHECK_EQUAL(trim(read_text(mem + "/ctr/memory.kmem.tcp.limit_in_bytes")), "16777216");
+  BOOST_CHECK_EQUAL(trim(read_text(mem + "/ctr/memory.swappiness")), "30");
+  BOOST_CHECK(contains(read_text(mem + "/ctr/memory.oom_control"), "oom_kill_disable 1"));
+  if (!dev.empty()) {
+    auto blkio = cgroup_dir("blkio");
+    BOOST_CHECK_EQUAL(trim(read_text(blkio + "/ctr/blkio.throttle.read_bps_device")),
+                      dev + " 1048576");
+    BOOST_CHECK_EQUAL(trim(read_text(blkio + "/ctr/blkio.throttle.write_iops_device")),
+                      dev + " 1048576");
+  }
+  // In cgroupsPath itself, in every hierarchy.
+  BOOST_CHECK_EQUAL(cgroup_of(pid, "memory"), "/" + cg_root + "/ctr");
+  BOOST_CHECK_EQUAL(cgroup_of(pid, "pids"), "/" + cg_root + "/ctr");
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(device_rules_are_enforced) {
+  BOOST_TEST_REQUIRE(fs::exists("/sys/fs/cgroup/devices/devices.allow"),
+                     "SKIP: no cgroup v1 devices controller on this host");
+  for (auto set : {"bounding", "effective", "permitted"})
+    config["process"]["capabilities"][set].push_back("CAP_MKNOD");
+  config["linux"]["resources"]["devices"] = {{{"allow", false}, {"access", "rwm"}}};
+  // The default devices stay usable; any other (a block device: loop0) is refused by the
+  // devices cgroup before its driver is asked (without the rule: ENXIO or success).
+  auto out = shell("exec 2>&1; mknod /tmp/null c 1 3 && echo x > /tmp/null && echo null-ok; "
+                   "mknod /tmp/loop b 7 0 && true < /tmp/loop; echo done");
+  BOOST_CHECK_MESSAGE(contains(out, "null-ok"), out);
+  BOOST_CHECK_MESSAGE(contains(out, "Operation not permitted"), out);
+  args({"sleep", "30"});
+  auto c = create("c1", {"--pid-file", tmp / "pid"});
+  BOOST_REQUIRE_MESSAGE(c.code() == 0, c.err);
+  auto pid = trim(read_text(tmp / "pid"));
+  BOOST_CHECK_EQUAL(cgroup_of(pid, "devices"), "/" + cg_root + "/ctr");
+  auto list = read_text("/sys/fs/cgroup/devices/" + cg_root + "/ctr/devices.list");
+  BOOST_CHECK_MESSAGE(!contains(list, "a *:* rwm") && contains(list, "c 1:3 rwm")
+                        && contains(list, "c 136:* rwm"),
+                      list);
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(single_level_cgroups_path) {
+  // A cgroup right below each hierarchy's root, as the runtime-tools suite asks.
+  config["linux"]["cgroupsPath"] = "/" + cg_root;
+  config["linux"]["resources"] = {{"pids", {{"limit", 20}}}};
+  args({"sleep", "30"});
+  auto c = create("c1", {"--pid-file", tmp / "pid"});
+  BOOST_REQUIRE_MESSAGE(c.code() == 0, c.err);
+  auto pid = trim(read_text(tmp / "pid"));
+  BOOST_CHECK_EQUAL(cgroup_of(pid, "pids"), "/" + cg_root);
+  BOOST_CHECK_EQUAL(trim(read_text(cgroup_dir("pids") + "/pids.max")), "20");
+  // cpusets below the host's root start empty: the runtime copies the parent's.
+  if (auto cs = cgroup_dir("cpuset"); fs::exists(cs + "/cpuset.cpus"))
+    BOOST_CHECK(!trim(read_text(cs + "/cpuset.cpus")).empty());
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(create_and_start_as_another_user) {
+  // Privileges are dropped before `created`: the process must still open the exec fifo.
+  config["process"]["user"] = {{"uid", 1000}, {"gid", 1000}};
+  args({"sh", "-c", "id -u > /tmp/uid; cat /tmp/uid"});
+  config["mounts"].back() = {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+                             {"options", {"mode=1777"}}};
+  auto c = create("c1");
+  BOOST_REQUIRE_MESSAGE(c.code() == 0, c.err);
+  BOOST_CHECK_EQUAL(rt({"start", "c1"}).code(), 0);
+  for (int i = 0; i < 100 && json::parse(rt({"state", "c1"}).out)["status"] != "stopped"; ++i)
+    std::this_thread::sleep_for(20ms);
+  BOOST_CHECK_EQUAL(json::parse(rt({"state", "c1"}).out)["status"], "stopped");
+  BOOST_CHECK_MESSAGE(contains(read_text(tmp / "c1.log"), "1000"), read_text(tmp / "c1.log"));
+  BOOST_CHECK_EQUAL(rt({"delete", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(create_fails_when_the_user_cannot_be_set) {
+  // uid 5000 is not mapped in the container's user namespace: setuid fails, and the spec
+  // says that is create's failure, not start's.
+  config["linux"]["namespaces"].push_back({{"type", "user"}});
+  config["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 200000}, {"size", 1000}}};
+  config["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 200000}, {"size", 1000}}};
+  config["process"]["user"] = {{"uid", 5000}, {"gid", 0}};
+  auto c = create("c1");
+  BOOST_CHECK_MESSAGE(c.code() != 0 && contains(c.err, "process.user.uid"), c.err);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(resources_this_runtime_cannot_apply_are_refused) {
+  config["linux"]["resources"] = {{"memory", {{"limit", 1 << 26}, {"swap", 1 << 20}}}};
+  expect_refused("linux.resources.memory.swap: must be at least memory.limit");
+  config["linux"]["resources"] = {{"memory", {{"swappiness", 101}}}};
+  expect_refused("linux.resources.memory.swappiness: out of range");
+  config["linux"]["resources"] = {{"memory", {{"checkBeforeUpdate", true}}}};
+  expect_refused("linux.resources.memory.checkBeforeUpdate");
+  config["linux"]["resources"] = {{"cpu", {{"idle", 1}}}};
+  expect_refused("linux.resources.cpu.idle");
+  config["linux"]["resources"] = {{"blockIO", {{"leafWeight", 500}}}};
+  auto blkio = cgroup_dir("blkio");
+  if (!blkio.empty() && !fs::exists(fs::path{blkio}.parent_path() / "blkio.leaf_weight"))
+    expect_refused("linux.resources.blockIO.leafWeight: this host has no blkio.leaf_weight", 1,
+                   "cyto.unsupported");
+  config["linux"]["resources"] = {{"devices", {{{"allow", true}, {"access", "rwx"}}}}};
+  expect_refused("linux.resources.devices[0].access");
+}
+
 BOOST_AUTO_TEST_CASE(bad_ids_and_cgroup_paths) {
   write_config();
   auto r = rt({"run", "--bundle", bundle, "../escape"});
   BOOST_CHECK(r.code() == 1 && contains(r.err, "container id"));
   config["linux"]["cgroupsPath"] = "system.slice:cyto:x";
   expect_refused("systemd slices are not supported");
+  config["linux"]["cgroupsPath"] = "/";
+  expect_refused("names no cgroup");
   config["linux"]["cgroupsPath"] = "/" + cg_root + "/ctr";
   config["linux"]["resources"] = {{"cpu", {{"shares", 1}, {"quota", 10}, {"period", 100}}}};
   expect_refused("linux.resources");

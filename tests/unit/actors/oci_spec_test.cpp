@@ -66,12 +66,12 @@ BOOST_AUTO_TEST_CASE(malformed_json_and_wrong_types) {
 }
 
 BOOST_AUTO_TEST_CASE(oci_version_is_required_and_checked) {
-  for (auto* ok : {"1.0.0", "1.0.2", "1.0.2-dev", "1.1.0", "1.1.0-rc.1"}) {
+  for (auto* ok : {"1.0.0", "1.0.2", "1.0.2-dev", "1.1.0", "1.1.0-rc.1", "1.2.0", "1.2.1", "1.3.0"}) {
     auto j = minimal();
     j["ociVersion"] = ok;
     BOOST_CHECK_MESSAGE(parse(j).ok(), ok);
   }
-  for (auto* bad : {"2.0.0", "0.9.0", "1.2.0", "1.0", "x"}) {
+  for (auto* bad : {"2.0.0", "0.9.0", "1.4.0", "1.0", "1.3", "x"}) {
     auto j = minimal();
     j["ociVersion"] = bad;
     refused(j, "unsupported version");

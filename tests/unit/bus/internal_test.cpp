@@ -35,12 +35,17 @@ namespace {
 template <class Handle, class Sig>
 constexpr bool has = caf::detail::tl_contains<typename Handle::signatures, Sig>::value;
 
-/// `Private` is `Public` plus `Sigs`, and only `Private` has them: the spawn result
-/// converts to the public handle, never the other way.
+/// `Private` has `Sigs`, `Public` has none of them, and every signature of `Public` is
+/// one of `Private` (so the spawned handle converts to the public one). typed_actor's
+/// converting constructor is not SFINAE-friendly (std::is_convertible says yes to
+/// anything), hence the signature lists.
 template <class Public, class Private, class... Sigs>
 constexpr bool internal_only() {
   return (!has<Public, Sigs> && ...) && (has<Private, Sigs> && ...)
-         && std::is_convertible_v<Private, Public> && !std::is_convertible_v<Public, Private>;
+         && caf::detail::tl_subset_of<typename Public::signatures,
+                                      typename Private::signatures>::value
+         && caf::detail::tl_size<typename Private::signatures>::value
+              == caf::detail::tl_size<typename Public::signatures>::value + sizeof...(Sigs);
 }
 
 static_assert(internal_only<cells_actor, cells::cells_private,

@@ -8,6 +8,7 @@
 #include <caf/openssl/all.hpp>
 
 #include "bus/errc.hpp"
+#include "bus/internal.hpp"
 #include "bus/logging.hpp"
 
 namespace cyto::bus {
@@ -48,7 +49,7 @@ bool valid_node_name(const std::string& name) {
   });
 }
 
-using fed_ptr = federation_actor::stateful_pointer<federation_state>;
+using fed_ptr = federation_private::stateful_pointer<federation_state>;
 
 node_status status_of(const std::string& name, const federation_member& m) {
   return {name,        m.address, m.up ? node_state::up : node_state::down, false,
@@ -308,7 +309,7 @@ caf::expected<uint16_t> publish_door(caf::actor_system& sys, const federation_ac
   return *port;
 }
 
-federation_actor::behavior_type federation(fed_ptr self, federation_config config) {
+federation_private::behavior_type federation(fed_ptr self, federation_config config) {
   auto& st = self->state;
   st.config = std::move(config);
   st.listen_address = st.config.listen;
@@ -406,34 +407,35 @@ federation_actor::behavior_type federation(fed_ptr self, federation_config confi
         caf::anon_send(listener, node_event{name, m.node, m.up});
       st.listeners.push_back(std::move(listener));
     },
-    [self](dial_atom, const std::string& name) {
+    internal(self, [self](dial_atom, const std::string& name) {
       auto i = self->state.members.find(name);
       if (i == self->state.members.end() || i->second.up || i->second.dialing)
         return;
       auto& m = i->second;
       m.dialing = true;
-      federation_actor me{self};
+      federation_private me{self};
       // caf::openssl::remote_actor blocks until the TLS and BASP handshakes are done:
-      // a thread of its own, so pings go on meanwhile.
+      // a thread of its own, so pings go on meanwhile. It answers as the actor itself
+      // (internal: see bus/internal.hpp).
       self->spawn<caf::detached>([me, name, host = m.host, port = m.port](caf::blocking_actor* b) {
         auto door = caf::openssl::remote_actor<federation_door_actor>(b->system(), host, port);
         if (door)
-          b->send(me, dialed_atom::value, name, std::move(*door));
+          caf::send_as(me, me, dialed_atom::value, name, std::move(*door));
         else
-          b->send(me, dialed_atom::value, name, std::move(door.error()));
+          caf::send_as(me, me, dialed_atom::value, name, std::move(door.error()));
       });
-    },
-    [self](dialed_atom, const std::string& name, federation_door_actor& door) {
+    }),
+    internal(self, [self](dialed_atom, const std::string& name, federation_door_actor& door) {
       join_peer(self, name, std::move(door));
-    },
-    [self](dialed_atom, const std::string& name, caf::error& err) {
+    }),
+    internal(self, [self](dialed_atom, const std::string& name, caf::error& err) {
       auto& m = self->state.members[name];
       m.dialing = false;
       m.detail = "cannot connect to " + m.address + ": " + self->system().render(err);
       self->state.log->debug("node {}: {}", name, m.detail);
       schedule_dial(self, name, m);
-    },
-    [self](tick_atom) {
+    }),
+    internal(self, [self](tick_atom) {
       auto& st = self->state;
       auto now = steady::now();
       for (auto& [name, m] : st.members) {
@@ -470,7 +472,7 @@ federation_actor::behavior_type federation(fed_ptr self, federation_config confi
             [](caf::error&) {}); // silence is judged by last_answer above
       }
       self->delayed_send(self, st.config.ping_interval, tick_atom::value);
-    },
+    }),
   };
 }
 

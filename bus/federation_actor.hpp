@@ -101,9 +101,23 @@ struct federation_state {
   std::shared_ptr<spdlog::logger> log;
 };
 
-/// The federation actor. Publishing its door is the caller's job (publish_door).
-federation_actor::behavior_type federation(federation_actor::stateful_pointer<federation_state> self,
-                                           federation_config config);
+/// The federation actor as it is spawned: federation_actor (what everyone else holds)
+/// and the messages only it and its dialer threads send it, as itself (see
+/// bus/internal.hpp).
+using federation_private = federation_actor::extend<
+  /// Dial the configured peer `name` now.
+  caf::reacts_to<dial_atom, std::string>,
+  /// The dial of `name` reached its door...
+  caf::reacts_to<dialed_atom, std::string, federation_door_actor>,
+  /// ... or failed.
+  caf::reacts_to<dialed_atom, std::string, caf::error>,
+  /// Ping every member, mark silent ones down.
+  caf::reacts_to<tick_atom>>;
+
+/// The federation actor. Publishing its door is the caller's job (publish_door). Spawn
+/// it, then hand out the federation_actor it converts to.
+federation_private::behavior_type
+federation(federation_private::stateful_pointer<federation_state> self, federation_config config);
 
 /// Publishes the door of `fed` on config.listen (TLS). Returns the bound port, or an
 /// error saying why not.

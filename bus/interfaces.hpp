@@ -21,6 +21,12 @@
 
 namespace cyto {
 
+// Only public verbs are listed here: what the registry, the gateway, other actors and
+// other nodes may send. Messages an actor sends itself (timers, its watcher threads and
+// workers) are in a `<name>_private` extension next to its implementation (e.g.
+// cells::cells_private in actors/cells/cells_actor.hpp), which it is spawned as; their
+// handlers also drop such messages from anyone else at run time (bus/internal.hpp).
+
 // -- bus ---------------------------------------------------------------------
 
 /// Name -> actor handle, local ("cells") or of another node ("b/cells", put there by the
@@ -59,8 +65,6 @@ using topic_actor = caf::typed_actor<
   caf::reacts_to<publish_atom, std::string, caf::message>,
   /// Grants a subscription credit for `n` more events.
   caf::reacts_to<demand_atom, uint64_t, uint32_t>,
-  /// Internal: delivers what queued since the last flush, in batches.
-  caf::reacts_to<flush_atom>,
   /// Counters: topics, subscribers, published, delivered, dropped.
   caf::replies_to<get_atom, stats_atom>::with<topic_stats>>;
 
@@ -94,13 +98,6 @@ using cells_actor = caf::typed_actor<
   caf::replies_to<get_atom, std::string>::with<cell_info>,
   /// Answers when the executable has exited (at once if it has).
   caf::replies_to<wait_atom, std::string, std::string>::with<exit_status>,
-  /// Internal: the exit watcher saw the process behind `token` end.
-  caf::reacts_to<exited_atom, uint64_t, exit_status>,
-  /// Internal: the stop timeout of `token` ran out.
-  caf::reacts_to<kill_atom, uint64_t>,
-  /// Internal: the executable behind `token` wrote a line to stream 1 (stdout) or 2,
-  /// starting at `offset` in its output file.
-  caf::reacts_to<output_atom, uint64_t, int32_t, std::string, uint64_t>,
   /// Usage counters of one cell (its children included), or of every cell for "".
   caf::replies_to<stats_atom, std::string>::with<std::vector<cell_usage>>,
   /// Stray cgroups under the root (not in state.db, holding processes), one line each.
@@ -139,10 +136,7 @@ using images_actor = caf::typed_actor<
   /// Unmounts and deletes rootfs `id` (its upper dir with it), if `owner` may.
   caf::reacts_to<unmount_atom, std::string, std::string>,
   /// Every prepared rootfs.
-  caf::replies_to<list_atom, mount_atom>::with<std::vector<rootfs_info>>,
-  /// Internal: worker job `job` finished with images (or failed).
-  caf::reacts_to<done_atom, uint64_t, std::vector<image_info>>,
-  caf::reacts_to<done_atom, uint64_t, caf::error>>;
+  caf::replies_to<list_atom, mount_atom>::with<std::vector<rootfs_info>>>;
 
 // -- network -----------------------------------------------------------------
 
@@ -205,9 +199,7 @@ using containers_actor = caf::typed_actor<
   /// Removes a pod; refused while containers run in it unless `force`.
   caf::reacts_to<delete_atom, pod_atom, std::string, bool>,
   /// Every pod, by name.
-  caf::replies_to<list_atom, pod_atom>::with<std::vector<pod_info>>,
-  /// Internal: the stop timeout of container `id` ran out.
-  caf::reacts_to<tick_atom, std::string>>;
+  caf::replies_to<list_atom, pod_atom>::with<std::vector<pod_info>>>;
 
 /// A blocking helper the containers actor spawns detached for one wait: answers the
 /// content of a file once it appears (inotify), or fails when process `pid` exits
@@ -239,27 +231,17 @@ using vms_actor = caf::typed_actor<
   /// Every VM, by name.
   caf::replies_to<list_atom>::with<std::vector<vm_info>>,
   /// One VM.
-  caf::replies_to<get_atom, std::string>::with<vm_info>,
-  /// Internal: a QMP session reports an event (or, event "", that it closed).
-  caf::reacts_to<qmp_event>,
-  /// Internal: QEMU of run `run` of VM `name` ended.
-  caf::reacts_to<exited_atom, std::string, uint64_t, exit_status>,
-  /// Internal: the stop timeout of run `run` of VM `name` ran out.
-  caf::reacts_to<tick_atom, std::string, uint64_t>>;
+  caf::replies_to<get_atom, std::string>::with<vm_info>>;
 
 /// One QMP connection to one QEMU, on a thread of its own (detached) plus a reader
-/// thread; events go to the vms actor as qmp_event.
+/// thread; events go to the vms actor as qmp_event (an internal message of vms_private).
 using qmp_session_actor = caf::typed_actor<
   /// Connects to the socket at `path` while process `pid` lives (at most `timeout_ms`)
   /// and negotiates; answers QEMU's version.
   caf::replies_to<start_atom, std::string, uint32_t, uint32_t>::with<std::string>,
   /// Runs a command with arguments (JSON text, "" for none); answers the return value
   /// as JSON text, or the error QEMU gave.
-  caf::replies_to<exec_atom, std::string, std::string>::with<std::string>,
-  /// Internal: the reader thread read a line.
-  caf::reacts_to<output_atom, std::string>,
-  /// Internal: the reader thread saw the connection close.
-  caf::reacts_to<done_atom>>;
+  caf::replies_to<exec_atom, std::string, std::string>::with<std::string>>;
 
 /// Builds one image root disk on a thread of its own (detached), then quits.
 using disk_builder_actor = caf::typed_actor<
@@ -305,16 +287,6 @@ using observe_actor = topic_subscriber_actor::extend<
   caf::reacts_to<demand_atom, uint64_t, uint32_t>,
   /// Ends any subscription (a no-op for unknown ids).
   caf::reacts_to<unsub_atom, uint64_t>,
-  /// A batch of kernel events from the event source.
-  caf::reacts_to<events_atom, std::vector<observed_event>>,
-  /// Internal: time for the next sample of a stats subscription.
-  caf::reacts_to<tick_atom, uint64_t>,
-  /// Internal: the history reader of an output subscription is done.
-  caf::reacts_to<history_atom, uint64_t, output_history>,
-  /// Internal: delivers queued entries to subscribers with credit.
-  caf::reacts_to<flush_atom>,
-  /// Internal: a while after subscriptions ended, hands freed heap back to the kernel.
-  caf::reacts_to<trim_atom>,
   /// Counters: subscribers of each kind, entries and events seen, delivered, lost.
   caf::replies_to<get_atom, stats_atom>::with<observe_stats>>;
 
@@ -344,15 +316,7 @@ using federation_actor = federation_door_actor::extend<
   /// The door to publish on the federation port (see publish_door).
   caf::replies_to<get_atom, join_atom>::with<federation_door_actor>,
   /// Sends `listener` a node_event for each member now and on every change.
-  caf::reacts_to<subscribe_atom, caf::actor>,
-  /// Internal: dial the configured peer `name` now.
-  caf::reacts_to<dial_atom, std::string>,
-  /// Internal: the dial of `name` reached its door...
-  caf::reacts_to<dialed_atom, std::string, federation_door_actor>,
-  /// ... or failed.
-  caf::reacts_to<dialed_atom, std::string, caf::error>,
-  /// Internal: ping every member, mark silent ones down.
-  caf::reacts_to<tick_atom>>;
+  caf::reacts_to<subscribe_atom, caf::actor>>;
 
 // -- registry names ------------------------------------------------------------
 

@@ -5,12 +5,13 @@
 #include <caf/all.hpp>
 
 #include "bus/errc.hpp"
+#include "bus/internal.hpp"
 
 namespace cyto::bus {
 
 namespace {
 
-using self_ptr = topic_actor::stateful_pointer<topics_state>;
+using self_ptr = topics_private::stateful_pointer<topics_state>;
 
 void remove_subscription(self_ptr self, uint64_t id) {
   auto& st = self->state;
@@ -41,7 +42,7 @@ void deliver(self_ptr self, uint64_t id, topics_state::subscription& sub) {
 
 } // namespace
 
-topic_actor::behavior_type topics(self_ptr self, topics_config config) {
+topics_private::behavior_type topics(self_ptr self, topics_config config) {
   self->state.config = config;
   // A subscriber that terminates loses its subscriptions.
   self->set_down_handler([self](const caf::down_msg& msg) {
@@ -89,11 +90,12 @@ topic_actor::behavior_type topics(self_ptr self, topics_config config) {
       if (grant_credit(self->state.subscriptions, id, n))
         schedule_flush(self);
     },
-    [self](flush_atom) {
-      self->state.flush_scheduled = false;
-      for (auto& [id, sub] : self->state.subscriptions)
-        deliver(self, id, sub);
-    },
+    internal(self,
+             [self](flush_atom) {
+               self->state.flush_scheduled = false;
+               for (auto& [id, sub] : self->state.subscriptions)
+                 deliver(self, id, sub);
+             }),
     [self](get_atom, stats_atom) {
       auto s = self->state.stats;
       s.topics = self->state.by_topic.size();

@@ -37,8 +37,15 @@ struct topics_state {
   topic_stats stats;
 };
 
-/// The topic actor: publish/subscribe with bounded per-subscriber queues.
-topic_actor::behavior_type topics(topic_actor::stateful_pointer<topics_state> self,
-                                  topics_config config);
+/// The topic actor as it is spawned: topic_actor (what everyone else holds) and the
+/// message only it sends itself (see bus/internal.hpp).
+using topics_private = topic_actor::extend<
+  /// Delivers what queued since the last flush, in batches.
+  caf::reacts_to<flush_atom>>;
+
+/// The topic actor: publish/subscribe with bounded per-subscriber queues. Spawn it, then
+/// hand out the topic_actor it converts to.
+topics_private::behavior_type topics(topics_private::stateful_pointer<topics_state> self,
+                                     topics_config config);
 
 } // namespace cyto::bus

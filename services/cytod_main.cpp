@@ -204,7 +204,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
   caf::actor_system sys{sys_cfg};
 
   auto registry = sys.spawn(bus::registry);
-  auto topics = sys.spawn(bus::topics, bus::topics_config{});
+  topic_actor topics = sys.spawn(bus::topics, bus::topics_config{});
   auto bus_sink = std::make_shared<observe::bus_log_sink>(topics);
   bus_sink->set_level(level);
   log::init({stderr_sink, bus_sink}, level);
@@ -251,7 +251,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
   auto network_actor = sys.spawn<caf::detached>(network::network, network_cfg);
   cells_cfg.network = network_actor;
   // Blocking kernel work (clone, cgroupfs, SQLite) runs on a thread of its own.
-  auto cells_actor = sys.spawn<caf::detached>(cells::cells, cells_cfg);
+  cyto::cells_actor cells_actor = sys.spawn<caf::detached>(cells::cells, cells_cfg);
   observe::observe_config observe_cfg;
   observe_cfg.log_history = cfg.log_history;
   observe_cfg.topics = topics;
@@ -264,9 +264,9 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
     caf::anon_send_exit(network_actor, caf::exit_reason::user_shutdown);
     return exit_config;
   }
-  auto observe_actor = sys.spawn(observe::observe, observe_cfg);
+  cyto::observe_actor observe_actor = sys.spawn(observe::observe, observe_cfg);
   // Removal, prune and mounts block on the disk: a thread of its own (pulls get more).
-  auto images_actor = sys.spawn<caf::detached>(images::images, images_cfg);
+  cyto::images_actor images_actor = sys.spawn<caf::detached>(images::images, images_cfg);
   node_cfg.cells = cells_actor;
   node_cfg.state_dbs = {cfg.state_dir + "/state.db", cfg.state_dir + "/images/images.db"};
   auto node_actor = sys.spawn(node::node, node_cfg);
@@ -285,7 +285,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
     containers_handle = sys.spawn<caf::detached>(containers::containers, containers_cfg);
 
   fed_cfg.registry = registry;
-  auto federation_actor = sys.spawn(bus::federation, fed_cfg);
+  cyto::federation_actor federation_actor = sys.spawn(bus::federation, fed_cfg);
   vms::vms_config vms_cfg;
   vms_cfg.state_dir = cfg.state_dir;
   vms_cfg.qemu = cfg.qemu;

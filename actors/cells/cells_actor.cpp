@@ -18,13 +18,14 @@
 #include "actors/cells/limits.hpp"
 #include "actors/cells/spawn.hpp"
 #include "bus/errc.hpp"
+#include "bus/internal.hpp"
 #include "bus/logging.hpp"
 
 namespace cyto::cells {
 
 namespace {
 
-using self_ptr = cells_actor::stateful_pointer<cells_state>;
+using self_ptr = cells_private::stateful_pointer<cells_state>;
 namespace fs = std::filesystem;
 
 constexpr const char* kind_cell = "cell";
@@ -576,7 +577,7 @@ cells_state::~cells_state() {
         ::close(e.pidfd);
 }
 
-cells_actor::behavior_type cells(self_ptr self, cells_config config) {
+cells_private::behavior_type cells(self_ptr self, cells_config config) {
   auto& st = self->state;
   st.config = std::move(config);
   st.log = log::get("cells");
@@ -584,7 +585,7 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
   st.cgroups = make_cgroup_driver(st.config.mode, st.config.cgroup_root);
   // Without its cgroup subtree or state.db the actor still runs, answering every call
   // with the reason, so the rest of the node keeps working and the caller learns why.
-  auto fail = [&](caf::error cause) -> cells_actor::behavior_type {
+  auto fail = [&](caf::error cause) -> cells_private::behavior_type {
     st.log->error("cells unavailable: {}", render(cause));
     auto why = make_error(errc::unavailable, "cells: " + context_of(cause));
     return {
@@ -611,18 +612,23 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
   if (!db)
     return fail(db.error());
   st.db = std::move(*db);
-  // The watcher thread reports exits as messages; a weak handle avoids a reference cycle.
+  // The watcher thread reports exits as messages, sent as the actor itself (internal:
+  // the handlers accept them from nobody else); a weak handle avoids a reference cycle.
   auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
   st.watcher = std::make_unique<exit_watcher>(
     [weak](uint64_t token, exit_report r) {
-      if (auto strong = weak.lock())
-        caf::anon_send(caf::actor_cast<cells_actor>(strong), exited_atom::value, token,
-                       exit_status{true, r.known, r.code, r.signal});
+      if (auto strong = weak.lock()) {
+        auto me = caf::actor_cast<cells_private>(strong);
+        caf::send_as(me, me, exited_atom::value, token,
+                     exit_status{true, r.known, r.code, r.signal});
+      }
     },
     [weak](uint64_t token, int stream, std::string line, uint64_t offset) {
-      if (auto strong = weak.lock())
-        caf::anon_send(caf::actor_cast<cells_actor>(strong), output_atom::value, token,
-                       static_cast<int32_t>(stream), std::move(line), offset);
+      if (auto strong = weak.lock()) {
+        auto me = caf::actor_cast<cells_private>(strong);
+        caf::send_as(me, me, output_atom::value, token, static_cast<int32_t>(stream),
+                     std::move(line), offset);
+      }
     });
   reconcile(self);
   sweep_strays(self);
@@ -737,7 +743,7 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       e->second.waiters.push_back(rp);
       return rp;
     },
-    [self](exited_atom, uint64_t token, exit_status status) {
+    bus::internal(self, [self](exited_atom, uint64_t token, exit_status status) {
       auto& st = self->state;
       auto i = st.by_token.find(token);
       if (i == st.by_token.end())
@@ -745,8 +751,9 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       auto [cell, exe] = i->second;
       auto& e = st.cells[cell].exes[exe];
       finish(self, cell, e, status);
-    },
-    [self](output_atom, uint64_t token, int32_t stream, std::string& line, uint64_t offset) {
+    }),
+    bus::internal(self, [self](output_atom, uint64_t token, int32_t stream, std::string& line,
+                               uint64_t offset) {
       auto& st = self->state;
       auto i = st.by_token.find(token);
       if (i == st.by_token.end())
@@ -755,7 +762,7 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       self->send(st.config.topics, publish_atom::value, std::string{topic::process_output},
                  caf::make_message(process_output{cell, exe, stream, std::move(line),
                                                   st.cells[cell].exes[exe].info.pid, offset}));
-    },
+    }),
     [self](health_atom) {
       auto& st = self->state;
       std::vector<std::string> out;
@@ -780,7 +787,7 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
       }
       return out;
     },
-    [self](kill_atom, uint64_t token) {
+    bus::internal(self, [self](kill_atom, uint64_t token) {
       auto& st = self->state;
       auto i = st.by_token.find(token);
       if (i == st.by_token.end())
@@ -790,7 +797,7 @@ cells_actor::behavior_type cells(self_ptr self, cells_config config) {
         st.log->info("{}/{} did not stop in time: SIGKILL", i->second.first, i->second.second);
         signal_pidfd(e.pidfd, SIGKILL);
       }
-    },
+    }),
   };
 }
 

@@ -19,6 +19,17 @@ namespace cyto::cells {
 using store::record;
 using store::state_db;
 
+/// The cells actor as it is spawned: cells_actor (what everyone else holds) and the
+/// messages only it and its exit watcher thread send it (see bus/internal.hpp).
+using cells_private = cells_actor::extend<
+  /// The exit watcher saw the process behind `token` end.
+  caf::reacts_to<exited_atom, uint64_t, exit_status>,
+  /// The stop timeout of `token` ran out.
+  caf::reacts_to<kill_atom, uint64_t>,
+  /// The executable behind `token` wrote a line to stream 1 (stdout) or 2, starting at
+  /// `offset` in its output file.
+  caf::reacts_to<output_atom, uint64_t, int32_t, std::string, uint64_t>>;
+
 /// What the cells actor is told at spawn.
 struct cells_config {
   /// The daemon's cgroup subtree under each hierarchy ("cyto"; tests use "cyto-test-...").
@@ -72,8 +83,8 @@ struct cells_state {
 };
 
 /// The cells actor. Fails to start (quits with the error) if its cgroup subtree or
-/// state.db cannot be set up.
-cells_actor::behavior_type cells(cells_actor::stateful_pointer<cells_state> self,
-                                 cells_config config);
+/// state.db cannot be set up. Spawn it, then hand out the cells_actor it converts to.
+cells_private::behavior_type cells(cells_private::stateful_pointer<cells_state> self,
+                                   cells_config config);
 
 } // namespace cyto::cells

@@ -19,13 +19,14 @@
 #include "actors/containers/file_wait.hpp"
 #include "actors/containers/state_rows.hpp"
 #include "bus/errc.hpp"
+#include "bus/internal.hpp"
 #include "bus/logging.hpp"
 
 namespace cyto::containers {
 
 namespace {
 
-using self_ptr = containers_actor::stateful_pointer<containers_state>;
+using self_ptr = containers_private::stateful_pointer<containers_state>;
 using container = containers_state::container;
 using info_cb = std::function<void(caf::expected<container_info>)>;
 using done_cb = std::function<void(caf::error)>;
@@ -1048,7 +1049,7 @@ containers_state::~containers_state() {
       ::close(c.pidfd);
 }
 
-containers_actor::behavior_type containers(self_ptr self, containers_config config) {
+containers_private::behavior_type containers(self_ptr self, containers_config config) {
   auto& st = self->state;
   st.config = std::move(config);
   st.log = log::get("containers");
@@ -1061,7 +1062,7 @@ containers_actor::behavior_type containers(self_ptr self, containers_config conf
     // Without state.db nothing could be recorded before it exists: the actor quits and
     // the gateway answers cyto.unavailable for the service.
     self->quit(db.error());
-    return {containers_actor::behavior_type::unsafe_init{}, caf::behavior{}};
+    return {containers_private::behavior_type::unsafe_init{}, caf::behavior{}};
   }
   st.db = std::move(*db);
   st.db->declare(kind_container, container_row_version, {{1, container_v1_to_v2}});
@@ -1293,13 +1294,13 @@ containers_actor::behavior_type containers(self_ptr self, containers_config conf
           out.push_back(pod_view(self->state, p));
         return out;
       },
-      [self](tick_atom, std::string& id) {
+      bus::internal(self, [self](tick_atom, std::string& id) {
         auto* c = find_by_id(self->state, id);
         if (c && c->info.state != container_state::stopped) {
           self->state.log->info("container {} did not stop in time: SIGKILL", c->info.spec.name);
           signal_container(*c, SIGKILL);
         }
-      },
+      }),
   };
 }
 

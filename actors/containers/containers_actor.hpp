@@ -14,6 +14,12 @@
 
 namespace cyto::containers {
 
+/// The containers actor as it is spawned: containers_actor (what everyone else holds)
+/// and the messages only it sends itself (see bus/internal.hpp).
+using containers_private = containers_actor::extend<
+  /// The stop timeout of container `id` ran out.
+  caf::reacts_to<tick_atom, std::string>>;
+
 /// What the containers actor is told at spawn.
 struct containers_config {
   /// state.db, bundles/<id>/ and runtime/ live here.
@@ -76,8 +82,8 @@ struct containers_state {
   std::shared_ptr<spdlog::logger> log;
 };
 
-/// The containers actor.
-containers_actor::behavior_type
-containers(containers_actor::stateful_pointer<containers_state> self, containers_config config);
+/// The containers actor. Spawn it, then hand out the containers_actor it converts to.
+containers_private::behavior_type
+containers(containers_private::stateful_pointer<containers_state> self, containers_config config);
 
 } // namespace cyto::containers

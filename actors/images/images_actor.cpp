@@ -14,13 +14,14 @@
 #include "actors/images/puller.hpp"
 #include "actors/images/reference.hpp"
 #include "bus/errc.hpp"
+#include "bus/internal.hpp"
 #include "bus/logging.hpp"
 
 namespace cyto::images {
 
 namespace {
 
-using self_ptr = images_actor::stateful_pointer<images_state>;
+using self_ptr = images_private::stateful_pointer<images_state>;
 using store::to_blob;
 namespace fs = std::filesystem;
 
@@ -164,21 +165,22 @@ void load_images(self_ptr self) {
     st.images[img.name] = std::move(img);
 }
 
-/// Runs `work` on a thread of its own; its answer comes back as a done message.
+/// Runs `work` on a thread of its own; its answer comes back as a done message, sent as
+/// the actor itself (internal: the handlers accept it from nobody else).
 template <class Work>
 void start_job(self_ptr self, Work work,
                std::function<void(caf::expected<std::vector<image_info>>)> deliver) {
   auto& st = self->state;
   auto id = st.next_job++;
-  auto handle = caf::actor_cast<images_actor>(self);
+  auto handle = caf::actor_cast<images_private>(self);
   auto& job = st.jobs[id];
   job.deliver = std::move(deliver);
   job.thread = std::thread([id, handle, work = std::move(work)]() mutable {
     caf::expected<std::vector<image_info>> result = work();
     if (result)
-      caf::anon_send(handle, done_atom::value, id, std::move(*result));
+      caf::send_as(handle, handle, done_atom::value, id, std::move(*result));
     else
-      caf::anon_send(handle, done_atom::value, id, std::move(result.error()));
+      caf::send_as(handle, handle, done_atom::value, id, std::move(result.error()));
   });
 }
 
@@ -390,12 +392,12 @@ images_state::~images_state() {
       job.thread.join();
 }
 
-images_actor::behavior_type images(self_ptr self, images_config config) {
+images_private::behavior_type images(self_ptr self, images_config config) {
   auto& st = self->state;
   st.config = std::move(config);
   st.log = log::get("images");
   st.root = st.config.state_dir + "/images";
-  auto fail = [&](caf::error cause) -> images_actor::behavior_type {
+  auto fail = [&](caf::error cause) -> images_private::behavior_type {
     st.log->error("images unavailable: {}", render(cause));
     auto why = make_error(errc::unavailable, "images: " + context_of(cause));
     return {
@@ -528,10 +530,14 @@ images_actor::behavior_type images(self_ptr self, images_config config) {
         out.push_back(r);
       return out;
     },
-    [self](done_atom, uint64_t id, std::vector<image_info>& imgs) {
-      finish_job(self, id, std::move(imgs));
-    },
-    [self](done_atom, uint64_t id, caf::error& err) { finish_job(self, id, std::move(err)); },
+    bus::internal(self,
+                  [self](done_atom, uint64_t id, std::vector<image_info>& imgs) {
+                    finish_job(self, id, std::move(imgs));
+                  }),
+    bus::internal(self,
+                  [self](done_atom, uint64_t id, caf::error& err) {
+                    finish_job(self, id, std::move(err));
+                  }),
   };
 }
 

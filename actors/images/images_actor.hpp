@@ -18,6 +18,13 @@
 
 namespace cyto::images {
 
+/// The images actor as it is spawned: images_actor (what everyone else holds) and the
+/// messages only its worker threads send it, as itself (see bus/internal.hpp).
+using images_private = images_actor::extend<
+  /// Worker job `job` finished with images (or failed).
+  caf::reacts_to<done_atom, uint64_t, std::vector<image_info>>,
+  caf::reacts_to<done_atom, uint64_t, caf::error>>;
+
 /// What the images actor is told at spawn.
 struct images_config {
   /// <state_dir>/images holds blobs/, snapshots/, rootfs/ and images.db.
@@ -56,8 +63,9 @@ struct images_state {
 };
 
 /// The images actor. Blocking work: pulls and imports on worker threads; removal,
-/// prune and mounts on the actor's own (detached) thread.
-images_actor::behavior_type images(images_actor::stateful_pointer<images_state> self,
-                                   images_config config);
+/// prune and mounts on the actor's own (detached) thread. Spawn it, then hand out the
+/// images_actor it converts to.
+images_private::behavior_type images(images_private::stateful_pointer<images_state> self,
+                                     images_config config);
 
 } // namespace cyto::images

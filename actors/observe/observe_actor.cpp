@@ -8,13 +8,14 @@
 
 #include "actors/observe/output_history.hpp"
 #include "bus/errc.hpp"
+#include "bus/internal.hpp"
 #include "bus/logging.hpp"
 
 namespace cyto::observe {
 
 namespace {
 
-using self_ptr = observe_actor::stateful_pointer<observe_state>;
+using self_ptr = observe_private::stateful_pointer<observe_state>;
 
 // The topic may queue this many entries for us; we grant it credit as we go.
 constexpr uint32_t topic_capacity = 8192;
@@ -301,9 +302,10 @@ caf::result<uint64_t> subscribe_output(self_ptr self, std::string cell, std::str
             history_request req{e->stdout_path, e->stderr_path, which, from_start,
                                 running && follow};
             // The files are read off the scheduler threads; live lines queue meanwhile.
-            auto me = caf::actor_cast<observe_actor>(self);
-            self->spawn([me, id, req](caf::blocking_actor* reader) {
-              reader->send(me, history_atom::value, id, read_history(req));
+            // The reader answers as the actor itself (internal: see bus/internal.hpp).
+            observe_private me{self};
+            self->spawn([me, id, req](caf::blocking_actor*) {
+              caf::send_as(me, me, history_atom::value, id, read_history(req));
             });
           },
           [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
@@ -452,7 +454,7 @@ observe_state::~observe_state() {
   source.reset(); // stop its thread before anything it may call into goes away
 }
 
-observe_actor::behavior_type observe(self_ptr self, observe_config config) {
+observe_private::behavior_type observe(self_ptr self, observe_config config) {
   auto& st = self->state;
   st.config = std::move(config);
   st.log = log::get("observe");
@@ -462,9 +464,10 @@ observe_actor::behavior_type observe(self_ptr self, observe_config config) {
     auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
     st.source = std::make_unique<event_source>(
         st.config.probe, st.config.cgroup_root, [weak](std::vector<observed_event>&& batch) {
-          if (auto strong = weak.lock())
-            caf::anon_send(caf::actor_cast<observe_actor>(strong), events_atom::value,
-                           std::move(batch));
+          if (auto strong = weak.lock()) {
+            auto me = caf::actor_cast<observe_private>(strong);
+            caf::send_as(me, me, events_atom::value, std::move(batch));
+          }
         });
     st.log->info("kernel events: on");
   } else if (!st.config.probe_error.empty()) {
@@ -547,14 +550,18 @@ observe_actor::behavior_type observe(self_ptr self, observe_config config) {
           schedule_flush(self);
       },
       [self](unsub_atom, uint64_t id) { unsubscribe(self, id); },
-      [self](events_atom, std::vector<observed_event>& events) { on_events(self, events); },
-      [self](tick_atom, uint64_t id) { sample(self, id); },
-      [self](history_atom, uint64_t id, output_history& h) { on_history(self, id, h); },
-      [self](flush_atom) { flush(self); },
-      [self](trim_atom) {
+      bus::internal(self, [self](events_atom, std::vector<observed_event>& events) {
+        on_events(self, events);
+      }),
+      bus::internal(self, [self](tick_atom, uint64_t id) { sample(self, id); }),
+      bus::internal(self, [self](history_atom, uint64_t id, output_history& h) {
+        on_history(self, id, h);
+      }),
+      bus::internal(self, [self](flush_atom) { flush(self); }),
+      bus::internal(self, [self](trim_atom) {
         self->state.trim_pending = false;
         ::malloc_trim(0);
-      },
+      }),
       [self](get_atom, stats_atom) {
         auto& st = self->state;
         auto s = st.stats;

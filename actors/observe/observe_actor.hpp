@@ -110,9 +110,25 @@ struct observe_state {
   std::shared_ptr<spdlog::logger> log;
 };
 
+/// The observe actor as it is spawned: observe_actor (what everyone else holds) and the
+/// messages only it, its history readers and its event source thread send it, as itself
+/// (see bus/internal.hpp).
+using observe_private = observe_actor::extend<
+  /// A batch of kernel events from the event source.
+  caf::reacts_to<events_atom, std::vector<observed_event>>,
+  /// Time for the next sample of a stats subscription.
+  caf::reacts_to<tick_atom, uint64_t>,
+  /// The history reader of an output subscription is done.
+  caf::reacts_to<history_atom, uint64_t, output_history>,
+  /// Delivers queued entries to subscribers with credit.
+  caf::reacts_to<flush_atom>,
+  /// A while after subscriptions ended, hands freed heap back to the kernel.
+  caf::reacts_to<trim_atom>>;
+
 /// The observe actor: fans daemon logs, cell stats, executables' output and kernel
-/// events out to subscribers with flow control.
-observe_actor::behavior_type observe(observe_actor::stateful_pointer<observe_state> self,
-                                     observe_config config);
+/// events out to subscribers with flow control. Spawn it, then hand out the
+/// observe_actor it converts to.
+observe_private::behavior_type observe(observe_private::stateful_pointer<observe_state> self,
+                                       observe_config config);
 
 } // namespace cyto::observe

@@ -5,6 +5,7 @@
 #include <caf/all.hpp>
 
 #include "bus/errc.hpp"
+#include "bus/internal.hpp"
 
 namespace cyto::vms {
 
@@ -16,17 +17,18 @@ bool process_alive(uint32_t pid) {
   return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
 }
 
-/// Reads until the connection closes; every line goes to the session as a message.
+/// Reads until the connection closes; every line goes to the session as a message, sent
+/// as the session itself (internal: its handlers accept them from nobody else).
 void read_loop(qmp_client* client, caf::actor_addr session) {
   for (;;) {
     auto m = client->read();
     auto h = caf::actor_cast<caf::strong_actor_ptr>(session);
     if (!h)
       return;
-    auto s = caf::actor_cast<qmp_session_actor>(h);
+    auto s = caf::actor_cast<qmp_session_private>(h);
     if (!m) {
       if (code_of(m.error()) == errc::unavailable) {
-        caf::anon_send(s, done_atom::value);
+        caf::send_as(s, s, done_atom::value);
         return;
       }
       continue; // an unparsable line: skip it
@@ -41,7 +43,7 @@ void read_loop(qmp_client* client, caf::actor_addr session) {
       j = {{"return", m->data}, {"id", m->id}};
     else
       continue;
-    caf::anon_send(s, output_atom::value, j.dump());
+    caf::send_as(s, s, output_atom::value, j.dump());
   }
 }
 
@@ -54,8 +56,8 @@ qmp_session_state::~qmp_session_state() {
     reader.join();
 }
 
-qmp_session_actor::behavior_type
-qmp_session(qmp_session_actor::stateful_pointer<qmp_session_state> self, vms_actor owner,
+qmp_session_private::behavior_type
+qmp_session(qmp_session_private::stateful_pointer<qmp_session_state> self, vms_private owner,
             std::string vm) {
   self->state.owner = std::move(owner);
   self->state.vm = std::move(vm);
@@ -90,7 +92,7 @@ qmp_session(qmp_session_actor::stateful_pointer<qmp_session_state> self, vms_act
         st.pending.emplace(static_cast<int64_t>(*id), rp);
         return rp;
       },
-      [self](output_atom, std::string& line) {
+      bus::internal(self, [self](output_atom, std::string& line) {
         auto& st = self->state;
         auto m = parse_qmp(line);
         if (!m)
@@ -109,15 +111,15 @@ qmp_session(qmp_session_actor::stateful_pointer<qmp_session_state> self, vms_act
                                 "QMP: " + m->name + ": " + m->data.get<std::string>()));
         else
           rp.deliver(m->data.dump());
-      },
-      [self](done_atom) {
+      }),
+      bus::internal(self, [self](done_atom) {
         auto& st = self->state;
         for (auto& [id, rp] : st.pending)
           rp.deliver(make_error(errc::unavailable, "QMP connection closed"));
         st.pending.clear();
         self->send(st.owner, qmp_event{st.vm, std::string{}, std::string{}});
         self->quit();
-      },
+      }),
   };
 }
 

@@ -22,6 +22,7 @@
 #include "actors/vms/root_disk.hpp"
 #include "actors/vms/vm_rows.hpp"
 #include "bus/errc.hpp"
+#include "bus/internal.hpp"
 #include "bus/logging.hpp"
 
 namespace cyto::vms {
@@ -31,7 +32,7 @@ namespace {
 /// The owner the images actor records for the trees root disks are built from.
 constexpr const char* rootfs_owner = "vms";
 
-using self_ptr = vms_actor::stateful_pointer<vms_state>;
+using self_ptr = vms_private::stateful_pointer<vms_state>;
 using vm = vms_state::vm;
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -322,7 +323,7 @@ void connect_qmp(self_ptr self, const std::string& name,
   auto& v = st.vms.at(name);
   if (v.qmp)
     caf::anon_send_exit(v.qmp, caf::exit_reason::user_shutdown);
-  v.qmp = self->spawn<caf::detached>(qmp_session, caf::actor_cast<vms_actor>(self), name);
+  v.qmp = self->spawn<caf::detached>(qmp_session, vms_private{self}, name);
   auto run = v.run;
   self->request(v.qmp, caf::infinite, start_atom::value, v.info.qmp_path, v.info.pid,
                 st.config.qmp_timeout_ms)
@@ -1077,7 +1078,7 @@ vms_state::~vms_state() {
       caf::anon_send_exit(v.qmp, caf::exit_reason::user_shutdown);
 }
 
-vms_actor::behavior_type vms(self_ptr self, vms_config config) {
+vms_private::behavior_type vms(self_ptr self, vms_config config) {
   auto& st = self->state;
   st.config = std::move(config);
   st.log = log::get("vms");
@@ -1090,7 +1091,7 @@ vms_actor::behavior_type vms(self_ptr self, vms_config config) {
   if (!db) {
     st.log->error("vms unavailable: {}", render(db.error()));
     self->quit(db.error());
-    return {vms_actor::behavior_type::unsafe_init{}, caf::behavior{}};
+    return {vms_private::behavior_type::unsafe_init{}, caf::behavior{}};
   }
   st.db = std::move(*db);
   st.db->declare(kind_vm, vm_row_version, {{1, vm_v1_to_v2}});
@@ -1225,17 +1226,26 @@ vms_actor::behavior_type vms(self_ptr self, vms_config config) {
           return no_vm(name);
         return i->second.info;
       },
-      [self](qmp_event& ev) { on_qmp_event(self, ev); },
-      [self](exited_atom, std::string& name, uint64_t run, exit_status& s) {
-        on_exit(self, name, run, s);
-      },
-      [self](tick_atom, std::string& name, uint64_t run) {
+      // Events come from the QMP sessions (workers of this actor), never as itself.
+      bus::internal(
+          self, [self](qmp_event& ev) { on_qmp_event(self, ev); },
+          [self](const caf::strong_actor_ptr& from) {
+            for (auto& [name, v] : self->state.vms)
+              if (v.qmp && from == caf::actor_cast<caf::strong_actor_ptr>(v.qmp))
+                return true;
+            return false;
+          }),
+      bus::internal(self,
+                    [self](exited_atom, std::string& name, uint64_t run, exit_status& s) {
+                      on_exit(self, name, run, s);
+                    }),
+      bus::internal(self, [self](tick_atom, std::string& name, uint64_t run) {
         auto i = self->state.vms.find(name);
         if (i == self->state.vms.end() || i->second.run != run || !is_live(i->second.info.state))
           return;
         self->state.log->info("vm {} did not power down in time: quitting QEMU", name);
         quit_qemu(self, i->second);
-      },
+      }),
   };
 }
 

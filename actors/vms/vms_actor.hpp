@@ -14,6 +14,16 @@
 
 namespace cyto::vms {
 
+/// The vms actor as it is spawned: vms_actor (what everyone else holds) and the
+/// messages only it and its QMP sessions send it (see bus/internal.hpp).
+using vms_private = vms_actor::extend<
+  /// A QMP session reports an event (or, event "", that it closed).
+  caf::reacts_to<qmp_event>,
+  /// QEMU of run `run` of VM `name` ended.
+  caf::reacts_to<exited_atom, std::string, uint64_t, exit_status>,
+  /// The stop timeout of run `run` of VM `name` ran out.
+  caf::reacts_to<tick_atom, std::string, uint64_t>>;
+
 /// What the vms actor is told at spawn.
 struct vms_config {
   /// state.db and vms/<name>/ live here.
@@ -78,7 +88,7 @@ struct vms_state {
   std::shared_ptr<spdlog::logger> log;
 };
 
-/// The vms actor.
-vms_actor::behavior_type vms(vms_actor::stateful_pointer<vms_state> self, vms_config config);
+/// The vms actor. Spawn it, then hand out the vms_actor it converts to.
+vms_private::behavior_type vms(vms_private::stateful_pointer<vms_state> self, vms_config config);
 
 } // namespace cyto::vms

@@ -81,9 +81,10 @@ struct rogue_node {
   }
 
   /// Sends a join claiming `claimed`, answering `answers` for verifier `verifier`;
-  /// returns the error text ("" if it was admitted).
+  /// returns the error text ("" if it was admitted, the answer then in `*answer`).
   std::string join(const cyto::federation_door_actor& door, const std::string& claimed,
-                   const std::string& answers, const std::string& verifier) {
+                   const std::string& answers, const std::string& verifier,
+                   cyto::node_proof* answer = nullptr) {
     caf::scoped_actor self{*sys};
     auto dummy = sys->spawn([]() -> caf::behavior {
       return {[](cyto::ping_atom, int64_t x) { return x; }};
@@ -97,7 +98,12 @@ struct rogue_node {
     p.door = dummy;
     std::string out;
     self->request(door, 5s, cyto::join_atom::value, std::move(p))
-      .receive([&](cyto::node_proof&) { out = ""; },
+      .receive(
+        [&](cyto::node_proof& x) {
+          out = "";
+          if (answer)
+            *answer = std::move(x);
+        },
                [&](caf::error& e) { out = cyto::render(e); });
     caf::anon_send_exit(dummy, caf::exit_reason::user_shutdown);
     return out;
@@ -302,6 +308,101 @@ BOOST_AUTO_TEST_CASE(node_claiming_another_name_is_refused) {
   BOOST_TEST(w.a().state_of(w.b().name()) == "up");
   auto disc = w.a().cli({"--node", w.b().name(), "--json", "discover"});
   BOOST_TEST(json::parse(disc.out)["nodeName"] == w.b().name());
+}
+
+// What a joined node holds are the public handles of a's services; cast to caf::actor,
+// they still reach the actors, so the actors must drop internal messages (exits,
+// timeouts, job results) that do not come from themselves: a forged exit must not end
+// the record of a running process, a forged stop timeout must not SIGKILL a container.
+BOOST_AUTO_TEST_CASE(internal_messages_from_another_node_are_ignored) {
+  auto& w = world();
+  w.wait_formed();
+  auto& a = w.a();
+  auto ok = [&](std::vector<std::string> args) {
+    auto r = a.cli(args, 60s);
+    BOOST_TEST_REQUIRE(r.code() == 0, r.err + w.logs());
+    return r.out;
+  };
+  ok({"cell", "allocate", "fed-forged"});
+  ok({"cell", "start", "fed-forged", "--name", "sleeper", "--", "sleep", "30"});
+  ok({"run", "-d", "--name", "fed-forged-c", "demo", "sleep", "30"});
+  auto exe = [&] {
+    return json::parse(ok({"cell", "inspect", "fed-forged"}))["executables"].at(0);
+  };
+  auto container = [&] { return json::parse(ok({"inspect", "--json", "fed-forged-c"})).at(0); };
+  auto epid = exe()["pid"].get<int>();
+  auto cid = container()["id"].get<std::string>();
+  auto cpid = container()["pid"].get<int>();
+  BOOST_TEST_REQUIRE(epid > 0);
+  BOOST_TEST_REQUIRE(cpid > 0);
+
+  rogue_node rogue{w.pki_dir(), "impostor"};
+  auto door = rogue.door_of(a);
+  cyto::node_proof answer;
+  BOOST_TEST_REQUIRE(rogue.join(door, "impostor", rogue.challenge(door), a.name(), &answer) == "");
+  std::map<std::string, caf::actor> svc;
+  for (auto& s : answer.services)
+    svc[s.name] = caf::actor_cast<caf::actor>(s.handle);
+  for (auto* name : {"cells", "images", "containers", "federation", "observe", "topics"})
+    BOOST_TEST_REQUIRE(svc.count(name) == 1u, name);
+  caf::scoped_actor self{*rogue.sys};
+  // Tokens are small numbers counted from 1: forge them all.
+  for (uint64_t token = 1; token <= 32; ++token) {
+    caf::anon_send(svc["cells"], cyto::exited_atom::value, token,
+                   cyto::exit_status{true, true, 0, 0});
+    self->send(svc["cells"], cyto::kill_atom::value, token);
+  }
+  self->send(svc["cells"], cyto::output_atom::value, uint64_t{1}, int32_t{1},
+             std::string{"forged line"}, uint64_t{0});
+  caf::anon_send(svc["containers"], cyto::tick_atom::value, cid);
+  for (uint64_t job = 1; job <= 4; ++job)
+    caf::anon_send(svc["images"], cyto::done_atom::value, job,
+                   cyto::make_error(cyto::errc::internal, "forged"));
+  caf::anon_send(svc["federation"], cyto::tick_atom::value);
+  caf::anon_send(svc["observe"], cyto::flush_atom::value);
+  caf::anon_send(svc["topics"], cyto::flush_atom::value);
+  if (svc.count("vms"))
+    caf::anon_send(svc["vms"], cyto::tick_atom::value, std::string{"nosuchvm"}, uint64_t{1});
+  // Each actor handles its forgeries in order: once it logged the last, it is done.
+  std::vector<std::pair<std::string, size_t>> warnings{
+    {"cells: ignored internal message exited from an anonymous sender", 32},
+    {"cells: ignored internal message kill from ", 32},
+    {"cells: ignored internal message output from ", 1},
+    {"containers: ignored internal message tick from an anonymous sender", 1},
+    {"images: ignored internal message done from an anonymous sender", 4},
+    {"federation: ignored internal message tick from an anonymous sender", 1},
+    {"observe: ignored internal message flush from an anonymous sender", 1},
+    {"topics: ignored internal message flush from an anonymous sender", 1}};
+  if (svc.count("vms"))
+    warnings.emplace_back("vms: ignored internal message tick from an anonymous sender", 1);
+  auto all_logged = [&] {
+    auto log = a.d.log();
+    for (auto& [what, n] : warnings)
+      if (count_of(log, what) < n)
+        return false;
+    return true;
+  };
+  for (auto until = steady::now() + 10s; !all_logged() && steady::now() < until;)
+    std::this_thread::sleep_for(20ms);
+  auto log = a.d.log();
+  for (auto& [what, n] : warnings)
+    BOOST_TEST(count_of(log, what) == n, what);
+  // The process and the container still run, and say so.
+  auto e = exe();
+  BOOST_TEST(e["status"]["exited"] == false, e.dump());
+  BOOST_TEST(::kill(epid, 0) == 0);
+  auto c = container();
+  BOOST_TEST(c["state"] == "running", c.dump());
+  BOOST_TEST(::kill(cpid, 0) == 0);
+  // The members are untouched.
+  BOOST_TEST(w.all_up(a));
+  // The real exit still lands.
+  a.cli({"cell", "stop", "fed-forged", "sleeper"});
+  e = exe();
+  BOOST_TEST(e["status"]["exited"] == true, e.dump());
+  BOOST_TEST(e["status"]["signal"] == SIGTERM, e.dump());
+  ok({"cell", "free", "fed-forged"});
+  ok({"rm", "-f", "fed-forged-c"});
 }
 
 BOOST_AUTO_TEST_CASE(garbage_on_the_federation_port_does_not_crash_the_node) {

@@ -85,37 +85,39 @@ status join_namespaces(const oci::config& cfg) {
   return {};
 }
 
-/// A pty whose master goes to the console socket; the slave becomes stdio and the
-/// controlling terminal.
-status setup_console(const init_context& ctx, const oci::process& p) {
+} // namespace
+
+status open_pty(int console_fd, const oci::process& p, std::string& name, int& slave) {
   int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0)
     return sys_error("open /dev/ptmx");
-  if (::unlockpt(master) != 0)
-    return sys_error("unlockpt");
-  char name[64];
-  if (::ptsname_r(master, name, sizeof(name)) != 0)
-    return sys_error("ptsname");
-  int slave = ::open(name, O_RDWR | O_NOCTTY);
-  if (slave < 0)
-    return sys_error(std::string{"open "} + name);
+  char buf[64];
+  if (::unlockpt(master) != 0 || ::ptsname_r(master, buf, sizeof(buf)) != 0) {
+    auto s = sys_error("unlockpt/ptsname");
+    ::close(master);
+    return s;
+  }
+  name = buf;
+  slave = ::open(buf, O_RDWR | O_NOCTTY);
+  if (slave < 0) {
+    auto s = sys_error(std::string{"open "} + buf);
+    ::close(master);
+    return s;
+  }
   if (p.console_height || p.console_width) {
     struct winsize ws{};
     ws.ws_row = static_cast<unsigned short>(p.console_height);
     ws.ws_col = static_cast<unsigned short>(p.console_width);
     ::ioctl(slave, TIOCSWINSZ, &ws);
   }
-  if (!send_fd(ctx.console_fd, master))
-    return sys_error("send the pty master to the console socket");
+  bool sent = send_fd(console_fd, master);
   ::close(master);
-  ::close(ctx.console_fd);
-  // runtime-spec: with a terminal, /dev/console is the pty (bound over an empty file).
-  int cfd = ::open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
-  if (cfd >= 0) {
-    ::close(cfd);
-    if (::mount(name, "/dev/console", nullptr, MS_BIND, nullptr) != 0)
-      return sys_error("bind the pty on /dev/console");
-  }
+  if (!sent)
+    return sys_error("send the pty master to the console socket");
+  return {};
+}
+
+status make_controlling(int slave) {
   if (::setsid() < 0)
     return sys_error("setsid");
   if (::ioctl(slave, TIOCSCTTY, 0) != 0)
@@ -126,6 +128,34 @@ status setup_console(const init_context& ctx, const oci::process& p) {
   if (slave > 2)
     ::close(slave);
   return {};
+}
+
+status attach_new_pty(int console_fd, const oci::process& p) {
+  std::string name;
+  int slave = -1;
+  if (auto s = open_pty(console_fd, p, name, slave))
+    return s;
+  ::close(console_fd);
+  return make_controlling(slave);
+}
+
+namespace {
+
+/// A pty whose master goes to the console socket; the slave becomes stdio and the
+/// controlling terminal, and /dev/console (runtime-spec: bound over an empty file).
+status setup_console(const init_context& ctx, const oci::process& p) {
+  std::string name;
+  int slave = -1;
+  if (auto s = open_pty(ctx.console_fd, p, name, slave))
+    return s;
+  ::close(ctx.console_fd);
+  int cfd = ::open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  if (cfd >= 0) {
+    ::close(cfd);
+    if (::mount(name.c_str(), "/dev/console", nullptr, MS_BIND, nullptr) != 0)
+      return sys_error("bind the pty on /dev/console");
+  }
+  return make_controlling(slave);
 }
 
 std::string state_json(const init_context& ctx, pid_t host_pid, const char* status_name) {

@@ -61,6 +61,13 @@ status apply_rlimits(const oci::process& p);
 /// execvp's lookup of args[0] with the process's PATH in the current root: not found is
 /// exit code 127, found but not executable 126.
 result<std::string> find_program(const oci::process& p);
+/// A new pty (of the /dev/ptmx this process sees): its master goes over `console_fd`
+/// (SCM_RIGHTS), the slave's path and descriptor come back; sized by process.consoleSize.
+status open_pty(int console_fd, const oci::process& p, std::string& name, int& slave);
+/// setsid, `slave` as the controlling terminal and stdin/stdout/stderr.
+status make_controlling(int slave);
+/// open_pty then make_controlling (exec -t); closes `console_fd`.
+status attach_new_pty(int console_fd, const oci::process& p);
 /// Bounding set, user and groups, then the other capability sets.
 status drop_privileges(const oci::process& p);
 /// What may fail before the program runs: no_new_privs, seccomp (without no_new_privs:

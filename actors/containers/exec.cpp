@@ -10,7 +10,9 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +39,25 @@ struct fd_guard {
       ::close(fd);
   }
 };
+
+/// `pid` into <dir>/<name> (a temp file, then rename), through a descriptor of the dir
+/// opened before this process joined the container's mount namespace.
+status write_pid_at(int dir, const std::string& name, pid_t pid) {
+  auto tmp = name + ".tmp";
+  int fd = ::openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return from_errno(errno, "exec: create the pid file " + tmp);
+  auto text = std::to_string(pid);
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  int err = errno;
+  ::close(fd);
+  if (!ok || ::renameat(dir, tmp.c_str(), dir, name.c_str()) != 0) {
+    err = ok ? errno : err;
+    ::unlinkat(dir, tmp.c_str(), 0);
+    return from_errno(err, "exec: write the pid file " + name);
+  }
+  return {};
+}
 
 status failed(status s) {
   if (s.exit_code() != 126 && s.exit_code() != 127)
@@ -172,7 +193,7 @@ constexpr ns_kind namespaces[] = {{"user", CLONE_NEWUSER},    {"mnt", CLONE_NEWN
 } // namespace
 
 result<int> runtime::exec(const std::string& id, const exec_options& options) {
-  if (options.args.empty())
+  if (options.args.empty() && !options.process)
     return failed(invalid("exec: a command is needed"));
   auto st = state(id);
   if (!st)
@@ -188,11 +209,41 @@ result<int> runtime::exec(const std::string& id, const exec_options& options) {
   auto cfg = oci::load_bundle(st->bundle);
   if (!cfg)
     return failed(cfg.error());
-  if (!cfg->process)
+  if (!cfg->process && !options.process)
     return failed(invalid("config.json of container " + id + " has no process"));
-  oci::process proc = *cfg->process;
-  proc.terminal = false;
-  proc.args = options.args;
+  oci::process proc = options.process ? *options.process : *cfg->process;
+  proc.terminal = options.tty || (options.process && options.process->terminal);
+  if (!options.args.empty())
+    proc.args = options.args;
+  if (proc.terminal && options.console_socket.empty())
+    return failed(invalid("exec: a terminal needs --console-socket (where its pty goes)"));
+  // The pid file is a path of the caller's too: its dir is opened before joining.
+  fd_guard pid_dir;
+  std::string pid_name;
+  if (!options.pid_file.empty()) {
+    auto slash = options.pid_file.rfind('/');
+    auto dir_path = slash == std::string::npos ? std::string{"."}
+                                               : options.pid_file.substr(0, slash + 1);
+    pid_name = options.pid_file.substr(slash == std::string::npos ? 0 : slash + 1);
+    pid_dir.fd = ::open(dir_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (pid_dir.fd < 0 || pid_name.empty())
+      return failed(from_errno(pid_name.empty() ? EINVAL : errno,
+                               "exec: --pid-file " + options.pid_file));
+  }
+  // The console socket is a path of the caller's: connect before joining the container.
+  fd_guard console;
+  if (proc.terminal) {
+    console.fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (options.console_socket.size() >= sizeof(sa.sun_path))
+      return failed(invalid("exec: --console-socket path is too long"));
+    std::memcpy(sa.sun_path, options.console_socket.c_str(), options.console_socket.size());
+    if (console.fd < 0
+        || ::connect(console.fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
+      return failed(from_errno(errno, "exec: connect to the console socket "
+                                        + options.console_socket));
+  }
   for (auto& kv : options.env) {
     auto eq = kv.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -247,7 +298,6 @@ result<int> runtime::exec(const std::string& id, const exec_options& options) {
     join_mnt = join_mnt || n.flag == CLONE_NEWNS;
   }
   fd_guard root{::open((proc_dir + "/root").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-  fd_guard devnull{::open("/dev/null", O_RDONLY | O_CLOEXEC)};
   // The pidfd pins the process: if it is still the container's, the /proc opens were too.
   if (pidfd.fd < 0 || root.fd < 0 ||
       process_start_time(target) != rec.value("startTime", uint64_t{0})) {
@@ -283,7 +333,9 @@ result<int> runtime::exec(const std::string& id, const exec_options& options) {
     return failed(from_errno(errno, "fork into the container's pid namespace"));
   if (child == 0) {
     int fd = err_w.fd;
-    ::dup2(devnull.fd, 0);
+    if (proc.terminal)
+      if (auto s = detail::attach_new_pty(console.fd, proc))
+        child_fail(fd, s);
     // Without a mount namespace of its own the container is a chroot of ours.
     if (!join_mnt && (::fchdir(root.fd) != 0 || ::chroot(".") != 0))
       child_fail(fd, from_errno(errno, "enter the container's root"));
@@ -327,6 +379,13 @@ result<int> runtime::exec(const std::string& id, const exec_options& options) {
       ;
     e.code[sizeof(e.code) - 1] = e.text[sizeof(e.text) - 1] = 0;
     return failed(status{e.code, e.text}.with_exit_code(e.exit_code));
+  }
+  if (options.detach) {
+    // The caller (conmon, a shim) reaps it: it is a subreaper or waits on the pid file.
+    if (pid_dir.fd >= 0)
+      if (auto s = write_pid_at(pid_dir.fd, pid_name, child))
+        return failed(s);
+    return 0;
   }
   if (child_fd.fd >= 0)
     detail::forward_until_exit(sigs, child_fd.fd,

@@ -606,6 +606,22 @@ std::string capability_name(int cap) {
   return out;
 }
 
+result<process> parse_process_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    return invalid("process.json: malformed JSON: " + std::string{e.what()});
+  }
+  try {
+    return parse_process(j);
+  } catch (const bad_field& e) {
+    return invalid(e.text);
+  } catch (const json::exception& e) {
+    return invalid("process.json: " + std::string{e.what()});
+  }
+}
+
 result<config> parse_config(const std::string& text, const std::string& bundle) {
   json j;
   try {

@@ -318,8 +318,12 @@ result<runtime::created> runtime::do_create(const std::string& id, const create_
     return sys_error("bundle " + options.bundle);
 
   // From here on everything made is undone on error.
-  if (::mkdir(opts_.root.c_str(), 0711) != 0 && errno != EEXIST)
-    return sys_error("mkdir " + opts_.root);
+  // Like runc, the state root is made with its parents (containerd's shim passes
+  // /run/containerd/runc/<namespace> before anything made it).
+  for (size_t i = 1; i <= opts_.root.size(); ++i)
+    if (i == opts_.root.size() || opts_.root[i] == '/')
+      if (::mkdir(opts_.root.substr(0, i).c_str(), 0711) != 0 && errno != EEXIST)
+        return sys_error("mkdir " + opts_.root.substr(0, i));
   auto state_dir = dir(id);
   if (::mkdir(state_dir.c_str(), 0711) != 0) {
     if (errno == EEXIST)

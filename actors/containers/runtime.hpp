@@ -70,6 +70,15 @@ struct exec_options {
   std::string cwd;
   std::optional<uint32_t> uid;
   std::optional<uint32_t> gid;
+  /// The whole process instead of config.json's (runc exec --process); the fields above
+  /// still apply on top of it.
+  std::optional<oci::process> process;
+  /// A pty for the process (or process.terminal); its master goes to `console_socket`.
+  bool tty = false;
+  std::string console_socket;
+  /// Return once the process runs instead of waiting for it (its pid goes to pid_file).
+  bool detach = false;
+  std::string pid_file;
 };
 
 /// The runtime-spec state, plus the exit code when this runtime saw the exit.
@@ -106,6 +115,7 @@ public:
   /// is not in it) and namespaces, applies its process settings with `options`' overrides,
   /// forwards INT/TERM/HUP/QUIT/USR1/USR2 to it and returns its exit status. Errors before
   /// the program runs carry exit code 127 (not found), 126 (not executable) or 125.
+  /// Returns the process's exit status, or 0 once it runs with `detach`.
   result<int> exec(const std::string& id, const exec_options& options);
   /// Sends `sig` to the container's process (all its cgroup's processes with `all`).
   status kill(const std::string& id, int sig, bool all = false);

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -194,8 +195,19 @@ int main(int argc, char** argv) {
     ->allow_extra_args(false); // one value each: never the id or a `--`
   exec->add_option("--cwd", exec_cwd, "working directory instead of process.cwd");
   exec->add_option("--user", exec_user, "UID[:GID] instead of process.user");
+  std::string exec_process_file;
+  bool exec_tty = false;
+  int exec_preserve_fds = 0;
+  exec->add_option("-p,--process", exec_process_file,
+                   "process.json (an OCI process object) instead of config.json's process");
+  exec->add_flag("-t,--tty", exec_tty, "a pty for the process (needs --console-socket)");
+  exec->add_option("--console-socket", console_socket,
+                   "unix socket that receives the pty master with --tty");
+  exec->add_flag("-d,--detach", detach, "return once the process runs (see --pid-file)");
+  exec->add_option("--pid-file", pid_file, "write the process's pid here");
+  exec->add_option("--preserve-fds", exec_preserve_fds, "accepted when 0");
   exec->add_option("id", id, "container id")->required();
-  exec->add_option("command", exec_cmd, "-- CMD [ARG...]")->required();
+  exec->add_option("command", exec_cmd, "-- CMD [ARG...] (unless --process gives it)");
   app.add_subcommand("idle", "sleep until SIGTERM/SIGINT, then exit 0 (a pod's placeholder)");
 
   CLI11_PARSE(app, argc, argv);
@@ -233,6 +245,26 @@ int main(int argc, char** argv) {
   }
   if (exec->parsed()) {
     exec_options eo;
+    if (exec_preserve_fds != 0)
+      return report(g, invalid("--preserve-fds is not supported").with_exit_code(125));
+    if (!exec_process_file.empty()) {
+      std::ifstream in{exec_process_file};
+      std::stringstream text;
+      text << in.rdbuf();
+      if (!in)
+        return report(g, from_errno(errno, "read --process " + exec_process_file)
+                           .with_exit_code(125));
+      auto p = oci::parse_process_json(text.str());
+      if (!p)
+        return report(g, status{p.error()}.with_exit_code(125));
+      eo.process = std::move(*p);
+    } else if (exec_cmd.empty()) {
+      return report(g, invalid("exec: a command is needed (or --process)").with_exit_code(125));
+    }
+    eo.tty = exec_tty;
+    eo.console_socket = console_socket;
+    eo.detach = detach;
+    eo.pid_file = pid_file;
     eo.args = exec_cmd;
     eo.env = exec_env;
     eo.cwd = exec_cwd;

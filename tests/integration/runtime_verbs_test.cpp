@@ -81,6 +81,11 @@ struct verbs_fixture : bundle_fixture {
   }
 };
 
+std::string read_link(const std::string& path) {
+  std::error_code ec;
+  return fs::read_symlink(path, ec).string();
+}
+
 } // namespace
 
 BOOST_FIXTURE_TEST_SUITE(runtime_verbs, verbs_fixture)
@@ -302,6 +307,58 @@ BOOST_AUTO_TEST_CASE(exec_bad_input) {
   r = exec({"nope", "--", "true"});
   BOOST_CHECK(r.code() == 125 && contains(r.err, "cyto.not_found"));
   BOOST_CHECK_EQUAL(rt({"delete", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(exec_runc_style_process_file_detach_and_pid_file) {
+  // What podman's conmon and containerd's shim call: exec --process --detach --pid-file.
+  args({"sleep", "30"});
+  running();
+  json proc = {{"args", {"sh", "-c", "echo $FROM_FILE > /tmp/from-file; sleep 30"}},
+               {"env", {"PATH=/bin", "FROM_FILE=yes"}},
+               {"cwd", "/"},
+               {"user", {{"uid", 0}, {"gid", 0}}}};
+  write_text(tmp / "process.json", proc.dump());
+  // Its stdio is inherited (a file here: a pipe would stay open as long as it runs).
+  child_process d{{runtime_path, "--root", state_root, "exec", "--process", tmp / "process.json",
+                   "--detach", "--pid-file", tmp / "exec.pid", "c1"},
+                  tmp / "exec.log"};
+  BOOST_REQUIRE_MESSAGE(d.wait(30s) == 0, read_text(tmp / "exec.log"));
+  auto pid = trim(read_text(tmp / "exec.pid"));
+  BOOST_REQUIRE(!pid.empty());
+  // Detached: it still runs after exec returned, in the container's pid namespace.
+  BOOST_CHECK_EQUAL(::kill(std::stoi(pid), 0), 0);
+  BOOST_CHECK(read_link("/proc/" + pid + "/ns/pid")
+              == read_link("/proc/" + trim(read_text(tmp / "c1.pid")) + "/ns/pid"));
+  for (int i = 0; i < 100 && exec({"c1", "--", "cat", "/tmp/from-file"}).out.empty(); ++i)
+    std::this_thread::sleep_for(20ms);
+  auto seen = exec({"c1", "--", "cat", "/tmp/from-file"});
+  BOOST_CHECK_MESSAGE(trim(seen.out) == "yes", "out: " << seen.out << " err: " << seen.err);
+  ::kill(std::stoi(pid), SIGKILL);
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(exec_runc_style_bad_input) {
+  args({"sleep", "30"});
+  running();
+  write_text(tmp / "bad.json", R"({"args": [], "cwd": "/", "user": {"uid": 0, "gid": 0}})");
+  auto r = exec({"--process", tmp / "bad.json", "c1"});
+  BOOST_CHECK_MESSAGE(r.code() == 125 && contains(r.err, "cyto.invalid_argument: process.args"),
+                      r.err);
+  r = exec({"--process", tmp / "missing.json", "c1"});
+  BOOST_CHECK_MESSAGE(r.code() == 125 && contains(r.err, "missing.json"), r.err);
+  r = exec({"--tty", "c1", "--", "true"});
+  BOOST_CHECK_MESSAGE(r.code() == 125 && contains(r.err, "needs --console-socket"), r.err);
+  r = exec({"--tty", "--console-socket", tmp / "no-such.sock", "c1", "--", "true"});
+  BOOST_CHECK_MESSAGE(r.code() == 125 && contains(r.err, "console socket"), r.err);
+  r = exec({"--preserve-fds", "2", "c1", "--", "true"});
+  BOOST_CHECK_MESSAGE(r.code() == 125 && contains(r.err, "--preserve-fds"), r.err);
+  r = exec({"c1"});
+  BOOST_CHECK_MESSAGE(r.code() == 125 && contains(r.err, "a command is needed"), r.err);
+  r = exec({"--detach", "--pid-file", tmp / "no-dir/exec.pid", "c1", "--", "true"});
+  BOOST_CHECK_MESSAGE(r.code() == 125 && contains(r.err, "--pid-file"), r.err);
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
   check_nothing_left();
 }
 

@@ -37,6 +37,9 @@ public:
   /// everything it made, so a failed create leaves nothing behind.
   virtual caf::error create(const std::string& cell, const cell_limits& limits) = 0;
 
+  /// Writes `limits` on an existing cell (only the limits it sets; others stay).
+  virtual caf::error update(const std::string& cell, const cell_limits& limits) = 0;
+
   /// Removes the cell's cgroup (its leaf first) in every hierarchy. The cell must
   /// have no processes and no child cells.
   virtual caf::error remove(const std::string& cell) = 0;

@@ -127,6 +127,14 @@ public:
     return {};
   }
 
+  caf::error update(const std::string& cell, const cell_limits& l) override {
+    if (auto err = supports(l))
+      return err;
+    if (!exists(cell))
+      return make_error(errc::not_found, "cell " + cell + " has no cgroup");
+    return write_limits(cell, l);
+  }
+
   caf::error remove(const std::string& cell) override {
     if (!pids(cell, true).empty())
       return make_error(errc::failed_precondition, "cell " + cell + " still has processes");

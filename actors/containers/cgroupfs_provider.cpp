@@ -218,13 +218,46 @@ status apply_extras(const cells::cgroup_driver& d, const std::string& cell,
   return {};
 }
 
-/// The v1 devices hierarchy, where device rules are enforced. The cells' driver does not
-/// use it (cells leave devices to the host), so the runtime keeps this cgroup itself.
+/// v1 hierarchies the cells' driver does not use, which the runtime keeps itself for its
+/// containers: devices (where device rules are enforced; cells leave devices to the host)
+/// and freezer (pause/resume; v2 has cgroup.freeze in the cell itself).
 constexpr const char* devices_mount = "/sys/fs/cgroup/devices";
+constexpr const char* freezer_mount = "/sys/fs/cgroup/freezer";
 
-std::string devices_dir(const cg_path& p) {
+std::string extra_dir(const char* mount, const cg_path& p) {
   auto parent = parent_of(p);
-  return std::string{devices_mount} + (parent.empty() ? "" : "/" + parent) + "/" + p.cell;
+  return std::string{mount} + (parent.empty() ? "" : "/" + parent) + "/" + p.cell;
+}
+
+bool mounted(const char* mount) {
+  std::error_code ec;
+  return std::filesystem::exists(std::string{mount} + "/cgroup.procs", ec);
+}
+
+/// Makes the container's cgroup in `mount` (parents as needed); answers its dir.
+result<std::string> make_extra(const char* mount, const cg_path& p) {
+  for (auto& root : p.roots)
+    if (auto err = cells::make_dir(std::string{mount} + "/" + root, true))
+      return to_status(err);
+  auto dir = extra_dir(mount, p);
+  if (auto err = cells::make_dir(dir))
+    return to_status(err);
+  return dir;
+}
+
+/// Removes the container's cgroup in `mount` (if any) and the parents cyto made there.
+void remove_extra(const char* mount, const cg_path& p) {
+  std::error_code ec;
+  auto dir = extra_dir(mount, p);
+  if (!std::filesystem::exists(dir, ec))
+    return;
+  if (cells::remove_dir(dir))
+    return;
+  if (p.roots.empty() || p.roots.front().rfind("cyto-", 0) != 0)
+    return;
+  for (auto i = p.roots.rbegin(); i != p.roots.rend(); ++i)
+    if (cells::remove_dir(std::string{mount} + "/" + *i))
+      return;
 }
 
 /// Devices every container gets whatever its rules say (runtime-spec's default devices:
@@ -267,7 +300,8 @@ public:
         return to_status(err);
       }
     auto undo = [&](status s) {
-      remove_devices(*path);
+      remove_extra(devices_mount, *path);
+      remove_extra(freezer_mount, *path);
       driver->remove(path->cell);
       remove_roots(*path, mode);
       return s;
@@ -285,6 +319,12 @@ public:
         return undo(devs.error());
       out.procs_files.push_back(*devs);
     }
+    if (mode == cgroup_mode::v1 && mounted(freezer_mount)) {
+      auto dir = make_extra(freezer_mount, *path);
+      if (!dir)
+        return undo(dir.error());
+      out.procs_files.push_back(*dir + "/cgroup.procs");
+    }
     return out;
   }
 
@@ -297,7 +337,8 @@ public:
     if (driver->exists(path->cell))
       if (auto err = driver->remove(path->cell))
         return to_status(err);
-    remove_devices(*path);
+    remove_extra(devices_mount, *path);
+    remove_extra(freezer_mount, *path);
     remove_roots(*path, mode);
     return {};
   }
@@ -309,18 +350,73 @@ public:
     return driver_for(host_mode(), *path)->pids(path->cell, true);
   }
 
+  status freeze(const std::string& id, const std::string& cgroups_path, bool frozen) override {
+    auto file = freeze_file(id, cgroups_path);
+    if (!file)
+      return file.error();
+    auto v1 = file->ends_with("freezer.state");
+    if (auto err = cells::write_file(*file, v1 ? (frozen ? "FROZEN" : "THAWED") : (frozen ? "1" : "0")))
+      return to_status(err);
+    // v1 freezes in steps (FREEZING); answer once it is done, as runc does.
+    for (int i = 0; v1 && frozen && i < 1000 && !this->frozen(id, cgroups_path); ++i)
+      ::usleep(1000);
+    return {};
+  }
+
+  bool frozen(const std::string& id, const std::string& cgroups_path) override {
+    auto file = freeze_file(id, cgroups_path);
+    if (!file)
+      return false;
+    auto v = cells::read_file(*file);
+    return v && (v->rfind("FROZEN", 0) == 0 || v->rfind("1", 0) == 0);
+  }
+
+  status update(const std::string& id, const std::string& cgroups_path,
+                const oci::resources& r) override {
+    auto path = split(id, cgroups_path);
+    if (!path)
+      return path.error();
+    if (!r.devices.empty())
+      return invalid("linux.resources.devices: cannot be updated on a running container");
+    auto mode = host_mode();
+    auto limits = to_limits(r, mode);
+    if (!limits)
+      return limits.error();
+    if (auto s = check_extras(r, mode))
+      return s;
+    auto driver = driver_for(mode, *path);
+    if (auto err = driver->update(path->cell, *limits))
+      return to_status(err);
+    return apply_extras(*driver, path->cell, r);
+  }
+
 private:
+  /// freezer.state of the v1 freezer hierarchy, or cgroup.freeze of the v2 cell.
+  static result<std::string> freeze_file(const std::string& id, const std::string& cgroups_path) {
+    auto path = split(id, cgroups_path);
+    if (!path)
+      return path.error();
+    std::error_code ec;
+    if (host_mode() == cgroup_mode::v1) {
+      auto f = extra_dir(freezer_mount, *path) + "/freezer.state";
+      if (!std::filesystem::exists(f, ec))
+        return status{"unsupported", "pause: the container has no freezer cgroup (the freezer "
+                                     "controller is not mounted on this host)"};
+      return f;
+    }
+    auto f = driver_for(cgroup_mode::v2, *path)->file(path->cell, "cgroup.freeze");
+    if (!std::filesystem::exists(f, ec))
+      return status{"unsupported", "pause: this kernel has no cgroup.freeze"};
+    return f;
+  }
+
   /// Makes the container's devices cgroup (parents as needed) and writes its rules in
   /// order, then the default devices; answers its cgroup.procs.
   static result<std::string> place_devices(const cg_path& p, const oci::linux_config& linux) {
-    for (auto& root : p.roots) {
-      auto d = std::string{devices_mount} + "/" + root;
-      if (auto err = cells::make_dir(d, true))
-        return to_status(err);
-    }
-    auto dir = devices_dir(p);
-    if (auto err = cells::make_dir(dir))
-      return to_status(err);
+    auto made = make_extra(devices_mount, p);
+    if (!made)
+      return made.error();
+    auto dir = *made;
     auto rules = linux.resources.devices;
     auto defaults = default_device_rules();
     rules.insert(rules.end(), defaults.begin(), defaults.end());
@@ -337,21 +433,6 @@ private:
       }
     }
     return dir + "/cgroup.procs";
-  }
-
-  /// Removes the devices cgroup (if any) and the parents cyto made there.
-  static void remove_devices(const cg_path& p) {
-    std::error_code ec;
-    auto dir = devices_dir(p);
-    if (!std::filesystem::exists(dir, ec))
-      return;
-    if (cells::remove_dir(dir))
-      return;
-    if (p.roots.empty() || p.roots.front().rfind("cyto-", 0) != 0)
-      return;
-    for (auto i = p.roots.rbegin(); i != p.roots.rend(); ++i)
-      if (cells::remove_dir(std::string{devices_mount} + "/" + *i))
-        return;
   }
 
   /// Parents that cyto made ("cyto-" names: the default /cyto-runtime, tests' cyto-test-*)

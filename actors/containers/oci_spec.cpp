@@ -622,6 +622,24 @@ result<process> parse_process_json(const std::string& text) {
   }
 }
 
+result<resources> parse_resources_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    return invalid("resources: malformed JSON: " + std::string{e.what()});
+  }
+  try {
+    resources r;
+    parse_resources(j, r);
+    return r;
+  } catch (const bad_field& e) {
+    return invalid(e.text);
+  } catch (const json::exception& e) {
+    return invalid("resources: " + std::string{e.what()});
+  }
+}
+
 result<config> parse_config(const std::string& text, const std::string& bundle) {
   json j;
   try {

@@ -202,6 +202,9 @@ result<config> parse_config(const std::string& text, const std::string& bundle);
 /// Parses a process.json (runc exec --process): an OCI process object alone.
 result<process> parse_process_json(const std::string& text);
 
+/// Parses a linux.resources object alone (runc update --resources).
+result<resources> parse_resources_json(const std::string& text);
+
 /// Reads <bundle>/config.json and parses it; also checks that the rootfs is a directory
 /// and that namespace paths exist.
 result<config> load_bundle(const std::string& bundle);

@@ -721,11 +721,62 @@ result<container_state> runtime::state(const std::string& id) {
     st.status = "stopped";
   else if (::access((d + "/" + fifo_name).c_str(), F_OK) == 0)
     st.status = "created";
+  else if (r.value("cgroup", false) && opts_.cgroups
+           && opts_.cgroups->frozen(id, r.value("cgroupsPath", "")))
+    st.status = "paused";
   else
     st.status = "running";
   if (st.status == "stopped")
     st.pid = 0;
   return st;
+}
+
+status runtime::pause(const std::string& id) {
+  auto st = state(id);
+  if (!st)
+    return st.error();
+  if (st->status != "running")
+    return {"failed_precondition", "container " + id + " is " + st->status + ", not running"};
+  auto rec = read_record(dir(id));
+  if (!rec || !(*rec).value("cgroup", false) || !opts_.cgroups)
+    return {"failed_precondition", "container " + id + " has no cgroup of its own to freeze"};
+  return opts_.cgroups->freeze(id, (*rec).value("cgroupsPath", ""), true);
+}
+
+status runtime::resume(const std::string& id) {
+  auto st = state(id);
+  if (!st)
+    return st.error();
+  if (st->status != "paused")
+    return {"failed_precondition", "container " + id + " is " + st->status + ", not paused"};
+  auto rec = read_record(dir(id));
+  if (!rec)
+    return rec.error();
+  return opts_.cgroups->freeze(id, (*rec).value("cgroupsPath", ""), false);
+}
+
+result<std::vector<pid_t>> runtime::processes(const std::string& id) {
+  auto st = state(id);
+  if (!st)
+    return st.error();
+  if (st->status == "stopped")
+    return std::vector<pid_t>{};
+  auto rec = read_record(dir(id));
+  if (rec && (*rec).value("cgroup", false) && opts_.cgroups)
+    return opts_.cgroups->pids(id, (*rec).value("cgroupsPath", ""));
+  return st->pid > 0 ? std::vector<pid_t>{st->pid} : std::vector<pid_t>{};
+}
+
+status runtime::update(const std::string& id, const oci::resources& resources) {
+  auto st = state(id);
+  if (!st)
+    return st.error();
+  if (st->status == "stopped" || st->status == "creating")
+    return {"failed_precondition", "container " + id + " is " + st->status};
+  auto rec = read_record(dir(id));
+  if (!rec || !(*rec).value("cgroup", false) || !opts_.cgroups)
+    return {"failed_precondition", "container " + id + " has no cgroup of its own to update"};
+  return opts_.cgroups->update(id, (*rec).value("cgroupsPath", ""), resources);
 }
 
 std::vector<container_state> runtime::list() {
@@ -741,7 +792,7 @@ status runtime::kill(const std::string& id, int sig, bool all) {
   auto st = state(id);
   if (!st)
     return st.error();
-  if (st->status != "created" && st->status != "running")
+  if (st->status != "created" && st->status != "running" && st->status != "paused")
     return {"failed_precondition", "container " + id + " is " + st->status};
   if (all && opts_.cgroups) {
     auto rec = read_record(dir(id));
@@ -761,9 +812,9 @@ status runtime::remove(const std::string& id, bool force) {
   auto st = state(id);
   if (!st)
     return st.error();
-  if (st->status == "running" && !force)
-    return {"failed_precondition",
-            "container " + id + " is running: stop it first or delete with --force"};
+  if ((st->status == "running" || st->status == "paused") && !force)
+    return {"failed_precondition", "container " + id + " is " + st->status
+                                     + ": stop it first or delete with --force"};
   // runtime-spec: deleting a container that is not stopped has no effect and is an error.
   if ((st->status == "creating" || st->status == "created") && !force)
     return {"failed_precondition",
@@ -779,6 +830,10 @@ status runtime::cleanup(const std::string& id, bool force) {
     pid_t pid = r.value("pid", 0);
     uint64_t start = r.value("startTime", uint64_t{0});
     auto [now, zombie] = start_time_of(pid);
+    // Frozen processes take no signal until thawed (v1 freezer).
+    if (r.value("cgroup", false) && opts_.cgroups
+        && opts_.cgroups->frozen(id, r.value("cgroupsPath", "")))
+      opts_.cgroups->freeze(id, r.value("cgroupsPath", ""), false);
     if (pid > 0 && now == start && !zombie && force) {
       int fd = pidfd_open(pid);
       if (fd >= 0) {

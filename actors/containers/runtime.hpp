@@ -34,6 +34,13 @@ public:
   virtual status release(const std::string& id, const std::string& cgroups_path) = 0;
   /// Processes in the container's cgroup.
   virtual std::vector<pid_t> pids(const std::string& id, const std::string& cgroups_path) = 0;
+  /// Freezes (or thaws) every process of the container (pause/resume).
+  virtual status freeze(const std::string& id, const std::string& cgroups_path, bool frozen) = 0;
+  /// Whether the container's processes are frozen.
+  virtual bool frozen(const std::string& id, const std::string& cgroups_path) = 0;
+  /// Applies `resources` to the container's existing cgroup; refused ones change nothing.
+  virtual status update(const std::string& id, const std::string& cgroups_path,
+                        const oci::resources& resources) = 0;
 };
 
 struct runtime_options {
@@ -85,7 +92,7 @@ struct exec_options {
 struct container_state {
   std::string oci_version;
   std::string id;
-  std::string status; // creating, created, running, stopped
+  std::string status; // creating, created, running, paused, stopped
   pid_t pid = 0;
   std::string bundle;
   std::map<std::string, std::string> annotations;
@@ -124,6 +131,13 @@ public:
   result<container_state> state(const std::string& id);
   /// Every container under the root.
   std::vector<container_state> list();
+  /// Freezes a running container's processes (state "paused") or thaws a paused one.
+  status pause(const std::string& id);
+  status resume(const std::string& id);
+  /// Processes in the container's cgroup (host pids).
+  result<std::vector<pid_t>> processes(const std::string& id);
+  /// New linux.resources for a created, running or paused container.
+  status update(const std::string& id, const oci::resources& resources);
 
   /// Container ids: [A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}.
   static status check_id(const std::string& id);

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <fcntl.h>
@@ -59,6 +60,30 @@ int report(const globals& g, const status& st) {
     }
   }
   return st.exit_code();
+}
+
+/// runc's `features` shape: what configs this runtime accepts.
+json features_json() {
+  json caps = json::array();
+  for (int c = 0; c <= 40; ++c)
+    if (auto n = oci::capability_name(c); n.rfind("CAP_", 0) == 0)
+      caps.push_back(n);
+  return {
+    {"ociVersionMin", "1.0.0"},
+    {"ociVersionMax", "1.3.0"},
+    {"hooks", {"prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+               "poststop"}},
+    {"mountOptions", {"ro", "rw", "bind", "rbind", "nosuid", "suid", "nodev", "dev", "noexec",
+                      "exec", "relatime", "norelatime", "strictatime", "noatime", "private",
+                      "rprivate", "shared", "rshared", "slave", "rslave"}},
+    {"linux",
+     {{"namespaces", {"cgroup", "ipc", "mount", "network", "pid", "user", "uts"}},
+      {"capabilities", caps},
+      {"cgroup", {{"v1", true}, {"v2", true}, {"systemd", false}, {"systemdUser", false}}},
+      {"seccomp", {{"enabled", true}}},
+      {"apparmor", {{"enabled", false}}},
+      {"selinux", {{"enabled", false}}}}},
+    {"annotations", {{"org.cyto.runtime.version", cyto::version}}}};
 }
 
 json default_spec(bool rootless) {
@@ -176,6 +201,35 @@ int main(int argc, char** argv) {
   spec->add_option("-b,--bundle", bundle, "bundle directory")->capture_default_str();
   spec->add_flag("--rootless", rootless, "map the caller's uid and gid to root in a user ns");
   auto* list = app.add_subcommand("list", "list containers");
+  auto* pause = app.add_subcommand("pause", "freeze every process of a running container");
+  pause->add_option("id", id, "container id")->required();
+  auto* resume = app.add_subcommand("resume", "thaw a paused container");
+  resume->add_option("id", id, "container id")->required();
+  std::string ps_format = "table";
+  auto* ps = app.add_subcommand("ps", "the processes of a container (host pids)");
+  ps->add_option("-f,--format", ps_format, "table or json")
+    ->check(CLI::IsMember({"table", "json"}))
+    ->capture_default_str();
+  ps->add_option("id", id, "container id")->required();
+  // runc's update flags map onto linux.resources; --resources takes the JSON object.
+  std::string upd_file, upd_cpus, upd_mems;
+  std::optional<int64_t> upd_memory, upd_reservation, upd_swap, upd_quota, upd_pids;
+  std::optional<uint64_t> upd_shares, upd_period;
+  std::optional<uint16_t> upd_blkio;
+  auto* update = app.add_subcommand("update", "change a container's linux.resources");
+  update->add_option("-r,--resources", upd_file, "linux.resources as JSON (\"-\": stdin)");
+  update->add_option("--memory", upd_memory, "memory limit in bytes");
+  update->add_option("--memory-reservation", upd_reservation, "soft limit in bytes");
+  update->add_option("--memory-swap", upd_swap, "memory + swap limit in bytes");
+  update->add_option("--cpu-shares", upd_shares, "cpu shares");
+  update->add_option("--cpu-quota", upd_quota, "cfs quota in us (-1: none)");
+  update->add_option("--cpu-period", upd_period, "cfs period in us");
+  update->add_option("--cpuset-cpus", upd_cpus, "cpus, e.g. 0-1");
+  update->add_option("--cpuset-mems", upd_mems, "memory nodes");
+  update->add_option("--pids-limit", upd_pids, "maximum number of processes");
+  update->add_option("--blkio-weight", upd_blkio, "10..1000");
+  update->add_option("id", id, "container id")->required();
+  app.add_subcommand("features", "what this runtime implements, as JSON (runc features)");
 
   auto* shim = app.add_subcommand(
     "shim", "create a container and supervise it for the daemon: writes created.json, "
@@ -331,6 +385,68 @@ int main(int argc, char** argv) {
     for (auto& c : make_runtime().list())
       out.push_back(json::parse(c.to_json(false)));
     std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  if (pause->parsed() || resume->parsed()) {
+    auto rt = make_runtime();
+    auto s = pause->parsed() ? rt.pause(id) : rt.resume(id);
+    return s ? report(g, s) : 0;
+  }
+  if (ps->parsed()) {
+    auto pids = make_runtime().processes(id);
+    if (!pids)
+      return report(g, pids.error());
+    if (ps_format == "json") {
+      std::cout << json(*pids).dump() << "\n";
+    } else {
+      std::cout << "PID\tCMD\n";
+      for (pid_t p : *pids) {
+        std::ifstream comm{"/proc/" + std::to_string(p) + "/comm"};
+        std::string name;
+        std::getline(comm, name);
+        std::cout << p << "\t" << name << "\n";
+      }
+    }
+    return 0;
+  }
+  if (update->parsed()) {
+    oci::resources r;
+    if (!upd_file.empty()) {
+      std::stringstream text;
+      if (upd_file == "-") {
+        text << std::cin.rdbuf();
+      } else {
+        std::ifstream in{upd_file};
+        if (!in)
+          return report(g, from_errno(errno, "read --resources " + upd_file));
+        text << in.rdbuf();
+      }
+      auto parsed = oci::parse_resources_json(text.str());
+      if (!parsed)
+        return report(g, parsed.error());
+      r = std::move(*parsed);
+    }
+    if (upd_memory) r.memory_limit = *upd_memory;
+    if (upd_reservation) r.memory_reservation = *upd_reservation;
+    if (upd_swap) r.memory_swap = *upd_swap;
+    if (upd_shares) r.cpu_shares = *upd_shares;
+    if (upd_quota) r.cpu_quota = *upd_quota;
+    if (upd_period) r.cpu_period = *upd_period;
+    if (!upd_cpus.empty()) r.cpu_cpus = upd_cpus;
+    if (!upd_mems.empty()) r.cpu_mems = upd_mems;
+    if (upd_pids) r.pids_limit = *upd_pids;
+    if (upd_blkio) {
+      if (*upd_blkio < 10 || *upd_blkio > 1000)
+        return report(g, invalid("--blkio-weight: out of range (10..1000)"));
+      r.blkio_weight = *upd_blkio;
+    }
+    if (!r.any())
+      return report(g, invalid("update: nothing to change (give --resources or a flag)"));
+    auto s = make_runtime().update(id, r);
+    return s ? report(g, s) : 0;
+  }
+  if (app.got_subcommand("features")) {
+    std::cout << features_json().dump(2) << "\n";
     return 0;
   }
   if (spec->parsed()) {

@@ -101,6 +101,13 @@ check "podman exec -it gets a pty" "/dev/pts/" "$tty_out"
 check "podman exec -it runs" "tty-ok" "$tty_out"
 tty_run=$(in_tty run --rm -it "${run_opts[@]}" "$image" sh -c 'tty; echo run-tty-ok')
 check "podman run -it gets a pty" "run-tty-ok" "$tty_run"
+pm pause c1 >/dev/null
+check "podman pause" "paused" "$(pm inspect -f '{{.State.Status}}' c1)"
+pm unpause c1 >/dev/null
+check "podman unpause" "running" "$(pm inspect -f '{{.State.Status}}' c1)"
+pm update --memory 64m c1 >/dev/null 2>&1
+check "podman update --memory" "67108864" \
+  "$(cat /sys/fs/cgroup/memory/"$cg"/podman/libpod-*/memory.limit_in_bytes 2>/dev/null)"
 pm stop -t 1 c1 >/dev/null 2>&1
 check "podman stop" "Exited" "$(pm ps -a --filter name=c1 --format '{{.Status}}')"
 kill -0 "$pid" 2>/dev/null && fail "the container's process $pid outlived stop"
@@ -136,6 +143,10 @@ check "ctr task ls" "RUNNING" "$(ctr_ task ls)"
 cpid=$(ctr_ task ls | awk '$1 == "c2" {print $2}')
 check "the task's process is in its cgroupsPath" ":/$cg/ctd/c2" "$(grep -m1 ':memory:' "/proc/$cpid/cgroup")"
 check "ctr task exec" "ctr-exec-ok" "$(ctr_ task exec --exec-id e1 c2 echo ctr-exec-ok 2>&1)"
+ctr_ task pause c2
+check "ctr task pause" "PAUSED" "$(ctr_ task ls)"
+ctr_ task resume c2
+check "ctr task resume" "RUNNING" "$(ctr_ task ls)"
 ctr_ task kill -s SIGKILL c2
 for _ in $(seq 50); do [[ "$(ctr_ task ls)" == *STOPPED* ]] && break; sleep 0.1; done
 check "ctr task kill" "STOPPED" "$(ctr_ task ls)"

@@ -81,6 +81,20 @@ struct verbs_fixture : bundle_fixture {
   }
 };
 
+/// Lines the container's ticking shell wrote to /tmp/ticks, read through its root.
+size_t exec_ticks(pid_t pid) {
+  return lines_of(read_text("/proc/" + std::to_string(pid) + "/root/tmp/ticks")).size();
+}
+
+bool pid_alive(pid_t pid) {
+  for (int i = 0; i < 200; ++i) {
+    if (::kill(pid, 0) != 0)
+      return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
 std::string read_link(const std::string& path) {
   std::error_code ec;
   return fs::read_symlink(path, ec).string();
@@ -359,6 +373,69 @@ BOOST_AUTO_TEST_CASE(exec_runc_style_bad_input) {
   r = exec({"--detach", "--pid-file", tmp / "no-dir/exec.pid", "c1", "--", "true"});
   BOOST_CHECK_MESSAGE(r.code() == 125 && contains(r.err, "--pid-file"), r.err);
   BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  check_nothing_left();
+}
+
+BOOST_AUTO_TEST_CASE(pause_resume_ps_update_and_features) {
+  // What podman pause/unpause/top/update and containerd's shim call.
+  config["linux"]["resources"] = {{"memory", {{"limit", 64 << 20}}}, {"pids", {{"limit", 50}}}};
+  args({"sh", "-c", "while :; do echo x >> /tmp/ticks; sleep 0.05; done"});
+  pid_t pid = running();
+  auto ps = rt({"ps", "--format", "json", "c1"});
+  BOOST_REQUIRE_EQUAL(ps.code(), 0);
+  auto pids = json::parse(ps.out);
+  BOOST_CHECK_MESSAGE(std::find(pids.begin(), pids.end(), pid) != pids.end(), ps.out);
+  BOOST_CHECK(contains(rt({"ps", "c1"}).out, std::to_string(pid)));
+
+  BOOST_REQUIRE_EQUAL(rt({"pause", "c1"}).code(), 0);
+  BOOST_CHECK_EQUAL(json::parse(rt({"state", "c1"}).out)["status"], "paused");
+  // Frozen for real: the shell's ticks stop growing.
+  auto ticks = [&] { return exec_ticks(pid); };
+  auto before = ticks();
+  std::this_thread::sleep_for(300ms);
+  BOOST_CHECK_EQUAL(ticks(), before);
+  auto again = rt({"pause", "c1"});
+  BOOST_CHECK(again.code() != 0 && contains(again.err, "cyto.failed_precondition"));
+  auto del = rt({"delete", "c1"});
+  BOOST_CHECK(del.code() != 0 && contains(del.err, "is paused"));
+  BOOST_REQUIRE_EQUAL(rt({"resume", "c1"}).code(), 0);
+  BOOST_CHECK_EQUAL(json::parse(rt({"state", "c1"}).out)["status"], "running");
+  std::this_thread::sleep_for(300ms);
+  BOOST_CHECK_GT(ticks(), before);
+  auto res = rt({"resume", "c1"});
+  BOOST_CHECK(res.code() != 0 && contains(res.err, "not paused"));
+
+  // update: flags and a resources file land in the cgroup; a refused one changes nothing.
+  BOOST_REQUIRE_EQUAL(rt({"update", "--memory", std::to_string(96 << 20), "--pids-limit", "70",
+                          "c1"}).code(), 0);
+  auto mem = cgroup_dir("memory"), pidsd = cgroup_dir("pids");
+  BOOST_CHECK_EQUAL(trim(read_text(mem + "/ctr/memory.limit_in_bytes")), "100663296");
+  BOOST_CHECK_EQUAL(trim(read_text(pidsd + "/ctr/pids.max")), "70");
+  write_text(tmp / "res.json", R"({"pids": {"limit": 80}})");
+  BOOST_REQUIRE_EQUAL(rt({"update", "--resources", tmp / "res.json", "c1"}).code(), 0);
+  BOOST_CHECK_EQUAL(trim(read_text(pidsd + "/ctr/pids.max")), "80");
+  write_text(tmp / "bad.json", R"({"pids": {"limit": "many"}})");
+  auto bad = rt({"update", "--resources", tmp / "bad.json", "c1"});
+  BOOST_CHECK(bad.code() != 0 && contains(bad.err, "cyto.invalid_argument: linux.resources.pids.limit"));
+  bad = rt({"update", "c1"});
+  BOOST_CHECK(bad.code() != 0 && contains(bad.err, "nothing to change"));
+  bad = rt({"update", "--cpu-shares", "1", "--cpu-quota", "10", "--cpu-period", "100", "c1"});
+  BOOST_CHECK(bad.code() != 0 && contains(bad.err, "cyto.invalid_argument"));
+  BOOST_CHECK_EQUAL(trim(read_text(pidsd + "/ctr/pids.max")), "80");
+
+  auto f = rt({"features"});
+  BOOST_REQUIRE_EQUAL(f.code(), 0);
+  auto feats = json::parse(f.out);
+  BOOST_CHECK_EQUAL(feats["ociVersionMax"], "1.3.0");
+  auto& ns = feats["linux"]["namespaces"];
+  BOOST_CHECK(std::find(ns.begin(), ns.end(), "user") != ns.end());
+
+  // Paused, then deleted with --force: thawed and killed, nothing left.
+  BOOST_REQUIRE_EQUAL(rt({"pause", "c1"}).code(), 0);
+  BOOST_CHECK_EQUAL(rt({"delete", "--force", "c1"}).code(), 0);
+  BOOST_CHECK(!pid_alive(pid));
+  bad = rt({"pause", "nope"});
+  BOOST_CHECK(bad.code() != 0 && contains(bad.err, "cyto.not_found"));
   check_nothing_left();
 }
 

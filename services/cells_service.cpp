@@ -163,7 +163,7 @@ public:
   kj::Promise<void> stop(StopContext context) override {
     auto p = context.getParams();
     return bridge_
-      .request(cells_, stop_atom::value, std::string{p.getCellName()},
+      .request(bridge::infinite, cells_, stop_atom::value, std::string{p.getCellName()},
                std::string{p.getExecutableName()}, p.getSignal(), p.getTimeoutMs())
       .then([context](exit_status s) mutable { to_capnp(s, context.getResults().initStatus()); });
   }
@@ -197,7 +197,7 @@ public:
   kj::Promise<void> wait(WaitContext context) override {
     auto p = context.getParams();
     return bridge_
-      .request(cells_, wait_atom::value, std::string{p.getCellName()},
+      .request(bridge::infinite, cells_, wait_atom::value, std::string{p.getCellName()},
                std::string{p.getExecutableName()})
       .then([context](exit_status s) mutable { to_capnp(s, context.getResults().initStatus()); });
   }

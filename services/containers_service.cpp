@@ -114,7 +114,9 @@ public:
   containers_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {}
 
   kj::Promise<void> create(CreateContext context) override {
-    return bridge_.request(actor_, create_atom::value, from_capnp(context.getParams().getSpec()))
+    // Unbounded: making the root file system of a large image takes what it takes.
+    return bridge_.request(bridge::infinite, actor_, create_atom::value,
+                           from_capnp(context.getParams().getSpec()))
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
         });
@@ -122,7 +124,9 @@ public:
 
   kj::Promise<void> start(StartContext context) override {
     auto p = context.getParams();
-    return bridge_.request(actor_, start_atom::value, std::string{p.getName()}, p.getWait())
+    // Unbounded: with `wait` it answers when the container exits.
+    return bridge_.request(bridge::infinite, actor_, start_atom::value, std::string{p.getName()},
+                           p.getWait())
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
         });
@@ -130,7 +134,8 @@ public:
 
   kj::Promise<void> run(RunContext context) override {
     auto p = context.getParams();
-    return bridge_.request(actor_, run_atom::value, from_capnp(p.getSpec()), p.getWait())
+    return bridge_.request(bridge::infinite, actor_, run_atom::value, from_capnp(p.getSpec()),
+                           p.getWait())
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
         });
@@ -139,7 +144,7 @@ public:
   kj::Promise<void> stop(StopContext context) override {
     auto p = context.getParams();
     return bridge_
-        .request(actor_, stop_atom::value, std::string{p.getName()}, p.getSignal(),
+        .request(bridge::infinite, actor_, stop_atom::value, std::string{p.getName()}, p.getSignal(),
                  p.getTimeoutMs())
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
@@ -185,7 +190,9 @@ public:
   }
 
   kj::Promise<void> wait(WaitContext context) override {
-    return bridge_.request(actor_, wait_atom::value, std::string{context.getParams().getName()})
+    return bridge_
+        .request(bridge::infinite, actor_, wait_atom::value,
+                 std::string{context.getParams().getName()})
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
         });
@@ -208,7 +215,7 @@ public:
       spec.limits = cell_from_capnp(s.getLimits()).limits;
     spec.network = s.getNetwork();
     spec.ports = from_capnp(s.getPorts());
-    return bridge_.request(actor_, create_atom::value, std::move(spec))
+    return bridge_.request(bridge::infinite, actor_, create_atom::value, std::move(spec))
         .then(
             [context](pod_info info) mutable { to_capnp(info, context.getResults().initInfo()); });
   }
@@ -217,7 +224,7 @@ public:
     auto p = context.getParams();
     auto spec = from_capnp(p.getSpec());
     spec.pod = p.getPod();
-    return bridge_.request(actor_, run_atom::value, std::move(spec), false)
+    return bridge_.request(bridge::infinite, actor_, run_atom::value, std::move(spec), false)
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
         });
@@ -226,7 +233,8 @@ public:
   kj::Promise<void> stop(StopContext context) override {
     auto p = context.getParams();
     return bridge_
-        .request(actor_, stop_atom::value, pod_atom::value, std::string{p.getName()},
+        .request(bridge::infinite, actor_, stop_atom::value, pod_atom::value,
+                 std::string{p.getName()},
                  p.getTimeoutMs())
         .then(
             [context](pod_info info) mutable { to_capnp(info, context.getResults().initInfo()); });

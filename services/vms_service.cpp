@@ -92,16 +92,20 @@ public:
   }
 
   kj::Promise<void> allocate(AllocateContext context) override {
-    return bridge_.request(actor_, allocate_atom::value, from_capnp(context.getParams().getSpec()))
+    // Unbounded: a VM from an image makes its root disk first (mke2fs -d of the image).
+    return bridge_
+        .request(bridge::infinite, actor_, allocate_atom::value,
+                 from_capnp(context.getParams().getSpec()))
         .then([context](vm_info info) mutable { to_capnp(info, context.getResults().initInfo()); });
   }
 
   kj::Promise<void> start(StartContext context) override {
-    return answer(context, bridge_.request(actor_, start_atom::value, name_of(context)));
+    return answer(context, bridge_.request(bridge::infinite, actor_, start_atom::value,
+                                           name_of(context)));
   }
 
   kj::Promise<void> stop(StopContext context) override {
-    return answer(context, bridge_.request(actor_, stop_atom::value, name_of(context),
+    return answer(context, bridge_.request(bridge::infinite, actor_, stop_atom::value, name_of(context),
                                            context.getParams().getTimeoutMs()));
   }
 

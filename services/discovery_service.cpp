@@ -54,6 +54,7 @@ public:
   }
 
   kj::Promise<void> health(HealthContext context) override {
+    context.releaseParams(); // none; so that Health.gateway counts no memory of its own
     return bridge_.request(node_, health_atom::value)
       .then([this, context](health_report r) mutable {
         auto h = context.getResults().initHealth();

@@ -59,9 +59,13 @@ add_library(cyto_fuzz_gateway STATIC
   services/cells_service.cpp services/containers_service.cpp services/discovery_service.cpp
   services/errors.cpp services/gateway.cpp services/images_service.cpp
   services/message_stream.cpp services/network_service.cpp services/observe_service.cpp
-  services/tls_stream.cpp services/vm_links.cpp services/vms_service.cpp)
+  services/tls_stream.cpp services/vm_channel.cpp services/vm_links.cpp services/vms_service.cpp)
 target_include_directories(cyto_fuzz_gateway PUBLIC "${CMAKE_SOURCE_DIR}" "${CYTO_GEN_DIR}")
 target_link_libraries(cyto_fuzz_gateway PUBLIC cyto_fuzz_errc cyto_fuzz_schema spdlog::spdlog
                       fmt::fmt tomlplusplus::tomlplusplus CAF::io CAF::openssl OpenSSL::SSL
                       Threads::Threads)
 cyto_fuzz(gateway LIBS cyto_fuzz_gateway)
+# CAF 0.17's spawn of a function-based actor without arguments binds a reference to its
+# null argument tuple (caf/detail/init_fun_factory.hpp, *shared_ptr<std::tuple<>>): UB
+# of CAF's header, harmless, and instantiated in the target's own file (the registry).
+set_source_files_properties(tests/fuzz/gateway_fuzz.cpp PROPERTIES COMPILE_OPTIONS -fno-sanitize=null)

@@ -4,6 +4,7 @@
 
 #include "services/convert.hpp"
 #include "services/network_service.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -133,7 +134,7 @@ std::string parent_of(const std::string& name) {
   return slash == std::string::npos ? std::string{} : name.substr(0, slash);
 }
 
-class cells_service final : public schema::Cells::Server {
+class cells_service final : public cancellable<schema::Cells::Server> {
 public:
   cells_service(bridge& br, cells_actor cells) : bridge_(br), cells_(std::move(cells)) {
   }

@@ -2,6 +2,7 @@
 
 #include "services/cells_service.hpp"
 #include "services/convert.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -109,7 +110,7 @@ void to_capnp(const pod_info& x, schema::PodInfo::Builder out) {
   out.setCreatedUnixNanos(x.created_unix_nanos);
 }
 
-class containers_service final : public schema::Containers::Server {
+class containers_service final : public cancellable<schema::Containers::Server> {
 public:
   containers_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {}
 
@@ -203,7 +204,7 @@ private:
   containers_actor actor_;
 };
 
-class pods_service final : public schema::Pods::Server {
+class pods_service final : public cancellable<schema::Pods::Server> {
 public:
   pods_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {}
 

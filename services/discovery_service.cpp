@@ -1,4 +1,5 @@
 #include "services/discovery_service.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -41,7 +42,7 @@ void fill(schema::NodeInfo::Builder out, const node_info& in) {
   f.setKernelRelease(hf.kernel_release);
 }
 
-class discovery_service final : public schema::Discovery::Server {
+class discovery_service final : public cancellable<schema::Discovery::Server> {
 public:
   discovery_service(bridge& br, node_actor node, gateway_stats_fn stats)
     : bridge_(br), node_(std::move(node)), stats_(std::move(stats)) {

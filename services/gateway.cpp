@@ -29,6 +29,7 @@
 #include "services/message_stream.hpp"
 #include "services/network_service.hpp"
 #include "services/vms_service.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -169,7 +170,7 @@ struct gateway::connection {
 
 /// The bootstrap capability of an allowed peer: hands out one capability per service,
 /// each backed by the actor the registry names.
-class gateway::node_server final : public schema::Node::Server {
+class gateway::node_server final : public cancellable<schema::Node::Server> {
 public:
   /// The services of `node`, another node of the federation, or of this one if empty.
   node_server(bridge& br, stream_router& router, progress_router& progress,

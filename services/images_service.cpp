@@ -1,4 +1,5 @@
 #include "services/images_service.hpp"
+#include "services/cancellable.hpp"
 
 #include <caf/all.hpp>
 
@@ -44,7 +45,7 @@ void to_capnp(const rootfs_info& x, schema::Rootfs::Builder out) {
   out.setWorkDir(x.work_dir);
 }
 
-class images_service final : public schema::Images::Server {
+class images_service final : public cancellable<schema::Images::Server> {
 public:
   images_service(bridge& br, progress_router& router, images_actor images,
                  gateway_caller caller)

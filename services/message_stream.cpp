@@ -10,6 +10,7 @@
 
 #include "bus/errc.hpp"
 #include "bus/logging.hpp"
+#include "services/errors.hpp"
 
 namespace cyto::services {
 
@@ -24,18 +25,15 @@ struct limited_message_stream::state {
   /// Takes `bytes` for one message, or throws the reason it may not.
   void reserve(size_t bytes) {
     if (bytes > limits.per_connection - std::min(held, limits.per_connection))
-      kj::throwFatalException(KJ_EXCEPTION(
-        FAILED, render(errc::resource_exhausted,
-                       "a message of " + std::to_string(bytes) + " bytes: over this connection's "
-                         "limit of " + std::to_string(limits.per_connection)
-                         + " bytes held at once (" + std::to_string(held) + " held)")));
+      fail(errc::resource_exhausted,
+           "a message of " + std::to_string(bytes) + " bytes: over this connection's limit of "
+             + std::to_string(limits.per_connection) + " bytes held at once ("
+             + std::to_string(held) + " held)");
     if (limits.total && !limits.total->take(bytes))
-      kj::throwFatalException(KJ_EXCEPTION(
-        FAILED, render(errc::resource_exhausted,
-                       "a message of " + std::to_string(bytes) + " bytes: the gateway holds "
-                         + std::to_string(limits.total->in_use()) + " of its "
-                         + std::to_string(limits.total->limit())
-                         + " bytes for incoming messages")));
+      fail(errc::resource_exhausted,
+           "a message of " + std::to_string(bytes) + " bytes: the gateway holds "
+             + std::to_string(limits.total->in_use()) + " of its "
+             + std::to_string(limits.total->limit()) + " bytes for incoming messages");
     held += bytes;
   }
 
@@ -52,7 +50,7 @@ using capnp::word;
 using segment_list = kj::Array<kj::ArrayPtr<const word>>;
 
 [[noreturn]] void violation(const std::string& what) {
-  kj::throwFatalException(KJ_EXCEPTION(FAILED, render(errc::invalid_argument, what)));
+  fail(errc::invalid_argument, what);
 }
 
 /// A message read by limited_message_stream: its words, counted against the limits

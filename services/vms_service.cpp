@@ -2,6 +2,7 @@
 
 #include "services/convert.hpp"
 #include "services/errors.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -85,7 +86,7 @@ void to_capnp(const vm_info& x, schema::VmInfo::Builder out) {
     to_capnp(x.image_root, out.initImageRoot());
 }
 
-class vms_service final : public schema::Vms::Server {
+class vms_service final : public cancellable<schema::Vms::Server> {
 public:
   vms_service(bridge& br, stream_router& router, registry_actor registry, vms_actor actor)
     : bridge_(br), router_(router), registry_(std::move(registry)), actor_(std::move(actor)) {

@@ -95,9 +95,18 @@ int cmd_health(const global_options& g) {
   auto resp = wait(c, disc.healthRequest().send());
   auto h = resp.getHealth();
   if (g.json) {
-    print_json({{"healthy", h.getHealthy()},
-                {"problems", texts(h.getProblems())},
-                {"notices", texts(h.getNotices())}});
+    nlohmann::json j{{"healthy", h.getHealthy()},
+                     {"problems", texts(h.getProblems())},
+                     {"notices", texts(h.getNotices())}};
+    if (h.hasGateway()) {
+      auto gw = h.getGateway();
+      j["gateway"] = {{"connections", gw.getConnections()},
+                      {"pendingCalls", gw.getPendingCalls()},
+                      {"messageBytes", gw.getMessageBytes()},
+                      {"messageLimit", gw.getMessageLimit()},
+                      {"expiredCalls", gw.getExpiredCalls()}};
+    }
+    print_json(j);
   } else {
     std::printf("%s\n", h.getHealthy() ? "healthy" : "unhealthy");
     for (auto p : h.getProblems())

@@ -42,6 +42,18 @@ struct Health {
   # What to look at though every actor answers (healthy stays true): state records moved
   # to quarantine (kept, not erased) and stray cgroups under the daemon's root.
   notices @2 :List(Text);
+  # The gateway that answered (set by the node the client is connected to).
+  gateway @3 :GatewayStats;
+}
+
+# What the gateway holds now: connections, calls waiting for an actor's answer, memory
+# of incoming messages, and calls that ran out of time since it started.
+struct GatewayStats {
+  connections @0 :UInt32;
+  pendingCalls @1 :UInt32;      # bridge requests waiting for an answer
+  messageBytes @2 :UInt64;      # bytes held for incoming messages, all connections
+  messageLimit @3 :UInt64;      # ... and the most they may hold
+  expiredCalls @4 :UInt64;      # calls answered cyto.timeout (the call deadline)
 }
 
 interface Discovery {

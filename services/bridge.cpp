@@ -22,12 +22,15 @@ kj::AutoCloseFd make_event_fd() {
 
 } // namespace
 
-bridge::bridge(caf::actor_system& sys, kj::UnixEventPort& port)
+bridge::bridge(caf::actor_system& sys, kj::UnixEventPort& port, kj::Duration deadline)
   : companion_handle_(sys.spawn<caf::actor_companion>()),
     companion_(static_cast<caf::actor_companion*>(
       caf::actor_cast<caf::abstract_actor*>(companion_handle_))),
     event_fd_(make_event_fd()),
     observer_(port, event_fd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
+    alive_(std::make_shared<bridge*>(this)),
+    timer_(port.getTimer()),
+    deadline_(deadline),
     drain_task_(nullptr) {
   companion_->on_enqueue([this](caf::mailbox_element_ptr ptr) {
     bool wake;
@@ -53,8 +56,11 @@ bridge::~bridge() {
   companion_->on_enqueue(nullptr);
   caf::scoped_execution_unit unit{&companion_->home_system()};
   companion_->cleanup(caf::exit_reason::user_shutdown, &unit);
+  alive_.reset(); // request promises that outlive us no longer reach back
+  deadline_task_ = nullptr;
   std::lock_guard guard{mtx_};
   inbox_.clear();
+  deadlines_.clear();
   pending_.clear();
 }
 
@@ -67,11 +73,29 @@ void bridge::on_message(message_handler handler) {
 }
 
 void bridge::cancel(uint64_t ticket) noexcept {
-  pending_.erase(ticket);
+  forget(ticket);
+}
+
+std::unique_ptr<bridge::pending_base> bridge::take(uint64_t id) noexcept {
+  auto i = pending_.find(id);
+  if (i == pending_.end())
+    return nullptr;
+  auto p = std::move(i->second);
+  pending_.erase(i);
+  if (p->deadline)
+    deadlines_.erase(*p->deadline);
+  p->deadline.reset();
+  return p;
+}
+
+void bridge::forget(uint64_t id) noexcept {
+  // Destroying a promise_pending destroys its fulfiller, which is fine: its promise is
+  // gone (that is why we are here) or it is rejected as broken.
+  auto p = take(id);
 }
 
 uint64_t bridge::send(caf::strong_actor_ptr dst, caf::message msg,
-                      std::unique_ptr<pending_base> p) {
+                      std::unique_ptr<pending_base> p, kj::Maybe<kj::Duration> deadline) {
   auto id = next_id_++;
   if (!dst) {
     caf::message err = caf::make_message(
@@ -88,6 +112,19 @@ uint64_t bridge::send(caf::strong_actor_ptr dst, caf::message msg,
       return id;
     }
   }
+  if (msg.size() > 0 && msg.match_element<caf::atom_value>(0))
+    p->verb = msg.get_as<caf::atom_value>(0);
+  KJ_IF_MAYBE (d, deadline) {
+    auto at = timer_.now() + *d;
+    p->deadline = deadlines_.emplace(at, id);
+    // Deadlines mostly come in order (one duration for all): re-arm only for an earlier
+    // one, and never from inside expire_due (deadline_loop re-arms after it).
+    if (!expiring_ && (!armed_ || at < *armed_))
+      deadline_task_ = deadline_loop().eagerlyEvaluate([](kj::Exception&& e) {
+        log::get("gateway")->critical("bridge deadline loop failed: {}",
+                                      e.getDescription().cStr());
+      });
+  }
   pending_.emplace(id, std::move(p));
   auto mid = caf::make_message_id(caf::normal_message_priority_constant{}, id);
   if (outgoing_.empty())
@@ -97,17 +134,52 @@ uint64_t bridge::send(caf::strong_actor_ptr dst, caf::message msg,
   return id;
 }
 
+kj::Promise<void> bridge::deadline_loop() {
+  if (deadlines_.empty()) {
+    armed_.reset();
+    return kj::NEVER_DONE;
+  }
+  armed_ = deadlines_.begin()->first;
+  return timer_.atTime(*armed_).then([this] {
+    expire_due();
+    return deadline_loop();
+  });
+}
+
+void bridge::expire_due() {
+  expiring_ = true;
+  KJ_DEFER(expiring_ = false);
+  auto now = timer_.now();
+  std::vector<std::unique_ptr<pending_base>> due;
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    auto id = deadlines_.begin()->second;
+    auto i = pending_.find(id);
+    if (i == pending_.end()) { // cannot happen: take() unlinks deadlines
+      deadlines_.erase(deadlines_.begin());
+      continue;
+    }
+    due.push_back(take(id));
+  }
+  expired_ += due.size();
+  auto seconds = deadline_ / kj::SECONDS;
+  for (auto& p : due) {
+    auto verb = caf::to_string(p->verb);
+    caf::message err = caf::make_message(cyto::make_error(
+      errc::timeout, "no answer to " + (verb.empty() ? std::string{"the request"} : verb)
+                       + " within " + std::to_string(seconds) + " s (the gateway's call deadline)"));
+    p->complete(err);
+  }
+}
+
 void bridge::node_down(const caf::node_id& node, const std::string& name) {
   down_[node] = name;
   std::vector<std::unique_ptr<pending_base>> failed;
-  for (auto i = pending_.begin(); i != pending_.end();) {
-    if (i->second->node == node) {
-      failed.push_back(std::move(i->second));
-      i = pending_.erase(i);
-    } else {
-      ++i;
-    }
-  }
+  std::vector<uint64_t> ids;
+  for (auto& [id, p] : pending_)
+    if (p->node == node)
+      ids.push_back(id);
+  for (auto id : ids)
+    failed.push_back(take(id));
   if (failed.empty())
     return;
   caf::message err = caf::make_message(
@@ -145,11 +217,9 @@ kj::Promise<void> bridge::drain() {
 void bridge::dispatch(caf::mailbox_element& element) {
   auto msg = element.move_content_to_message();
   if (element.mid.is_response()) {
-    auto i = pending_.find(element.mid.request_id().integer_value());
-    if (i == pending_.end())
-      return; // cancelled
-    auto p = std::move(i->second);
-    pending_.erase(i);
+    auto p = take(element.mid.request_id().integer_value());
+    if (!p)
+      return; // cancelled or expired: a late answer
     p->complete(msg);
     return;
   }

@@ -11,6 +11,12 @@
 // Outgoing requests are held until the end of the current kj turn and enqueued together,
 // so a burst of pipelined calls makes the target actor runnable (a scheduler wake-up)
 // once instead of once per call.
+//
+// Every request has a deadline (the bridge's default, 60 s unless configured) unless its
+// call site asks with `bridge::infinite` (waits for an exit, pulls, stops with a timeout
+// of their own): past it the caller gets "cyto.timeout: ..." and the entry is freed. A
+// request whose promise is dropped (the client went away, capnp cancelled the call)
+// forgets its entry at once; a late answer to it is dropped.
 
 #include <cstdint>
 #include <functional>
@@ -18,6 +24,7 @@
 #include <string>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <type_traits>
 #include <unordered_map>
 #include <vector>
@@ -31,6 +38,8 @@
 #include <kj/async-unix.h>
 #include <kj/async.h>
 #include <kj/io.h>
+#include <kj/time.h>
+#include <kj/timer.h>
 
 #include "services/errors.hpp"
 
@@ -60,33 +69,50 @@ using response_t = typename detail::single_response<
 
 class bridge {
 public:
-  /// Must be made on the kj loop thread it serves.
-  bridge(caf::actor_system& sys, kj::UnixEventPort& port);
+  /// The deadline of a request that names none.
+  static constexpr kj::Duration default_deadline = 60 * kj::SECONDS;
+
+  /// Marks a request that may legitimately wait without bound: `request(bridge::infinite, ...)`.
+  struct infinite_t {
+    explicit constexpr infinite_t() = default;
+  };
+  static constexpr infinite_t infinite{};
+
+  /// Must be made on the kj loop thread it serves. `deadline`: of every request not
+  /// marked infinite.
+  bridge(caf::actor_system& sys, kj::UnixEventPort& port, kj::Duration deadline = default_deadline);
   ~bridge();
 
   bridge(const bridge&) = delete;
   bridge& operator=(const bridge&) = delete;
 
   /// Asks `dst` and returns a promise for its typed answer; an error answer rejects
-  /// the promise with a "cyto.<code>: ..." exception.
+  /// the promise with a "cyto.<code>: ..." exception, no answer within the deadline
+  /// with "cyto.timeout: ...". Dropping the promise forgets the request.
   template <class Handle, class... Ts>
+    requires(!std::is_same_v<std::decay_t<Handle>, infinite_t>)
   kj::Promise<response_t<Handle, Ts...>> request(const Handle& dst, Ts&&... xs) {
-    using R = response_t<Handle, Ts...>;
-    auto paf = kj::newPromiseAndFulfiller<R>();
-    send(caf::actor_cast<caf::strong_actor_ptr>(dst), caf::make_message(std::forward<Ts>(xs)...),
-         std::make_unique<promise_pending<R>>(kj::mv(paf.fulfiller)));
-    return kj::mv(paf.promise);
+    return ask(deadline_, dst, std::forward<Ts>(xs)...);
+  }
+
+  /// The same without a deadline: for calls that wait for something outside cytod
+  /// (a process to exit, a registry, a stop timeout of the caller's).
+  template <class Handle, class... Ts>
+  kj::Promise<response_t<Handle, Ts...>> request(infinite_t, const Handle& dst, Ts&&... xs) {
+    return ask(nullptr, dst, std::forward<Ts>(xs)...);
   }
 
   /// Asks `dst` and runs `then(answer)` or `fail(error)` on the kj thread as soon as the
   /// answer is drained, before any later message from the bus is handled (unlike a
   /// promise continuation, which runs on a later turn). Returns a ticket for `cancel`.
+  /// `fail` also runs with a cyto.timeout error past the deadline.
   template <class Handle, class Then, class Fail, class... Ts>
   uint64_t request_then(const Handle& dst, Then then, Fail fail, Ts&&... xs) {
     using R = response_t<Handle, Ts...>;
     return send(caf::actor_cast<caf::strong_actor_ptr>(dst),
                 caf::make_message(std::forward<Ts>(xs)...),
-                std::make_unique<callback_pending<R, Then, Fail>>(std::move(then), std::move(fail)));
+                std::make_unique<callback_pending<R, Then, Fail>>(std::move(then), std::move(fail)),
+                deadline_);
   }
 
   /// Forgets a pending request: its answer, if it comes, is dropped.
@@ -112,13 +138,45 @@ public:
     return pending_.size();
   }
 
+  /// Requests that ran out of time so far.
+  uint64_t expired() const noexcept {
+    return expired_;
+  }
+
+  /// The deadline of requests not marked infinite.
+  kj::Duration deadline() const noexcept {
+    return deadline_;
+  }
+
 private:
+  using deadline_map = std::multimap<kj::TimePoint, uint64_t>;
+
   struct pending_base {
     virtual ~pending_base() noexcept(false) = default;
     virtual void complete(caf::message& answer) = 0;
     /// The node of the actor asked.
     caf::node_id node;
+    /// The request's first atom (its verb), for the timeout message.
+    caf::atom_value verb = caf::atom("");
+    /// Its entry in deadlines_, if it has a deadline.
+    std::optional<deadline_map::iterator> deadline;
   };
+
+  template <class Handle, class... Ts>
+  kj::Promise<response_t<Handle, Ts...>> ask(kj::Maybe<kj::Duration> deadline, const Handle& dst,
+                                             Ts&&... xs) {
+    using R = response_t<Handle, Ts...>;
+    auto paf = kj::newPromiseAndFulfiller<R>();
+    auto id = send(caf::actor_cast<caf::strong_actor_ptr>(dst),
+                   caf::make_message(std::forward<Ts>(xs)...),
+                   std::make_unique<promise_pending<R>>(kj::mv(paf.fulfiller)), deadline);
+    // Runs when the caller is done with the promise: answered (the entry is gone
+    // already), expired, or cancelled (dropped by capnp when its client went away).
+    return paf.promise.attach(kj::defer([alive = std::weak_ptr<bridge*>(alive_), id] {
+      if (auto self = alive.lock())
+        (*self)->forget(id);
+    }));
+  }
 
   template <class R>
   static void unpack(caf::message& answer, auto&& ok, auto&& fail) {
@@ -156,7 +214,14 @@ private:
     Fail fail;
   };
 
-  uint64_t send(caf::strong_actor_ptr dst, caf::message msg, std::unique_ptr<pending_base> p);
+  uint64_t send(caf::strong_actor_ptr dst, caf::message msg, std::unique_ptr<pending_base> p,
+                kj::Maybe<kj::Duration> deadline);
+  /// Removes request `id` (and its deadline); null if it is not pending.
+  std::unique_ptr<pending_base> take(uint64_t id) noexcept;
+  void forget(uint64_t id) noexcept;
+  /// Waits for the earliest deadline, fails what is due, and waits for the next.
+  kj::Promise<void> deadline_loop();
+  void expire_due();
   void flush_outgoing();
   kj::Promise<void> drain();
   void dispatch(caf::mailbox_element& element);
@@ -168,6 +233,17 @@ private:
   message_handler on_message_;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<pending_base>> pending_;
+  /// Lets a dropped request promise know whether the bridge still exists.
+  std::shared_ptr<bridge*> alive_;
+  kj::Timer& timer_;
+  kj::Duration deadline_;
+  /// Deadlines of pending requests, earliest first.
+  deadline_map deadlines_;
+  /// The deadline deadline_task_ waits for (none: it waits for nothing).
+  std::optional<kj::TimePoint> armed_;
+  bool expiring_ = false;
+  uint64_t expired_ = 0;
+  kj::Promise<void> deadline_task_ = nullptr;
   /// Nodes that are down, with their names (see node_down).
   std::map<caf::node_id, std::string> down_;
 

@@ -4,6 +4,7 @@
 
 #include "services/convert.hpp"
 #include "services/network_service.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -133,7 +134,7 @@ std::string parent_of(const std::string& name) {
   return slash == std::string::npos ? std::string{} : name.substr(0, slash);
 }
 
-class cells_service final : public schema::Cells::Server {
+class cells_service final : public cancellable<schema::Cells::Server> {
 public:
   cells_service(bridge& br, cells_actor cells) : bridge_(br), cells_(std::move(cells)) {
   }
@@ -163,7 +164,7 @@ public:
   kj::Promise<void> stop(StopContext context) override {
     auto p = context.getParams();
     return bridge_
-      .request(cells_, stop_atom::value, std::string{p.getCellName()},
+      .request(bridge::infinite, cells_, stop_atom::value, std::string{p.getCellName()},
                std::string{p.getExecutableName()}, p.getSignal(), p.getTimeoutMs())
       .then([context](exit_status s) mutable { to_capnp(s, context.getResults().initStatus()); });
   }
@@ -197,7 +198,7 @@ public:
   kj::Promise<void> wait(WaitContext context) override {
     auto p = context.getParams();
     return bridge_
-      .request(cells_, wait_atom::value, std::string{p.getCellName()},
+      .request(bridge::infinite, cells_, wait_atom::value, std::string{p.getCellName()},
                std::string{p.getExecutableName()})
       .then([context](exit_status s) mutable { to_capnp(s, context.getResults().initStatus()); });
   }

@@ -134,6 +134,12 @@ struct applier {
         str(node, key, cfg.gateway_tls_ca);
       } else if (key == "gateway.policy") {
         str(node, key, cfg.gateway_policy);
+      } else if (key == "gateway.call_deadline") {
+        u32(node, key, cfg.gateway_call_deadline);
+      } else if (key == "gateway.connection_message_mib") {
+        u32(node, key, cfg.gateway_connection_message_mib);
+      } else if (key == "gateway.total_message_mib") {
+        u32(node, key, cfg.gateway_total_message_mib);
       } else if (key == "federation.listen") {
         str(node, key, cfg.federation_listen);
       } else if (key == "federation.peers") {
@@ -248,6 +254,13 @@ std::optional<std::string> validate(const daemon_config& cfg) {
       return std::string{key} + ": must be an absolute path, got '" + *value + "'";
   if (cfg.log_history > 1'000'000)
     return "log.history: at most 1000000 entries";
+  if (cfg.gateway_call_deadline < 1 || cfg.gateway_call_deadline > 86400)
+    return "gateway.call_deadline: must be 1..86400 seconds";
+  if (cfg.gateway_connection_message_mib < 1 || cfg.gateway_connection_message_mib > 64)
+    return "gateway.connection_message_mib: must be 1..64 (a message is at most 64 MiB)";
+  if (cfg.gateway_total_message_mib < cfg.gateway_connection_message_mib
+      || cfg.gateway_total_message_mib > 65536)
+    return "gateway.total_message_mib: must be gateway.connection_message_mib..65536";
   if (!cfg.gateway_tcp.empty()) {
     auto colon = cfg.gateway_tcp.rfind(':');
     auto port = colon == std::string::npos ? std::string{} : cfg.gateway_tcp.substr(colon + 1);

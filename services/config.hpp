@@ -68,6 +68,14 @@ struct daemon_config {
   std::string gateway_tls_ca;
   /// Which SPIFFE ID may call which service.verb over TCP (gateway.policy, TOML).
   std::string gateway_policy;
+  /// Seconds a call may wait for an actor's answer (gateway.call_deadline); calls that
+  /// wait by nature (wait, pull, stop with a timeout, streams) have none.
+  uint32_t gateway_call_deadline = 60;
+  /// MiB of incoming messages one connection may hold at once
+  /// (gateway.connection_message_mib), and all connections together
+  /// (gateway.total_message_mib); a message over either closes its connection.
+  uint32_t gateway_connection_message_mib = 8;
+  uint32_t gateway_total_message_mib = 128;
   /// "host:port" where this node accepts other nodes (federation.listen); empty: none.
   std::string federation_listen;
   /// Nodes to join, "name@host:port" (federation.peers).

@@ -2,6 +2,7 @@
 
 #include "services/cells_service.hpp"
 #include "services/convert.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -109,12 +110,14 @@ void to_capnp(const pod_info& x, schema::PodInfo::Builder out) {
   out.setCreatedUnixNanos(x.created_unix_nanos);
 }
 
-class containers_service final : public schema::Containers::Server {
+class containers_service final : public cancellable<schema::Containers::Server> {
 public:
   containers_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {}
 
   kj::Promise<void> create(CreateContext context) override {
-    return bridge_.request(actor_, create_atom::value, from_capnp(context.getParams().getSpec()))
+    // Unbounded: making the root file system of a large image takes what it takes.
+    return bridge_.request(bridge::infinite, actor_, create_atom::value,
+                           from_capnp(context.getParams().getSpec()))
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
         });
@@ -122,7 +125,9 @@ public:
 
   kj::Promise<void> start(StartContext context) override {
     auto p = context.getParams();
-    return bridge_.request(actor_, start_atom::value, std::string{p.getName()}, p.getWait())
+    // Unbounded: with `wait` it answers when the container exits.
+    return bridge_.request(bridge::infinite, actor_, start_atom::value, std::string{p.getName()},
+                           p.getWait())
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
         });
@@ -130,7 +135,8 @@ public:
 
   kj::Promise<void> run(RunContext context) override {
     auto p = context.getParams();
-    return bridge_.request(actor_, run_atom::value, from_capnp(p.getSpec()), p.getWait())
+    return bridge_.request(bridge::infinite, actor_, run_atom::value, from_capnp(p.getSpec()),
+                           p.getWait())
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
         });
@@ -139,7 +145,7 @@ public:
   kj::Promise<void> stop(StopContext context) override {
     auto p = context.getParams();
     return bridge_
-        .request(actor_, stop_atom::value, std::string{p.getName()}, p.getSignal(),
+        .request(bridge::infinite, actor_, stop_atom::value, std::string{p.getName()}, p.getSignal(),
                  p.getTimeoutMs())
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
@@ -185,7 +191,9 @@ public:
   }
 
   kj::Promise<void> wait(WaitContext context) override {
-    return bridge_.request(actor_, wait_atom::value, std::string{context.getParams().getName()})
+    return bridge_
+        .request(bridge::infinite, actor_, wait_atom::value,
+                 std::string{context.getParams().getName()})
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
         });
@@ -196,7 +204,7 @@ private:
   containers_actor actor_;
 };
 
-class pods_service final : public schema::Pods::Server {
+class pods_service final : public cancellable<schema::Pods::Server> {
 public:
   pods_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {}
 
@@ -208,7 +216,7 @@ public:
       spec.limits = cell_from_capnp(s.getLimits()).limits;
     spec.network = s.getNetwork();
     spec.ports = from_capnp(s.getPorts());
-    return bridge_.request(actor_, create_atom::value, std::move(spec))
+    return bridge_.request(bridge::infinite, actor_, create_atom::value, std::move(spec))
         .then(
             [context](pod_info info) mutable { to_capnp(info, context.getResults().initInfo()); });
   }
@@ -217,7 +225,7 @@ public:
     auto p = context.getParams();
     auto spec = from_capnp(p.getSpec());
     spec.pod = p.getPod();
-    return bridge_.request(actor_, run_atom::value, std::move(spec), false)
+    return bridge_.request(bridge::infinite, actor_, run_atom::value, std::move(spec), false)
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
         });
@@ -226,7 +234,8 @@ public:
   kj::Promise<void> stop(StopContext context) override {
     auto p = context.getParams();
     return bridge_
-        .request(actor_, stop_atom::value, pod_atom::value, std::string{p.getName()},
+        .request(bridge::infinite, actor_, stop_atom::value, pod_atom::value,
+                 std::string{p.getName()},
                  p.getTimeoutMs())
         .then(
             [context](pod_info info) mutable { to_capnp(info, context.getResults().initInfo()); });

@@ -353,9 +353,12 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
   if (rc == 0) {
     kj_log_bridge kj_logs;
     auto io = kj::setupAsyncIo();
-    services::gateway gw{io, sys, registry,
-                         services::gateway_config{cfg.socket_path, lookup_group(cfg.socket_group),
-                                                  std::move(tcp), cfg.state_dir + "/vms"}};
+    services::gateway_config gw_cfg{cfg.socket_path, lookup_group(cfg.socket_group),
+                                    std::move(tcp), cfg.state_dir + "/vms"};
+    gw_cfg.call_deadline = cfg.gateway_call_deadline * kj::SECONDS;
+    gw_cfg.connection_message_bytes = size_t{cfg.gateway_connection_message_mib} << 20;
+    gw_cfg.total_message_bytes = size_t{cfg.gateway_total_message_mib} << 20;
+    services::gateway gw{io, sys, registry, std::move(gw_cfg)};
     kj::Maybe<kj::Own<services::guest_channel>> channel;
     try {
       gw.listen();

@@ -1,4 +1,5 @@
 #include "services/discovery_service.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -41,9 +42,10 @@ void fill(schema::NodeInfo::Builder out, const node_info& in) {
   f.setKernelRelease(hf.kernel_release);
 }
 
-class discovery_service final : public schema::Discovery::Server {
+class discovery_service final : public cancellable<schema::Discovery::Server> {
 public:
-  discovery_service(bridge& br, node_actor node) : bridge_(br), node_(std::move(node)) {
+  discovery_service(bridge& br, node_actor node, gateway_stats_fn stats)
+    : bridge_(br), node_(std::move(node)), stats_(std::move(stats)) {
   }
 
   kj::Promise<void> discover(DiscoverContext context) override {
@@ -53,23 +55,30 @@ public:
   }
 
   kj::Promise<void> health(HealthContext context) override {
-    return bridge_.request(node_, health_atom::value).then([context](health_report r) mutable {
-      auto h = context.getResults().initHealth();
-      h.setHealthy(r.healthy);
-      fill_texts(h.initProblems(r.problems.size()), r.problems);
-      fill_texts(h.initNotices(r.notices.size()), r.notices);
-    });
+    context.releaseParams(); // none; so that Health.gateway counts no memory of its own
+    return bridge_.request(node_, health_atom::value)
+      .then([this, context](health_report r) mutable {
+        auto h = context.getResults().initHealth();
+        h.setHealthy(r.healthy);
+        fill_texts(h.initProblems(r.problems.size()), r.problems);
+        fill_texts(h.initNotices(r.notices.size()), r.notices);
+        // Read now, on the turn that answers: this call is no longer pending.
+        if (stats_)
+          stats_(h.initGateway());
+      });
   }
 
 private:
   bridge& bridge_;
   node_actor node_;
+  gateway_stats_fn stats_;
 };
 
 } // namespace
 
-kj::Own<schema::Discovery::Server> new_discovery_service(bridge& br, node_actor node) {
-  return kj::heap<discovery_service>(br, std::move(node));
+kj::Own<schema::Discovery::Server> new_discovery_service(bridge& br, node_actor node,
+                                                         gateway_stats_fn stats) {
+  return kj::heap<discovery_service>(br, std::move(node), std::move(stats));
 }
 
 } // namespace cyto::services

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <functional>
+
 #include <kj/memory.h>
 
 #include "bus/interfaces.hpp"
@@ -8,7 +10,11 @@
 
 namespace cyto::services {
 
-/// DiscoveryService, backed by the node actor.
-kj::Own<schema::Discovery::Server> new_discovery_service(bridge& br, node_actor node);
+/// Fills Health.gateway with the figures of the gateway serving the call.
+using gateway_stats_fn = std::function<void(schema::GatewayStats::Builder)>;
+
+/// DiscoveryService, backed by the node actor. `stats`: null for another node's.
+kj::Own<schema::Discovery::Server> new_discovery_service(bridge& br, node_actor node,
+                                                         gateway_stats_fn stats = nullptr);
 
 } // namespace cyto::services

@@ -26,8 +26,10 @@
 #include "services/containers_service.hpp"
 #include "services/discovery_service.hpp"
 #include "services/images_service.hpp"
+#include "services/message_stream.hpp"
 #include "services/network_service.hpp"
 #include "services/vms_service.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -152,24 +154,28 @@ socket_probe probe_socket(const std::string& path) {
 // -- per-connection pieces -------------------------------------------------------
 
 struct gateway::connection {
-  connection(kj::Own<kj::AsyncIoStream>&& s, capnp::Capability::Client bootstrap)
+  connection(kj::Own<kj::AsyncIoStream>&& s, capnp::Capability::Client bootstrap,
+             message_limits limits, std::string peer)
     : stream(kj::mv(s)),
-      network(*stream, capnp::rpc::twoparty::Side::SERVER),
+      messages(*stream, std::move(limits), std::move(peer)),
+      network(messages, capnp::rpc::twoparty::Side::SERVER),
       rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {
   }
   kj::Own<kj::AsyncIoStream> stream;
+  /// Reads messages within the limits (see message_stream.hpp).
+  limited_message_stream messages;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
 };
 
 /// The bootstrap capability of an allowed peer: hands out one capability per service,
 /// each backed by the actor the registry names.
-class gateway::node_server final : public schema::Node::Server {
+class gateway::node_server final : public cancellable<schema::Node::Server> {
 public:
   /// The services of `node`, another node of the federation, or of this one if empty.
   node_server(bridge& br, stream_router& router, progress_router& progress,
               registry_actor registry, vm_links& links, const std::string& vm_dir,
-              gateway_caller caller, std::string node = {})
+              gateway_caller caller, gateway_stats_fn stats, std::string node = {})
     : bridge_(br),
       router_(router),
       progress_(progress),
@@ -177,6 +183,7 @@ public:
       links_(links),
       vm_dir_(vm_dir),
       caller_(std::move(caller)),
+      stats_(std::move(stats)),
       node_(std::move(node)) {
     if (!node_.empty())
       caller_.local_root = false; // another node's host is not ours to mount on
@@ -198,7 +205,7 @@ public:
   kj::Promise<void> discovery(DiscoveryContext context) override {
     return lookup(service_name::node).then([this, context](caf::strong_actor_ptr h) mutable {
       context.getResults().setService(
-        new_discovery_service(bridge_, caf::actor_cast<node_actor>(std::move(h))));
+        new_discovery_service(bridge_, caf::actor_cast<node_actor>(std::move(h)), stats_));
     });
   }
 
@@ -264,6 +271,7 @@ public:
                "node " + name + " is down" + (st.detail.empty() ? "" : " (" + st.detail + ")"));
         context.getResults().setNode(kj::heap<node_server>(bridge_, router_, progress_, registry_,
                                                            links_, vm_dir_, caller_,
+                                                           st.local ? stats_ : nullptr,
                                                            st.local ? std::string{} : name));
       });
   }
@@ -369,8 +377,10 @@ private:
   registry_actor registry_;
   vm_links& links_;
   const std::string& vm_dir_;
-  /// Empty: this node.
   gateway_caller caller_;
+  /// The figures of this gateway for Health (null for another node).
+  gateway_stats_fn stats_;
+  /// Empty: this node.
   std::string node_;
 };
 
@@ -396,7 +406,8 @@ gateway::gateway(kj::AsyncIoContext& io, caf::actor_system& sys, registry_actor 
   : io_(io),
     cfg_(std::move(cfg)),
     registry_(std::move(registry)),
-    bridge_(sys, io.unixEventPort),
+    budget_(std::make_shared<message_budget>(cfg_.total_message_bytes)),
+    bridge_(sys, io.unixEventPort, cfg_.call_deadline),
     router_(bridge_),
     vm_links_(io),
     tasks_(std::make_unique<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this))) {
@@ -521,7 +532,8 @@ kj::Promise<void> gateway::accept_loop() {
                                  cred.gid);
       boot = kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir,
                                    gateway_caller{"api:uid:" + std::to_string(cred.uid),
-                                                  cred.uid == 0});
+                                                  cred.uid == 0},
+                                   stats_fn());
     } else {
       auto why = "uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid)
                  + ") may not use " + cfg_.socket_path + "; allowed: root"
@@ -530,7 +542,8 @@ kj::Promise<void> gateway::accept_loop() {
                                 cred.gid);
       boot = kj::heap<denied_node>(std::move(why));
     }
-    tasks_->add(serve(kj::mv(stream), kj::mv(boot)));
+    tasks_->add(serve(kj::mv(stream), kj::mv(boot),
+                      "pid=" + std::to_string(cred.pid) + " uid=" + std::to_string(cred.uid)));
     return accept_loop();
   }, [this](kj::Exception&& e) -> kj::Promise<void> {
     return accept_backoff(accept_failures_, e).then([this] { return accept_loop(); });
@@ -548,9 +561,23 @@ kj::Promise<void> gateway::accept_backoff(unsigned& failures_in_a_row, const kj:
   return io_.provider->getTimer().afterDelay(delay * kj::MILLISECONDS);
 }
 
+message_limits gateway::limits() const {
+  return {cfg_.connection_message_bytes, budget_};
+}
+
+gateway_stats_fn gateway::stats_fn() {
+  return [this](schema::GatewayStats::Builder out) {
+    out.setConnections(static_cast<uint32_t>(connections_));
+    out.setPendingCalls(static_cast<uint32_t>(bridge_.pending()));
+    out.setMessageBytes(budget_->in_use());
+    out.setMessageLimit(budget_->limit());
+    out.setExpiredCalls(bridge_.expired());
+  };
+}
+
 kj::Promise<void> gateway::serve(kj::Own<kj::AsyncIoStream> stream,
-                                 capnp::Capability::Client boot) {
-  auto conn = kj::heap<connection>(kj::mv(stream), kj::mv(boot));
+                                 capnp::Capability::Client boot, std::string peer) {
+  auto conn = kj::heap<connection>(kj::mv(stream), kj::mv(boot), limits(), std::move(peer));
   auto done = conn->network.onDisconnect();
   ++connections_;
   return done.attach(kj::mv(conn), kj::defer([this] { --connections_; }));
@@ -613,9 +640,10 @@ kj::Promise<void> gateway::serve_tls(kj::Own<kj::AsyncIoStream> stream, std::str
         log::get("gateway")->info("TLS peer {} connected as {}", peer, id);
         capnp::Capability::Client node = kj::heap<node_server>(
           bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir,
-          gateway_caller{"api:" + id, false});
+          gateway_caller{"api:" + id, false}, stats_fn());
+        auto who = peer + " " + id;
         auto boot = authorize(kj::mv(node), std::move(id), cfg_.tcp->policy);
-        return serve(kj::mv(tls), kj::mv(boot));
+        return serve(kj::mv(tls), kj::mv(boot), std::move(who));
       },
       [peer](kj::Exception&& e) {
         log::get("gateway")->warn("refused TLS peer {}: {}", peer, e.getDescription().cStr());
@@ -626,7 +654,8 @@ kj::Promise<void> gateway::serve(kj::AsyncIoStream& stream) {
   auto conn = kj::heap<connection>(
     kj::Own<kj::AsyncIoStream>(&stream, kj::NullDisposer::instance),
     kj::heap<node_server>(bridge_, router_, progress_, registry_, vm_links_, cfg_.vm_dir,
-                          gateway_caller{"api:vm-host", true}));
+                          gateway_caller{"api:vm-host", true}, stats_fn()),
+    limits(), "the VM host (guest channel)");
   auto done = conn->network.onDisconnect();
   ++connections_;
   return done.attach(kj::mv(conn), kj::defer([this] {

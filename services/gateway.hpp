@@ -19,7 +19,9 @@
 #include "bus/interfaces.hpp"
 #include "services/access_policy.hpp"
 #include "services/bridge.hpp"
+#include "services/discovery_service.hpp"
 #include "services/images_service.hpp"
+#include "services/message_stream.hpp"
 #include "services/observe_service.hpp"
 #include "services/tls_stream.hpp"
 #include "services/vm_links.hpp"
@@ -48,6 +50,13 @@ struct gateway_config {
   std::string vm_dir;
   /// Connections held at once; past it a new peer is closed right after accept (logged).
   size_t max_connections = 4096;
+  /// How long a call may wait for an actor's answer, unless it is one that waits by
+  /// nature (marked bridge::infinite); past it the client gets cyto.timeout.
+  kj::Duration call_deadline = bridge::default_deadline;
+  /// Bytes of incoming messages one connection may hold at once, and all together
+  /// (see message_stream.hpp); a message over either ends its connection.
+  size_t connection_message_bytes = size_t{8} << 20;
+  size_t total_message_bytes = size_t{128} << 20;
 };
 
 /// Outcome of probing a socket path before binding it.
@@ -90,13 +99,18 @@ private:
   /// Logs an accept failure and waits before the next try (10 ms doubling up to 1 s).
   kj::Promise<void> accept_backoff(unsigned& failures_in_a_row, const kj::Exception& e);
   kj::Promise<void> serve_tls(kj::Own<kj::AsyncIoStream> stream, std::string peer);
-  kj::Promise<void> serve(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client boot);
+  kj::Promise<void> serve(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client boot,
+                          std::string peer);
+  message_limits limits() const;
+  gateway_stats_fn stats_fn();
   bool allowed(uid_t uid, gid_t gid, pid_t pid) const;
   void taskFailed(kj::Exception&& e) override;
 
   kj::AsyncIoContext& io_;
   gateway_config cfg_;
   registry_actor registry_;
+  /// Memory of incoming messages, all connections (cfg_.total_message_bytes).
+  std::shared_ptr<message_budget> budget_;
   bridge bridge_;
   stream_router router_;
   progress_router progress_;

@@ -1,4 +1,5 @@
 #include "services/images_service.hpp"
+#include "services/cancellable.hpp"
 
 #include <caf/all.hpp>
 
@@ -44,7 +45,7 @@ void to_capnp(const rootfs_info& x, schema::Rootfs::Builder out) {
   out.setWorkDir(x.work_dir);
 }
 
-class images_service final : public schema::Images::Server {
+class images_service final : public cancellable<schema::Images::Server> {
 public:
   images_service(bridge& br, progress_router& router, images_actor images,
                  gateway_caller caller)
@@ -59,7 +60,7 @@ public:
     auto sink = watch ? caf::actor_cast<image_progress_sink_actor>(bridge_.handle())
                       : image_progress_sink_actor{};
     return bridge_
-      .request(images_, pull_atom::value, std::string{p.getRef()}, std::string{p.getPlatform()},
+      .request(bridge::infinite, images_, pull_atom::value, std::string{p.getRef()}, std::string{p.getPlatform()},
                watch, sink)
       .then([this, context, watch](image_info img) mutable -> kj::Promise<void> {
         to_capnp(img, context.getResults().initImage());
@@ -94,7 +95,7 @@ public:
   kj::Promise<void> import(ImportContext context) override {
     auto p = context.getParams();
     return bridge_
-      .request(images_, import_atom::value, std::string{p.getPath()}, std::string{p.getName()})
+      .request(bridge::infinite, images_, import_atom::value, std::string{p.getPath()}, std::string{p.getName()})
       .then([context](std::vector<image_info> all) mutable {
         auto out = context.getResults().initImages(all.size());
         for (uint i = 0; i < all.size(); ++i)
@@ -103,7 +104,7 @@ public:
   }
 
   kj::Promise<void> prune(PruneContext context) override {
-    return bridge_.request(images_, prune_atom::value)
+    return bridge_.request(bridge::infinite, images_, prune_atom::value)
       .then([context](prune_report r) mutable {
         auto out = context.getResults().initReport();
         out.setBlobs(r.blobs);
@@ -118,7 +119,7 @@ public:
       return to_exception(errc::permission_denied,
                           "only root over the unix socket may mount outside cyto's state dir");
     return bridge_
-      .request(images_, mount_atom::value, std::string{p.getRef()}, std::string{p.getId()},
+      .request(bridge::infinite, images_, mount_atom::value, std::string{p.getRef()}, std::string{p.getId()},
                std::string{p.getTarget()}, caller_.owner, p.getOutsideStateDir())
       .then([context](rootfs_info r) mutable { to_capnp(r, context.getResults().initRootfs()); });
   }

@@ -1,4 +1,5 @@
 #include "services/network_service.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -36,7 +37,7 @@ void to_capnp(const network_info& n, schema::NetworkInfo::Builder out) {
     to_capnp(n.attachments[i], atts[i]);
 }
 
-class network_service final : public schema::Networks::Server {
+class network_service final : public cancellable<schema::Networks::Server> {
 public:
   network_service(bridge& br, network_actor network) : bridge_(br), network_(std::move(network)) {
   }

@@ -1,4 +1,5 @@
 #include "services/observe_service.hpp"
+#include "services/cancellable.hpp"
 
 #include <caf/all.hpp>
 #include <kj/vector.h>
@@ -281,7 +282,7 @@ event_filter from_capnp(schema::EventFilter::Reader f, uint8_t kinds) {
   return out;
 }
 
-class observe_service final : public schema::Observe::Server {
+class observe_service final : public cancellable<schema::Observe::Server> {
 public:
   observe_service(bridge& br, stream_router& router, observe_actor observe)
       : bridge_(br), router_(router), observe_(std::move(observe)) {}

@@ -2,6 +2,7 @@
 
 #include "services/convert.hpp"
 #include "services/errors.hpp"
+#include "services/cancellable.hpp"
 
 namespace cyto::services {
 
@@ -85,23 +86,27 @@ void to_capnp(const vm_info& x, schema::VmInfo::Builder out) {
     to_capnp(x.image_root, out.initImageRoot());
 }
 
-class vms_service final : public schema::Vms::Server {
+class vms_service final : public cancellable<schema::Vms::Server> {
 public:
   vms_service(bridge& br, stream_router& router, registry_actor registry, vms_actor actor)
     : bridge_(br), router_(router), registry_(std::move(registry)), actor_(std::move(actor)) {
   }
 
   kj::Promise<void> allocate(AllocateContext context) override {
-    return bridge_.request(actor_, allocate_atom::value, from_capnp(context.getParams().getSpec()))
+    // Unbounded: a VM from an image makes its root disk first (mke2fs -d of the image).
+    return bridge_
+        .request(bridge::infinite, actor_, allocate_atom::value,
+                 from_capnp(context.getParams().getSpec()))
         .then([context](vm_info info) mutable { to_capnp(info, context.getResults().initInfo()); });
   }
 
   kj::Promise<void> start(StartContext context) override {
-    return answer(context, bridge_.request(actor_, start_atom::value, name_of(context)));
+    return answer(context, bridge_.request(bridge::infinite, actor_, start_atom::value,
+                                           name_of(context)));
   }
 
   kj::Promise<void> stop(StopContext context) override {
-    return answer(context, bridge_.request(actor_, stop_atom::value, name_of(context),
+    return answer(context, bridge_.request(bridge::infinite, actor_, stop_atom::value, name_of(context),
                                            context.getParams().getTimeoutMs()));
   }
 

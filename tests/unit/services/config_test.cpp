@@ -206,3 +206,31 @@ qemu_img = "qemu-img"
   BOOST_TEST(mentions(apply_toml("vms.image_kernel = \"vmlinuz\"\n", cfg), "vms.image_kernel"));
   BOOST_TEST(cfg.vm_image_kernel == "/boot/vmlinuz"); // a refused file changes nothing
 }
+
+BOOST_AUTO_TEST_CASE(gateway_limits_are_applied_and_checked) {
+  daemon_config cfg;
+  BOOST_TEST(cfg.gateway_call_deadline == 60u);
+  BOOST_TEST(cfg.gateway_connection_message_mib == 8u);
+  BOOST_TEST(cfg.gateway_total_message_mib == 128u);
+  auto err = apply_toml(R"(
+[gateway]
+call_deadline = 5
+connection_message_mib = 2
+total_message_mib = 16
+)",
+                        cfg);
+  BOOST_TEST(!err.has_value(), (err ? *err : ""));
+  BOOST_TEST(cfg.gateway_call_deadline == 5u);
+  BOOST_TEST(cfg.gateway_connection_message_mib == 2u);
+  BOOST_TEST(cfg.gateway_total_message_mib == 16u);
+  daemon_config bad;
+  BOOST_TEST(mentions(apply_toml("[gateway]\ncall_deadline = 0\n", bad),
+                      "gateway.call_deadline: must be 1..86400"));
+  BOOST_TEST(mentions(apply_toml("[gateway]\nconnection_message_mib = 65\n", bad),
+                      "gateway.connection_message_mib: must be 1..64"));
+  BOOST_TEST(mentions(apply_toml("[gateway]\ntotal_message_mib = 4\n", bad),
+                      "gateway.total_message_mib"));
+  BOOST_TEST(mentions(apply_toml("[gateway]\ncall_deadline = \"soon\"\n", bad),
+                      "gateway.call_deadline"));
+  BOOST_TEST(bad.gateway_call_deadline == 60u); // unchanged on error
+}

@@ -39,6 +39,7 @@ unit: build
 	tests/run-ctest $(BUILD_DIR) -L unit
 
 bench: build
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target benches
 	$(BUILD_DIR)/rpc_bench $(ARGS)
 
 # Unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.

@@ -73,6 +73,7 @@ void bridge::cancel(uint64_t ticket) noexcept {
 uint64_t bridge::send(caf::strong_actor_ptr dst, caf::message msg,
                       std::unique_ptr<pending_base> p) {
   auto id = next_id_++;
+  ++totals_.requests;
   if (!dst) {
     caf::message err = caf::make_message(
       cyto::make_error(errc::unavailable, "service not running"));
@@ -95,6 +96,11 @@ uint64_t bridge::send(caf::strong_actor_ptr dst, caf::message msg,
   outgoing_.emplace_back(std::move(dst),
                          caf::make_mailbox_element(companion_->ctrl(), mid, {}, std::move(msg)));
   return id;
+}
+
+void bridge::count_error(const caf::error& err) noexcept {
+  auto code = static_cast<size_t>(code_of(err));
+  ++totals_.errors[code <= static_cast<size_t>(errc_last) ? code : static_cast<size_t>(errc::internal)];
 }
 
 void bridge::node_down(const caf::node_id& node, const std::string& name) {
@@ -150,6 +156,8 @@ void bridge::dispatch(caf::mailbox_element& element) {
       return; // cancelled
     auto p = std::move(i->second);
     pending_.erase(i);
+    if (msg.match_elements<caf::error>())
+      count_error(msg.get_as<caf::error>(0));
     p->complete(msg);
     return;
   }

@@ -112,6 +112,16 @@ public:
     return pending_.size();
   }
 
+  /// Requests sent since start, and how many of them were answered with an error (by
+  /// cyto::errc code, index = code; other categories under errc::internal).
+  struct counters {
+    uint64_t requests = 0;
+    uint64_t errors[static_cast<size_t>(errc_last) + 1] = {};
+  };
+  const counters& totals() const noexcept {
+    return totals_;
+  }
+
 private:
   struct pending_base {
     virtual ~pending_base() noexcept(false) = default;
@@ -119,6 +129,8 @@ private:
     /// The node of the actor asked.
     caf::node_id node;
   };
+
+  void count_error(const caf::error& err) noexcept;
 
   template <class R>
   static void unpack(caf::message& answer, auto&& ok, auto&& fail) {
@@ -170,6 +182,7 @@ private:
   std::unordered_map<uint64_t, std::unique_ptr<pending_base>> pending_;
   /// Nodes that are down, with their names (see node_down).
   std::map<caf::node_id, std::string> down_;
+  counters totals_;
 
   std::mutex mtx_;
   std::vector<caf::mailbox_element_ptr> inbox_; // guarded by mtx_

@@ -16,7 +16,7 @@ install(CODE "
   if(EXISTS \"\${_dest}\")
     message(STATUS \"Keeping: \${_dest}\")
   else()
-    file(INSTALL \"${CMAKE_SOURCE_DIR}/deploy/cytod.toml\" DESTINATION \"\$ENV{DESTDIR}/etc/cyto\")
+    file(INSTALL \"${CMAKE_SOURCE_DIR}/deploy/cytod.toml\" DESTINATION /etc/cyto)
   endif()")
 
 # Units: ExecStart names cytod under the prefix of this install (known only at install
@@ -87,8 +87,10 @@ set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
     "node daemon for cells, containers, images and VMs, with its CLI and OCI runtime")
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
-# DESTDIR installs, so that the absolute /etc/cyto lands in the package too.
+# DESTDIR installs, so that the absolute /etc/cyto lands in the package too; the prefix
+# of that install is CPACK_INSTALL_PREFIX.
 set(CPACK_SET_DESTDIR ON)
+set(CPACK_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
@@ -99,5 +101,7 @@ set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "qemu-system-x86, qemu-utils, e2fsprogs")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     "${CMAKE_SOURCE_DIR}/deploy/debian/postinst;${CMAKE_SOURCE_DIR}/deploy/debian/prerm;${CMAKE_SOURCE_DIR}/deploy/debian/postrm;${CMAKE_SOURCE_DIR}/deploy/debian/conffiles")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+# The -g1 line tables stay in the build tree; the package ships stripped binaries.
+set(CPACK_STRIP_FILES ON)
 set(CPACK_PACKAGE_DIRECTORY "${CMAKE_BINARY_DIR}/package")
 include(CPack)

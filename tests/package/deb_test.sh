@@ -36,7 +36,7 @@ cleanup() {
     find "$top" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
   if dpkg-query -W -f='${Status}' cyto 2>/dev/null | grep -qv 'not-installed'; then
-    dpkg --purge cyto >/dev/null 2>&1 || true
+    dpkg --purge cyto >"$work/cleanup-purge.log" 2>&1 || cat "$work/cleanup-purge.log"
   fi
   rm -rf -- "$work"
   exit $rc
@@ -75,7 +75,7 @@ check "demo image installed" test -f /usr/share/cyto/demo-image/index.json
 check "config installed" test -f /etc/cyto/cytod.toml
 check "units installed" test -f /usr/lib/systemd/system/cytod.service -a -f /usr/lib/systemd/system/cytod.socket
 check "ExecStart names /usr/bin/cytod" grep -q '^ExecStart=/usr/bin/cytod ' /usr/lib/systemd/system/cytod.service
-check "group cyto exists" getent group cyto
+check "group cyto exists" getent group cyto >/dev/null
 check "cytod.socket enabled" test -L /etc/systemd/system/sockets.target.wants/cytod.socket
 check "cytod.service enabled" test -L /etc/systemd/system/multi-user.target.wants/cytod.service
 check "man pages" test -f /usr/share/man/man1/cyto.1.gz -o -f /usr/share/man/man1/cyto.1
@@ -91,18 +91,20 @@ sock=$work/cyto.sock
   --cgroup-root "cyto-test-deb-$$" --node-name "deb-test-$$" >"$work/cytod.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 1 300); do
-  grep -q ' ready: ' "$work/cytod.log" && break
+  grep -q ' ready: node=' "$work/cytod.log" && break
   kill -0 "$daemon_pid" 2>/dev/null || break
   sleep 0.05
 done
-check "installed cytod is ready" grep -q ' ready: ' "$work/cytod.log"
+check "installed cytod is ready" grep -q ' ready: node=' "$work/cytod.log"
 out=$(/usr/bin/cyto --socket "$sock" run --rm demo echo hi 2>&1) || true
 check "cyto run --rm demo echo hi prints hi" test "$out" = hi
 [ "$out" = hi ] || { echo "cyto said: $out"; cat "$work/cytod.log"; }
 check "runtime and demo image found beside the installed cytod" \
   grep -q 'containers: runtime /usr/bin/cyto-runtime, demo image /usr/share/cyto/demo-image' "$work/cytod.log"
-kill -TERM "$daemon_pid"
-wait "$daemon_pid" || true
+if kill -0 "$daemon_pid" 2>/dev/null; then
+  kill -TERM "$daemon_pid"
+  wait "$daemon_pid" || true
+fi
 daemon_pid=
 
 # 4. purge: nothing left

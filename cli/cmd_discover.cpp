@@ -128,7 +128,8 @@ int cmd_version(const global_options& g) {
     print_json(j);
     return 0;
   }
-  std::printf("cyto  %s (%s)\n", cyto::version, cyto::git_revision);
+  std::printf("cyto  %s\n", cyto::version);
+  std::printf("revision %s\n", cyto::git_revision);
   std::printf("cytod %s\n", daemon.empty() ? ("unreachable: " + problem).c_str() : daemon.c_str());
   return 0;
 }

@@ -74,14 +74,25 @@ BOOST_AUTO_TEST_CASE(scrape_parses_and_cell_memory_matches_the_cgroup) {
   // A cell whose program holds ~16 MB, and a container (a cell under containers/).
   BOOST_TEST_REQUIRE(cli(d, {"cell", "allocate", "metered"}).code() == 0);
   auto st = cli(d, {"cell", "start", "metered", "--name", "hog", "--shell",
-                    "x=$(head -c 16000000 /dev/zero | tr '\\0' a); echo held; sleep 300"});
+                    // not the last command: the shell (holding x) waits for it
+                    "x=$(head -c 16000000 /dev/zero | tr '\\0' a); sleep 300; echo $x"});
   BOOST_TEST_REQUIRE(st.code() == 0, st.err);
   auto run = cli(d, {"run", "-d", "--name", "box", "demo", "sleep", "300"});
   BOOST_TEST_REQUIRE(run.code() == 0, run.err);
-  // Wait until the shell holds its string.
+  // Wait until the shell holds its string and sleeps (head and tr gone: two processes).
   auto deadline = steady::now() + 20s;
-  while (kernel_memory(d, "metered").value_or(0) < 16'000'000 && steady::now() < deadline)
+  auto procs = [&] {
+    for (auto& m : host_cgroup_mounts()) {
+      auto f = m.path + "/" + d.cgroup_root() + "/metered/pids.current";
+      if (std::filesystem::exists(f))
+        return std::stoi(read_text(f));
+    }
+    return -1;
+  };
+  while ((kernel_memory(d, "metered").value_or(0) < 16'000'000 || procs() != 2)
+         && steady::now() < deadline)
     std::this_thread::sleep_for(50ms);
+  BOOST_TEST_REQUIRE(procs() == 2);
   BOOST_TEST_REQUIRE(kernel_memory(d, "metered").value_or(0) >= 16'000'000u);
 
   auto r = scrape(port);
@@ -102,7 +113,7 @@ BOOST_AUTO_TEST_CASE(scrape_parses_and_cell_memory_matches_the_cgroup) {
               static_cast<unsigned long long>(kernel), m.samples.size());
   BOOST_TEST(diff <= std::max(2.0 * 1024 * 1024, 0.1 * static_cast<double>(kernel)),
              "metric " << *mem << " vs kernel " << kernel);
-  BOOST_TEST(m.find("cyto_cell_pids", {{"cell", "metered"}}).value_or(0) >= 2.0);
+  BOOST_TEST(m.find("cyto_cell_pids", {{"cell", "metered"}}).value_or(0) == 2.0);
   BOOST_TEST(m.find("cyto_cell_cpu_usage_seconds_total", {{"cell", "metered"}}).value_or(0) > 0.0);
   BOOST_TEST(m.types.at("cyto_cell_cpu_usage_seconds_total") == "counter");
   BOOST_TEST(m.types.at("cyto_cell_memory_bytes") == "gauge");

@@ -74,6 +74,9 @@ uint64_t bridge::send(caf::strong_actor_ptr dst, caf::message msg,
                       std::unique_ptr<pending_base> p) {
   auto id = next_id_++;
   ++totals_.requests;
+  ++totals_.by_verb[!msg.empty() && msg.match_element<caf::atom_value>(0)
+                      ? static_cast<uint64_t>(msg.get_as<caf::atom_value>(0))
+                      : 0];
   if (!dst) {
     caf::message err = caf::make_message(
       cyto::make_error(errc::unavailable, "service not running"));

@@ -112,10 +112,12 @@ public:
     return pending_.size();
   }
 
-  /// Requests sent since start, and how many of them were answered with an error (by
-  /// cyto::errc code, index = code; other categories under errc::internal).
+  /// Requests sent since start, by verb (the atom a request starts with: "pull",
+  /// "discover", ...; 0 for requests without one), and how many were answered with an
+  /// error (by cyto::errc code, index = code; other categories under errc::internal).
   struct counters {
     uint64_t requests = 0;
+    std::unordered_map<uint64_t, uint64_t> by_verb;
     uint64_t errors[static_cast<size_t>(errc_last) + 1] = {};
   };
   const counters& totals() const noexcept {

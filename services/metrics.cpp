@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <caf/atom.hpp>
 #include <fmt/format.h>
 #include <kj/compat/http.h>
 
@@ -212,9 +213,17 @@ std::string render_metrics(const metrics_snapshot& s) {
     family_writer a{out, "cyto_gateway_connections_total", "counter",
                     "Client connections accepted since start"};
     a.sample("", s.connections_accepted);
+    // By verb, sorted for a stable text.
+    std::map<std::string, uint64_t> verbs;
+    for (auto [atom, n] : s.calls.by_verb)
+      verbs[atom == 0 ? "other" : caf::to_string(static_cast<caf::atom_value>(atom))] += n;
     family_writer r{out, "cyto_gateway_calls_total", "counter",
-                    "Calls the gateway forwarded to the bus"};
-    r.sample("", s.calls.requests);
+                    "Calls the gateway forwarded to the bus, by verb"};
+    for (auto& [verb, n] : verbs)
+      r.sample(label("verb", verb), n);
+    family_writer p{out, "cyto_image_pulls_total", "counter",
+                    "Image pulls asked for through the gateway"};
+    p.sample("", verbs.count("pull") ? verbs["pull"] : uint64_t{0});
     family_writer e{out, "cyto_gateway_call_errors_total", "counter",
                     "Forwarded calls answered with an error, by cyto error code"};
     for (size_t i = 1; i <= static_cast<size_t>(errc_last); ++i) {

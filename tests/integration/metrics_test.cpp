@@ -124,7 +124,9 @@ BOOST_AUTO_TEST_CASE(scrape_parses_and_cell_memory_matches_the_cgroup) {
   // Node level: every source answered, calls were counted, the event pipeline is there.
   for (auto src : {"node", "cells", "containers", "vms", "images", "topics", "observe"})
     BOOST_TEST(m.find("cyto_metrics_source_up", {{"source", src}}).value_or(0) == 1.0, src);
-  BOOST_TEST(m.find("cyto_gateway_calls_total").value_or(0) >= 3.0);
+  BOOST_TEST(m.find("cyto_gateway_calls_total", {{"verb", "allocate"}}).value_or(0) == 1.0, body);
+  BOOST_TEST(m.find("cyto_gateway_calls_total", {{"verb", "run"}}).value_or(0) == 1.0, body);
+  BOOST_TEST(m.find("cyto_image_pulls_total").value_or(-1) == 0.0, body);
   BOOST_TEST(m.find("cyto_gateway_connections_total").value_or(0) >= 3.0);
   BOOST_TEST(m.find("cyto_bus_events_published_total").value_or(0) > 0.0);
   BOOST_TEST(m.find("cyto_build_info").value_or(0) == 1.0);
@@ -135,6 +137,12 @@ BOOST_AUTO_TEST_CASE(scrape_parses_and_cell_memory_matches_the_cgroup) {
   auto again = parse_prometheus_text(body_and_status(scrape(port)).first);
   BOOST_TEST(again.find("cyto_gateway_call_errors_total", {{"code", "not_found"}}).value_or(-1)
              == before + 1);
+
+  // A pull is counted, failed or not (nothing listens on port 1).
+  auto pull = cli(d, {"image", "pull", "127.0.0.1:1/nothing:latest"});
+  BOOST_TEST(pull.code() != 0);
+  auto third = parse_prometheus_text(body_and_status(scrape(port)).first);
+  BOOST_TEST(third.find("cyto_image_pulls_total").value_or(-1) == 1.0);
 
   // Anything but /metrics is not found.
   BOOST_TEST(body_and_status(scrape(port, "/other")).second == 404);

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <type_traits>
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -29,14 +30,11 @@ public:
     fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name,
                    type);
   }
-  /// labels: already rendered `a="x",b="y"` (or empty).
-  void sample(const std::string& labels, double value) {
-    if (labels.empty())
-      fmt::format_to(std::back_inserter(out_), "{} {}\n", name_, value);
-    else
-      fmt::format_to(std::back_inserter(out_), "{}{{{}}} {}\n", name_, labels, value);
-  }
-  void sample(const std::string& labels, uint64_t value) {
+  /// labels: already rendered `a="x",b="y"` (or empty). Integers print exactly (a
+  /// double would turn 2^53+ byte counts into 1e+16-style text), doubles shortest.
+  template <class T>
+    requires std::is_same_v<T, double> || std::is_same_v<T, uint64_t>
+  void sample(const std::string& labels, T value) {
     if (labels.empty())
       fmt::format_to(std::back_inserter(out_), "{} {}\n", name_, value);
     else
@@ -92,35 +90,35 @@ void render_cells(std::string& out, const std::vector<cell_usage>& cells) {
     const char* name;
     const char* type;
     const char* help;
-    double (*value)(const cell_usage&);
+    uint64_t (*value)(const cell_usage&);
+    /// Printed as value * scale (a double) when set; as the exact integer otherwise.
+    double scale;
   };
   static constexpr column columns[] = {
     {"cyto_cell_cpu_usage_seconds_total", "counter",
      "CPU time used by the cell and its children (cpu.stat usage_usec)",
-     [](const cell_usage& c) { return static_cast<double>(c.cpu_usage_usec) / 1e6; }},
+     [](const cell_usage& c) { return c.cpu_usage_usec; }, 1e-6},
     {"cyto_cell_memory_bytes", "gauge", "Memory in use by the cell (memory.current)",
-     [](const cell_usage& c) { return static_cast<double>(c.memory_current); }},
+     [](const cell_usage& c) { return c.memory_current; }, 0},
     {"cyto_cell_memory_peak_bytes", "gauge",
      "Highest memory use of the cell (memory.peak; 0 when the kernel keeps none)",
-     [](const cell_usage& c) { return static_cast<double>(c.memory_peak); }},
+     [](const cell_usage& c) { return c.memory_peak; }, 0},
     {"cyto_cell_pids", "gauge", "Processes and threads in the cell (pids.current)",
-     [](const cell_usage& c) { return static_cast<double>(c.pids_current); }},
+     [](const cell_usage& c) { return c.pids_current; }, 0},
     {"cyto_cell_io_read_bytes_total", "counter", "Bytes the cell read from block devices",
-     [](const cell_usage& c) { return static_cast<double>(c.io_read_bytes); }},
+     [](const cell_usage& c) { return c.io_read_bytes; }, 0},
     {"cyto_cell_io_write_bytes_total", "counter", "Bytes the cell wrote to block devices",
-     [](const cell_usage& c) { return static_cast<double>(c.io_write_bytes); }},
+     [](const cell_usage& c) { return c.io_write_bytes; }, 0},
     {"cyto_cell_oom_kills_total", "counter", "Processes of the cell the OOM killer ended",
-     [](const cell_usage& c) { return static_cast<double>(c.oom_kills); }},
+     [](const cell_usage& c) { return c.oom_kills; }, 0},
   };
   for (auto& col : columns) {
     family_writer f{out, col.name, col.type, col.help};
     for (auto& c : cells) {
-      auto v = col.value(c);
-      // Integers stay exact (a double prints 2^53+ as 1e+16-style text).
-      if (col.value != columns[0].value)
-        f.sample(labels(c), static_cast<uint64_t>(v));
+      if (col.scale != 0)
+        f.sample(labels(c), static_cast<double>(col.value(c)) * col.scale);
       else
-        f.sample(labels(c), v);
+        f.sample(labels(c), col.value(c));
     }
   }
 }

@@ -7,26 +7,13 @@
 
 #include "tests/integration/daemon_fixture.hpp"
 #include "tests/integration/prometheus_text.hpp"
+#include "tests/integration/registry_fixture.hpp" // free_port
 
 using namespace cyto::test;
 
 BOOST_TEST_GLOBAL_FIXTURE(root_required);
 
 namespace {
-
-/// A port on 127.0.0.1 nobody listens on right now.
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0
-      || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw std::runtime_error(std::string{"free port: "} + std::strerror(errno));
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 process_result cli(const daemon_fixture& d, std::vector<std::string> args) {
   std::vector<std::string> argv{cli_path, "--socket", d.socket_path()};

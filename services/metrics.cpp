@@ -26,14 +26,14 @@ namespace {
 class family_writer {
 public:
   family_writer(std::string& out, const char* name, const char* type, const char* help)
-    : out_(out), name_(name) {
+      : out_(out), name_(name) {
     fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name,
                    type);
   }
   /// labels: already rendered `a="x",b="y"` (or empty). Integers print exactly (a
   /// double would turn 2^53+ byte counts into 1e+16-style text), doubles shortest.
   template <class T>
-    requires std::is_same_v<T, double> || std::is_same_v<T, uint64_t>
+  requires std::is_same_v<T, double> || std::is_same_v<T, uint64_t>
   void sample(const std::string& labels, T value) {
     if (labels.empty())
       fmt::format_to(std::back_inserter(out_), "{} {}\n", name_, value);
@@ -46,26 +46,40 @@ private:
   const char* name_;
 };
 
+/// A family of one unlabelled sample.
+template <class T>
+void single(std::string& out, const char* name, const char* type, const char* help, T value) {
+  family_writer{out, name, type, help}.sample("", value);
+}
+
 std::string label(const char* key, const std::string& value) {
   return std::string{key} + "=\"" + escape_label(value) + "\"";
 }
 
 const char* to_text(container_state s) {
   switch (s) {
-    case container_state::created: return "created";
-    case container_state::running: return "running";
-    case container_state::stopped: return "stopped";
+  case container_state::created:
+    return "created";
+  case container_state::running:
+    return "running";
+  case container_state::stopped:
+    return "stopped";
   }
   return "unknown";
 }
 
 const char* to_text(vm_state s) {
   switch (s) {
-    case vm_state::created: return "created";
-    case vm_state::running: return "running";
-    case vm_state::paused: return "paused";
-    case vm_state::stopped: return "stopped";
-    case vm_state::exited: return "exited";
+  case vm_state::created:
+    return "created";
+  case vm_state::running:
+    return "running";
+  case vm_state::paused:
+    return "paused";
+  case vm_state::stopped:
+    return "stopped";
+  case vm_state::exited:
+    return "exited";
   }
   return "unknown";
 }
@@ -95,22 +109,22 @@ void render_cells(std::string& out, const std::vector<cell_usage>& cells) {
     double scale;
   };
   static constexpr column columns[] = {
-    {"cyto_cell_cpu_usage_seconds_total", "counter",
-     "CPU time used by the cell and its children (cpu.stat usage_usec)",
-     [](const cell_usage& c) { return c.cpu_usage_usec; }, 1e-6},
-    {"cyto_cell_memory_bytes", "gauge", "Memory in use by the cell (memory.current)",
-     [](const cell_usage& c) { return c.memory_current; }, 0},
-    {"cyto_cell_memory_peak_bytes", "gauge",
-     "Highest memory use of the cell (memory.peak; 0 when the kernel keeps none)",
-     [](const cell_usage& c) { return c.memory_peak; }, 0},
-    {"cyto_cell_pids", "gauge", "Processes and threads in the cell (pids.current)",
-     [](const cell_usage& c) { return c.pids_current; }, 0},
-    {"cyto_cell_io_read_bytes_total", "counter", "Bytes the cell read from block devices",
-     [](const cell_usage& c) { return c.io_read_bytes; }, 0},
-    {"cyto_cell_io_write_bytes_total", "counter", "Bytes the cell wrote to block devices",
-     [](const cell_usage& c) { return c.io_write_bytes; }, 0},
-    {"cyto_cell_oom_kills_total", "counter", "Processes of the cell the OOM killer ended",
-     [](const cell_usage& c) { return c.oom_kills; }, 0},
+      {"cyto_cell_cpu_usage_seconds_total", "counter",
+       "CPU time used by the cell and its children (cpu.stat usage_usec)",
+       [](const cell_usage& c) { return c.cpu_usage_usec; }, 1e-6},
+      {"cyto_cell_memory_bytes", "gauge", "Memory in use by the cell (memory.current)",
+       [](const cell_usage& c) { return c.memory_current; }, 0},
+      {"cyto_cell_memory_peak_bytes", "gauge",
+       "Highest memory use of the cell (memory.peak; 0 when the kernel keeps none)",
+       [](const cell_usage& c) { return c.memory_peak; }, 0},
+      {"cyto_cell_pids", "gauge", "Processes and threads in the cell (pids.current)",
+       [](const cell_usage& c) { return c.pids_current; }, 0},
+      {"cyto_cell_io_read_bytes_total", "counter", "Bytes the cell read from block devices",
+       [](const cell_usage& c) { return c.io_read_bytes; }, 0},
+      {"cyto_cell_io_write_bytes_total", "counter", "Bytes the cell wrote to block devices",
+       [](const cell_usage& c) { return c.io_write_bytes; }, 0},
+      {"cyto_cell_oom_kills_total", "counter", "Processes of the cell the OOM killer ended",
+       [](const cell_usage& c) { return c.oom_kills; }, 0},
   };
   for (auto& col : columns) {
     family_writer f{out, col.name, col.type, col.help};
@@ -157,13 +171,11 @@ std::string render_metrics(const metrics_snapshot& s) {
   {
     family_writer f{out, "cyto_metrics_source_up", "gauge",
                     "Whether the actor behind each part of this scrape answered"};
-    for (auto [name, ok] : {std::pair{"node", s.node.has_value()},
-                            std::pair{"cells", s.cells.has_value()},
-                            std::pair{"containers", s.containers.has_value()},
-                            std::pair{"vms", s.vms.has_value()},
-                            std::pair{"images", s.images.has_value()},
-                            std::pair{"topics", s.topics.has_value()},
-                            std::pair{"observe", s.observe.has_value()}})
+    for (auto [name, ok] :
+         {std::pair{"node", s.node.has_value()}, std::pair{"cells", s.cells.has_value()},
+          std::pair{"containers", s.containers.has_value()}, std::pair{"vms", s.vms.has_value()},
+          std::pair{"images", s.images.has_value()}, std::pair{"topics", s.topics.has_value()},
+          std::pair{"observe", s.observe.has_value()}})
       f.sample(label("source", name), uint64_t{ok});
   }
   for (auto& [source, why] : s.failed) {
@@ -177,28 +189,25 @@ std::string render_metrics(const metrics_snapshot& s) {
     family_writer info{out, "cyto_build_info", "gauge", "The daemon's version and node name"};
     info.sample(label("version", s.node->version) + "," + label("node", s.node->node_name),
                 uint64_t{1});
-    family_writer up{out, "cyto_uptime_seconds", "gauge", "Seconds since cytod started"};
-    up.sample("", static_cast<double>(s.node->uptime_nanos) / 1e9);
+    single(out, "cyto_uptime_seconds", "gauge", "Seconds since cytod started",
+           static_cast<double>(s.node->uptime_nanos) / 1e9);
   }
   if (s.cells) {
-    family_writer n{out, "cyto_cells", "gauge", "Cells with a usage reading"};
-    n.sample("", uint64_t{s.cells->size()});
+    single(out, "cyto_cells", "gauge", "Cells with a usage reading", uint64_t{s.cells->size()});
     render_cells(out, *s.cells);
   }
   if (s.containers) {
-    static constexpr container_state states[] = {container_state::created,
-                                                 container_state::running,
+    static constexpr container_state states[] = {container_state::created, container_state::running,
                                                  container_state::stopped};
     count_states(out, "cyto_containers", "Containers by state", *s.containers, states);
   }
   if (s.vms) {
-    static constexpr vm_state states[] = {vm_state::created, vm_state::running,
-                                          vm_state::paused, vm_state::stopped, vm_state::exited};
+    static constexpr vm_state states[] = {vm_state::created, vm_state::running, vm_state::paused,
+                                          vm_state::stopped, vm_state::exited};
     count_states(out, "cyto_vms", "Virtual machines by state", *s.vms, states);
   }
   if (s.images) {
-    family_writer n{out, "cyto_images", "gauge", "Images in the store"};
-    n.sample("", uint64_t{s.images->size()});
+    single(out, "cyto_images", "gauge", "Images in the store", uint64_t{s.images->size()});
     family_writer b{out, "cyto_image_bytes", "gauge", "Bytes of the images' blobs"};
     uint64_t bytes = 0;
     for (auto& i : *s.images)
@@ -206,11 +215,10 @@ std::string render_metrics(const metrics_snapshot& s) {
     b.sample("", bytes);
   }
   {
-    family_writer c{out, "cyto_gateway_connections", "gauge", "Client connections open now"};
-    c.sample("", s.connections_open);
-    family_writer a{out, "cyto_gateway_connections_total", "counter",
-                    "Client connections accepted since start"};
-    a.sample("", s.connections_accepted);
+    single(out, "cyto_gateway_connections", "gauge", "Client connections open now",
+           s.connections_open);
+    single(out, "cyto_gateway_connections_total", "counter",
+           "Client connections accepted since start", s.connections_accepted);
     // By verb, sorted for a stable text.
     std::map<std::string, uint64_t> verbs;
     for (auto [atom, n] : s.calls.by_verb)
@@ -219,9 +227,8 @@ std::string render_metrics(const metrics_snapshot& s) {
                     "Calls the gateway forwarded to the bus, by verb"};
     for (auto& [verb, n] : verbs)
       r.sample(label("verb", verb), n);
-    family_writer p{out, "cyto_image_pulls_total", "counter",
-                    "Image pulls asked for through the gateway"};
-    p.sample("", verbs.count("pull") ? verbs["pull"] : uint64_t{0});
+    single(out, "cyto_image_pulls_total", "counter", "Image pulls asked for through the gateway",
+           verbs.count("pull") ? verbs["pull"] : uint64_t{0});
     family_writer e{out, "cyto_gateway_call_errors_total", "counter",
                     "Forwarded calls answered with an error, by cyto error code"};
     for (size_t i = 1; i <= static_cast<size_t>(errc_last); ++i) {
@@ -230,18 +237,13 @@ std::string render_metrics(const metrics_snapshot& s) {
   }
   if (s.topics) {
     auto& t = *s.topics;
-    family_writer a{out, "cyto_bus_topics", "gauge", "Event topics on the bus"};
-    a.sample("", t.topics);
-    family_writer b{out, "cyto_bus_subscribers", "gauge", "Topic subscriptions"};
-    b.sample("", t.subscribers);
-    family_writer c{out, "cyto_bus_events_published_total", "counter", "Events published"};
-    c.sample("", t.published);
-    family_writer d{out, "cyto_bus_events_delivered_total", "counter",
-                    "Events delivered to subscribers"};
-    d.sample("", t.delivered);
-    family_writer e{out, "cyto_bus_events_dropped_total", "counter",
-                    "Events dropped from full subscriber queues"};
-    e.sample("", t.dropped);
+    single(out, "cyto_bus_topics", "gauge", "Event topics on the bus", t.topics);
+    single(out, "cyto_bus_subscribers", "gauge", "Topic subscriptions", t.subscribers);
+    single(out, "cyto_bus_events_published_total", "counter", "Events published", t.published);
+    single(out, "cyto_bus_events_delivered_total", "counter", "Events delivered to subscribers",
+           t.delivered);
+    single(out, "cyto_bus_events_dropped_total", "counter",
+           "Events dropped from full subscriber queues", t.dropped);
   }
   if (s.observe) {
     auto& o = *s.observe;
@@ -250,15 +252,12 @@ std::string render_metrics(const metrics_snapshot& s) {
     subs.sample(label("kind", "stats"), o.stats_subscribers);
     subs.sample(label("kind", "output"), o.output_subscribers);
     subs.sample(label("kind", "events"), o.event_subscribers);
-    family_writer logs{out, "cyto_observe_log_entries_total", "counter",
-                       "Daemon log entries seen"};
-    logs.sample("", o.log_entries_seen);
-    family_writer logs_lost{out, "cyto_observe_log_entries_dropped_total", "counter",
-                            "Daemon log entries dropped before a subscriber"};
-    logs_lost.sample("", o.log_entries_dropped);
-    family_writer avail{out, "cyto_kernel_events_available", "gauge",
-                        "Whether kernel events (eBPF) flow"};
-    avail.sample("", uint64_t{o.events_available});
+    single(out, "cyto_observe_log_entries_total", "counter", "Daemon log entries seen",
+           o.log_entries_seen);
+    single(out, "cyto_observe_log_entries_dropped_total", "counter",
+           "Daemon log entries dropped before a subscriber", o.log_entries_dropped);
+    single(out, "cyto_kernel_events_available", "gauge", "Whether kernel events (eBPF) flow",
+           uint64_t{o.events_available});
     family_writer ev{out, "cyto_kernel_events_total", "counter",
                      "Kernel events at each stage of the pipeline"};
     ev.sample(label("stage", "submitted"), o.events_submitted);
@@ -312,16 +311,14 @@ int listen_metrics_socket(const std::string& address) {
 class metrics_server::service final : public kj::HttpService {
 public:
   explicit service(metrics_server& owner)
-    : owner_(owner), table_(kj::heap<kj::HttpHeaderTable>()) {
-  }
+      : owner_(owner), table_(kj::heap<kj::HttpHeaderTable>()) {}
 
   kj::HttpHeaderTable& table() {
     return *table_;
   }
 
-  kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url,
-                            const kj::HttpHeaders&, kj::AsyncInputStream&,
-                            Response& response) override {
+  kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders&,
+                            kj::AsyncInputStream&, Response& response) override {
     std::string path{url.cStr()};
     path = path.substr(0, path.find('?'));
     if (path != "/metrics")
@@ -343,8 +340,7 @@ public:
   }
 
 private:
-  kj::Promise<void> reply(Response& response, uint code, kj::StringPtr status,
-                          kj::StringPtr text) {
+  kj::Promise<void> reply(Response& response, uint code, kj::StringPtr status, kj::StringPtr text) {
     kj::HttpHeaders headers{*table_};
     headers.set(kj::HttpHeaderId::CONTENT_TYPE, "text/plain; charset=utf-8");
     auto body = response.send(code, status, headers, uint64_t{text.size()});
@@ -367,20 +363,18 @@ kj::Promise<void> ask(bridge& br, const Handle& h, metrics_snapshot& s, std::opt
     return kj::READY_NOW;
   }
   return br.request(h, std::forward<Ts>(xs)...)
-    .then([&slot](T answer) { slot = std::move(answer); },
-          [&s, name](kj::Exception&& e) { s.failed[name] = e.getDescription().cStr(); });
+      .then([&slot](T answer) { slot = std::move(answer); },
+            [&s, name](kj::Exception&& e) { s.failed[name] = e.getDescription().cStr(); });
 }
 
 } // namespace
 
 metrics_server::metrics_server(kj::AsyncIoContext& io, caf::actor_system& sys, int fd,
                                metrics_sources sources)
-  : io_(io),
-    bridge_(sys, io.unixEventPort),
-    sources_(std::move(sources)),
-    listener_(io.lowLevelProvider->wrapListenSocketFd(
-      fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
-    service_(std::make_unique<service>(*this)) {
+    : io_(io), bridge_(sys, io.unixEventPort), sources_(std::move(sources)),
+      listener_(
+          io.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
+      service_(std::make_unique<service>(*this)) {
   auto server = kj::heap<kj::HttpServer>(io.provider->getTimer(), service_->table(), *service_);
   auto listening = server->listenHttp(*listener_);
   serving_ = listening.attach(kj::mv(server)).eagerlyEvaluate([](kj::Exception&& e) {

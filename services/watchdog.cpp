@@ -7,7 +7,7 @@
 namespace cyto::services {
 
 watchdog::watchdog(bridge& br, kj::Timer& timer, node_actor node, kj::Duration interval)
-  : bridge_(br), timer_(timer), node_(std::move(node)), interval_(interval) {
+    : bridge_(br), timer_(timer), node_(std::move(node)), interval_(interval) {
   task_ = loop().eagerlyEvaluate([](kj::Exception&& e) {
     log::get("cytod")->error("watchdog loop ended: {}", e.getDescription().cStr());
   });
@@ -23,14 +23,15 @@ kj::Duration watchdog::interval_from_environment() {
 kj::Promise<void> watchdog::loop() {
   // An answer that takes longer than the interval is a missed ping, not a pile-up.
   auto asked = timer_.timeoutAfter(interval_, bridge_.request(node_, discover_atom::value))
-                 .then([this](node_info) {
-                   ::sd_notify(0, "WATCHDOG=1");
-                   ++pings_;
-                 },
-                 [](kj::Exception&& e) {
-                   log::get("cytod")->warn("watchdog: the node actor did not answer: {}",
-                                           e.getDescription().cStr());
-                 });
+                   .then(
+                       [this](node_info) {
+                         ::sd_notify(0, "WATCHDOG=1");
+                         ++pings_;
+                       },
+                       [](kj::Exception&& e) {
+                         log::get("cytod")->warn("watchdog: the node actor did not answer: {}",
+                                                 e.getDescription().cStr());
+                       });
   return asked.then([this] { return timer_.afterDelay(interval_); }).then([this] {
     return loop();
   });

@@ -25,8 +25,8 @@ process_result cli(const daemon_fixture& d, std::vector<std::string> args) {
 std::optional<uint64_t> kernel_memory(const daemon_fixture& d, const std::string& cell) {
   for (auto& m : host_cgroup_mounts()) {
     auto dir = m.path + "/" + d.cgroup_root() + "/" + cell;
-    bool v1_memory = !m.v2 && std::find(m.options.begin(), m.options.end(), "memory")
-                                != m.options.end();
+    bool v1_memory =
+        !m.v2 && std::find(m.options.begin(), m.options.end(), "memory") != m.options.end();
     auto file = dir + (m.v2 ? "/memory.current" : "/memory.usage_in_bytes");
     if ((v1_memory || m.v2) && std::filesystem::exists(file)) {
       auto text = read_text(file);
@@ -76,8 +76,8 @@ BOOST_AUTO_TEST_CASE(scrape_parses_and_cell_memory_matches_the_cgroup) {
     }
     return -1;
   };
-  while ((kernel_memory(d, "metered").value_or(0) < 16'000'000 || procs() != 2)
-         && steady::now() < deadline)
+  while ((kernel_memory(d, "metered").value_or(0) < 16'000'000 || procs() != 2) &&
+         steady::now() < deadline)
     std::this_thread::sleep_for(50ms);
   BOOST_TEST_REQUIRE(procs() == 2);
   BOOST_TEST_REQUIRE(kernel_memory(d, "metered").value_or(0) >= 16'000'000u);
@@ -106,7 +106,8 @@ BOOST_AUTO_TEST_CASE(scrape_parses_and_cell_memory_matches_the_cgroup) {
   BOOST_TEST(m.types.at("cyto_cell_memory_bytes") == "gauge");
   // The container is a cell too, labelled as one.
   BOOST_TEST(m.find("cyto_cell_memory_bytes", {{"cell", "containers/box"}, {"kind", "container"}})
-               .has_value(), body);
+                 .has_value(),
+             body);
   BOOST_TEST(m.find("cyto_containers", {{"state", "running"}}).value_or(0) == 1.0);
   // Node level: every source answered, calls were counted, the event pipeline is there.
   for (auto src : {"node", "cells", "containers", "vms", "images", "topics", "observe"})
@@ -122,8 +123,8 @@ BOOST_AUTO_TEST_CASE(scrape_parses_and_cell_memory_matches_the_cgroup) {
   auto before = m.find("cyto_gateway_call_errors_total", {{"code", "not_found"}}).value_or(-1);
   BOOST_TEST(cli(d, {"cell", "inspect", "no-such-cell"}).code() != 0);
   auto again = parse_prometheus_text(body_and_status(scrape(port)).first);
-  BOOST_TEST(again.find("cyto_gateway_call_errors_total", {{"code", "not_found"}}).value_or(-1)
-             == before + 1);
+  BOOST_TEST(again.find("cyto_gateway_call_errors_total", {{"code", "not_found"}}).value_or(-1) ==
+             before + 1);
 
   // A pull is counted, failed or not (nothing listens on port 1).
   auto pull = cli(d, {"image", "pull", "127.0.0.1:1/nothing:latest"});
@@ -152,8 +153,8 @@ BOOST_AUTO_TEST_CASE(metrics_port_in_use_stops_cytod_at_start) {
   daemon_fixture d{false};
   auto r = run_process(d.argv({"--metrics-listen", "127.0.0.1:" + std::to_string(port)}), 30s);
   BOOST_TEST(r.code() == 2);
-  BOOST_TEST(contains(r.err, "metrics.listen: cannot listen on 127.0.0.1:" + std::to_string(port)
-                               + ": Address already in use"),
+  BOOST_TEST(contains(r.err, "metrics.listen: cannot listen on 127.0.0.1:" + std::to_string(port) +
+                                 ": Address already in use"),
              r.err);
   // It stopped before serving anything: no socket left behind.
   BOOST_TEST(!std::filesystem::exists(d.socket_path()));

@@ -61,10 +61,9 @@ inline prom_text parse_prometheus_text(const std::string& text) {
   static const std::regex name_re{R"([a-zA-Z_:][a-zA-Z0-9_:]*)"};
   static const std::regex help_re{R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*))"};
   static const std::regex type_re{
-    R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped))"};
+      R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped))"};
   // name, optional {labels}, value, optional timestamp
-  static const std::regex sample_re{
-    R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? ([^ ]+)( -?[0-9]+)?)"};
+  static const std::regex sample_re{R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? ([^ ]+)( -?[0-9]+)?)"};
   static const std::regex label_re{R"(([a-zA-Z_][a-zA-Z0-9_]*)="((\\.|[^"\\])*)\"(,|$))"};
   prom_text out;
   std::set<std::string> seen_samples_of; // families whose samples started
@@ -136,8 +135,7 @@ inline prom_text parse_prometheus_text(const std::string& text) {
     }
     // A sample belongs to the family declared last (histograms add suffixes; we use none).
     if (s.name != current)
-      throw std::runtime_error(where + "sample outside its family's block (TYPE " + current
-                               + ")");
+      throw std::runtime_error(where + "sample outside its family's block (TYPE " + current + ")");
     seen_samples_of.insert(s.name);
     out.samples.push_back(std::move(s));
   }

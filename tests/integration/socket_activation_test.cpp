@@ -23,8 +23,8 @@ extern "C" char** environ;
 int listening_socket(const std::string& path, int backlog = 128) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   auto addr = unix_address(path);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0
-      || ::listen(fd, backlog) != 0)
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd, backlog) != 0)
     throw std::runtime_error("listening socket " + path + ": " + std::strerror(errno));
   return fd;
 }
@@ -45,12 +45,12 @@ class activated_cytod {
 public:
   activated_cytod(const std::vector<std::string>& argv, const std::string& log,
                   const activation_env& env)
-    : log_(log) {
+      : log_(log) {
     std::vector<std::string> envs;
     for (char** e = environ; *e; ++e) {
       std::string kv = *e;
-      if (kv.rfind("LISTEN_", 0) != 0 && kv.rfind("NOTIFY_SOCKET=", 0) != 0
-          && kv.rfind("WATCHDOG_", 0) != 0)
+      if (kv.rfind("LISTEN_", 0) != 0 && kv.rfind("NOTIFY_SOCKET=", 0) != 0 &&
+          kv.rfind("WATCHDOG_", 0) != 0)
         envs.push_back(kv);
     }
     bool self_watchdog = false;
@@ -126,8 +126,8 @@ public:
     while (!contains(log(), " ready: node=")) {
       if (auto st = wait_pid_for(pid_, 0ms)) {
         status_ = *st;
-        throw std::runtime_error("cytod exited during start-up (" + describe_status(*st)
-                                 + "); its log:\n" + log());
+        throw std::runtime_error("cytod exited during start-up (" + describe_status(*st) +
+                                 "); its log:\n" + log());
       }
       if (steady::now() > deadline)
         throw std::runtime_error("cytod not ready in time; its log:\n" + log());
@@ -357,10 +357,12 @@ BOOST_AUTO_TEST_CASE(an_unreadable_config_file_is_named) {
   activation_env env;
   env.as_nobody = true;
   activated_cytod nobody{{cytod_path, "--config", secret, "--state-dir", d.dir() + "/nobody"},
-                         d.dir() + "/nobody.log", env};
+                         d.dir() + "/nobody.log",
+                         env};
   int st = nobody.wait();
   BOOST_TEST(exit_code(st) == 2);
-  BOOST_TEST(contains(nobody.log(), "config " + secret + ": cannot read the file: Permission denied"),
-             nobody.log());
+  BOOST_TEST(
+      contains(nobody.log(), "config " + secret + ": cannot read the file: Permission denied"),
+      nobody.log());
   BOOST_TEST(!std::filesystem::exists(d.state_dir()));
 }

@@ -423,7 +423,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
                    .wait(io.waitScope);
       main_log->info("signal {} received, shutting down", sig.si_signo);
       // New peers wait in the backlog; the ones connected finish their calls first.
-      gw.stop_accepting();
+      gw.stop_accepting().wait(io.waitScope);
       notify("STOPPING=1", "draining " + std::to_string(gw.connections()) + " connections");
       auto& timer = io.provider->getTimer();
       auto deadline = timer.now() + drain_timeout;

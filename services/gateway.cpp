@@ -494,9 +494,23 @@ void gateway::start_accepting(const std::string& what) {
     listen_tcp();
 }
 
-void gateway::stop_accepting() {
-  accepting_ = nullptr;
-  tcp_accepting_ = nullptr;
+kj::Promise<void> gateway::stop_accepting() {
+  // Cancelling the accept loops at once could drop a peer whose accept(2) already ran
+  // but whose continuation (the one that serves it) is still queued: it would see a
+  // reset. So: from now on every loop serves what it accepted and stops; once the event
+  // queue is empty (no accepted peer in flight) the loops still parked are cancelled, and
+  // new peers stay in the backlog.
+  draining_ = true;
+  return kj::evalLast([this] {
+    accepting_ = nullptr;
+    tcp_accepting_ = nullptr;
+  });
+}
+
+kj::Promise<void> gateway::next_accept() {
+  if (draining_)
+    return kj::READY_NOW;
+  return accept_loop();
 }
 
 void gateway::close() {
@@ -535,7 +549,7 @@ kj::Promise<void> gateway::accept_loop() {
     if (connections_ >= cfg_.max_connections) {
       log::get("gateway")->warn("refused a connection: {} open, the limit is {}", connections_,
                                 cfg_.max_connections);
-      return accept_loop(); // `stream` is closed as it goes out of scope
+      return next_accept(); // `stream` is closed as it goes out of scope
     }
     ucred cred{};
     uint len = sizeof(cred);
@@ -556,7 +570,7 @@ kj::Promise<void> gateway::accept_loop() {
       boot = kj::heap<denied_node>(std::move(why));
     }
     tasks_->add(serve(kj::mv(stream), kj::mv(boot)));
-    return accept_loop();
+    return next_accept();
   }, [this](kj::Exception&& e) -> kj::Promise<void> {
     return accept_backoff(accept_failures_, e).then([this] { return accept_loop(); });
   });
@@ -604,7 +618,7 @@ kj::Promise<void> gateway::tcp_accept_loop() {
           log::get("gateway")->info("TLS peer left before its handshake: {}",
                                     e->getDescription().cStr());
         }
-        return tcp_accept_loop();
+        return draining_ ? kj::Promise<void>(kj::READY_NOW) : tcp_accept_loop();
       },
       [this](kj::Exception&& e) -> kj::Promise<void> {
         return accept_backoff(tcp_accept_failures_, e).then([this] { return tcp_accept_loop(); });

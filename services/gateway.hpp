@@ -71,8 +71,9 @@ public:
   void listen();
 
   /// Stops accepting; open connections go on. Peers that connect from now on wait in
-  /// the socket's backlog (for the next daemon, when the socket was inherited).
-  void stop_accepting();
+  /// the socket's backlog (for the next daemon, when the socket was inherited). Resolves
+  /// once no accepted peer is left unserved (then connections() counts every one).
+  kj::Promise<void> stop_accepting();
 
   /// Stops accepting, closes every connection and removes the socket (unless inherited).
   void close();
@@ -103,6 +104,8 @@ private:
 
   void start_accepting(const std::string& what);
   kj::Promise<void> accept_loop();
+  /// The accept loop again, unless draining.
+  kj::Promise<void> next_accept();
   void listen_tcp();
   kj::Promise<void> tcp_accept_loop();
   void admit_tcp(kj::Own<kj::AsyncIoStream> stream);
@@ -124,6 +127,8 @@ private:
   ino_t socket_inode_ = 0;
   size_t connections_ = 0;
   uint64_t accepted_ = 0;
+  /// stop_accepting() was called: the loops end after serving what they accepted.
+  bool draining_ = false;
   size_t handshakes_ = 0;
   /// Accept failures in a row (EMFILE, ENFILE, ...): the back-off before the next try.
   unsigned accept_failures_ = 0;

@@ -75,7 +75,13 @@ check "demo image installed" test -f /usr/share/cyto/demo-image/index.json
 check "config installed" test -f /etc/cyto/cytod.toml
 check "units installed" test -f /usr/lib/systemd/system/cytod.service -a -f /usr/lib/systemd/system/cytod.socket
 check "ExecStart names /usr/bin/cytod" grep -q '^ExecStart=/usr/bin/cytod ' /usr/lib/systemd/system/cytod.service
-check "group cyto exists" getent group cyto >/dev/null
+if command -v systemd-analyze >/dev/null; then
+  # Parses the units as systemd would (also without systemd running): no warnings.
+  verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/cytod.socket \
+             /usr/lib/systemd/system/cytod.service 2>&1) && rc=0 || rc=$?
+  check "systemd-analyze verify: clean ($verify)" test "$rc" -eq 0 -a -z "$verify"
+fi
+check "group cyto exists" sh -c 'getent group cyto >/dev/null'
 check "cytod.socket enabled" test -L /etc/systemd/system/sockets.target.wants/cytod.socket
 check "cytod.service enabled" test -L /etc/systemd/system/multi-user.target.wants/cytod.service
 check "man pages" test -f /usr/share/man/man1/cyto.1.gz -o -f /usr/share/man/man1/cyto.1

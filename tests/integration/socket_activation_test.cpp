@@ -181,6 +181,23 @@ BOOST_AUTO_TEST_CASE(restart_on_an_inherited_socket_loses_no_client_call) {
   BOOST_TEST_REQUIRE(run.code() == 0, run.err);
   auto before = cli(d, {"--json", "ps"});
   BOOST_TEST_REQUIRE(before.code() == 0, before.err);
+  BOOST_TEST_REQUIRE(cli(d, {"cell", "allocate", "kept"}).code() == 0);
+  auto started = cli(d, {"cell", "start", "kept", "--name", "nap", "--", "/bin/sleep", "300"});
+  BOOST_TEST_REQUIRE(started.code() == 0, started.err);
+  auto exe_pid = [&] {
+    auto r = cli(d, {"--json", "cell", "inspect", "kept"});
+    if (r.code() != 0) {
+      BOOST_TEST_MESSAGE("cell inspect: " << r.err);
+      return -1;
+    }
+    auto cell = nlohmann::json::parse(r.out);
+    for (auto& e : cell.at("executables"))
+      if (e.at("name") == "nap")
+        return e.at("pid").get<int>();
+    return -1;
+  };
+  auto nap_before = exe_pid();
+  BOOST_TEST_REQUIRE(nap_before > 0);
   auto listed = nlohmann::json::parse(before.out);
   BOOST_TEST_REQUIRE(listed.size() == 1u, before.out);
   auto pid_before = listed.at(0).at("pid").get<int>();
@@ -254,7 +271,11 @@ BOOST_AUTO_TEST_CASE(restart_on_an_inherited_socket_loses_no_client_call) {
   BOOST_TEST(j.at("name").get<std::string>() == "keep");
   BOOST_TEST(j.at("pid").get<int>() == pid_before);
   BOOST_TEST(::kill(pid_before, 0) == 0);
+  // And the cell's executable: the same process, known to the new daemon.
+  BOOST_TEST(exe_pid() == nap_before);
+  BOOST_TEST(::kill(nap_before, 0) == 0);
   BOOST_TEST(cli(d, {"rm", "-f", "keep"}).code() == 0);
+  BOOST_TEST(cli(d, {"cell", "free", "kept", "--force"}).code() == 0);
   BOOST_TEST(exit_code(second->stop()) == 0);
   ::close(sock);
 }

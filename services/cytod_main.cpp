@@ -422,6 +422,8 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
                    .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
                    .wait(io.waitScope);
       main_log->info("signal {} received, shutting down", sig.si_signo);
+      // The host's channel into a guest goes at once, as before: it never ends by itself.
+      channel = nullptr;
       // New peers wait in the backlog; the ones connected finish their calls first.
       gw.stop_accepting().wait(io.waitScope);
       notify("STOPPING=1", "draining " + std::to_string(gw.connections()) + " connections");

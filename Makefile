@@ -4,14 +4,17 @@
 #               ASan/UBSan, then unit + integration)
 # Other targets: build, unit, bench, sanitize (unit tests under ASan/UBSan), fuzz
 #   (libFuzzer targets of tests/fuzz, FUZZ_SECONDS each; make test runs them briefly), clean,
-#   pki (a CA, this host's node certificate and a user 'admin' in deploy/pki/).
+#   pki (a CA, this host's node certificate and a user 'admin' in deploy/pki/),
+#   install (binaries, demo image, config, units, man pages, completion under PREFIX,
+#   default /usr/local; the config always at /etc/cyto/cytod.toml, never overwritten),
+#   deb (build/package/cyto_<version>_amd64.deb through CPack, for /usr).
 
 BUILD_DIR  ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc)
 ARGS       ?=
 
-.PHONY: all deps configure build run test unit bench sanitize fuzz clean pki
+.PHONY: all deps configure build run test unit bench sanitize fuzz clean pki install deb
 
 all: build
 
@@ -26,6 +29,19 @@ configure: deps
 
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# What install and deb ship: only these need building.
+PACKAGED = cytod cyto cyto-runtime demo_image completions man_pages
+PREFIX  ?= /usr/local
+
+install: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target $(PACKAGED)
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+deb: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target $(PACKAGED)
+	cd $(BUILD_DIR) && cpack -G DEB
+	@ls -1 $(BUILD_DIR)/package/*.deb
 
 run: build
 	$(BUILD_DIR)/cytod $(ARGS)

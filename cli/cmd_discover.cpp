@@ -129,13 +129,16 @@ int cmd_version(const global_options& g) {
     problem = e.what();
   }
   if (g.json) {
-    nlohmann::json j{{"cli", cyto::version}, {"daemon", daemon.empty() ? nullptr : nlohmann::json(daemon)}};
+    nlohmann::json j{{"cli", cyto::version},
+                     {"cliRevision", cyto::git_revision},
+                     {"daemon", daemon.empty() ? nullptr : nlohmann::json(daemon)}};
     if (!problem.empty())
       j["daemonError"] = problem;
     print_json(j);
     return 0;
   }
   std::printf("cyto  %s\n", cyto::version);
+  std::printf("revision %s\n", cyto::git_revision);
   std::printf("cytod %s\n", daemon.empty() ? ("unreachable: " + problem).c_str() : daemon.c_str());
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/completion.hpp"
 #include "cyto/version.hpp"
 
 int main(int argc, char** argv) {
@@ -26,7 +27,8 @@ int main(int argc, char** argv) {
                  "socket reaches (see `cyto node ls`)");
   app.add_option("--vm", g.vm,
                  "run the verb against the cytod inside this VM (through the host's cytod)");
-  app.set_version_flag("--version", std::string{cyto::version});
+  app.set_version_flag("--version",
+                       std::string{"cyto "} + cyto::version + " (" + cyto::git_revision + ")");
 
   auto* discover = app.add_subcommand("discover", "show the node: version, uptime, host features");
   auto* health = app.add_subcommand(
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
   add_node_commands(app, g, run);
   add_vm_commands(app, g, run);
   add_vm_guest_commands(app, g, run); // vm exec, under the vm command made above
+  add_completion_command(app, run);
   // Options a verb does not know go to its parent, so global ones may follow the verb
   // (cyto discover --connect ...), except in verbs whose trailing words are a command
   // (run, exec): there they must come before the verb.

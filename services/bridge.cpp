@@ -97,6 +97,10 @@ void bridge::forget(uint64_t id) noexcept {
 uint64_t bridge::send(caf::strong_actor_ptr dst, caf::message msg,
                       std::unique_ptr<pending_base> p, kj::Maybe<kj::Duration> deadline) {
   auto id = next_id_++;
+  ++totals_.requests;
+  ++totals_.by_verb[!msg.empty() && msg.match_element<caf::atom_value>(0)
+                      ? static_cast<uint64_t>(msg.get_as<caf::atom_value>(0))
+                      : 0];
   if (!dst) {
     caf::message err = caf::make_message(
       cyto::make_error(errc::unavailable, "service not running"));
@@ -171,6 +175,11 @@ void bridge::expire_due() {
   }
 }
 
+void bridge::count_error(const caf::error& err) noexcept {
+  auto code = static_cast<size_t>(code_of(err));
+  ++totals_.errors[code <= static_cast<size_t>(errc_last) ? code : static_cast<size_t>(errc::internal)];
+}
+
 void bridge::node_down(const caf::node_id& node, const std::string& name) {
   down_[node] = name;
   std::vector<std::unique_ptr<pending_base>> failed;
@@ -220,6 +229,8 @@ void bridge::dispatch(caf::mailbox_element& element) {
     auto p = take(element.mid.request_id().integer_value());
     if (!p)
       return; // cancelled or expired: a late answer
+    if (msg.match_elements<caf::error>())
+      count_error(msg.get_as<caf::error>(0));
     p->complete(msg);
     return;
   }

@@ -148,6 +148,18 @@ public:
     return deadline_;
   }
 
+  /// Requests sent since start, by verb (the atom a request starts with: "pull",
+  /// "discover", ...; 0 for requests without one), and how many were answered with an
+  /// error (by cyto::errc code, index = code; other categories under errc::internal).
+  struct counters {
+    uint64_t requests = 0;
+    std::unordered_map<uint64_t, uint64_t> by_verb;
+    uint64_t errors[static_cast<size_t>(errc_last) + 1] = {};
+  };
+  const counters& totals() const noexcept {
+    return totals_;
+  }
+
 private:
   using deadline_map = std::multimap<kj::TimePoint, uint64_t>;
 
@@ -177,6 +189,8 @@ private:
         (*self)->forget(id);
     }));
   }
+
+  void count_error(const caf::error& err) noexcept;
 
   template <class R>
   static void unpack(caf::message& answer, auto&& ok, auto&& fail) {
@@ -246,6 +260,7 @@ private:
   kj::Promise<void> deadline_task_ = nullptr;
   /// Nodes that are down, with their names (see node_down).
   std::map<caf::node_id, std::string> down_;
+  counters totals_;
 
   std::mutex mtx_;
   std::vector<caf::mailbox_element_ptr> inbox_; // guarded by mtx_

@@ -2,8 +2,15 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <toml++/toml.h>
 
@@ -77,7 +84,7 @@ struct applier {
       if (key == "socket" || key == "scheduler" || key == "log" || key == "cgroup"
           || key == "images" || key == "network"
           || key == "containers" || key == "gateway" || key == "federation"
-          || key == "channel" || key == "vms") {
+          || key == "channel" || key == "vms" || key == "metrics") {
         if (auto sub = node.as_table())
           table(*sub, key + ".");
         else
@@ -162,6 +169,8 @@ struct applier {
         str(node, key, cfg.mke2fs);
       } else if (key == "vms.qemu_img") {
         str(node, key, cfg.qemu_img);
+      } else if (key == "metrics.listen") {
+        str(node, key, cfg.metrics_listen);
       } else if (key == "images.ca") {
         if (auto sub = node.as_table()) {
           for (auto& [reg, path] : *sub) {
@@ -183,6 +192,13 @@ struct applier {
 } // namespace
 
 std::string default_demo_image() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto installed = self.parent_path().parent_path() / "share" / "cyto" / "demo-image";
+    if (std::filesystem::exists(installed / "index.json", ec))
+      return installed.lexically_normal().string();
+  }
 #ifdef CYTO_DEMO_IMAGE_DIR
   return CYTO_DEMO_IMAGE_DIR;
 #else
@@ -211,12 +227,33 @@ std::optional<std::string> apply_toml(std::string_view text, daemon_config& cfg)
 }
 
 std::optional<std::string> apply_toml_file(const std::string& path, daemon_config& cfg) {
-  std::ifstream in{path};
-  if (!in)
-    return path + ": cannot read the file";
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (auto err = apply_toml(ss.str(), cfg))
+  // POSIX, not an ifstream: it names the errno, and a directory opens fine as a stream
+  // and reads as an empty (valid) TOML file.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return path + ": cannot read the file: " + std::strerror(errno);
+  std::string text;
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return path + ": cannot read the file: not a regular file";
+  }
+  char buf[8192];
+  while (true) {
+    auto n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      auto err = path + ": cannot read the file: " + std::strerror(errno);
+      ::close(fd);
+      return err;
+    }
+    if (n == 0)
+      break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (auto err = apply_toml(text, cfg))
     return path + ": " + *err;
   return std::nullopt;
 }
@@ -275,6 +312,9 @@ std::optional<std::string> validate(const daemon_config& cfg) {
       if (value->empty())
         return std::string{key} + ": needed with gateway.tcp (see `make pki`)";
   }
+  if (!cfg.metrics_listen.empty() && !bus::parse_host_port(cfg.metrics_listen))
+    return "metrics.listen: expected host:port (e.g. 127.0.0.1:9464), got '" + cfg.metrics_listen
+           + "'";
   if (!cfg.federation_listen.empty() && !bus::parse_host_port(cfg.federation_listen))
     return "federation.listen: expected host:port, got '" + cfg.federation_listen + "'";
   for (auto& p : cfg.federation_peers)

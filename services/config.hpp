@@ -10,7 +10,9 @@
 
 namespace cyto::services {
 
-/// The demo image layout this build made (CYTO_DEMO_IMAGE_DIR).
+/// The demo image layout: <dir of this executable>/../share/cyto/demo-image when it
+/// exists (an installed cytod: /usr/bin -> /usr/share/cyto), else the one this build
+/// made (CYTO_DEMO_IMAGE_DIR).
 std::string default_demo_image();
 
 struct daemon_config {
@@ -96,6 +98,8 @@ struct daemon_config {
   /// Tools that make image VMs' root disks (vms.mke2fs, vms.qemu_img): paths or names.
   std::string mke2fs = "mke2fs";
   std::string qemu_img = "qemu-img";
+  /// "host:port" of the Prometheus endpoint, GET /metrics (metrics.listen); empty: off.
+  std::string metrics_listen;
 };
 
 /// The default configuration file, read if it exists and no --config is given.

@@ -43,6 +43,9 @@
 #include "services/config.hpp"
 #include "services/gateway.hpp"
 #include "services/init_mode.hpp"
+#include "services/metrics.hpp"
+#include "services/socket_activation.hpp"
+#include "services/watchdog.hpp"
 
 namespace {
 
@@ -149,7 +152,18 @@ void raise_nofile_limit() {
   }
 }
 
-int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp) {
+/// How long a stopping daemon lets open connections finish their calls (new peers wait in
+/// the socket's backlog meanwhile, for the next daemon when the socket is inherited).
+constexpr auto drain_timeout = 5 * kj::SECONDS;
+
+/// Sends STATUS= (and optionally a state such as READY=1) to systemd, if it listens.
+void notify(const char* state, const std::string& status) {
+  auto text = std::string{state} + (state[0] ? "\n" : "") + "STATUS=" + status;
+  ::sd_notify(0, text.c_str());
+}
+
+int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
+        services::activation activated) {
   // Pipelined calls allocate and free capnp messages in bursts; glibc's default trims
   // the heap after each burst and faults it back in on the next (brk, memset, page
   // faults were ~15% of the gateway thread under load). Keep a few MiB instead.
@@ -174,9 +188,21 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
     main_log->error("{}", *err);
     return exit_runtime;
   }
-  if (services::probe_socket(cfg.socket_path) == services::socket_probe::live) {
+  kj::AutoCloseFd listen_fd{activated.fd};
+  if (listen_fd == nullptr
+      && services::probe_socket(cfg.socket_path) == services::socket_probe::live) {
     main_log->error("another daemon is listening on {}", cfg.socket_path);
     return exit_runtime;
+  }
+  // Bound before any actor starts, so that a port in use stops cytod at once.
+  kj::AutoCloseFd metrics_fd;
+  if (!cfg.metrics_listen.empty()) {
+    try {
+      metrics_fd = kj::AutoCloseFd{services::listen_metrics_socket(cfg.metrics_listen)};
+    } catch (const std::exception& e) {
+      main_log->error("{}", e.what());
+      return exit_config;
+    }
   }
 
   auto self_name = cfg.node_name.empty() ? host_name() : cfg.node_name;
@@ -278,6 +304,8 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
   containers_cfg.cells = cells_actor;
   containers_cfg.images = images_actor;
   containers_cfg.registry = registry;
+  main_log->info("containers: runtime {}, demo image {}", containers_cfg.runtime_path,
+                 containers_cfg.demo_image.empty() ? "(none)" : containers_cfg.demo_image);
   cyto::containers_actor containers_handle;
   if (auto bad = containers_cfg.validate(); !bad.empty())
     main_log->error("containers: {}; containers are unavailable", bad);
@@ -358,10 +386,28 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
     gw_cfg.call_deadline = cfg.gateway_call_deadline * kj::SECONDS;
     gw_cfg.connection_message_bytes = size_t{cfg.gateway_connection_message_mib} << 20;
     gw_cfg.total_message_bytes = size_t{cfg.gateway_total_message_mib} << 20;
+    gw_cfg.listen_fd = listen_fd.release();
     services::gateway gw{io, sys, registry, std::move(gw_cfg)};
     kj::Maybe<kj::Own<services::guest_channel>> channel;
+    kj::Maybe<kj::Own<services::metrics_server>> metrics;
+    // The watchdog's own bridge: it proves the bus answers, apart from client traffic.
+    services::bridge ops_bridge{sys, io.unixEventPort};
+    kj::Maybe<kj::Own<services::watchdog>> dog;
     try {
       gw.listen();
+      if (metrics_fd != nullptr) {
+        services::metrics_sources sources{node_actor,   cells_actor,   containers_handle,
+                                          vms_handle,   images_actor,  topics,
+                                          observe_actor, nullptr};
+        sources.gateway = [&gw](services::metrics_snapshot& s) {
+          s.connections_open = gw.connections();
+          s.connections_accepted = gw.connections_accepted();
+          s.calls = gw.bus_totals();
+        };
+        metrics = kj::heap<services::metrics_server>(io, sys, metrics_fd.release(),
+                                                     std::move(sources));
+        main_log->info("metrics: serving GET /metrics on {}", cfg.metrics_listen);
+      }
       if (!cfg.channel_port.empty()) {
         auto& ch = channel.emplace(kj::heap<services::guest_channel>(
           io, cfg.channel_port, [&gw](kj::AsyncIoStream& s) { return gw.serve(s); }));
@@ -369,17 +415,34 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp)
       }
       main_log->info("cytod {} ready: node={} socket={} state={} pid={}", cyto::version,
                      node_cfg.node_name, cfg.socket_path, cfg.state_dir, ::getpid());
-      ::sd_notify(0, "READY=1");
+      notify("READY=1", "serving on " + cfg.socket_path
+                          + (activated.fd >= 0 ? " (socket activated)" : ""));
+      if (auto every = services::watchdog::interval_from_environment(); every > 0 * kj::SECONDS) {
+        dog = kj::heap<services::watchdog>(ops_bridge, io.provider->getTimer(), node_actor, every);
+        main_log->info("watchdog: asking the node actor every {} ms", every / kj::MILLISECONDS);
+      }
       auto sig = io.unixEventPort.onSignal(SIGTERM)
                    .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
                    .wait(io.waitScope);
       main_log->info("signal {} received, shutting down", sig.si_signo);
-      ::sd_notify(0, "STOPPING=1");
+      // The host's channel into a guest goes at once, as before: it never ends by itself.
+      channel = nullptr;
+      // New peers wait in the backlog; the ones connected finish their calls first.
+      gw.stop_accepting().wait(io.waitScope);
+      notify("STOPPING=1", "draining " + std::to_string(gw.connections()) + " connections");
+      auto& timer = io.provider->getTimer();
+      auto deadline = timer.now() + drain_timeout;
+      while (gw.connections() > 0 && timer.now() < deadline)
+        timer.afterDelay(10 * kj::MILLISECONDS).wait(io.waitScope);
+      if (gw.connections() > 0)
+        main_log->info("closing {} connections still open", gw.connections());
+      dog = nullptr;
     } catch (const std::exception& e) {
       main_log->error("{}", e.what());
       rc = exit_runtime;
     }
     channel = nullptr;
+    metrics = nullptr;
     gw.close();
   }
 
@@ -414,6 +477,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> fed_peers;
   std::optional<std::string> subnet_pool, channel_port, qemu;
   std::optional<std::string> vm_image_kernel, vm_image_initrd, mke2fs, qemu_img;
+  std::optional<std::string> metrics_listen;
   bool init_flag = false;
   app.add_flag("--init", init_flag,
                "run as a VM's init (automatic as PID 1): mount /proc /sys /dev /run /tmp and "
@@ -470,7 +534,10 @@ int main(int argc, char** argv) {
                  "STATE_DIR/vms/boot/initramfs.cpio, made by deploy/make-vm-boot)");
   app.add_option("--mke2fs", mke2fs, "mke2fs for image VMs' root disks (vms.mke2fs)");
   app.add_option("--qemu-img", qemu_img, "qemu-img for image VMs' overlays (vms.qemu_img)");
-  app.set_version_flag("--version", std::string{cyto::version});
+  app.add_option("--metrics-listen", metrics_listen,
+                 "host:port of the Prometheus endpoint, GET /metrics (metrics.listen; default: "
+                 "off)");
+  app.set_version_flag("--version", std::string{cyto::version} + " (" + cyto::git_revision + ")");
   // As PID 1 the kernel hands us the command line words it does not know: not ours.
   if (::getpid() == 1)
     app.allow_extras();
@@ -478,6 +545,12 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : exit_config;
+  }
+  // Before any thread exists: it unsets LISTEN_* (setenv is not thread-safe).
+  auto activated = services::take_activation_socket();
+  if (activated.error) {
+    std::fprintf(stderr, "cytod: %s\n", activated.error->c_str());
+    return exit_config;
   }
   bool init = services::init_mode_wanted(init_flag);
   if (init) {
@@ -522,6 +595,7 @@ int main(int argc, char** argv) {
   if (vm_image_initrd) cfg.vm_image_initrd = *vm_image_initrd;
   if (mke2fs) cfg.mke2fs = *mke2fs;
   if (qemu_img) cfg.qemu_img = *qemu_img;
+  if (metrics_listen) cfg.metrics_listen = *metrics_listen;
   if (auto err = services::validate(cfg)) {
     std::fprintf(stderr, "cytod: config %s\n", err->c_str());
     return exit_config;
@@ -538,5 +612,8 @@ int main(int argc, char** argv) {
       return exit_config;
     }
   }
-  return run(std::move(cfg), std::move(tcp_gateway));
+  // An inherited socket is where clients are: name it in logs and refusals.
+  if (!activated.path.empty() && activated.path.front() == '/')
+    cfg.socket_path = activated.path;
+  return run(std::move(cfg), std::move(tcp_gateway), std::move(activated));
 }

@@ -6,7 +6,9 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -426,11 +428,24 @@ gateway::gateway(kj::AsyncIoContext& io, caf::actor_system& sys, registry_actor 
 }
 
 gateway::~gateway() noexcept(false) {
+  if (cfg_.listen_fd >= 0) // never listened on
+    ::close(std::exchange(cfg_.listen_fd, -1));
   close();
 }
 
 void gateway::listen() {
   auto& path = cfg_.socket_path;
+  if (cfg_.listen_fd >= 0) {
+    // Inherited (socket activation): bound, owned and permissioned by whoever passed it.
+    int fd = std::exchange(cfg_.listen_fd, -1);
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+      throw std::runtime_error(errno_text("set the inherited socket non-blocking"));
+    listener_ = io_.lowLevelProvider->wrapListenSocketFd(
+      fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    start_accepting("inherited socket " + path);
+    return;
+  }
   auto dir = path.substr(0, path.rfind('/'));
   if (!dir.empty() && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
     throw std::runtime_error(errno_text("create socket directory " + dir));
@@ -471,6 +486,10 @@ void gateway::listen() {
   socket_inode_ = st.st_ino;
   listener_ = io_.lowLevelProvider->wrapListenSocketFd(
     fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  start_accepting(path);
+}
+
+void gateway::start_accepting(const std::string& what) {
   // Learn which nodes go down, so that calls to them fail at once (see bridge::node_down).
   tasks_->add(bridge_.request(registry_, get_atom::value, std::string{service_name::federation})
                 .then([this](caf::strong_actor_ptr h) {
@@ -481,9 +500,28 @@ void gateway::listen() {
   accepting_ = accept_loop().eagerlyEvaluate([](kj::Exception&& e) {
     log::get("gateway")->error("accept loop ended: {}", e.getDescription().cStr());
   });
-  log::get("gateway")->info("listening on {}", path);
+  log::get("gateway")->info("listening on {}", what);
   if (cfg_.tcp)
     listen_tcp();
+}
+
+kj::Promise<void> gateway::stop_accepting() {
+  // Cancelling the accept loops at once could drop a peer whose accept(2) already ran
+  // but whose continuation (the one that serves it) is still queued: it would see a
+  // reset. So: from now on every loop serves what it accepted and stops; once the event
+  // queue is empty (no accepted peer in flight) the loops still parked are cancelled, and
+  // new peers stay in the backlog.
+  draining_ = true;
+  return kj::evalLast([this] {
+    accepting_ = nullptr;
+    tcp_accepting_ = nullptr;
+  });
+}
+
+kj::Promise<void> gateway::next_accept() {
+  if (draining_)
+    return kj::READY_NOW;
+  return accept_loop();
 }
 
 void gateway::close() {
@@ -496,7 +534,8 @@ void gateway::close() {
   tasks_ = nullptr; // drops every connection
   connections_ = 0;
   struct stat st{};
-  // Remove the socket only if it is still ours (a newer daemon may have replaced it).
+  // Remove the socket only if it is still ours (a newer daemon may have replaced it); an
+  // inherited one (socket_inode_ 0) belongs to whoever passed it.
   if (::stat(cfg_.socket_path.c_str(), &st) == 0 && st.st_ino == socket_inode_)
     ::unlink(cfg_.socket_path.c_str());
   log::get("gateway")->info("closed {}", cfg_.socket_path);
@@ -521,7 +560,7 @@ kj::Promise<void> gateway::accept_loop() {
     if (connections_ >= cfg_.max_connections) {
       log::get("gateway")->warn("refused a connection: {} open, the limit is {}", connections_,
                                 cfg_.max_connections);
-      return accept_loop(); // `stream` is closed as it goes out of scope
+      return next_accept(); // `stream` is closed as it goes out of scope
     }
     ucred cred{};
     uint len = sizeof(cred);
@@ -544,7 +583,7 @@ kj::Promise<void> gateway::accept_loop() {
     }
     tasks_->add(serve(kj::mv(stream), kj::mv(boot),
                       "pid=" + std::to_string(cred.pid) + " uid=" + std::to_string(cred.uid)));
-    return accept_loop();
+    return next_accept();
   }, [this](kj::Exception&& e) -> kj::Promise<void> {
     return accept_backoff(accept_failures_, e).then([this] { return accept_loop(); });
   });
@@ -580,6 +619,7 @@ kj::Promise<void> gateway::serve(kj::Own<kj::AsyncIoStream> stream,
   auto conn = kj::heap<connection>(kj::mv(stream), kj::mv(boot), limits(), std::move(peer));
   auto done = conn->network.onDisconnect();
   ++connections_;
+  ++accepted_;
   return done.attach(kj::mv(conn), kj::defer([this] { --connections_; }));
 }
 
@@ -605,7 +645,7 @@ kj::Promise<void> gateway::tcp_accept_loop() {
           log::get("gateway")->info("TLS peer left before its handshake: {}",
                                     e->getDescription().cStr());
         }
-        return tcp_accept_loop();
+        return draining_ ? kj::Promise<void>(kj::READY_NOW) : tcp_accept_loop();
       },
       [this](kj::Exception&& e) -> kj::Promise<void> {
         return accept_backoff(tcp_accept_failures_, e).then([this] { return tcp_accept_loop(); });

@@ -57,6 +57,10 @@ struct gateway_config {
   /// (see message_stream.hpp); a message over either ends its connection.
   size_t connection_message_bytes = size_t{8} << 20;
   size_t total_message_bytes = size_t{128} << 20;
+  /// A listening unix stream socket to accept on instead of binding socket_path (socket
+  /// activation: systemd's cytod.socket owns it, so close() leaves the path alone).
+  /// The gateway takes ownership. -1: bind socket_path.
+  int listen_fd = -1;
 };
 
 /// Outcome of probing a socket path before binding it.
@@ -75,7 +79,12 @@ public:
   /// std::runtime_error with a one-line reason if it cannot.
   void listen();
 
-  /// Stops accepting, closes every connection and removes the socket.
+  /// Stops accepting; open connections go on. Peers that connect from now on wait in
+  /// the socket's backlog (for the next daemon, when the socket was inherited). Resolves
+  /// once no accepted peer is left unserved (then connections() counts every one).
+  kj::Promise<void> stop_accepting();
+
+  /// Stops accepting, closes every connection and removes the socket (unless inherited).
   void close();
 
   /// Serves this node's Node on an already connected stream (the guest end of a VM's
@@ -87,12 +96,25 @@ public:
     return connections_;
   }
 
+  /// Connections accepted since start (unix socket and TCP).
+  uint64_t connections_accepted() const noexcept {
+    return accepted_;
+  }
+
+  /// Calls the gateway forwarded to the bus, and their error answers (metrics).
+  const bridge::counters& bus_totals() const noexcept {
+    return bridge_.totals();
+  }
+
 private:
   class node_server;
   class denied_node;
   struct connection;
 
+  void start_accepting(const std::string& what);
   kj::Promise<void> accept_loop();
+  /// The accept loop again, unless draining.
+  kj::Promise<void> next_accept();
   void listen_tcp();
   kj::Promise<void> tcp_accept_loop();
   void admit_tcp(kj::Own<kj::AsyncIoStream> stream);
@@ -118,6 +140,9 @@ private:
   kj::Own<kj::ConnectionReceiver> listener_;
   ino_t socket_inode_ = 0;
   size_t connections_ = 0;
+  uint64_t accepted_ = 0;
+  /// stop_accepting() was called: the loops end after serving what they accepted.
+  bool draining_ = false;
   size_t handshakes_ = 0;
   /// Accept failures in a row (EMFILE, ENFILE, ...): the back-off before the next try.
   unsigned accept_failures_ = 0;

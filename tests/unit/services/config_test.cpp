@@ -234,3 +234,23 @@ total_message_mib = 16
                       "gateway.call_deadline"));
   BOOST_TEST(bad.gateway_call_deadline == 60u); // unchanged on error
 }
+
+BOOST_AUTO_TEST_CASE(metrics_listen_is_off_by_default_and_checked) {
+  daemon_config cfg;
+  BOOST_TEST(cfg.metrics_listen.empty());
+  auto err = apply_toml("[metrics]\nlisten = \"127.0.0.1:9464\"\n", cfg);
+  BOOST_TEST(!err.has_value(), (err ? *err : ""));
+  BOOST_TEST(cfg.metrics_listen == "127.0.0.1:9464");
+  BOOST_TEST(mentions(apply_toml("metrics.listen = \"9464\"\n", cfg), "metrics.listen"));
+  BOOST_TEST(mentions(apply_toml("metrics.listen = 9464\n", cfg), "metrics.listen"));
+  BOOST_TEST(mentions(apply_toml("metrics.port = 9464\n", cfg), "metrics.port: unknown key"));
+  BOOST_TEST(cfg.metrics_listen == "127.0.0.1:9464"); // a refused file changes nothing
+}
+
+BOOST_AUTO_TEST_CASE(an_unreadable_file_is_named_with_the_reason) {
+  daemon_config cfg;
+  auto err = apply_toml_file("/nonexistent/cytod.toml", cfg);
+  BOOST_TEST(mentions(err, "/nonexistent/cytod.toml: cannot read the file: No such file"));
+  err = apply_toml_file("/", cfg);
+  BOOST_TEST(mentions(err, "/: cannot read the file: not a regular file"));
+}

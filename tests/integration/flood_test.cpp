@@ -168,8 +168,10 @@ BOOST_AUTO_TEST_CASE(stalled_followers_of_every_stream_cost_bounded_memory_and_a
   BOOST_TEST(during["logEntriesSeen"].get<uint64_t>() > 5000u);
   if (events)
     BOOST_TEST(during["eventsLostSubscribers"].get<uint64_t>() > 0u);
-  // Bounded: the bug grew cytod by 119-300 MB in this scenario.
-  BOOST_TEST(peak - before < 48 * 1024, "grew by " << (peak - before) << " KiB during the flood");
+  // Bounded: the bug grew cytod by 119-300 MB in this scenario. The peak also holds the
+  // connections the flood has in flight (seen 24-65 MB, more on a loaded machine); what
+  // must not stay is checked by `after` below.
+  BOOST_TEST(peak - before < 96 * 1024, "grew by " << (peak - before) << " KiB during the flood");
   BOOST_TEST(after - before < 16 * 1024, "kept " << (after - before) << " KiB after the followers went");
   ok(d, {"cell", "free", "--force", "flood"});
 }

@@ -304,6 +304,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
   containers_cfg.cells = cells_actor;
   containers_cfg.images = images_actor;
   containers_cfg.registry = registry;
+  containers_cfg.network = network_actor;
   main_log->info("containers: runtime {}, demo image {}", containers_cfg.runtime_path,
                  containers_cfg.demo_image.empty() ? "(none)" : containers_cfg.demo_image);
   cyto::containers_actor containers_handle;

@@ -181,6 +181,8 @@ pod_info pod_view(const containers_state& st, const containers_state::pod& p) {
 
 /// Looks the network actor up; unavailable when none is registered.
 void with_network(self_ptr self, std::function<void(caf::expected<network_actor>)> k) {
+  if (self->state.config.network)
+    return k(self->state.config.network);
   self->request(self->state.config.registry, caf::infinite, get_atom::value,
                 std::string{service_name::network})
       .then(

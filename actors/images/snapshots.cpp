@@ -75,7 +75,9 @@ caf::error snapshot_store::create(const std::string& chain_id, const std::string
   auto temp = root_ + "/" + temp_prefix + chain_id.substr(7, 16) + "-"
               + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   if (::mkdir(temp.c_str(), 0755) != 0)
-    return make_error(errc::unavailable, "create " + temp + ": " + std::strerror(errno));
+    return make_error(errno == ENOSPC || errno == EDQUOT ? errc::resource_exhausted
+                                                         : errc::unavailable,
+                      "create " + temp + ": " + std::strerror(errno));
   auto got = unpack_layer(blob_path, temp, stats, cancelled);
   if (!got) {
     remove_tree(temp);

@@ -17,7 +17,7 @@ inline std::string octal(uint64_t v, size_t width) {
 }
 
 inline std::string tar_entry(const std::string& name, char type, const std::string& link = "",
-                      const std::string& data = "", unsigned mode = 0644) {
+                             const std::string& data = "", unsigned mode = 0644) {
   std::string h(512, '\0');
   auto put = [&](size_t off, const std::string& s) { std::memcpy(&h[off], s.data(), s.size()); };
   put(0, name.substr(0, 99));
@@ -55,7 +55,7 @@ inline std::string pax_entry(const std::string& key, const std::string& value) {
 
 /// A tar entry with owner, mode and device numbers.
 inline std::string tar_node(const std::string& name, char type, unsigned mode, unsigned uid,
-                     unsigned gid, unsigned major = 0, unsigned minor = 0) {
+                            unsigned gid, unsigned major = 0, unsigned minor = 0) {
   auto e = tar_entry(name, type, "", "", mode);
   auto put = [&](size_t off, const std::string& v) { std::memcpy(&e[off], v.data(), v.size()); };
   put(108, octal(uid, 8));

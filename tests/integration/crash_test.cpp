@@ -48,8 +48,8 @@ struct world {
     enter_netns();
     registry = std::make_unique<registry_fixture>();
     auto w = work.path();
-    sh("cp -a " + std::string{CYTO_DEMO_IMAGE_DIR} + " " + w + "/layout && cd " + w
-         + " && mkdir big huge bomb small"
+    sh("cp -a " + std::string{CYTO_DEMO_IMAGE_DIR} + " " + w + "/layout && cd " + w +
+           " && mkdir big huge bomb small"
            " && head -c 6291456 /dev/urandom > big/data"
            " && head -c 20971520 /dev/urandom > huge/data"
            " && head -c 67108864 /dev/zero > bomb/data"
@@ -117,8 +117,8 @@ process_result cli(const daemon_fixture& d, const std::vector<std::string>& args
   try {
     return run_process(cli_argv(d, args), t);
   } catch (const std::exception& e) {
-    throw std::runtime_error("cyto " + joined(args) + ": " + e.what() + "\ncytod log:\n"
-                             + tail(d.log()));
+    throw std::runtime_error("cyto " + joined(args) + ": " + e.what() + "\ncytod log:\n" +
+                             tail(d.log()));
   }
 }
 
@@ -280,9 +280,9 @@ std::vector<std::string> problems(const daemon_fixture& d) {
       }
       cgroup_cells.insert(rel);
       if (!l->cells.count(rel))
-        out.push_back("cgroup " + h + "/" + root + "/" + rel + " is no listed cell (pids: "
-                      + joined(lines_of(read_text(it->path().string() + "/cgroup.procs")), ",")
-                      + ")");
+        out.push_back("cgroup " + h + "/" + root + "/" + rel + " is no listed cell (pids: " +
+                      joined(lines_of(read_text(it->path().string() + "/cgroup.procs")), ",") +
+                      ")");
     }
   }
   for (auto& [name, c] : l->cells) {
@@ -293,8 +293,8 @@ std::vector<std::string> problems(const daemon_fixture& d) {
         continue;
       auto pid = e["pid"].get<pid_t>();
       if (::kill(pid, 0) != 0 || cell_of_pid(pid, root) != name)
-        out.push_back("executable " + name + "/" + e["name"].get<std::string>() + " pid "
-                      + std::to_string(pid) + " is listed running but is not in its cell");
+        out.push_back("executable " + name + "/" + e["name"].get<std::string>() + " pid " +
+                      std::to_string(pid) + " is listed running but is not in its cell");
     }
   }
 
@@ -325,8 +325,8 @@ std::vector<std::string> problems(const daemon_fixture& d) {
     if (!fs::is_directory(state + "/bundles/" + id))
       out.push_back("container " + name + " is listed but its bundle dir is gone");
     if ((st == "running" || st == "created") && ::kill(c["pid"].get<pid_t>(), 0) != 0)
-      out.push_back("container " + name + " is listed " + st + " but pid "
-                    + std::to_string(c["pid"].get<int>()) + " is gone");
+      out.push_back("container " + name + " is listed " + st + " but pid " +
+                    std::to_string(c["pid"].get<int>()) + " is gone");
   }
   for (auto& [name, c] : l->cells) {
     for (auto* top : {"containers/", "pods/"}) {
@@ -337,9 +337,9 @@ std::vector<std::string> problems(const daemon_fixture& d) {
       if (std::string{top} == "containers/")
         owned = l->containers.count(rest) && l->containers[rest]["cell"] == name;
       else
-        owned = l->pods.count(rest.substr(0, rest.find('/')))
-                && (rest.find('/') == std::string::npos
-                    || l->containers.count(rest.substr(rest.find('/') + 1)));
+        owned = l->pods.count(rest.substr(0, rest.find('/'))) &&
+                (rest.find('/') == std::string::npos ||
+                 l->containers.count(rest.substr(rest.find('/') + 1)));
       if (!owned)
         out.push_back("cell " + name + " belongs to no listed container or pod");
     }
@@ -357,8 +357,8 @@ std::vector<std::string> problems(const daemon_fixture& d) {
     if (!container_ids.count(id))
       out.push_back("rootfs " + id + " is mounted for no listed container");
     if (!is_mount_point(m["target"]))
-      out.push_back("rootfs " + id + " is listed but " + m["target"].get<std::string>()
-                    + " is not mounted");
+      out.push_back("rootfs " + id + " is listed but " + m["target"].get<std::string>() +
+                    " is not mounted");
   }
   std::map<std::string, std::set<std::string>> ips_of_network;
   std::set<std::string> netns_paths;
@@ -369,22 +369,22 @@ std::vector<std::string> problems(const daemon_fixture& d) {
     for (auto& ip : a["ips"])
       ips_of_network[a["network"]].insert(addr_of(ip));
     if (a["netnsOwned"].get<bool>() && !is_mount_point(netns))
-      out.push_back("attachment of " + owner + " is listed but its netns " + netns
-                    + " is not mounted");
+      out.push_back("attachment of " + owner + " is listed but its netns " + netns +
+                    " is not mounted");
     auto kind = owner.substr(0, owner.find('/')), name = owner.substr(owner.find('/') + 1);
-    bool real = kind == "cell"        ? l->cells.count(name) > 0
-                : kind == "pod"       ? l->pods.count(name) > 0
-                : kind == "container" ? l->containers.count(name) > 0
-                                          && l->containers[name]["state"] != "stopped"
-                                      : false;
+    bool real = kind == "cell"  ? l->cells.count(name) > 0
+                : kind == "pod" ? l->pods.count(name) > 0
+                : kind == "container"
+                    ? l->containers.count(name) > 0 && l->containers[name]["state"] != "stopped"
+                    : false;
     if (!real)
       out.push_back("attachment of " + owner + " (" + netns + ") has no listed owner");
   }
   for (auto& c : l->containers)
     for (auto& ip : c.second["ips"])
       if (c.second["state"] != "stopped" && !ips_of_network[c.second["network"]].count(addr_of(ip)))
-        out.push_back("container " + c.first + " lists address " + ip.get<std::string>()
-                      + " that no attachment holds");
+        out.push_back("container " + c.first + " lists address " + ip.get<std::string>() +
+                      " that no attachment holds");
   for (auto& mp : mount_points())
     if (mp.rfind(state + "/", 0) == 0 && !allowed.count(mp))
       out.push_back("mount " + mp + " is owned by nothing listed");
@@ -411,8 +411,8 @@ std::vector<std::string> problems(const daemon_fixture& d) {
   // Links of the netns: one host-side veth per attachment, bridges only of listed networks.
   auto veths = link_names("veth");
   if (veths.size() != l->attachments.size())
-    out.push_back(std::to_string(veths.size()) + " veths (" + joined(veths) + ") for "
-                  + std::to_string(l->attachments.size()) + " attachments");
+    out.push_back(std::to_string(veths.size()) + " veths (" + joined(veths) + ") for " +
+                  std::to_string(l->attachments.size()) + " attachments");
   std::set<std::string> bridges;
   for (auto& [name, n] : l->networks)
     bridges.insert(n["bridge"].get<std::string>());
@@ -451,8 +451,8 @@ std::vector<std::string> problems(const daemon_fixture& d) {
     if (it->is_regular_file(ec)) {
       auto cell = it->path().parent_path().string().substr(logs.size() + 1);
       if (!l->cells.count(cell))
-        out.push_back("output file " + it->path().filename().string() + " of " + cell
-                      + ", which is no listed cell");
+        out.push_back("output file " + it->path().filename().string() + " of " + cell +
+                      ", which is no listed cell");
     }
   return out;
 }
@@ -581,22 +581,22 @@ BOOST_AUTO_TEST_CASE(kill_9_at_random_moments_leaves_nothing_orphaned) {
       argv = {"image", "pull", W().big};
     } else if (verb == "network") {
       switch (uniform(0, 2)) {
-        case 0:
-          argv = {"cell", "allocate", next("n"), "--network", "cyto"};
-          break;
-        case 1:
-          argv = {"network", "create", next("net"), "--subnet",
-                  "10.77." + std::to_string(serial % 250) + ".0/24"};
-          break;
-        default: {
-          auto name = next("net");
-          must({"network", "create", name, "--subnet",
-                "10.77." + std::to_string(serial % 250) + ".0/24"});
-          auto cell = next("n");
-          must({"cell", "allocate", cell, "--network", name}); // the bridge exists now
-          must({"cell", "free", cell});
-          argv = {"network", "rm", name};
-        }
+      case 0:
+        argv = {"cell", "allocate", next("n"), "--network", "cyto"};
+        break;
+      case 1:
+        argv = {"network", "create", next("net"), "--subnet",
+                "10.77." + std::to_string(serial % 250) + ".0/24"};
+        break;
+      default: {
+        auto name = next("net");
+        must({"network", "create", name, "--subnet",
+              "10.77." + std::to_string(serial % 250) + ".0/24"});
+        auto cell = next("n");
+        must({"cell", "allocate", cell, "--network", name}); // the bridge exists now
+        must({"cell", "free", cell});
+        argv = {"network", "rm", name};
+      }
       }
     } else {
       auto cell = next("f");
@@ -609,13 +609,13 @@ BOOST_AUTO_TEST_CASE(kill_9_at_random_moments_leaves_nothing_orphaned) {
     }
     // The first time a kind of verb comes up it runs to the end: how long it takes is
     // where the kill moments are drawn from (a little beyond it, so some kills come after).
-    auto kind = argv[0] + (argv[0] == "run" || argv[0] == "rm" ? "" : " " + argv[1])
-                + (contains(joined(argv), "--network") ? " --network" : "");
+    auto kind = argv[0] + (argv[0] == "run" || argv[0] == "rm" ? "" : " " + argv[1]) +
+                (contains(joined(argv), "--network") ? " --network" : "");
     if (!duration_ms.count(kind)) {
       auto t0 = steady::now();
       must(argv);
       duration_ms[kind] = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t0).count());
+          std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t0).count());
       continue;
     }
     int delay = uniform(0, std::max(10, duration_ms[kind] * 5 / 4));
@@ -626,9 +626,9 @@ BOOST_AUTO_TEST_CASE(kill_9_at_random_moments_leaves_nothing_orphaned) {
     ++kills[verb];
     if (verb_proc.status() != 0)
       ++cut[verb];
-    std::string what = "round " + std::to_string(round) + " (seed " + std::to_string(seed)
-                       + "): kill -9 " + std::to_string(delay) + " ms into `cyto "
-                       + joined(argv) + "` (it " + describe_status(*verb_proc.status()) + ")";
+    std::string what = "round " + std::to_string(round) + " (seed " + std::to_string(seed) +
+                       "): kill -9 " + std::to_string(delay) + " ms into `cyto " + joined(argv) +
+                       "` (it " + describe_status(*verb_proc.status()) + ")";
     d.start(args, 30s);
     auto p = settled(d);
     if (!p.empty()) {
@@ -662,8 +662,8 @@ BOOST_AUTO_TEST_CASE(kill_9_at_random_moments_leaves_nothing_orphaned) {
   BOOST_TEST(l->attachments.empty());
   for (auto& [name, c] : l->cells)
     BOOST_TEST(false, "cell " << name << " is left");
-  BOOST_TEST(l->images.size() == 1u, joined(std::vector<std::string>(l->images.begin(),
-                                                                      l->images.end())));
+  BOOST_TEST(l->images.size() == 1u,
+             joined(std::vector<std::string>(l->images.begin(), l->images.end())));
   BOOST_TEST(dir_names(d.state_dir() + "/netns").empty());
   BOOST_TEST(dir_names(d.state_dir() + "/bundles").empty());
   BOOST_TEST(link_names("veth").empty());
@@ -681,9 +681,9 @@ BOOST_AUTO_TEST_CASE(a_pull_that_fills_the_disk_fails_cleanly_and_the_daemon_ser
   daemon_fixture d{false};
   auto state = d.state_dir();
   fs::create_directories(state);
-  BOOST_TEST_REQUIRE(::mount("tmpfs", state.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
-                             "size=16m,mode=0755") == 0,
-                     std::strerror(errno));
+  BOOST_TEST_REQUIRE(
+      ::mount("tmpfs", state.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755") == 0,
+      std::strerror(errno));
   // Before the daemon fixture cleans up: cytod stops, then the tmpfs goes.
   struct unmount_at_end {
     daemon_fixture& d;
@@ -704,7 +704,7 @@ BOOST_AUTO_TEST_CASE(a_pull_that_fills_the_disk_fails_cleanly_and_the_daemon_ser
   auto snapshots = [&] { return dir_names(state + "/images/snapshots"); };
   auto before_blobs = blobs();
   auto before_snaps = snapshots();
-  struct statfs sfs{};
+  struct statfs sfs {};
   ::statfs(state.c_str(), &sfs);
   std::printf("disk full test: %llu KiB free on the state dir\n",
               static_cast<unsigned long long>(sfs.f_bavail * sfs.f_bsize / 1024));
@@ -771,7 +771,8 @@ BOOST_AUTO_TEST_CASE(a_container_killed_around_its_start_is_listed_as_it_is_and_
     bool started;
   };
   for (auto [network, started] : {variant{"", false}, variant{"cyto", false}, variant{"", true}}) {
-    auto name = std::string{"c-"} + (network.empty() ? "lo" : network) + (started ? "-started" : "");
+    auto name =
+        std::string{"c-"} + (network.empty() ? "lo" : network) + (started ? "-started" : "");
     {
       kj::AsyncIoContext io = kj::setupAsyncIo();
       auto conn = d.connect(io);

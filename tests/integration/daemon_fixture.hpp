@@ -636,7 +636,12 @@ public:
       int fd = try_connect_unix(socket_path());
       if (fd >= 0) {
         ::close(fd);
-        if (contains(log(), " ready: "))
+        // This process's ready line (the log holds those of earlier starts too, and a
+        // child of a killed predecessor, between its clone and exec, may still hold the
+        // listening socket).
+        auto text = log();
+        if (contains(text, " ready: ")
+            && contains(text, " pid=" + std::to_string(proc_->pid()) + "\n"))
           return;
       }
       if (steady::now() >= deadline) {

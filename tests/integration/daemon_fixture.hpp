@@ -77,6 +77,30 @@ struct root_required {
   }
 };
 
+/// One T for a whole test executable (its registry, daemon, images), made after the root
+/// check: `using world_fixture = suite_world<world>; BOOST_TEST_GLOBAL_FIXTURE(world_fixture);`
+/// and reached with world_fixture::get().
+template <class T>
+struct suite_world {
+  suite_world() {
+    require_root();
+    ptr() = new T();
+  }
+  ~suite_world() {
+    delete ptr();
+    ptr() = nullptr;
+  }
+  static T& get() {
+    return *ptr();
+  }
+
+private:
+  static T*& ptr() {
+    static T* p = nullptr;
+    return p;
+  }
+};
+
 // -- small helpers ----------------------------------------------------------------
 
 inline std::string read_text(const std::string& path) {

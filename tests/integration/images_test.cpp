@@ -162,22 +162,11 @@ struct world {
   }
 };
 
-world* the_world = nullptr;
-
-struct world_fixture {
-  world_fixture() {
-    require_root();
-    the_world = new world();
-  }
-  ~world_fixture() {
-    delete the_world;
-  }
-};
-
+using world_fixture = suite_world<world>;
 BOOST_TEST_GLOBAL_FIXTURE(world_fixture);
 
 world& W() {
-  return *the_world;
+  return world_fixture::get();
 }
 
 /// Records the progress a pull pushes.

@@ -578,11 +578,13 @@ caf::result<void> remove(self_ptr self, const std::string& name) {
       if (a.info.network == name)
         return make_error(errc::failed_precondition,
                           "network " + name + " is in use by " + owner + "; detach it first");
+  // The bridge before the record: a crash in between leaves a listed network without its
+  // bridge (the next attach makes it again), never a bridge of no network.
+  if (auto err = delete_link(n->second.spec.bridge))
+    st.log->warn("network {}: {}", name, render(err));
   if (auto err = st.db->erase(kind_network, name))
     return err;
   ::unlink(conflist_path(self, name).c_str());
-  if (auto err = delete_link(n->second.spec.bridge))
-    st.log->warn("network {}: {}", name, render(err));
   st.log->info("removed network {}", name);
   st.networks.erase(n);
   return caf::unit;
@@ -628,6 +630,11 @@ void reconcile(self_ptr self) {
         st.log->error("{}", render(err));
     }
   }
+  // Conflists of networks whose removal a crash cut short after the record went.
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator{st.config.state_dir + "/network", ec})
+    if (e.path().extension() == ".conflist" && !st.networks.count(e.path().stem().string()))
+      fs::remove(e.path(), ec);
   if (st.networks.count(st.config.default_network) == 0) {
     network_spec spec;
     spec.name = st.config.default_network;

@@ -381,6 +381,11 @@ std::vector<std::string> problems(const daemon_fixture& d) {
     if (!netns_paths.count(state + "/netns/" + f))
       out.push_back("netns file " + f + " has no listed attachment");
 
+  for (auto& f : dir_names(state + "/network"))
+    if (f.size() > 9 && f.compare(f.size() - 9, 9, ".conflist") == 0 &&
+        !l->networks.count(f.substr(0, f.size() - 9)))
+      out.push_back("conflist " + f + " of no listed network");
+
   // IPAM leases (host-local's data dir, <state>/network/ipam/<network>/<address>).
   for (auto& net : dir_names(state + "/network/ipam")) {
     std::set<std::string> leased;
@@ -552,15 +557,16 @@ BOOST_AUTO_TEST_CASE(kill_9_at_random_moments_leaves_nothing_orphaned) {
     static const char* verbs[] = {"run", "rm", "pull", "network", "free"};
     std::string verb = verbs[uniform(0, 4)];
     std::vector<std::string> argv;
+    bool on_network = false; // the container or cell of the verb is attached
     if (verb == "run") {
       argv = {"run", "-d", "--name", next("c")};
-      if (uniform(0, 1))
+      if ((on_network = uniform(0, 1)))
         argv.insert(argv.end(), {"--network", "cyto"});
       argv.insert(argv.end(), {"demo", "sleep", "600"});
     } else if (verb == "rm") {
       auto name = next("r");
       std::vector<std::string> run{"run", "-d", "--name", name};
-      if (uniform(0, 1))
+      if ((on_network = uniform(0, 1)))
         run.insert(run.end(), {"--network", "cyto"});
       run.insert(run.end(), {"demo", "sleep", "600"});
       must(run);
@@ -572,6 +578,7 @@ BOOST_AUTO_TEST_CASE(kill_9_at_random_moments_leaves_nothing_orphaned) {
       switch (uniform(0, 2)) {
       case 0:
         argv = {"cell", "allocate", next("n"), "--network", "cyto"};
+        on_network = true;
         break;
       case 1:
         argv = {"network", "create", next("net"), "--subnet",
@@ -590,7 +597,7 @@ BOOST_AUTO_TEST_CASE(kill_9_at_random_moments_leaves_nothing_orphaned) {
     } else {
       auto cell = next("f");
       std::vector<std::string> alloc{"cell", "allocate", cell};
-      if (uniform(0, 1))
+      if ((on_network = uniform(0, 1)))
         alloc.insert(alloc.end(), {"--network", "cyto"});
       must(alloc);
       must({"cell", "start", cell, "--name", "s", "--", busybox_path, "sleep", "600"});
@@ -599,7 +606,7 @@ BOOST_AUTO_TEST_CASE(kill_9_at_random_moments_leaves_nothing_orphaned) {
     // The first time a kind of verb comes up it runs to the end: how long it takes is
     // where the kill moments are drawn from (a little beyond it, so some kills come after).
     auto kind = argv[0] + (argv[0] == "run" || argv[0] == "rm" ? "" : " " + argv[1]) +
-                (contains(joined(argv), "--network") ? " --network" : "");
+                (on_network ? " (on a network)" : "");
     if (!duration_ms.count(kind)) {
       auto t0 = steady::now();
       must(argv);

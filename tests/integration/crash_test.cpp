@@ -414,6 +414,29 @@ std::vector<std::string> problems(const daemon_fixture& d) {
     if (b.rfind("cyto-", 0) == 0 && !bridges.count(b))
       out.push_back("bridge " + b + " belongs to no listed network");
 
+  // iptables rules the plugins made (masquerade per attachment, the firewall's accepts):
+  // only for listed attachments' addresses and CNI container ids (their netns files' names).
+  std::set<std::string> all_ips, cni_ids;
+  for (auto& [net, ips] : ips_of_network)
+    all_ips.insert(ips.begin(), ips.end());
+  for (auto& n : netns_paths)
+    cni_ids.insert(n.substr(n.rfind('/') + 1));
+  for (auto& rule : lines_of(run_process({"/usr/sbin/iptables-save"}).out)) {
+    if (rule.rfind("-A ", 0) != 0)
+      continue;
+    auto f = split(rule, ' ');
+    for (size_t i = 0; i + 1 < f.size(); ++i)
+      if ((f[i] == "-s" || f[i] == "-d") && f[i + 1].size() > 3 &&
+          f[i + 1].compare(f[i + 1].size() - 3, 3, "/32") == 0 && !all_ips.count(addr_of(f[i + 1])))
+        out.push_back("iptables rule for no listed attachment: " + rule);
+    auto id = rule.find("id: \\\"");
+    if (id != std::string::npos) {
+      auto from = id + 6, to = rule.find('\\', from);
+      if (!cni_ids.count(rule.substr(from, to - from)))
+        out.push_back("iptables rule of no listed attachment: " + rule);
+    }
+  }
+
   // The image store: blobs hash to their names; no ingest files, no half-made snapshots.
   auto images = state + "/images";
   for (auto& b : dir_names(images + "/blobs/sha256")) {

@@ -536,7 +536,7 @@ uint64_t env_number(const char* name, uint64_t otherwise) {
 
 BOOST_AUTO_TEST_CASE(kill_9_at_random_moments_leaves_nothing_orphaned) {
   auto seed = env_number("CYTO_CRASH_SEED", std::random_device{}());
-  auto rounds = env_number("CYTO_CRASH_ROUNDS", 70);
+  auto rounds = env_number("CYTO_CRASH_ROUNDS", 100);
   std::printf("crash test: seed %llu, %llu rounds (replay: CYTO_CRASH_SEED=%llu)\n",
               static_cast<unsigned long long>(seed), static_cast<unsigned long long>(rounds),
               static_cast<unsigned long long>(seed));

@@ -713,7 +713,7 @@ BOOST_AUTO_TEST_CASE(a_pull_that_fills_the_disk_fails_cleanly_and_the_daemon_ser
       } catch (...) {
       }
       d.remove_cgroup_root();
-      d.unmount_netns_files();
+      d.unmount_state_mounts();
       ::umount2(d.state_dir().c_str(), MNT_DETACH);
     }
   } guard{d};

@@ -5,6 +5,7 @@
 // Every wait here has a deadline; helpers throw std::runtime_error (which Boost.Test
 // reports as a failure of the running test) instead of hanging.
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -558,7 +559,7 @@ public:
     }
     proc_.reset();
     remove_cgroup_root();
-    unmount_netns_files();
+    unmount_state_mounts();
   }
 
   daemon_fixture(const daemon_fixture&) = delete;
@@ -617,12 +618,22 @@ public:
         ::rmdir(d.c_str());
     }
   }
-  /// Network namespaces the daemon made are bind mounts under <state>/netns: a killed
-  /// daemon leaves them mounted, and the temporary directory cannot go while they are.
-  void unmount_netns_files() const {
-    std::error_code ec;
-    for (auto& e : std::filesystem::directory_iterator{state_dir() + "/netns", ec})
-      ::umount2(e.path().c_str(), MNT_DETACH);
+
+  /// Everything mounted below the state dir (netns files, containers' and images' rootfs),
+  /// deepest first: a test that ends early leaves them behind a killed daemon, and the
+  /// temporary directory cannot go while they are mounted.
+  void unmount_state_mounts() const {
+    std::vector<std::string> mounts;
+    auto prefix = state_dir() + "/";
+    for (auto& line : lines_of(read_text("/proc/self/mountinfo"))) {
+      auto f = split(line, ' ');
+      if (f.size() > 4 && f[4].rfind(prefix, 0) == 0)
+        mounts.push_back(f[4]);
+    }
+    std::sort(mounts.begin(), mounts.end(),
+              [](auto& a, auto& b) { return a.size() > b.size(); });
+    for (auto& m : mounts)
+      ::umount2(m.c_str(), MNT_DETACH);
   }
 
   pid_t pid() const {

@@ -1,12 +1,14 @@
 // cytod: the composition root. Reads the config, starts the actor system, spawns the
 // actors, registers them on the bus and hands the registry to the gateway.
 
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <fcntl.h>
 #include <grp.h>
@@ -86,9 +88,15 @@ std::optional<std::string> lock_state_dir(const std::string& dir, state_lock& lo
   lock.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock.fd < 0)
     return "open " + path + ": " + std::strerror(errno);
-  if (::flock(lock.fd, LOCK_EX | LOCK_NB) != 0)
-    return errno == EWOULDBLOCK ? "another cytod uses the state dir " + dir
-                                : "lock " + path + ": " + std::strerror(errno);
+  // A cytod killed in the middle of a spawn leaves a child that holds the lock (a copy of
+  // its fds) until its exec moments later: a restart right after the crash waits for it.
+  for (int tries = 0; ::flock(lock.fd, LOCK_EX | LOCK_NB) != 0; ++tries) {
+    if (errno != EWOULDBLOCK)
+      return "lock " + path + ": " + std::strerror(errno);
+    if (tries == 100)
+      return "another cytod uses the state dir " + dir;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   return std::nullopt;
 }
 
@@ -304,6 +312,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
   containers_cfg.cells = cells_actor;
   containers_cfg.images = images_actor;
   containers_cfg.registry = registry;
+  containers_cfg.network = network_actor;
   main_log->info("containers: runtime {}, demo image {}", containers_cfg.runtime_path,
                  containers_cfg.demo_image.empty() ? "(none)" : containers_cfg.demo_image);
   cyto::containers_actor containers_handle;

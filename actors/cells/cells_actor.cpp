@@ -116,6 +116,54 @@ void finish(self_ptr self, const std::string& cell, cells_state::exe_record& e,
              caf::make_message(process_exited{cell, e.info.spec.name, e.info.pid, status}));
 }
 
+/// Kills what runs in a cell's cgroup (and below it) and waits (bounded) until it is empty.
+void kill_all(self_ptr self, const std::vector<std::string>& cells) {
+  auto& st = self->state;
+  // TODO(perf): wait for the cgroups to empty without holding the actor (rare path).
+  for (int i = 0; i < 400; ++i) {
+    bool empty = true;
+    for (auto& t : cells)
+      for (auto p : st.cgroups->pids(t)) {
+        ::kill(p, SIGKILL);
+        empty = false;
+      }
+    if (empty)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+/// Erases a freed cell's records; its network attachment is gone. (Not those of a cell of
+/// the same name allocated meanwhile.)
+void forget_cell(self_ptr self, const std::string& name) {
+  auto& st = self->state;
+  if (st.cells.count(name) || st.pending.count(name))
+    return;
+  st.db->erase(kind_cell_net, name);
+  st.db->erase(kind_cell, name);
+}
+
+/// Finishes at start what a crash cut short: an allocation (record, no or a part of the
+/// cgroup) or a free (record marked "freeing"). The record goes last, after the network
+/// detach, so a crash in here is finished at the next start again.
+void undo_cell(self_ptr self, const std::string& name, const cell_spec& spec) {
+  auto& st = self->state;
+  kill_all(self, {name});
+  if (auto err = st.cgroups->remove(name))
+    st.log->error("clean up cell {}: {}", name, render(err));
+  std::error_code ec;
+  fs::remove_all(fs::path{st.config.state_dir} / "logs" / name, ec);
+  st.log->warn("cleaned up half-made or half-freed cell {}", name);
+  if (spec.network.empty() || !st.config.network)
+    return forget_cell(self, name);
+  self->request(st.config.network, caf::infinite, detach_atom::value, net_owner(name))
+    .then([self, name] { forget_cell(self, name); },
+          [self, name](caf::error& err) {
+            self->state.log->error("detach half-freed cell {} from its network: {}", name,
+                                   render(err));
+          });
+}
+
 /// Brings state.db and the kernel back in line after a (re)start.
 void reconcile(self_ptr self) {
   auto& st = self->state;
@@ -127,16 +175,11 @@ void reconcile(self_ptr self) {
     st.log->error("read cells from state.db: {}", render(cells.error()));
     return;
   }
+  std::vector<std::pair<std::string, cell_spec>> undone;
   for (auto& [r, spec] : *cells) {
     if (r.state != "ready") {
-      // A crash between the record and the cgroup: undo what may exist.
-      st.cgroups->remove(r.key);
-      st.db->erase(kind_cell, r.key);
-      if (!spec.network.empty() && st.config.network) {
-        self->send(st.config.network, detach_atom::value, net_owner(r.key));
-        st.db->erase(kind_cell_net, r.key);
-      }
-      st.log->warn("cleaned up half-made cell {}", r.key);
+      // A crash between the record and the cgroup, or in the middle of a free.
+      undone.emplace_back(r.key, std::move(spec));
       continue;
     }
     if (!st.cgroups->exists(r.key)) {
@@ -148,6 +191,11 @@ void reconcile(self_ptr self) {
     }
     st.cells[r.key].spec = std::move(spec);
   }
+  // Children before their parents (a parent's cgroup goes only once theirs have).
+  std::sort(undone.begin(), undone.end(),
+            [](auto& a, auto& b) { return a.first.size() > b.first.size(); });
+  for (auto& [name, spec] : undone)
+    undo_cell(self, name, spec);
   quarantined.clear();
   if (auto nets = st.db->load_all<net_attachment>(kind_cell_net, quarantined)) {
     for (auto& [r, net] : *nets) {
@@ -438,10 +486,16 @@ caf::result<void> detach_all(self_ptr self, std::vector<std::string> cells) {
         rp.deliver(caf::unit);
     };
     self->request(st.config.network, caf::infinite, detach_atom::value, net_owner(name))
-      .then(done, [self, name, done](caf::error& err) mutable {
-        self->state.log->error("detach cell {} from its network: {}", name, render(err));
-        done();
-      });
+      .then(
+        [self, name, done]() mutable {
+          forget_cell(self, name);
+          done();
+        },
+        [self, name, done](caf::error& err) mutable {
+          // The "freeing" record stays: the next start tries again.
+          self->state.log->error("detach cell {} from its network: {}", name, render(err));
+          done();
+        });
   }
   return rp;
 }
@@ -466,31 +520,25 @@ caf::result<void> free_cell(self_ptr self, const std::string& name, bool recursi
         return make_error(errc::failed_precondition,
                           "cell " + t + " has " + std::to_string(pids.size())
                             + " running processes; stop them first or use force");
+  // Marked first: a crash from here on is finished at the next start (undo_cell), never
+  // a listed cell without its cgroup nor an attachment without its cell.
+  for (auto& t : targets)
+    if (auto err = st.db->set_state(kind_cell, t, "freeing"))
+      return err;
   if (force) {
-    for (auto& t : targets) {
+    for (auto& t : targets)
       for (auto& [n, e] : st.cells[t].exes)
         if (e.running)
           signal_pidfd(e.pidfd, SIGKILL);
-      for (auto p : st.cgroups->pids(t))
-        ::kill(p, SIGKILL);
-    }
-    // TODO(perf): wait for the cgroups to empty without holding the actor (rare path).
-    for (int i = 0; i < 400; ++i) {
-      bool empty = true;
-      for (auto& t : targets)
-        empty = empty && st.cgroups->pids(t).empty();
-      if (empty)
-        break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    kill_all(self, targets);
   }
   std::vector<std::string> attached;
   for (auto& t : targets) {
-    if (auto err = st.cgroups->remove(t))
+    if (auto err = st.cgroups->remove(t)) {
+      for (auto& u : targets)
+        if (st.cells.count(u))
+          st.db->set_state(kind_cell, u, "ready");
       return err;
-    if (!st.cells[t].net.owner.empty() && st.config.network) {
-      attached.push_back(t);
-      st.db->erase(kind_cell_net, t);
     }
     auto& cell = st.cells[t];
     for (auto& [n, e] : cell.exes) {
@@ -498,8 +546,13 @@ caf::result<void> free_cell(self_ptr self, const std::string& name, bool recursi
         finish(self, t, e, exit_status{true, true, 0, SIGKILL}); // we killed it: known
       st.db->erase(kind_exe, exe_key(t, n));
     }
-    st.db->erase(kind_cell, t);
+    bool on_network = !cell.net.owner.empty() && st.config.network;
     st.cells.erase(t);
+    // An attached cell's records go once it is detached (detach_all).
+    if (on_network)
+      attached.push_back(t);
+    else
+      forget_cell(self, t);
     // Its executables' output files go with it (a container's `rm` is a cell free).
     std::error_code ec;
     fs::remove_all(fs::path{st.config.state_dir} / "logs" / t, ec);

@@ -123,6 +123,14 @@ std::string runtime_root(const containers_state& st) {
   return st.config.state_dir + "/runtime";
 }
 
+/// The runtime's state of a container (<state>/runtime/<id>). The shim deletes it when the
+/// container ends; a shim killed with its cell (a force free, a create undone after a
+/// crash of cytod) cannot, so removals delete it once the cell is gone.
+void remove_runtime_dir(const containers_state& st, const std::string& id) {
+  std::error_code ec;
+  fs::remove_all(runtime_root(st) + "/" + id, ec);
+}
+
 void persist(self_ptr self, container& c, const char* state) {
   container_row row{c.info, c.start_time, c.shim_pid, c.net_attached, c.shim_start_time};
   if (auto err = self->state.db->put({kind_container, c.info.id, state, to_blob(row)}))
@@ -173,6 +181,8 @@ pod_info pod_view(const containers_state& st, const containers_state::pod& p) {
 
 /// Looks the network actor up; unavailable when none is registered.
 void with_network(self_ptr self, std::function<void(caf::expected<network_actor>)> k) {
+  if (self->state.config.network)
+    return k(self->state.config.network);
   self->request(self->state.config.registry, caf::infinite, get_atom::value,
                 std::string{service_name::network})
       .then(
@@ -273,6 +283,7 @@ void dismantle(self_ptr self, const std::string& id, const std::string& name,
                           true)
                 .then(
                     [=] {
+                      remove_runtime_dir(self->state, id);
                       self->state.db->erase(kind_container, id);
                       done({});
                     },
@@ -280,6 +291,7 @@ void dismantle(self_ptr self, const std::string& id, const std::string& name,
                       if (code_of(err) != errc::not_found)
                         self->state.log->error("free cell {} of container {}: {}", cell, name,
                                                render(err));
+                      remove_runtime_dir(self->state, id);
                       self->state.db->erase(kind_container, id);
                       done({});
                     });
@@ -292,7 +304,7 @@ void dismantle(self_ptr self, const std::string& id, const std::string& name,
             remove_bundle_dir(bundle_path(self->state, id));
             self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false,
                           true)
-                .then([=] {}, [](caf::error&) {});
+                .then([=] { remove_runtime_dir(self->state, id); }, [](caf::error&) {});
             self->state.db->erase(kind_container, id);
             done({});
           });
@@ -305,6 +317,9 @@ void remove_now(self_ptr self, const std::string& name, done_cb done) {
     return done(no_container(name));
   auto& c = i->second;
   c.removing = true;
+  // Marked first: a crash in the middle is finished at the next start, never a listed
+  // container whose rootfs or cell is half gone.
+  persist(self, c, "removing");
   auto id = c.info.id;
   auto cell = c.info.cell;
   bool net = c.net_attached;
@@ -469,6 +484,7 @@ void fail_create(self_ptr self, job_ptr job, caf::error err) {
   auto& st = self->state;
   st.log->info("create of container {} failed: {}", job->info.spec.name, render(err));
   auto finish = [self, job, err] {
+    remove_runtime_dir(self->state, job->info.id);
     self->state.db->erase(kind_container, job->info.id);
     self->state.reserved.erase(job->info.spec.name);
     job->done(err);
@@ -1005,8 +1021,9 @@ void reconcile(self_ptr self) {
   }
   for (auto& [r, row] : *rows) {
     auto& info = row.info;
-    if (r.state == "creating") {
-      st.log->warn("cleaning up half-made container {}", info.spec.name);
+    if (r.state == "creating" || r.state == "removing") {
+      st.log->warn("cleaning up half-{} container {}", r.state == "creating" ? "made" : "removed",
+                   info.spec.name);
       dismantle(self, info.id, info.spec.name, info.cell, true, [](caf::error) {});
       continue;
     }
@@ -1018,6 +1035,20 @@ void reconcile(self_ptr self) {
     c.net_attached = row.net_attached;
     if (info.state == container_state::stopped)
       continue;
+    if (info.state == container_state::created) {
+      // Started (the shim wrote started.json) but cytod was killed before it recorded so:
+      // an abort (what a created container gets) would not end it.
+      auto path = bundle_path(st, info.id) + "/started.json";
+      auto started = json::parse(read_file(path), nullptr, false);
+      struct stat sst{};
+      if (started.is_object() && started.contains("pid") && ::stat(path.c_str(), &sst) == 0) {
+        c.info.state = container_state::running;
+        c.info.started_unix_nanos = int64_t{sst.st_mtim.tv_sec} * 1000000000 + sst.st_mtim.tv_nsec;
+        persist(self, c, "running");
+        st.log->info("container {} was started before cytod stopped; recorded as running",
+                     info.spec.name);
+      }
+    }
     int fd = pidfd_open(static_cast<pid_t>(info.pid));
     if (fd >= 0 && process_start_time(static_cast<pid_t>(info.pid)) == row.start_time) {
       c.pidfd = fd;

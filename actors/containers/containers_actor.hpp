@@ -34,6 +34,10 @@ struct containers_config {
   images_actor images;
   /// Where the network actor is looked up when a container asks for a network.
   registry_actor registry;
+  /// The network actor itself (as the cells actor gets it): the removals that start-up
+  /// finishes run before the registry knows it, and skipped the detach then (an orphaned
+  /// lease, veth and netns). Unset: looked up in the registry.
+  network_actor network;
 
   /// Empty when usable; otherwise what is wrong.
   std::string validate() const;

@@ -26,6 +26,12 @@ std::string errno_text(const std::string& what) {
   return what + ": " + std::strerror(errno);
 }
 
+/// A full disk (or quota, or no inodes left) is resource_exhausted, other failures of
+/// the file system unavailable: a pull that does not fit says so.
+errc errno_code() {
+  return errno == ENOSPC || errno == EDQUOT ? errc::resource_exhausted : errc::unavailable;
+}
+
 std::string hex_of(const std::string& digest) {
   return digest.substr(7);
 }
@@ -140,7 +146,7 @@ content_store::open_writer(const std::string& digest) const {
               + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0)
-    return make_error(errc::unavailable, errno_text("create " + temp));
+    return make_error(errno_code(), errno_text("create " + temp));
   return std::unique_ptr<writer>{new writer(*this, digest, temp, fd)};
 }
 
@@ -182,8 +188,7 @@ caf::error write_all(int fd, const char* p, size_t n, const std::string& path) {
     if (w < 0) {
       if (errno == EINTR)
         continue;
-      return make_error(errno == ENOSPC ? errc::resource_exhausted : errc::unavailable,
-                        errno_text("write " + path));
+      return make_error(errno_code(), errno_text("write " + path));
     }
     p += w;
     n -= static_cast<size_t>(w);
@@ -220,12 +225,12 @@ caf::error content_store::writer::commit(int64_t size) {
     return make_error(errc::invalid_argument,
                       "digest mismatch: expected " + digest_ + ", got " + got);
   if (::fdatasync(fd_) != 0)
-    return make_error(errc::unavailable, errno_text("sync " + temp_));
+    return make_error(errno_code(), errno_text("sync " + temp_));
   ::close(fd_);
   fd_ = -1;
   auto dest = store_.path(digest_);
   if (::rename(temp_.c_str(), dest.c_str()) != 0)
-    return make_error(errc::unavailable, errno_text("rename " + temp_ + " to " + dest));
+    return make_error(errno_code(), errno_text("rename " + temp_ + " to " + dest));
   temp_.clear();
   return {};
 }

@@ -134,7 +134,7 @@ void reconcile_rootfs(self_ptr self) {
   }
   for (auto& [r, info] : *rows) {
     if (r.state != "ready") {
-      // A crash between the record and the mount: undo what may exist.
+      // A crash between the record and the mount, or in an unmount: undo what may exist.
       unmount(info.target);
       remove_tree(rootfs_dir(st, info.id));
       st.db->erase(kind_rootfs, r.key);
@@ -363,8 +363,14 @@ caf::result<void> unmount_rootfs(self_ptr self, const std::string& id, const std
     return make_error(errc::permission_denied,
                       "rootfs " + id + " belongs to " + mine
                         + (mine.rfind("api:", 0) == 0 ? "" : "; remove what uses it instead"));
-  if (auto err = unmount(i->second.target))
+  // Marked first: a crash from here on is finished at the next start (reconcile_rootfs
+  // undoes any record that is not "ready"), never a record of a mount that is gone.
+  if (auto err = st.db->set_state(kind_rootfs, id, "unmounting"))
     return err;
+  if (auto err = unmount(i->second.target)) {
+    st.db->set_state(kind_rootfs, id, "ready");
+    return err;
+  }
   remove_tree(rootfs_dir(st, id));
   if (auto err = st.db->erase(kind_rootfs, id))
     st.log->error("erase rootfs record {}: {}", id, render(err));

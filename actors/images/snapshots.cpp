@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,12 +27,21 @@ constexpr const char* temp_prefix = ".tmp-";
 uint64_t remove_tree(const std::string& path) {
   uint64_t bytes = 0;
   std::error_code ec;
-  // Writable first: unpacked layers may hold read-only directories.
+  // Writable first: unpacked layers may hold read-only directories, in which only root
+  // could unlink (a half-unpacked layer of a non-root unpack stayed behind otherwise).
+  auto writable = [](const fs::path& dir, fs::file_status st) {
+    if ((st.permissions() & fs::perms::owner_all) != fs::perms::owner_all)
+      ::fchmodat(AT_FDCWD, dir.c_str(), static_cast<mode_t>(st.permissions()) | S_IRWXU, 0);
+  };
+  if (auto top = fs::symlink_status(path, ec); fs::is_directory(top))
+    writable(path, top);
   for (auto it = fs::recursive_directory_iterator{path, fs::directory_options::none, ec};
        !ec && it != fs::recursive_directory_iterator{}; it.increment(ec)) {
     auto st = it->symlink_status(ec);
     if (fs::is_regular_file(st))
       bytes += it->file_size(ec);
+    else if (fs::is_directory(st))
+      writable(it->path(), st); // before the iterator descends into it
   }
   fs::remove_all(path, ec);
   return bytes;
@@ -65,7 +75,9 @@ caf::error snapshot_store::create(const std::string& chain_id, const std::string
   auto temp = root_ + "/" + temp_prefix + chain_id.substr(7, 16) + "-"
               + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   if (::mkdir(temp.c_str(), 0755) != 0)
-    return make_error(errc::unavailable, "create " + temp + ": " + std::strerror(errno));
+    return make_error(errno == ENOSPC || errno == EDQUOT ? errc::resource_exhausted
+                                                         : errc::unavailable,
+                      "create " + temp + ": " + std::strerror(errno));
   auto got = unpack_layer(blob_path, temp, stats, cancelled);
   if (!got) {
     remove_tree(temp);

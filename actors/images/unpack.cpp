@@ -76,7 +76,7 @@ caf::error fail(const std::string& name, const std::string& why) {
 
 caf::error sys_fail(const std::string& name, const std::string& what) {
   auto e = errno;
-  return make_error(e == ENOSPC ? errc::resource_exhausted : errc::internal,
+  return make_error(e == ENOSPC || e == EDQUOT ? errc::resource_exhausted : errc::internal,
                     "layer entry '" + name + "': " + what + ": " + std::strerror(e));
 }
 

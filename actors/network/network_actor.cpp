@@ -578,11 +578,13 @@ caf::result<void> remove(self_ptr self, const std::string& name) {
       if (a.info.network == name)
         return make_error(errc::failed_precondition,
                           "network " + name + " is in use by " + owner + "; detach it first");
+  // The bridge before the record: a crash in between leaves a listed network without its
+  // bridge (the next attach makes it again), never a bridge of no network.
+  if (auto err = delete_link(n->second.spec.bridge))
+    st.log->warn("network {}: {}", name, render(err));
   if (auto err = st.db->erase(kind_network, name))
     return err;
   ::unlink(conflist_path(self, name).c_str());
-  if (auto err = delete_link(n->second.spec.bridge))
-    st.log->warn("network {}: {}", name, render(err));
   st.log->info("removed network {}", name);
   st.networks.erase(n);
   return caf::unit;
@@ -609,6 +611,33 @@ void readd(self_ptr self, net_attachment a, const json& old_result) {
     st.log->error("re-attach {}: {}", a.owner, render(again.error()));
 }
 
+/// What host-local leased to an attachment, as a CNI result (null if nothing): a crash in
+/// the middle of ADD left no result, and the firewall plugin's DEL finds its rules only by
+/// the addresses in prevResult.
+json leased_result(self_ptr self, const net_attachment& a) {
+  auto& st = self->state;
+  auto n = st.networks.find(a.network);
+  if (n == st.networks.end())
+    return json{};
+  auto& subnet = n->second.spec.subnet;
+  auto prefix = subnet.substr(subnet.find('/') + 1);
+  auto id = owner_id(a.owner);
+  json ips = json::array();
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator{st.config.state_dir + "/network/ipam/" + a.network, ec}) {
+    std::ifstream in{e.path()};
+    std::string holder; // "<container id>\r\n<ifname>" (or only the id)
+    std::getline(in, holder);
+    if (!holder.empty() && holder.back() == '\r')
+      holder.pop_back();
+    if (holder == id)
+      ips.push_back({{"address", e.path().filename().string() + "/" + prefix}});
+  }
+  if (ips.empty())
+    return json{};
+  return {{"cniVersion", "1.0.0"}, {"ips", ips}};
+}
+
 /// Brings the records, the conflists and the kernel back in line after a (re)start.
 void reconcile(self_ptr self) {
   auto& st = self->state;
@@ -628,6 +657,11 @@ void reconcile(self_ptr self) {
         st.log->error("{}", render(err));
     }
   }
+  // Conflists of networks whose removal a crash cut short after the record went.
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator{st.config.state_dir + "/network", ec})
+    if (e.path().extension() == ".conflist" && !st.networks.count(e.path().stem().string()))
+      fs::remove(e.path(), ec);
   if (st.networks.count(st.config.default_network) == 0) {
     network_spec spec;
     spec.name = st.config.default_network;
@@ -642,7 +676,9 @@ void reconcile(self_ptr self) {
         result = json::parse(row.result, nullptr, false);
       if (r.state != "attached") {
         // A crash in the middle of ADD: undo whatever part of it happened.
-        if (auto err = undo_attachment(self, row.info, result.is_discarded() ? json{} : result))
+        if (result.is_discarded() || result.is_null())
+          result = leased_result(self, row.info);
+        if (auto err = undo_attachment(self, row.info, result))
           st.log->error("clean up half-made attachment of {}: {}", row.info.owner, render(err));
         else
           st.log->warn("cleaned up half-made attachment of {}", row.info.owner);

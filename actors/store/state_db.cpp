@@ -14,7 +14,9 @@ namespace cyto::store {
 namespace {
 
 caf::error db_error(sqlite3* db, const std::string& name, const std::string& what) {
-  return make_error(errc::internal, name + ": " + what + ": " + sqlite3_errmsg(db));
+  // A full disk is the caller's resource, not our fault.
+  auto code = sqlite3_errcode(db) == SQLITE_FULL ? errc::resource_exhausted : errc::internal;
+  return make_error(code, name + ": " + what + ": " + sqlite3_errmsg(db));
 }
 
 /// A prepared statement that finalizes itself.

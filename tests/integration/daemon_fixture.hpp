@@ -5,6 +5,7 @@
 // Every wait here has a deadline; helpers throw std::runtime_error (which Boost.Test
 // reports as a failure of the running test) instead of hanging.
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -74,6 +75,30 @@ struct root_required {
         std::fprintf(stderr, "FATAL: %s is not an executable: %s\n", p, std::strerror(errno));
         std::exit(1);
       }
+  }
+};
+
+/// One T for a whole test executable (its registry, daemon, images), made after the root
+/// check: `using world_fixture = suite_world<world>; BOOST_TEST_GLOBAL_FIXTURE(world_fixture);`
+/// and reached with world_fixture::get().
+template <class T>
+struct suite_world {
+  suite_world() {
+    require_root();
+    ptr() = new T();
+  }
+  ~suite_world() {
+    delete ptr();
+    ptr() = nullptr;
+  }
+  static T& get() {
+    return *ptr();
+  }
+
+private:
+  static T*& ptr() {
+    static T* p = nullptr;
+    return p;
   }
 };
 
@@ -534,7 +559,7 @@ public:
     }
     proc_.reset();
     remove_cgroup_root();
-    unmount_netns_files();
+    unmount_state_mounts();
   }
 
   daemon_fixture(const daemon_fixture&) = delete;
@@ -593,12 +618,22 @@ public:
         ::rmdir(d.c_str());
     }
   }
-  /// Network namespaces the daemon made are bind mounts under <state>/netns: a killed
-  /// daemon leaves them mounted, and the temporary directory cannot go while they are.
-  void unmount_netns_files() const {
-    std::error_code ec;
-    for (auto& e : std::filesystem::directory_iterator{state_dir() + "/netns", ec})
-      ::umount2(e.path().c_str(), MNT_DETACH);
+
+  /// Everything mounted below the state dir (netns files, containers' and images' rootfs),
+  /// deepest first: a test that ends early leaves them behind a killed daemon, and the
+  /// temporary directory cannot go while they are mounted.
+  void unmount_state_mounts() const {
+    std::vector<std::string> mounts;
+    auto prefix = state_dir() + "/";
+    for (auto& line : lines_of(read_text("/proc/self/mountinfo"))) {
+      auto f = split(line, ' ');
+      if (f.size() > 4 && f[4].rfind(prefix, 0) == 0)
+        mounts.push_back(f[4]);
+    }
+    std::sort(mounts.begin(), mounts.end(),
+              [](auto& a, auto& b) { return a.size() > b.size(); });
+    for (auto& m : mounts)
+      ::umount2(m.c_str(), MNT_DETACH);
   }
 
   pid_t pid() const {
@@ -636,7 +671,12 @@ public:
       int fd = try_connect_unix(socket_path());
       if (fd >= 0) {
         ::close(fd);
-        if (contains(log(), " ready: "))
+        // This process's ready line (the log holds those of earlier starts too, and a
+        // child of a killed predecessor, between its clone and exec, may still hold the
+        // listening socket).
+        auto text = log();
+        if (contains(text, " ready: ")
+            && contains(text, " pid=" + std::to_string(proc_->pid()) + "\n"))
           return;
       }
       if (steady::now() >= deadline) {

@@ -11,11 +11,15 @@
 #include "actors/images/content_store.hpp"
 #include "actors/images/manifest.hpp"
 #include "actors/images/reference.hpp"
+#include "actors/images/snapshots.hpp"
 #include "actors/images/unpack.hpp"
 #include "bus/errc.hpp"
+#include "tests/tar_writer.hpp"
 
 using namespace cyto;
 using namespace cyto::images;
+using cyto::test::tar_end;
+using cyto::test::tar_entry;
 namespace fs = std::filesystem;
 
 namespace {
@@ -197,6 +201,56 @@ BOOST_AUTO_TEST_CASE(empty_or_cut_layer_streams_are_refused_not_fatal) {
   unpack_stats stats;
   auto r = unpack_layer(found, t.path + "/dest", stats);
   BOOST_TEST(!r);
+}
+
+// A layer refused after some of its entries were written (a hard link out of the layer, a
+// whiteout of "." or of nothing) leaves no snapshot: not under its chain id, not as a
+// temp dir. Read-only directories among the written entries must not keep the removal
+// from finishing (a non-root unpack cannot unlink in them until they are writable).
+BOOST_AUTO_TEST_CASE(a_layer_refused_mid_unpack_leaves_no_snapshot_directory) {
+  temp t;
+  auto snaps = snapshot_store::open(t.path + "/snapshots");
+  BOOST_TEST_REQUIRE(static_cast<bool>(snaps));
+  // Written before the refused entry: files, a read-only directory with a file in it.
+  auto written = tar_entry("etc/", '5', "", "", 0755) + tar_entry("etc/keep", '0', "", "kept")
+                 + tar_entry("ro/", '5', "", "", 0755) + tar_entry("ro/inside", '0', "", "x", 0444)
+                 + tar_entry("ro/", '5', "", "", 0555); // listed again: read-only now
+  struct bad_case {
+    std::string name, refused, want;
+  };
+  std::vector<bad_case> cases = {
+    {"hardlink-dotdot", tar_entry("etc/hl", '1', "../../etc/passwd"), "'..'"},
+    {"hardlink-absolute", tar_entry("etc/hl", '1', "/etc/passwd"), "absolute"},
+    {"hardlink-through-symlink",
+     tar_entry("up", '2', "/") + tar_entry("etc/hl", '1', "up/etc/passwd"), "leaves the layer"},
+    {"whiteout-dot", tar_entry("etc/.wh..", '0'), "bad whiteout name"},
+    {"whiteout-empty", tar_entry("etc/.wh.", '0'), "bad whiteout name"},
+  };
+  for (auto& bc : cases) {
+    auto tar = written + bc.refused + tar_end();
+    auto blob = t.path + "/" + bc.name + ".tar";
+    std::ofstream{blob, std::ios::binary | std::ios::trunc} << tar;
+    auto diff_id = sha256::of(tar);
+    unpack_stats stats;
+    auto err = (*snaps)->create(diff_id, blob, diff_id, stats); // one layer: chain id = diff id
+    BOOST_TEST(code_of(err) == errc::invalid_argument, bc.name << ": " << render(err));
+    BOOST_TEST(context_of(err).find(bc.want) != std::string::npos, bc.name << ": " << render(err));
+    BOOST_TEST(stats.entries > 5u, bc.name << ": refused before anything was written");
+    BOOST_TEST(!(*snaps)->has(diff_id), bc.name);
+    std::vector<std::string> left;
+    for (auto& e : fs::directory_iterator{t.path + "/snapshots"})
+      left.push_back(e.path().filename().string());
+    BOOST_TEST(left.empty(), bc.name << ": left " << (left.empty() ? "" : left.front()));
+  }
+  // The same entries without the refused one make a snapshot: the cases failed for it.
+  auto good = written + tar_end();
+  std::ofstream{t.path + "/good.tar", std::ios::binary | std::ios::trunc} << good;
+  unpack_stats stats;
+  auto id = sha256::of(good);
+  BOOST_TEST(!(*snaps)->create(id, t.path + "/good.tar", id, stats));
+  BOOST_TEST((*snaps)->has(id));
+  BOOST_TEST((*snaps)->remove(id) > 0u);
+  BOOST_TEST(fs::is_empty(t.path + "/snapshots"));
 }
 
 // Found by fuzzing (tests/fuzz/manifest_fuzz.cpp): a huge float schemaVersion was

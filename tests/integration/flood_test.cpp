@@ -63,10 +63,13 @@ BOOST_AUTO_TEST_CASE(stalled_followers_of_every_stream_cost_bounded_memory_and_a
   daemon_fixture d{false};
   d.start({"--log-level", "debug"});
   ok(d, {"cell", "allocate", "flood"});
-  // Output: a few hundred thousand lines a second into its output file.
+  // Output: bursts of 2000 lines, 100 times a second, into its output file. (Unpaced, a
+  // shell on an idle machine outruns cytod's output reader, which has no backpressure yet
+  // and grows by hundreds of MB: a known gap, not what this test is about.)
   ok(d, {"cell", "start", "flood", "--name", "spam", "--shell",
-         "i=0; while :; do echo \"line $i of the output flood ..................\"; "
-         "i=$((i+1)); done"});
+         "i=0; while :; do j=0; while [ $j -lt 2000 ]; do "
+         "echo \"line $i of the output flood ..................\"; j=$((j+1)); done; "
+         "i=$((i+1)); sleep 0.01; done"});
   ok(d, {"cell", "start", "flood", "--name", "target", "--shell",
          "trap '' USR1; while :; do sleep 0.05; done"});
   auto target = exe_pid(d, "flood", "target");
@@ -168,10 +171,8 @@ BOOST_AUTO_TEST_CASE(stalled_followers_of_every_stream_cost_bounded_memory_and_a
   BOOST_TEST(during["logEntriesSeen"].get<uint64_t>() > 5000u);
   if (events)
     BOOST_TEST(during["eventsLostSubscribers"].get<uint64_t>() > 0u);
-  // Bounded: the bug grew cytod by 119-300 MB in this scenario. The peak also holds the
-  // connections the flood has in flight (seen 24-65 MB, more on a loaded machine); what
-  // must not stay is checked by `after` below.
-  BOOST_TEST(peak - before < 96 * 1024, "grew by " << (peak - before) << " KiB during the flood");
+  // Bounded: the bug grew cytod by 119-300 MB in this scenario (seen now: 20-27 MB).
+  BOOST_TEST(peak - before < 48 * 1024, "grew by " << (peak - before) << " KiB during the flood");
   BOOST_TEST(after - before < 16 * 1024, "kept " << (after - before) << " KiB after the followers went");
   ok(d, {"cell", "free", "--force", "flood"});
 }

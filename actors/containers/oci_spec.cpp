@@ -606,38 +606,35 @@ std::string capability_name(int cap) {
   return out;
 }
 
-result<process> parse_process_json(const std::string& text) {
+/// Parses `text` as JSON and hands it to `fn`; a malformed text or a bad field becomes an
+/// invalid_argument naming `what` (the JSON file) or the field.
+template <class T, class F>
+result<T> parse_json_as(const std::string& text, const char* what, F fn) {
   json j;
   try {
     j = json::parse(text);
   } catch (const json::exception& e) {
-    return invalid("process.json: malformed JSON: " + std::string{e.what()});
+    return invalid(std::string{what} + ": malformed JSON: " + e.what());
   }
   try {
-    return parse_process(j);
+    return fn(j);
   } catch (const bad_field& e) {
     return invalid(e.text);
   } catch (const json::exception& e) {
-    return invalid("process.json: " + std::string{e.what()});
+    return invalid(std::string{what} + ": " + e.what());
   }
 }
 
+result<process> parse_process_json(const std::string& text) {
+  return parse_json_as<process>(text, "process.json", [](const json& j) { return parse_process(j); });
+}
+
 result<resources> parse_resources_json(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    return invalid("resources: malformed JSON: " + std::string{e.what()});
-  }
-  try {
+  return parse_json_as<resources>(text, "resources", [](const json& j) {
     resources r;
     parse_resources(j, r);
     return r;
-  } catch (const bad_field& e) {
-    return invalid(e.text);
-  } catch (const json::exception& e) {
-    return invalid("resources: " + std::string{e.what()});
-  }
+  });
 }
 
 result<config> parse_config(const std::string& text, const std::string& bundle) {

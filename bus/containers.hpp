@@ -15,6 +15,38 @@
 namespace cyto {
 
 /// What create asks for. Empty fields take the image's values (or podman's defaults).
+/// A mount a container gets besides its image's root file system (-v, --tmpfs).
+struct container_mount {
+  /// "bind": a host path; "volume": a named volume of cyto; "tmpfs": a new tmpfs.
+  std::string kind;
+  /// The host path (bind) or the volume's name (volume); empty for tmpfs.
+  std::string source;
+  /// An absolute path in the container, without "..".
+  std::string target;
+  bool read_only = false;
+  /// tmpfs only: its size in bytes (0: the kernel's default).
+  uint64_t size_bytes = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, container_mount& x) {
+  return f(caf::meta::type_name("container_mount"), x.kind, x.source, x.target, x.read_only,
+           x.size_bytes);
+}
+
+/// --restart: what the daemon does once a container's process has exited.
+struct restart_policy {
+  /// "no" (also empty), "on-failure" or "always".
+  std::string mode;
+  /// on-failure: at most this many restarts in a row (0: no limit).
+  uint32_t max_retries = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, restart_policy& x) {
+  return f(caf::meta::type_name("restart_policy"), x.mode, x.max_retries);
+}
+
 struct container_spec {
   /// [A-Za-z0-9][A-Za-z0-9_.-]{0,62}; empty: generated from the id.
   std::string name;
@@ -47,13 +79,20 @@ struct container_spec {
   /// defaults: net.* (its netns), kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.* (its
   /// ipc namespace). Since state schema v2 of kind "container".
   std::vector<std::string> sysctls;
+  /// Binds, named volumes and tmpfs mounts (since state schema v3 of kind "container").
+  std::vector<container_mount> mounts;
+  /// Since schema v3.
+  restart_policy restart;
+  /// A terminal for the container's process (-t) and its stdin kept open (-i); since v3.
+  bool tty = false;
+  bool interactive = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, container_spec& x) {
   return f(caf::meta::type_name("container_spec"), x.name, x.image, x.entrypoint, x.args, x.env,
            x.workdir, x.user, x.hostname, x.limits, x.pod, x.network, x.ports, x.auto_remove,
-           x.read_only, x.cap_add, x.sysctls);
+           x.read_only, x.cap_add, x.sysctls, x.mounts, x.restart, x.tty, x.interactive);
 }
 
 /// Lifecycle of a container. Values match schema/containers.capnp's ContainerState.
@@ -86,13 +125,16 @@ struct container_info {
   int64_t created_unix_nanos = 0;
   int64_t started_unix_nanos = 0;
   int64_t finished_unix_nanos = 0;
+  /// How often the restart policy has started it again (since schema v3).
+  uint32_t restart_count = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, container_info& x) {
   return f(caf::meta::type_name("container_info"), x.spec, x.id, x.state, x.pid, x.exit_code,
            x.exit_signal, x.error, x.cell, x.executable, x.image_name, x.image_digest, x.bundle,
-           x.command, x.ips, x.created_unix_nanos, x.started_unix_nanos, x.finished_unix_nanos);
+           x.command, x.ips, x.created_unix_nanos, x.started_unix_nanos, x.finished_unix_nanos,
+           x.restart_count);
 }
 
 /// What exec asks for: another process in a running container.

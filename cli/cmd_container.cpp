@@ -61,6 +61,13 @@ nlohmann::json texts_json(capnp::List<capnp::Text>::Reader xs) {
 nlohmann::json container_json(schema::ContainerInfo::Reader x) {
   auto s = x.getSpec();
   auto l = s.getLimits();
+  nlohmann::json mounts = nlohmann::json::array();
+  for (auto m : s.getMounts())
+    mounts.push_back({{"kind", m.getKind().cStr()},
+                      {"source", m.getSource().cStr()},
+                      {"target", m.getTarget().cStr()},
+                      {"readOnly", m.getReadOnly()},
+                      {"sizeBytes", m.getSizeBytes()}});
   nlohmann::json ports = nlohmann::json::array();
   for (auto p : s.getPorts())
     ports.push_back({{"hostPort", p.getHostPort()},
@@ -95,6 +102,13 @@ nlohmann::json container_json(schema::ContainerInfo::Reader x) {
           {"readOnly", s.getReadOnly()},
           {"capAdd", texts_json(s.getCapAdd())},
           {"sysctls", texts_json(s.getSysctls())},
+          {"mounts", mounts},
+          {"restart",
+           {{"mode", s.getRestart().getMode().cStr()},
+            {"maxRetries", s.getRestart().getMaxRetries()}}},
+          {"restartCount", x.getRestartCount()},
+          {"tty", s.getTty()},
+          {"interactive", s.getInteractive()},
           {"limits",
            {{"memoryMax", l.getMemory().getMax()},
             {"cpuMaxQuotaUs", l.getCpu().getMaxQuotaUs()},

@@ -8,6 +8,19 @@ using Cells = import "cells.capnp";
 
 using PortMapping = import "network.capnp".PortMapping;
 
+struct Mount {
+  kind @0 :Text;          # "bind" (a host path), "volume" (a named volume), "tmpfs"
+  source @1 :Text;        # the host path or the volume's name; empty for tmpfs
+  target @2 :Text;        # absolute path in the container, no ".."
+  readOnly @3 :Bool;
+  sizeBytes @4 :UInt64;   # tmpfs: its size (0: the kernel's default)
+}
+
+struct RestartPolicy {
+  mode @0 :Text;          # "no" (also empty), "on-failure", "always"
+  maxRetries @1 :UInt32;  # on-failure: at most this many restarts in a row (0: no limit)
+}
+
 struct ContainerSpec {
   name @0 :Text;          # [A-Za-z0-9][A-Za-z0-9_.-]{0,62}; empty: generated
   image @1 :Text;         # an image in the store (pull it first)
@@ -19,12 +32,16 @@ struct ContainerSpec {
   hostname @7 :Text;      # default: the name
   limits @8 :Cells.Cell;  # limits of the container's cell (its name is ignored)
   pod @9 :Text;           # join this pod's namespaces; the cell nests under the pod's
-  network @10 :Text;      # attach to this network (empty: only lo)
+  network @10 :Text;      # attach to this network ("none": only lo; empty: the default network)
   ports @11 :List(PortMapping);
   autoRemove @12 :Bool;   # removed once it has exited
   readOnly @13 :Bool;     # read-only rootfs (with a writable /tmp)
   capAdd @14 :List(Text); # capabilities added to the default set
   sysctls @15 :List(Text); # key=value: net.* (its netns), kernel.shm*/msg*/sem, fs.mqueue.*
+  mounts @16 :List(Mount);  # -v, --tmpfs
+  restart @17 :RestartPolicy;
+  tty @18 :Bool;          # a terminal for its process (-t)
+  interactive @19 :Bool;  # its stdin kept open (-i)
 }
 
 enum ContainerState {
@@ -51,6 +68,7 @@ struct ContainerInfo {
   createdUnixNanos @14 :Int64;
   startedUnixNanos @15 :Int64;
   finishedUnixNanos @16 :Int64;
+  restartCount @17 :UInt32;  # how often its restart policy has started it again
 }
 
 struct ExecInfo {

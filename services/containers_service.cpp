@@ -50,6 +50,15 @@ container_spec from_capnp(schema::ContainerSpec::Reader s) {
   out.read_only = s.getReadOnly();
   out.cap_add = texts(s.getCapAdd());
   out.sysctls = texts(s.getSysctls());
+  for (auto m : s.getMounts())
+    out.mounts.push_back(
+        {m.getKind(), m.getSource(), m.getTarget(), m.getReadOnly(), m.getSizeBytes()});
+  if (s.hasRestart()) {
+    out.restart.mode = s.getRestart().getMode();
+    out.restart.max_retries = s.getRestart().getMaxRetries();
+  }
+  out.tty = s.getTty();
+  out.interactive = s.getInteractive();
   return out;
 }
 
@@ -72,6 +81,19 @@ void to_capnp(const container_spec& s, schema::ContainerSpec::Builder out) {
   out.setReadOnly(s.read_only);
   fill_texts(out.initCapAdd(s.cap_add.size()), s.cap_add);
   fill_texts(out.initSysctls(s.sysctls.size()), s.sysctls);
+  auto mounts = out.initMounts(s.mounts.size());
+  for (uint i = 0; i < s.mounts.size(); ++i) {
+    mounts[i].setKind(s.mounts[i].kind);
+    mounts[i].setSource(s.mounts[i].source);
+    mounts[i].setTarget(s.mounts[i].target);
+    mounts[i].setReadOnly(s.mounts[i].read_only);
+    mounts[i].setSizeBytes(s.mounts[i].size_bytes);
+  }
+  auto restart = out.initRestart();
+  restart.setMode(s.restart.mode);
+  restart.setMaxRetries(s.restart.max_retries);
+  out.setTty(s.tty);
+  out.setInteractive(s.interactive);
 }
 
 void to_capnp(const container_info& x, schema::ContainerInfo::Builder out) {
@@ -92,6 +114,7 @@ void to_capnp(const container_info& x, schema::ContainerInfo::Builder out) {
   out.setCreatedUnixNanos(x.created_unix_nanos);
   out.setStartedUnixNanos(x.started_unix_nanos);
   out.setFinishedUnixNanos(x.finished_unix_nanos);
+  out.setRestartCount(x.restart_count);
 }
 
 void to_capnp(const pod_info& x, schema::PodInfo::Builder out) {

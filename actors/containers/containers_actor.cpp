@@ -38,6 +38,11 @@ namespace fs = std::filesystem;
 constexpr const char* containers_cell = "containers";
 constexpr const char* pods_cell = "pods";
 constexpr const char* pause_exe = "pause";
+
+/// A container attaches to its spec's network unless it names none ("" or "none").
+bool wants_network(const container_spec& spec) {
+  return !spec.network.empty() && spec.network != "none";
+}
 /// The owner the images actor records for containers' root file systems.
 constexpr const char* rootfs_owner = "containers";
 constexpr std::chrono::milliseconds create_timeout{60000};
@@ -611,7 +616,7 @@ void create_write_bundle(self_ptr self, job_ptr job) {
 }
 
 void create_mounted(self_ptr self, job_ptr job) {
-  if (job->spec.network.empty())
+  if (!wants_network(job->spec))
     return create_write_bundle(self, job);
   with_network(self, [self, job](caf::expected<network_actor> net) {
     if (!net)
@@ -644,7 +649,7 @@ void create(self_ptr self, container_spec spec, info_cb done) {
     return done(make_error(errc::already_exists, "container " + spec.name + " exists"));
   if (spec.image.empty())
     return done(make_error(errc::invalid_argument, "no image given"));
-  if (!spec.ports.empty() && spec.network.empty())
+  if (!spec.ports.empty() && !wants_network(spec))
     return done(make_error(errc::invalid_argument,
                            "port mappings need a network (--network); a container without "
                            "one has only lo"));
@@ -661,7 +666,7 @@ void create(self_ptr self, container_spec spec, info_cb done) {
     if (!p->second.info.running)
       return done(make_error(errc::failed_precondition,
                              "pod " + spec.pod + " is stopped; containers join running pods"));
-    if (!spec.network.empty() || !spec.hostname.empty())
+    if (wants_network(spec) || !spec.hostname.empty())
       return done(make_error(errc::invalid_argument,
                              "a container in a pod shares the pod's network and hostname; "
                              "give --network and --hostname to the pod"));
@@ -1096,7 +1101,7 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
     return {containers_private::behavior_type::unsafe_init{}, caf::behavior{}};
   }
   st.db = std::move(*db);
-  st.db->declare(kind_container, container_row_version, {{1, container_v1_to_v2}});
+  st.db->declare(kind_container, container_row_version, {{1, container_v1_to_v2}, {2, container_v2_to_v3}});
   if (!st.config.demo_image.empty()) {
     auto path = st.config.demo_image;
     self->request(st.config.images, caf::infinite, get_atom::value, std::string{"demo"})

@@ -42,6 +42,7 @@ using attach_atom = caf::atom_constant<caf::atom("attach")>;
 using detach_atom = caf::atom_constant<caf::atom("detach")>;
 using check_atom = caf::atom_constant<caf::atom("check")>;
 using run_atom = caf::atom_constant<caf::atom("run")>;
+using init_atom = caf::atom_constant<caf::atom("init")>;
 using exec_atom = caf::atom_constant<caf::atom("exec")>;
 using pod_atom = caf::atom_constant<caf::atom("pod")>;
 using challenge_atom = caf::atom_constant<caf::atom("challenge")>;

@@ -36,9 +36,10 @@ typename Inspector::result_type inspect(Inspector& f, container_mount& x) {
 
 /// --restart: what the daemon does once a container's process has exited.
 struct restart_policy {
-  /// "no" (also empty), "on-failure" or "always".
+  /// "no" (also empty), "on-failure", "always" or "unless-stopped" (like always: neither
+  /// restarts a container a user stopped).
   std::string mode;
-  /// on-failure: at most this many restarts in a row (0: no limit).
+  /// on-failure: at most this many restarts since a user last started it (0: no limit).
   uint32_t max_retries = 0;
 };
 
@@ -125,7 +126,8 @@ struct container_info {
   int64_t created_unix_nanos = 0;
   int64_t started_unix_nanos = 0;
   int64_t finished_unix_nanos = 0;
-  /// How often the restart policy has started it again (since schema v3).
+  /// How often the restart policy has started it again since a user last started it (since
+  /// schema v3).
   uint32_t restart_count = 0;
 };
 

@@ -90,6 +90,9 @@ using cells_actor = caf::typed_actor<
   caf::reacts_to<free_atom, std::string, bool, bool>,
   /// Starts an executable in a cell; answers once it runs (exec succeeded).
   caf::replies_to<start_atom, executable_spec>::with<executable_info>,
+  /// The same; `keep_output` appends its output to the files of the executable's previous
+  /// run of that name instead of starting them afresh (a restarted container's log).
+  caf::replies_to<start_atom, executable_spec, bool>::with<executable_info>,
   /// Signals an executable (0 = SIGTERM), SIGKILL after `timeout_ms`; answers on exit.
   caf::replies_to<stop_atom, std::string, std::string, int32_t, uint32_t>::with<exit_status>,
   /// Every cell, parents before children.
@@ -172,9 +175,13 @@ using containers_actor = caf::typed_actor<
   /// Makes a container (cell, rootfs, bundle, process waiting for start); nothing is
   /// left on error.
   caf::replies_to<create_atom, container_spec>::with<container_info>,
-  /// Lets a created container run its program; answers once it runs or, with `wait`,
-  /// once it has stopped (before an auto-remove).
+  /// Lets a created container run its program (a stopped one is made created again
+  /// first, see init_atom); answers once it runs or, with `wait`, once it has stopped
+  /// (before an auto-remove).
   caf::replies_to<start_atom, std::string, bool>::with<container_info>,
+  /// Makes a stopped container created again (podman's init): the same id, rootfs and
+  /// bundle, its network attached again, a new process waiting for start, its log kept.
+  caf::replies_to<init_atom, std::string>::with<container_info>,
   /// create + start in one call (`wait` as for start).
   caf::replies_to<run_atom, container_spec, bool>::with<container_info>,
   /// Signals the container's process (0 = SIGTERM), SIGKILL after `timeout_ms`

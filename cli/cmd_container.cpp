@@ -163,16 +163,32 @@ namespace {
 
 struct run_flags {
   bool rm = false, detach = false, read_only = false;
-  std::string name, pod, network, hostname, entrypoint, user, workdir;
+  std::string name, pod, network, hostname, entrypoint, user, workdir, restart;
   std::vector<std::string> env, ports, cap_add, sysctls;
   limit_flags limits;
   /// IMAGE [CMD...], everything after the options.
   std::vector<std::string> rest;
 };
 
-void fill_spec(const run_flags& f, schema::ContainerSpec::Builder s) {
+/// --restart no|on-failure[:N]|always|unless-stopped, as podman spells it.
+void parse_restart(const std::string& text, bool rm, schema::RestartPolicy::Builder out) {
+  static const std::regex re{R"(^(no|always|unless-stopped|on-failure)(?::([0-9]{1,9}))?$)"};
+  std::smatch m;
+  if (!text.empty() && !std::regex_match(text, m, re))
+    bad("--restart: '" + text + "' is not no, on-failure[:MAX_RETRIES], always or unless-stopped");
+  auto mode = text.empty() ? std::string{"no"} : m[1].str();
+  if (m.size() > 2 && m[2].matched && mode != "on-failure")
+    bad("--restart: '" + text + "': a retry count goes with on-failure only");
+  if (rm && mode != "no")
+    bad("--rm and --restart " + text + " exclude each other: an auto-removed container cannot "
+        "be restarted");
+  out.setMode(mode);
+  out.setMaxRetries(m.size() > 2 && m[2].matched ? static_cast<uint32_t>(std::stoul(m[2].str())) : 0);
+}
+
+void fill_spec(const char* verb, const run_flags& f, schema::ContainerSpec::Builder s) {
   if (f.rest.empty())
-    bad("run: give an IMAGE (e.g. cyto run --rm demo echo hello)");
+    bad(std::string{verb} + ": give an IMAGE (e.g. cyto " + verb + " --name web demo httpd -f)");
   s.setName(f.name);
   s.setImage(f.rest.front());
   if (!f.entrypoint.empty()) {
@@ -210,6 +226,7 @@ void fill_spec(const run_flags& f, schema::ContainerSpec::Builder s) {
   auto sysctls = s.initSysctls(f.sysctls.size());
   for (size_t i = 0; i < f.sysctls.size(); ++i)
     sysctls.set(i, f.sysctls[i]);
+  parse_restart(f.restart, f.rm, s.initRestart());
 }
 
 /// A failed create/run: the message, and podman's exit code (the runtime's 126/127 when
@@ -237,9 +254,25 @@ void ensure_image(client& c, const std::string& image) {
   }
 }
 
-int run(const global_options& g, const run_flags& f) {
-  if (f.rest.empty())
-    bad("run: give an IMAGE (e.g. cyto run --rm demo echo hello)");
+int attached_start(client& c, schema::Containers::Client& svc, const std::string& name,
+                   const std::string& cell, const std::string& exe, bool from_start);
+
+/// Every flag checked before the daemon is asked anything (a bad one pulls nothing).
+void check_flags(const char* verb, const run_flags& f) {
+  capnp::MallocMessageBuilder scratch;
+  fill_spec(verb, f, scratch.initRoot<schema::ContainerSpec>());
+}
+
+using containers_client = schema::Containers::Client;
+
+/// The start of run and create: the flags checked, the image pulled if missing, then `go`.
+int with_image(const global_options& g, const char* verb, const run_flags& f,
+               const std::function<int(client&, containers_client&)>& go) {
+  try {
+    check_flags(verb, f);
+  } catch (const cli_error& e) {
+    return engine_failure(e.what());
+  }
   client c{g};
   auto svc = containers(c);
   try {
@@ -247,36 +280,65 @@ int run(const global_options& g, const run_flags& f) {
   } catch (const cli_error& e) {
     return engine_failure(e.what());
   }
-  if (f.detach) {
-    auto req = svc.runRequest();
-    fill_spec(f, req.initSpec());
-    req.setWait(false);
+  return go(c, svc);
+}
+
+/// A container made in the background: its id, or (--json) all of it.
+void print_made(const global_options& g, schema::ContainerInfo::Reader info) {
+  if (g.json)
+    print_json(container_json(info));
+  else
+    std::printf("%s\n", info.getId().cStr());
+}
+
+int run(const global_options& g, const run_flags& f) {
+  return with_image(g, "run", f, [&](client& c, containers_client& svc) {
+    if (f.detach) {
+      auto req = svc.runRequest();
+      fill_spec("run", f, req.initSpec());
+      req.setWait(false);
+      try {
+        print_made(g, req.send().wait(c.wait_scope()).getInfo());
+      } catch (const kj::Exception& e) {
+        return engine_failure(describe(e));
+      }
+      return 0;
+    }
+    // Foreground: create, follow its output from the start, start and wait.
+    auto create = svc.createRequest();
+    fill_spec("run", f, create.initSpec());
+    std::string name, cell, exe;
     try {
-      auto resp = req.send().wait(c.wait_scope());
+      auto resp = create.send().wait(c.wait_scope());
       auto info = resp.getInfo();
-      if (g.json)
-        print_json(container_json(info));
-      else
-        std::printf("%s\n", info.getId().cStr());
+      name = info.getSpec().getName();
+      cell = info.getCell();
+      exe = info.getExecutable();
+    } catch (const kj::Exception& e) {
+      return engine_failure(describe(e));
+    }
+    return attached_start(c, svc, name, cell, exe, true);
+  });
+}
+
+int create(const global_options& g, const run_flags& f) {
+  return with_image(g, "create", f, [&](client& c, containers_client& svc) {
+    auto req = svc.createRequest();
+    fill_spec("create", f, req.initSpec());
+    try {
+      print_made(g, req.send().wait(c.wait_scope()).getInfo());
     } catch (const kj::Exception& e) {
       return engine_failure(describe(e));
     }
     return 0;
-  }
-  // Foreground: create, follow its output from the start, start and wait.
-  auto create = svc.createRequest();
-  fill_spec(f, create.initSpec());
-  std::string name, cell, exe;
-  try {
-    auto resp = create.send().wait(c.wait_scope());
-    auto info = resp.getInfo();
-    name = info.getSpec().getName();
-    cell = info.getCell();
-    exe = info.getExecutable();
-  } catch (const kj::Exception& e) {
-    return engine_failure(describe(e));
-  }
-  auto output = follow_output(c, cell, exe).catch_([](kj::Exception&&) {});
+  });
+}
+
+/// Follows a created container's output (from the first line of its log, or only what
+/// its new process writes), starts it and waits: its exit code is the answer.
+int attached_start(client& c, schema::Containers::Client& svc, const std::string& name,
+                   const std::string& cell, const std::string& exe, bool from_start) {
+  auto output = follow_output(c, cell, exe, from_start).catch_([](kj::Exception&&) {});
   auto start = svc.startRequest();
   start.setName(name);
   start.setWait(true);
@@ -334,6 +396,8 @@ int ps(const global_options& g, bool all) {
       status = "Exited (" + std::to_string(x.getExitCode()) + ") " + ago(x.getFinishedUnixNanos());
       break;
     }
+    if (x.getRestartCount() > 0)
+      status += ", " + std::to_string(x.getRestartCount()) + " restarts";
     std::string name = x.getSpec().getName();
     if (x.getSpec().getPod().size() > 0)
       name += " (pod " + std::string{x.getSpec().getPod().cStr()} + ")";
@@ -394,6 +458,7 @@ struct target_flags {
   uint32_t timeout_s = 10;
   std::string signal = "KILL";
   bool force = false;
+  bool attach = false;
 };
 
 /// Runs `one(name)` for each name (podman prints each name done); a failure is printed
@@ -425,6 +490,62 @@ int stop(const global_options& g, const target_flags& f) {
       print_json(container_json(resp.getInfo()));
     else
       std::printf("%s\n", n.c_str());
+  });
+}
+
+/// Starts one container (detached) and says so.
+void start_one(const global_options& g, client& c, schema::Containers::Client& svc,
+               const std::string& n) {
+  auto req = svc.startRequest();
+  req.setName(n);
+  auto resp = req.send().wait(c.wait_scope());
+  if (g.json)
+    print_json(container_json(resp.getInfo()));
+  else
+    std::printf("%s\n", n.c_str());
+}
+
+int start(const global_options& g, const target_flags& f) {
+  if (f.attach) {
+    if (f.names.size() != 1)
+      bad("start --attach: give one container");
+    client c{g};
+    auto svc = containers(c);
+    std::string name, cell, exe;
+    bool fresh = false;
+    try {
+      auto req = svc.inspectRequest();
+      req.setName(f.names.front());
+      auto resp = req.send().wait(c.wait_scope());
+      auto info = resp.getInfo();
+      fresh = info.getState() == schema::ContainerState::CREATED;
+      if (info.getState() == schema::ContainerState::STOPPED) {
+        // A new process first, so its output is followed from its first line on.
+        auto init = svc.initRequest();
+        init.setName(f.names.front());
+        init.send().wait(c.wait_scope());
+      }
+      name = info.getSpec().getName();
+      cell = info.getCell();
+      exe = info.getExecutable();
+    } catch (const kj::Exception& e) {
+      return engine_failure(describe(e));
+    }
+    // A container never started shows its whole log; one that ran before only the new run's.
+    return attached_start(c, svc, name, cell, exe, fresh);
+  }
+  return each_name(g, f, [&](client& c, schema::Containers::Client& svc, const std::string& n) {
+    start_one(g, c, svc, n);
+  });
+}
+
+int restart(const global_options& g, const target_flags& f) {
+  return each_name(g, f, [&](client& c, schema::Containers::Client& svc, const std::string& n) {
+    auto stop = svc.stopRequest();
+    stop.setName(n);
+    stop.setTimeoutMs(f.timeout_s * 1000);
+    stop.send().wait(c.wait_scope());
+    start_one(g, c, svc, n);
   });
 }
 
@@ -482,6 +603,36 @@ int wait_cmd(const global_options& g, const target_flags& f) {
   return 0;
 }
 
+/// The flags of `run` and `create` (the container's spec), shared.
+void add_spec_flags(CLI::App* cmd, run_flags& rf) {
+  cmd->add_flag("--rm", rf.rm, "remove the container once it has exited");
+  cmd->add_option("--name", rf.name, "container name (default: generated)");
+  cmd->add_option("-e,--env", rf.env, "set KEY=VALUE (KEY alone: take it from here); repeat")
+      ->allow_extra_args(false);
+  cmd->add_option("-m,--memory", rf.limits.memory, "memory limit (256M, 1G)");
+  cmd->add_option("--cpus", rf.limits.cpus, "CPU limit in CPUs (0.5)");
+  cmd->add_option("--pids-limit", rf.limits.pids, "most processes in the container");
+  cmd->add_option("--pod", rf.pod, "run in this pod (shares its network, ipc and hostname)");
+  cmd->add_option("--network", rf.network, "attach to this network");
+  cmd->add_option("-p,--publish", rf.ports, "publish HOST_PORT:CONTAINER_PORT[/udp]; repeat")
+      ->allow_extra_args(false);
+  cmd->add_option("--hostname", rf.hostname, "hostname (default: the name)");
+  cmd->add_option("--entrypoint", rf.entrypoint, "replace the image's entrypoint");
+  cmd->add_option("-u,--user", rf.user, "USER[:GROUP] or UID[:GID] in the container");
+  cmd->add_option("-w,--workdir", rf.workdir, "working directory in the container");
+  cmd->add_flag("--read-only", rf.read_only, "mount the rootfs read-only (/tmp stays writable)");
+  cmd->add_option("--cap-add", rf.cap_add, "add a capability (NET_ADMIN, ALL); repeat")
+      ->allow_extra_args(false);
+  cmd->add_option("--sysctl", rf.sysctls,
+                  "set a namespaced sysctl KEY=VALUE (net.*, kernel.shm*, kernel.msg*, "
+                  "kernel.sem, fs.mqueue.*); repeat")
+      ->allow_extra_args(false);
+  cmd->add_option("--restart", rf.restart,
+                  "when its process exits, start it again: no (default), on-failure[:N] "
+                  "(a non-zero exit, at most N times), always, unless-stopped; never after "
+                  "a stop or kill by a user");
+}
+
 } // namespace
 
 std::pair<std::string, std::string> container_output(client& c, const std::string& name) {
@@ -508,30 +659,8 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
   run_cmd->footer("The container's output is shown and its exit code becomes cyto's; failures "
                   "of cyto itself exit 125, a command missing in the image 127.\n"
                   "Example: cyto run --rm demo echo hello");
-  run_cmd->add_flag("--rm", rf.rm, "remove the container once it has exited");
   run_cmd->add_flag("-d,--detach", rf.detach, "run in the background and print its id");
-  run_cmd->add_option("--name", rf.name, "container name (default: generated)");
-  run_cmd->add_option("-e,--env", rf.env, "set KEY=VALUE (KEY alone: take it from here); repeat")
-      ->allow_extra_args(false);
-  run_cmd->add_option("-m,--memory", rf.limits.memory, "memory limit (256M, 1G)");
-  run_cmd->add_option("--cpus", rf.limits.cpus, "CPU limit in CPUs (0.5)");
-  run_cmd->add_option("--pids-limit", rf.limits.pids, "most processes in the container");
-  run_cmd->add_option("--pod", rf.pod, "run in this pod (shares its network, ipc and hostname)");
-  run_cmd->add_option("--network", rf.network, "attach to this network");
-  run_cmd->add_option("-p,--publish", rf.ports, "publish HOST_PORT:CONTAINER_PORT[/udp]; repeat")
-      ->allow_extra_args(false);
-  run_cmd->add_option("--hostname", rf.hostname, "hostname (default: the name)");
-  run_cmd->add_option("--entrypoint", rf.entrypoint, "replace the image's entrypoint");
-  run_cmd->add_option("-u,--user", rf.user, "USER[:GROUP] or UID[:GID] in the container");
-  run_cmd->add_option("-w,--workdir", rf.workdir, "working directory in the container");
-  run_cmd->add_flag("--read-only", rf.read_only,
-                    "mount the rootfs read-only (/tmp stays writable)");
-  run_cmd->add_option("--cap-add", rf.cap_add, "add a capability (NET_ADMIN, ALL); repeat")
-      ->allow_extra_args(false);
-  run_cmd->add_option("--sysctl", rf.sysctls,
-                      "set a namespaced sysctl KEY=VALUE (net.*, kernel.shm*, kernel.msg*, "
-                      "kernel.sem, fs.mqueue.*); repeat")
-      ->allow_extra_args(false);
+  add_spec_flags(run_cmd, rf);
   // IMAGE [COMMAND [ARG...]]: everything from the image on is the container's.
   run_cmd->prefix_command();
   common(run_cmd);
@@ -539,6 +668,36 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
     rf.rest = run_cmd->remaining();
     action = [&] { return run(g, rf); };
   });
+
+  static run_flags cf;
+  auto* create_cmd = app.add_subcommand(
+      "create", "make a container without starting it and print its id: IMAGE [COMMAND [ARG...]]");
+  create_cmd->footer("Takes run's flags (but -d); start it with cyto start.\n"
+                     "Example: cyto create --name web --restart always demo httpd -f -p 8080");
+  add_spec_flags(create_cmd, cf);
+  create_cmd->prefix_command();
+  common(create_cmd);
+  create_cmd->callback([&, create_cmd] {
+    cf.rest = create_cmd->remaining();
+    action = [&] { return create(g, cf); };
+  });
+
+  auto* start_cmd = app.add_subcommand(
+      "start", "start created or stopped containers (a stopped one runs again: same id and "
+               "rootfs, its log goes on)");
+  start_cmd->add_flag("-a,--attach", tf.attach,
+                      "show its output and exit with its exit code, like a foreground run");
+  start_cmd->add_option("names", tf.names, "container names or ids")->required();
+  common(start_cmd);
+  start_cmd->callback([&] { action = [&] { return start(g, tf); }; });
+
+  auto* restart_cmd = app.add_subcommand(
+      "restart", "stop containers (SIGTERM, SIGKILL after -t seconds) and start them again");
+  restart_cmd->add_option("-t,--time", tf.timeout_s, "seconds before SIGKILL")
+      ->capture_default_str();
+  restart_cmd->add_option("names", tf.names, "container names or ids")->required();
+  common(restart_cmd);
+  restart_cmd->callback([&] { action = [&] { return restart(g, tf); }; });
 
   auto* ps_cmd = app.add_subcommand("ps", "list running containers (-a: all)");
   ps_cmd->add_flag("-a,--all", all, "also created and stopped containers");

@@ -17,8 +17,9 @@ struct Mount {
 }
 
 struct RestartPolicy {
-  mode @0 :Text;          # "no" (also empty), "on-failure", "always"
-  maxRetries @1 :UInt32;  # on-failure: at most this many restarts in a row (0: no limit)
+  mode @0 :Text;          # "no" (also empty), "on-failure", "always", "unless-stopped"
+  maxRetries @1 :UInt32;  # on-failure: at most this many restarts since a user's last
+                          # start (0: no limit)
 }
 
 struct ContainerSpec {
@@ -81,7 +82,8 @@ interface Containers {
   # Makes a container whose process waits for start; nothing is left on error.
   # Errors of the runtime carry "(exit code N)": 127 command not found, 126 not executable.
   create @0 (spec :ContainerSpec) -> (info :ContainerInfo);
-  # Runs a created container's program; with wait, returns once it has stopped.
+  # Runs a created container's program (a stopped one runs again: see init); with wait,
+  # returns once it has stopped.
   start @1 (name :Text, wait :Bool) -> (info :ContainerInfo);
   # create + start (+ wait).
   run @2 (spec :ContainerSpec, wait :Bool) -> (info :ContainerInfo);
@@ -99,6 +101,11 @@ interface Containers {
        -> (info :ExecInfo);
   # Returns once the container has stopped.
   wait @9 (name :Text) -> (info :ContainerInfo);
+  # Makes a stopped container created again (podman's init): the same id, rootfs and
+  # bundle, a new process waiting for start, its network attached again, its log kept.
+  # A created one is answered as it is. (start does this itself for a stopped one; init
+  # lets a client follow the output of the new process from its first line.)
+  init @10 (name :Text) -> (info :ContainerInfo);
 }
 
 struct PodSpec {

@@ -222,6 +222,16 @@ public:
         });
   }
 
+  kj::Promise<void> init(InitContext context) override {
+    // Unbounded: attaching the network and creating the process take what they take.
+    return bridge_
+        .request(bridge::infinite, actor_, init_atom::value,
+                 std::string{context.getParams().getName()})
+        .then([context](container_info info) mutable {
+          to_capnp(info, context.getResults().initInfo());
+        });
+  }
+
 private:
   bridge& bridge_;
   containers_actor actor_;

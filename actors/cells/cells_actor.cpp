@@ -348,12 +348,13 @@ caf::error check_user(const executable_spec& spec) {
   return {};
 }
 
-/// Opens a fresh output file of an executable.
-int open_log(const std::string& path) {
-  return ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+/// Opens a fresh output file of an executable (or, `keep`, the previous run's to append to).
+int open_log(const std::string& path, bool keep) {
+  return ::open(path.c_str(), O_WRONLY | O_CREAT | (keep ? 0 : O_TRUNC) | O_APPEND | O_CLOEXEC,
+                0640);
 }
 
-caf::result<executable_info> start(self_ptr self, executable_spec spec) {
+caf::result<executable_info> start(self_ptr self, executable_spec spec, bool keep_output) {
   auto& st = self->state;
   auto c = st.cells.find(spec.cell);
   if (c == st.cells.end())
@@ -387,17 +388,20 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
   info.stdout_path = (log_dir / (spec.name + ".stdout")).string();
   info.stderr_path = (log_dir / (spec.name + ".stderr")).string();
   // A new run writes to fresh files that replace the previous run's only once it has
-  // started: a refused start keeps the previous output (and record) as they were.
-  auto new_out = info.stdout_path + ".new";
-  auto new_err = info.stderr_path + ".new";
-  int out = open_log(new_out);
-  int err_fd = open_log(new_err);
+  // started: a refused start keeps the previous output (and record) as they were. With
+  // keep_output it appends to them instead (what it writes is all a refusal adds: nothing).
+  auto new_out = keep_output ? info.stdout_path : info.stdout_path + ".new";
+  auto new_err = keep_output ? info.stderr_path : info.stderr_path + ".new";
+  int out = open_log(new_out, keep_output);
+  int err_fd = open_log(new_err, keep_output);
   auto close_logs = [&] {
     if (out >= 0) ::close(out);
     if (err_fd >= 0) ::close(err_fd);
   };
   auto drop_logs = [&] {
     close_logs();
+    if (keep_output)
+      return;
     ::unlink(new_out.c_str());
     ::unlink(new_err.c_str());
   };
@@ -444,8 +448,10 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
     return child.error();
   }
   close_logs();
-  ::rename(new_out.c_str(), info.stdout_path.c_str());
-  ::rename(new_err.c_str(), info.stderr_path.c_str());
+  if (!keep_output) {
+    ::rename(new_out.c_str(), info.stdout_path.c_str());
+    ::rename(new_err.c_str(), info.stderr_path.c_str());
+  }
   info.pid = static_cast<uint32_t>(child->pid);
   info.ns_pid = static_cast<uint32_t>(ns_pid_of(child->pid));
   info.started_unix_nanos = now_nanos();
@@ -462,8 +468,9 @@ caf::result<executable_info> start(self_ptr self, executable_spec spec) {
   if (auto err = st.db->set_state(kind_exe, key, "running", &blob))
     st.log->error("record start of {}/{}: {}", spec.cell, spec.name, render(err));
   // Files first: an exit seen before they were followed would leave them followed forever.
-  st.watcher->follow(e.token, 1, info.stdout_path);
-  st.watcher->follow(e.token, 2, info.stderr_path);
+  // Appended output is followed from where the previous run's ended.
+  st.watcher->follow(e.token, 1, info.stdout_path, keep_output);
+  st.watcher->follow(e.token, 2, info.stderr_path, keep_output);
   if (!st.watcher->watch(e.token, e.pidfd))
     st.log->error("cannot watch pidfd of {}/{}", spec.cell, spec.name);
   st.log->info("started {}/{} pid={} ns_pid={}", spec.cell, spec.name, info.pid, info.ns_pid);
@@ -645,6 +652,7 @@ cells_private::behavior_type cells(self_ptr self, cells_config config) {
       [why](allocate_atom, cell_spec&) -> caf::result<cell_info> { return why; },
       [why](free_atom, std::string&, bool, bool) -> caf::result<void> { return why; },
       [why](start_atom, executable_spec&) -> caf::result<executable_info> { return why; },
+      [why](start_atom, executable_spec&, bool) -> caf::result<executable_info> { return why; },
       [why](stop_atom, std::string&, std::string&, int32_t,
             uint32_t) -> caf::result<exit_status> { return why; },
       [why](list_atom) -> caf::result<std::vector<cell_info>> { return why; },
@@ -745,7 +753,10 @@ cells_private::behavior_type cells(self_ptr self, cells_config config) {
       return free_cell(self, name, recursive, force);
     },
     [self](start_atom, executable_spec& spec) -> caf::result<executable_info> {
-      return start(self, std::move(spec));
+      return start(self, std::move(spec), false);
+    },
+    [self](start_atom, executable_spec& spec, bool keep_output) -> caf::result<executable_info> {
+      return start(self, std::move(spec), keep_output);
     },
     [self](stop_atom, std::string& cell, std::string& exe, int32_t sig,
            uint32_t timeout_ms) -> caf::result<exit_status> {

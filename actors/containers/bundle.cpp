@@ -440,13 +440,14 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
   return out;
 }
 
-caf::error write_bundle(const bundle_files& files, const std::string& bundle) {
+namespace {
+
+using named_texts = std::initializer_list<std::pair<const char*, const std::string*>>;
+
+/// Writes each named text into `bundle`; on error none of them is left.
+caf::error write_files(named_texts files, const std::string& bundle) {
   std::vector<std::string> written;
-  for (auto& [name, text] : std::initializer_list<std::pair<const char*, const std::string*>>{
-           {"config.json", &files.config_json},
-           {"hosts", &files.hosts},
-           {"hostname", &files.hostname},
-           {"resolv.conf", &files.resolv_conf}}) {
+  for (auto& [name, text] : files) {
     auto path = bundle + "/" + name;
     std::ofstream out{path, std::ios::trunc};
     out << *text;
@@ -461,6 +462,40 @@ caf::error write_bundle(const bundle_files& files, const std::string& bundle) {
     written.push_back(path);
   }
   return {};
+}
+
+} // namespace
+
+caf::error write_bundle(const bundle_files& files, const std::string& bundle) {
+  return write_files({{"config.json", &files.config_json},
+                      {"hosts", &files.hosts},
+                      {"hostname", &files.hostname},
+                      {"resolv.conf", &files.resolv_conf}},
+                     bundle);
+}
+
+caf::error refresh_bundle(const bundle_request& req, const std::string& bundle) {
+  auto path = bundle + "/config.json";
+  std::ifstream in{path};
+  std::stringstream text;
+  text << in.rdbuf();
+  auto config = json::parse(text.str(), nullptr, false);
+  if (!config.is_object() || !config.contains("linux") || !config["linux"].is_object())
+    return make_error(errc::internal, path + " is not an OCI config");
+  for (auto& n : config["linux"]["namespaces"]) {
+    if (!n.is_object() || !n.contains("type") || !n["type"].is_string())
+      continue;
+    auto type = n["type"].get<std::string>();
+    if (auto j = req.join.find(type); j != req.join.end())
+      n["path"] = j->second;
+    else if (type == "network" && !req.netns_path.empty())
+      n["path"] = req.netns_path;
+  }
+  auto config_json = config.dump(2) + "\n";
+  auto hosts = hosts_file(req);
+  auto resolv = resolv_file(req);
+  return write_files(
+      {{"config.json", &config_json}, {"hosts", &hosts}, {"resolv.conf", &resolv}}, bundle);
 }
 
 } // namespace cyto::containers

@@ -66,4 +66,9 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
 /// Writes the bundle files into `bundle` (which must exist); nothing is left on error.
 caf::error write_bundle(const bundle_files& files, const std::string& bundle);
 
+/// Brings the bundle of a container that runs again up to date with its new network
+/// attachment and pod namespaces: config.json's namespace paths (req.join, netns_path),
+/// hosts (req.ips) and resolv.conf; the rest of config.json stays as it was made.
+caf::error refresh_bundle(const bundle_request& req, const std::string& bundle);
+
 } // namespace cyto::containers

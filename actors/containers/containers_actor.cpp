@@ -1,10 +1,12 @@
 #include "actors/containers/containers_actor.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -72,6 +74,25 @@ std::string random_id() {
   return out;
 }
 
+/// A restart policy as podman spells it ("" is "no"); --rm excludes any but "no".
+caf::error check_restart(restart_policy& r, bool auto_remove) {
+  if (r.mode.empty())
+    r.mode = "no";
+  if (r.mode != "no" && r.mode != "on-failure" && r.mode != "always" && r.mode != "unless-stopped")
+    return make_error(errc::invalid_argument,
+                      "restart policy '" + r.mode +
+                          "': give no, on-failure[:MAX_RETRIES], always or unless-stopped");
+  if (r.max_retries > 0 && r.mode != "on-failure")
+    return make_error(errc::invalid_argument,
+                      "restart policy '" + r.mode + ":" + std::to_string(r.max_retries) +
+                          "': a retry count goes with on-failure only");
+  if (auto_remove && r.mode != "no")
+    return make_error(errc::invalid_argument,
+                      "--rm and restart policy '" + r.mode +
+                          "' exclude each other: an auto-removed container cannot be restarted");
+  return {};
+}
+
 caf::error check_name(const std::string& what, const std::string& name) {
   bool ok = !name.empty() && name.size() <= 63 && std::isalnum(static_cast<unsigned char>(name[0]));
   for (char c : name)
@@ -137,7 +158,8 @@ void remove_runtime_dir(const containers_state& st, const std::string& id) {
 }
 
 void persist(self_ptr self, container& c, const char* state) {
-  container_row row{c.info, c.start_time, c.shim_pid, c.net_attached, c.shim_start_time};
+  container_row row{c.info,           c.start_time,       c.shim_pid,
+                    c.net_attached,   c.shim_start_time, c.stopped_by_user};
   if (auto err = self->state.db->put({kind_container, c.info.id, state, to_blob(row)}))
     self->state.log->error("record container {}: {}", c.info.spec.name, render(err));
 }
@@ -339,6 +361,8 @@ void remove_now(self_ptr self, const std::string& name, done_cb done) {
 // -- exit -----------------------------------------------------------------------------
 
 void finish_exit(self_ptr self, const std::string& id, caf::error start_error);
+bool should_restart(const container& c);
+void schedule_restart(self_ptr self, container& c);
 
 /// The shim ended: the container has stopped. Reads exit.json (also for containers
 /// that ended while the daemon was down), answers waiters, then auto-removes.
@@ -390,16 +414,23 @@ void finish_exit(self_ptr self, const std::string& id, caf::error start_error) {
   if (!c)
     return;
   auto& info = c->info;
-  persist(self, *c, "stopped");
+  // Recorded as "restarting" while the policy will start it again: a daemon killed in the
+  // backoff does so at its next start.
+  bool again = should_restart(*c);
+  persist(self, *c, again ? "restarting" : "stopped");
   st.log->info("container {} stopped: exit code {}", info.spec.name, info.exit_code);
   auto name = info.spec.name;
-  for (auto& rp : c->starting) {
-    if (start_error)
-      rp.deliver(start_error);
-    else
-      rp.deliver(info);
-  }
+  auto starting = std::move(c->starting);
   c->starting.clear();
+  for (auto& k : starting) {
+    if (start_error)
+      k(start_error);
+    else
+      k(info);
+  }
+  c = find_by_id(st, id);
+  if (!c)
+    return;
   for (auto& rp : c->waiters)
     rp.deliver(info);
   c->waiters.clear();
@@ -420,6 +451,8 @@ void finish_exit(self_ptr self, const std::string& id, caf::error start_error) {
   }
   for (auto& rp : runners)
     rp.deliver(stopped);
+  if (again && (c = find_by_id(st, id)) && should_restart(*c))
+    schedule_restart(self, *c);
 }
 
 void watch_shim(self_ptr self, const container& c) {
@@ -524,39 +557,86 @@ void fail_create(self_ptr self, job_ptr job, caf::error err) {
           });
 }
 
+/// The shim's answer (created.json) taken into `c`: created, its process's pid and pidfd.
+caf::error adopt_created(container& c, const std::string& text) {
+  auto j = json::parse(text, nullptr, false);
+  if (!j.is_object())
+    return make_error(errc::internal, "created.json is not JSON: " + text);
+  if (j.contains("error"))
+    return shim_error(j);
+  c.info.state = container_state::created;
+  c.info.pid = j.value("pid", 0u);
+  c.start_time = j.value("start_time", uint64_t{0});
+  if (c.pidfd >= 0)
+    ::close(c.pidfd);
+  c.pidfd = -1;
+  int fd = pidfd_open(static_cast<pid_t>(c.info.pid));
+  if (fd >= 0 && process_start_time(static_cast<pid_t>(c.info.pid)) == c.start_time)
+    c.pidfd = fd;
+  else if (fd >= 0)
+    ::close(fd);
+  return {};
+}
+
+/// Why a shim gave no created.json, for an error text.
+caf::error no_created(const caf::error& err, const executable_info& shim) {
+  auto why = tail_of(shim.stderr_path);
+  return make_error(errc::internal, "the runtime shim did not create the container: " +
+                                        context_of(err) + (why.empty() ? "" : ": " + why));
+}
+
+/// The cell executable that creates and supervises container `info` (`cyto-runtime shim`).
+executable_spec shim_executable(const containers_state& st, const container_info& info) {
+  executable_spec exe;
+  exe.cell = info.cell;
+  exe.name = info.executable;
+  exe.argv = {st.config.runtime_path, "--root", runtime_root(st)};
+  if (st.config.default_seccomp)
+    exe.argv.push_back("--default-seccomp");
+  exe.argv.insert(exe.argv.end(), {"shim", "--bundle", info.bundle, info.id});
+  exe.description = "container " + info.spec.name + " (" + info.image_name + ")";
+  return exe;
+}
+
+/// A pod member joins the namespaces of the pod's pause process and takes its hostname.
+void join_pod(bundle_request& req, const std::string& pod, uint32_t pause_pid) {
+  auto ns = "/proc/" + std::to_string(pause_pid) + "/ns/";
+  req.join = {{"network", ns + "net"}, {"ipc", ns + "ipc"}, {"uts", ns + "uts"}};
+  req.hostname = pod;
+}
+
+void use_attachment(bundle_request& req, const net_attachment& a) {
+  req.netns_path = a.netns_path;
+  req.ips = a.ips;
+  req.dns_servers = a.dns_servers;
+  req.dns_search = a.dns_search;
+}
+
+attach_request container_attach(const container_spec& spec) {
+  attach_request req;
+  req.owner = "container/" + spec.name;
+  req.network = spec.network;
+  req.ports = spec.ports;
+  req.ifname = "eth0";
+  return req;
+}
+
 void create_started(self_ptr self, job_ptr job) {
   auto path = job->info.bundle + "/created.json";
   wait_file(self, path, job->shim.pid, create_timeout,
             [self, job](caf::expected<std::string> text) {
               auto& st = self->state;
-              if (!text) {
-                auto why = tail_of(job->shim.stderr_path);
-                return fail_create(
-                    self, job,
-                    make_error(errc::internal, "the runtime shim did not create the container: " +
-                                                   context_of(text.error()) +
-                                                   (why.empty() ? "" : ": " + why)));
-              }
-              auto j = json::parse(*text, nullptr, false);
-              if (!j.is_object())
-                return fail_create(
-                    self, job, make_error(errc::internal, "created.json is not JSON: " + *text));
-              if (j.contains("error"))
-                return fail_create(self, job, shim_error(j));
+              if (!text)
+                return fail_create(self, job, no_created(text.error(), job->shim));
+              container fresh;
+              fresh.info = job->info;
+              if (auto err = adopt_created(fresh, *text))
+                return fail_create(self, job, err);
               auto& c = st.containers[job->info.spec.name];
-              c = container{};
-              c.info = job->info;
-              c.info.state = container_state::created;
-              c.info.pid = j.value("pid", 0u);
-              c.start_time = j.value("start_time", uint64_t{0});
+              c = fresh;
               c.shim_pid = job->shim.pid;
               c.shim_start_time = job->shim_start_time;
               c.net_attached = job->attached;
-              int fd = pidfd_open(static_cast<pid_t>(c.info.pid));
-              if (fd >= 0 && process_start_time(static_cast<pid_t>(c.info.pid)) == c.start_time)
-                c.pidfd = fd;
-              else if (fd >= 0)
-                ::close(fd);
               persist(self, c, "created");
               st.reserved.erase(job->info.spec.name);
               st.log->info("created container {} ({}) from {} pid={}", c.info.spec.name,
@@ -576,16 +656,10 @@ void create_write_bundle(self_ptr self, job_ptr job) {
   req.image = *img;
   req.rootfs = job->info.bundle + "/rootfs";
   req.hostname = job->spec.hostname.empty() ? job->spec.name : job->spec.hostname;
-  if (job->pause_pid) {
-    auto ns = "/proc/" + std::to_string(job->pause_pid) + "/ns/";
-    req.join = {{"network", ns + "net"}, {"ipc", ns + "ipc"}, {"uts", ns + "uts"}};
-    req.hostname = job->spec.pod;
-  }
+  if (job->pause_pid)
+    join_pod(req, job->spec.pod, job->pause_pid);
   if (job->attached) {
-    req.netns_path = job->attachment.netns_path;
-    req.ips = job->attachment.ips;
-    req.dns_servers = job->attachment.dns_servers;
-    req.dns_search = job->attachment.dns_search;
+    use_attachment(req, job->attachment);
     job->info.ips = job->attachment.ips;
   }
   req.host_resolv_conf = read_file("/etc/resolv.conf");
@@ -595,15 +669,8 @@ void create_write_bundle(self_ptr self, job_ptr job) {
   if (auto err = write_bundle(*files, job->info.bundle))
     return fail_create(self, job, err);
   job->info.command = files->command;
-  executable_spec exe;
-  exe.cell = job->info.cell;
-  exe.name = job->info.executable;
-  exe.argv = {st.config.runtime_path, "--root", runtime_root(st)};
-  if (st.config.default_seccomp)
-    exe.argv.push_back("--default-seccomp");
-  exe.argv.insert(exe.argv.end(), {"shim", "--bundle", job->info.bundle, job->info.id});
-  exe.description = "container " + job->info.spec.name + " (" + job->info.image_name + ")";
-  self->request(st.config.cells, caf::infinite, start_atom::value, exe)
+  self->request(st.config.cells, caf::infinite, start_atom::value,
+                shim_executable(st, job->info))
       .then(
           [self, job](executable_info& info) {
             job->shim = info;
@@ -621,12 +688,7 @@ void create_mounted(self_ptr self, job_ptr job) {
   with_network(self, [self, job](caf::expected<network_actor> net) {
     if (!net)
       return fail_create(self, job, net.error());
-    attach_request req;
-    req.owner = "container/" + job->spec.name;
-    req.network = job->spec.network;
-    req.ports = job->spec.ports;
-    req.ifname = "eth0";
-    self->request(*net, caf::infinite, attach_atom::value, req)
+    self->request(*net, caf::infinite, attach_atom::value, container_attach(job->spec))
         .then(
             [self, job](net_attachment& a) {
               job->attachment = std::move(a);
@@ -658,6 +720,8 @@ void create(self_ptr self, container_spec spec, info_cb done) {
       return done(make_error(errc::invalid_argument,
                              "port mapping: the container port must be 1..65535 and the "
                              "protocol tcp or udp"));
+  if (auto err = check_restart(spec.restart, spec.auto_remove))
+    return done(err);
   job->info.cell = std::string{containers_cell} + "/" + spec.name;
   if (!spec.pod.empty()) {
     auto p = st.pods.find(spec.pod);
@@ -723,57 +787,350 @@ void create(self_ptr self, container_spec spec, info_cb done) {
 
 // -- start, stop ----------------------------------------------------------------------
 
-caf::error start(self_ptr self, const std::string& text, bool wait,
-                 caf::typed_response_promise<container_info> rp) {
-  auto& st = self->state;
-  auto* c = find(st, text);
-  if (!c)
-    return no_container(text);
-  if (c->info.state == container_state::running)
+bool signal_container(container& c, int sig);
+
+/// Lets a created container's process run. `started` (if any) hears once it runs (or
+/// why not); `runner` (if any) is answered once it has stopped.
+caf::error start_created(self_ptr self, container& c, info_cb started,
+                         std::optional<caf::typed_response_promise<container_info>> runner) {
+  if (!c.starting.empty())
     return make_error(errc::failed_precondition,
-                      "container " + c->info.spec.name + " is already running");
-  if (c->info.state == container_state::stopped)
-    return make_error(errc::failed_precondition,
-                      "container " + c->info.spec.name +
-                          " has stopped; a stopped container cannot be started again");
-  if (!c->starting.empty())
-    return make_error(errc::failed_precondition,
-                      "container " + c->info.spec.name + " is being started");
-  if (!signal_checked(static_cast<pid_t>(c->shim_pid), c->shim_start_time, SIGUSR1))
+                      "container " + c.info.spec.name + " is being started");
+  if (!signal_checked(static_cast<pid_t>(c.shim_pid), c.shim_start_time, SIGUSR1))
     return make_error(errc::unavailable,
-                      "the runtime shim of container " + c->info.spec.name + " is gone");
-  if (wait)
-    c->runners.push_back(rp);
-  else
-    c->starting.push_back(rp);
-  auto id = c->info.id;
-  wait_file(self, c->info.bundle + "/started.json", c->shim_pid, start_timeout,
+                      "the runtime shim of container " + c.info.spec.name + " is gone");
+  c.start_requested = true;
+  if (runner)
+    c.runners.push_back(*runner);
+  if (started)
+    c.starting.push_back(std::move(started));
+  auto id = c.info.id;
+  wait_file(self, c.info.bundle + "/started.json", c.shim_pid, start_timeout,
             [self, id](caf::expected<std::string> text) {
               auto& st = self->state;
               auto* c = find_by_id(st, id);
               if (!c || !text)
                 return; // the shim ended: on_shim_exit answers
+              auto starting = std::move(c->starting);
+              c->starting.clear();
               auto j = json::parse(*text, nullptr, false);
               if (j.is_object() && j.contains("error")) {
                 auto err = shim_error(j);
                 c->info.error = render(err);
-                for (auto& rp : c->starting)
-                  rp.deliver(err);
-                c->starting.clear();
+                for (auto& k : starting)
+                  k(err);
                 return;
               }
               c->info.started_unix_nanos = now_nanos();
               if (c->info.state == container_state::created) {
                 c->info.state = container_state::running;
                 persist(self, *c, "running");
-                st.log->info("started container {}", c->info.spec.name);
+                st.log->info("started container {}{}", c->info.spec.name,
+                             c->info.restart_count > 0
+                                 ? " (restart " + std::to_string(c->info.restart_count) + ")"
+                                 : std::string{});
               }
-              for (auto& rp : c->starting)
-                rp.deliver(c->info);
-              c->starting.clear();
+              for (auto& k : starting)
+                k(c->info);
             });
   return {};
 }
+
+/// The end of a recreate that did not make it: recorded stopped with the reason, the
+/// network attached for it released, whoever waits for the container's end answered.
+void recreate_failed(self_ptr self, const std::string& id, caf::error err, done_cb done) {
+  auto& st = self->state;
+  auto* c = find_by_id(st, id);
+  if (!c)
+    return done(err);
+  c->recreating = false;
+  c->info.state = container_state::stopped;
+  c->info.pid = 0;
+  c->info.error = render(err);
+  st.log->warn("container {} could not be made to run again: {}", c->info.spec.name,
+               render(err));
+  persist(self, *c, "stopped");
+  auto answer = [self, id, err, done] {
+    auto* c = find_by_id(self->state, id);
+    if (c) {
+      auto waiters = std::move(c->waiters);
+      auto conts = std::move(c->on_exit);
+      c->waiters.clear();
+      c->on_exit.clear();
+      for (auto& rp : waiters)
+        rp.deliver(c->info);
+      for (auto& k : conts)
+        k();
+    }
+    done(err);
+  };
+  if (!c->net_attached)
+    return answer();
+  c->net_attached = false;
+  persist(self, *c, "stopped");
+  detach(self, "container/" + c->info.spec.name, answer);
+}
+
+/// The second half of recreate: the bundle refreshed, a new shim in the container's cell
+/// (appending to its log), created.json taken in.
+void recreate_spawn(self_ptr self, const std::string& id, const bundle_request& req,
+                    done_cb done, bool first_try = true) {
+  auto& st = self->state;
+  auto* c = find_by_id(st, id);
+  if (!c)
+    return done(no_container(id));
+  if (auto err = refresh_bundle(req, c->info.bundle))
+    return recreate_failed(self, id, err, done);
+  // The last run's answers go first: a waiter must not read them as the new shim's.
+  for (auto* f : {"created.json", "started.json", "exit.json"})
+    ::unlink((c->info.bundle + "/" + f).c_str());
+  remove_runtime_dir(st, id);
+  c->info.ips = req.ips;
+  self->request(st.config.cells, caf::infinite, start_atom::value, shim_executable(st, c->info),
+                true)
+      .then(
+          [self, id, done](executable_info& shim) {
+            auto shim_start = process_start_time(static_cast<pid_t>(shim.pid));
+            auto path = bundle_path(self->state, id) + "/created.json";
+            wait_file(
+                self, path, shim.pid, create_timeout,
+                [self, id, done, shim, shim_start](caf::expected<std::string> text) {
+                  auto& st = self->state;
+                  auto* c = find_by_id(st, id);
+                  if (!c)
+                    return done(no_container(id));
+                  if (!text) {
+                    self->request(st.config.cells, caf::infinite, stop_atom::value,
+                                  c->info.cell, c->info.executable, int32_t{SIGKILL},
+                                  uint32_t{0})
+                        .then([](exit_status&) {}, [](caf::error&) {});
+                    return recreate_failed(self, id, no_created(text.error(), shim), done);
+                  }
+                  if (auto err = adopt_created(*c, *text))
+                    return recreate_failed(self, id, err, done);
+                  c->shim_pid = shim.pid;
+                  c->shim_start_time = shim_start;
+                  c->recreating = false;
+                  c->info.error.clear();
+                  c->info.exit_code = 0;
+                  c->info.exit_signal = 0;
+                  c->info.finished_unix_nanos = 0;
+                  persist(self, *c, "created");
+                  st.log->info("container {} created again pid={}", c->info.spec.name,
+                               c->info.pid);
+                  watch_shim(self, *c);
+                  if (c->stopped_by_user || c->removing) {
+                    // Stopped or removed meanwhile: the new process goes before it ran.
+                    signal_container(*c, SIGTERM);
+                    return done(make_error(errc::failed_precondition,
+                                           "container " + c->info.spec.name +
+                                               " was stopped while it was being started"));
+                  }
+                  done({});
+                });
+          },
+          [self, id, req, done, first_try](caf::error& err) {
+            auto* c = find_by_id(self->state, id);
+            if (!c || !first_try || code_of(err) != errc::already_exists)
+              return recreate_failed(self, id, err, done);
+            // A shim of an earlier recreate that cytod was killed in the middle of: it
+            // aborts its process that never ran (SIGTERM), then the new one is started.
+            self->state.log->warn("container {}: ending a stray shim before running it again",
+                                  c->info.spec.name);
+            self->request(self->state.config.cells, caf::infinite, stop_atom::value,
+                          c->info.cell, c->info.executable, int32_t{SIGTERM}, uint32_t{5000})
+                .then([self, id, req, done](exit_status&) {
+                        recreate_spawn(self, id, req, done, false);
+                      },
+                      [self, id, done](caf::error& e) { recreate_failed(self, id, e, done); });
+          });
+}
+
+void attach_for_recreate(self_ptr self, const std::string& id, bundle_request req,
+                         done_cb done);
+
+/// Makes a stopped container created again: its pod's namespaces and its network
+/// attached anew (ports, a lease), the bundle brought up to date, a new shim that
+/// creates the process from the same bundle and rootfs. `done` hears once it is created.
+void recreate(self_ptr self, container& c, done_cb done) {
+  auto& st = self->state;
+  c.recreating = true;
+  c.start_requested = false;
+  ++c.run;
+  auto id = c.info.id;
+  auto& spec = c.info.spec;
+  bundle_request req;
+  req.spec = spec;
+  req.hostname = spec.hostname.empty() ? spec.name : spec.hostname;
+  req.host_resolv_conf = read_file("/etc/resolv.conf");
+  if (!spec.pod.empty()) {
+    auto p = st.pods.find(spec.pod);
+    if (p == st.pods.end() || !p->second.info.running)
+      return recreate_failed(self, id,
+                             make_error(errc::failed_precondition,
+                                        "pod " + spec.pod +
+                                            " is not running; its containers run in it"),
+                             done);
+    join_pod(req, spec.pod, p->second.info.pause_pid);
+  }
+  if (!wants_network(spec))
+    return recreate_spawn(self, id, req, done);
+  if (c.net_attached) {
+    // Left attached by a recreate that cytod was killed in the middle of: detached first.
+    c.net_attached = false;
+    return detach(self, "container/" + spec.name,
+                  [self, id, req, done]() mutable { attach_for_recreate(self, id, req, done); });
+  }
+  attach_for_recreate(self, id, req, done);
+}
+
+/// The network part of recreate: attached again (a new lease, the same ports).
+void attach_for_recreate(self_ptr self, const std::string& id, bundle_request req,
+                         done_cb done) {
+  with_network(self, [self, id, req, done](caf::expected<network_actor> net) mutable {
+    auto* c = find_by_id(self->state, id);
+    if (!c)
+      return done(no_container(id));
+    if (!net)
+      return recreate_failed(self, id, net.error(), done);
+    self->request(*net, caf::infinite, attach_atom::value, container_attach(c->info.spec))
+        .then(
+            [self, id, req, done](net_attachment& a) mutable {
+              auto* c = find_by_id(self->state, id);
+              if (!c) {
+                detach(self, a.owner);
+                return done(no_container(id));
+              }
+              c->net_attached = true;
+              // Recorded: a crash from here on detaches it at the next restart or removal.
+              persist(self, *c, "restarting");
+              use_attachment(req, a);
+              recreate_spawn(self, id, req, done);
+            },
+            [self, id, done](caf::error& err) { recreate_failed(self, id, err, done); });
+  });
+}
+
+/// A user's start or init of a stopped container: the policy counts its restarts afresh
+/// (as podman does) and may restart it again.
+void user_starts(container& c) {
+  c.stopped_by_user = false;
+  if (c.info.state == container_state::stopped) {
+    c.info.restart_count = 0;
+    c.backoff_ms = 0;
+  }
+}
+
+/// Why a container cannot be started now, if it cannot.
+caf::error cannot_start(const container& c) {
+  if (c.info.state == container_state::running)
+    return make_error(errc::failed_precondition,
+                      "container " + c.info.spec.name + " is already running");
+  if (c.removing)
+    return make_error(errc::failed_precondition,
+                      "container " + c.info.spec.name + " is being removed");
+  if (c.recreating || !c.starting.empty())
+    return make_error(errc::failed_precondition,
+                      "container " + c.info.spec.name + " is being started");
+  return {};
+}
+
+caf::error start(self_ptr self, const std::string& text, bool wait,
+                 caf::typed_response_promise<container_info> rp) {
+  auto& st = self->state;
+  auto* c = find(st, text);
+  if (!c)
+    return no_container(text);
+  if (auto err = cannot_start(*c))
+    return err;
+  user_starts(*c);
+  info_cb started;
+  std::optional<caf::typed_response_promise<container_info>> runner;
+  if (wait)
+    runner = rp;
+  else
+    started = [rp](caf::expected<container_info> r) mutable {
+      if (r)
+        rp.deliver(std::move(*r));
+      else
+        rp.deliver(std::move(r.error()));
+    };
+  if (c->info.state != container_state::stopped)
+    return start_created(self, *c, started, runner);
+  // A stopped one runs again: the same id, rootfs and bundle, a new process.
+  auto id = c->info.id;
+  recreate(self, *c, [self, id, started, runner, rp](caf::error err) mutable {
+    auto* c = find_by_id(self->state, id);
+    if (!err && !c)
+      err = no_container(id);
+    if (!err)
+      err = start_created(self, *c, started, runner);
+    if (err)
+      rp.deliver(err);
+  });
+  return {};
+}
+
+// -- restart policy -------------------------------------------------------------------
+
+constexpr uint32_t backoff_first_ms = 100;
+constexpr uint32_t backoff_max_ms = 5000;
+/// A run at least this long starts the backoff afresh.
+constexpr int64_t settled_nanos = int64_t{10} * 1000000000;
+
+/// Whether the container's policy starts it again now that its process has exited.
+bool should_restart(const container& c) {
+  auto& i = c.info;
+  auto& r = i.spec.restart;
+  if (!c.start_requested || c.stopped_by_user || c.removing || c.recreating ||
+      i.spec.auto_remove || i.state != container_state::stopped)
+    return false;
+  if (r.mode == "always" || r.mode == "unless-stopped")
+    return true;
+  if (r.mode == "on-failure")
+    return i.exit_code != 0 && (r.max_retries == 0 || i.restart_count < r.max_retries);
+  return false;
+}
+
+void schedule_restart(self_ptr self, container& c) {
+  auto ran = c.info.finished_unix_nanos - c.info.started_unix_nanos;
+  if (c.info.started_unix_nanos > 0 && ran >= settled_nanos)
+    c.backoff_ms = 0;
+  c.backoff_ms = c.backoff_ms == 0 ? backoff_first_ms : std::min(backoff_max_ms, c.backoff_ms * 2);
+  self->state.log->info("container {} exited ({}): restart policy {} starts it again in {} ms",
+                        c.info.spec.name, c.info.exit_code, c.info.spec.restart.mode,
+                        c.backoff_ms);
+  self->delayed_send(self, std::chrono::milliseconds{c.backoff_ms}, start_atom::value, c.info.id,
+                     c.run);
+}
+
+/// The backoff is over: the policy starts the container again (if it still should).
+void policy_restart(self_ptr self, const std::string& id, uint64_t run) {
+  auto* c = find_by_id(self->state, id);
+  if (!c || c->run != run || !should_restart(*c))
+    return;
+  ++c->info.restart_count;
+  auto name = c->info.spec.name;
+  recreate(self, *c, [self, id, name](caf::error err) {
+    auto* c = find_by_id(self->state, id);
+    if (!err && !c)
+      err = no_container(id);
+    if (!err)
+      err = start_created(self, *c, {}, std::nullopt);
+    if (err)
+      self->state.log->warn("restart of container {}: {}", name, render(err));
+  });
+}
+
+/// A user stopped (or killed) it: the restart policy leaves it stopped, also a restart
+/// that waits for its backoff.
+void stopped_by_user(self_ptr self, container& c) {
+  c.stopped_by_user = true;
+  if (c.info.state == container_state::stopped && !c.recreating)
+    persist(self, c, "stopped");
+}
+
+// -- stop -------------------------------------------------------------------------------
 
 /// Sends `sig` to the container's process, or (not started yet) aborts its shim.
 bool signal_container(container& c, int sig) {
@@ -786,15 +1143,19 @@ bool signal_container(container& c, int sig) {
   return signal_checked(static_cast<pid_t>(c.shim_pid), c.shim_start_time, sig);
 }
 
-/// Stops a container; `k` runs once it has stopped.
+/// Stops a container; `k` runs once it has stopped (a container being made created
+/// again is stopped once it is).
 void stop_container(self_ptr self, container& c, int sig, uint32_t timeout_ms,
                     std::function<void()> k) {
-  if (c.info.state == container_state::stopped)
+  if (c.info.state == container_state::stopped && !c.recreating)
     return k();
   c.on_exit.push_back(std::move(k));
+  if (c.recreating)
+    return; // recreate_spawn sees stopped_by_user or removing and aborts it
   signal_container(c, sig);
   if (timeout_ms > 0)
-    self->delayed_send(self, std::chrono::milliseconds{timeout_ms}, tick_atom::value, c.info.id);
+    self->delayed_send(self, std::chrono::milliseconds{timeout_ms}, tick_atom::value, c.info.id,
+                       c.run);
 }
 
 // -- pods -----------------------------------------------------------------------------
@@ -808,11 +1169,15 @@ void stop_pod_containers(self_ptr self, const std::string& pod, int sig, uint32_
     if (--*left == 0)
       k();
   };
-  for (auto& [n, c] : st.containers)
-    if (c.info.spec.pod == pod && c.info.state != container_state::stopped) {
+  for (auto& [n, c] : st.containers) {
+    if (c.info.spec.pod != pod)
+      continue;
+    stopped_by_user(self, c);
+    if (c.info.state != container_state::stopped || c.recreating) {
       ++*left;
       stop_container(self, c, sig, timeout_ms, one_done);
     }
+  }
   one_done();
 }
 
@@ -1038,8 +1403,22 @@ void reconcile(self_ptr self) {
     c.shim_pid = row.shim_pid;
     c.shim_start_time = row.shim_start_time;
     c.net_attached = row.net_attached;
-    if (info.state == container_state::stopped)
+    c.stopped_by_user = row.stopped_by_user;
+    if (info.state == container_state::stopped) {
+      if (c.net_attached) {
+        // Attached again for a run that cytod was killed before it made: released.
+        c.net_attached = false;
+        persist(self, c, r.state.c_str());
+        detach(self, "container/" + info.spec.name);
+      }
+      if (r.state == "restarting") {
+        // The policy was to start it again when cytod was killed: it still is.
+        c.start_requested = true;
+        schedule_restart(self, c);
+      }
       continue;
+    }
+    c.start_requested = info.state == container_state::running;
     if (info.state == container_state::created) {
       // Started (the shim wrote started.json) but cytod was killed before it recorded so:
       // an abort (what a created container gets) would not end it.
@@ -1048,6 +1427,7 @@ void reconcile(self_ptr self) {
       struct stat sst{};
       if (started.is_object() && started.contains("pid") && ::stat(path.c_str(), &sst) == 0) {
         c.info.state = container_state::running;
+        c.start_requested = true;
         c.info.started_unix_nanos = int64_t{sst.st_mtim.tv_sec} * 1000000000 + sst.st_mtim.tv_nsec;
         persist(self, c, "running");
         st.log->info("container {} was started before cytod stopped; recorded as running",
@@ -1144,6 +1524,28 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
           rp.deliver(err);
         return rp;
       },
+      [self](init_atom, std::string& name) -> caf::result<container_info> {
+        auto* c = find(self->state, name);
+        if (!c)
+          return no_container(name);
+        if (auto err = cannot_start(*c))
+          return err;
+        if (c->info.state == container_state::created)
+          return c->info;
+        user_starts(*c);
+        auto rp = self->make_response_promise<container_info>();
+        auto id = c->info.id;
+        recreate(self, *c, [self, id, rp](caf::error err) mutable {
+          auto* c = find_by_id(self->state, id);
+          if (!err && !c)
+            err = no_container(id);
+          if (err)
+            rp.deliver(err);
+          else
+            rp.deliver(c->info);
+        });
+        return rp;
+      },
       [self](run_atom, container_spec& spec, bool wait) -> caf::result<container_info> {
         auto rp = self->make_response_promise<container_info>();
         create(self, std::move(spec), [self, rp, wait](caf::expected<container_info> r) mutable {
@@ -1169,7 +1571,8 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
         if (sig < 1 || sig > 64)
           return make_error(errc::invalid_argument,
                             "signal " + std::to_string(sig) + " is not 1..64");
-        if (c->info.state == container_state::stopped)
+        stopped_by_user(self, *c);
+        if (c->info.state == container_state::stopped && !c->recreating)
           return c->info;
         auto rp = self->make_response_promise<container_info>();
         c->waiters.push_back(rp);
@@ -1188,6 +1591,7 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
         if (c->info.state != container_state::running)
           return make_error(errc::failed_precondition,
                             "container " + c->info.spec.name + " is not running");
+        stopped_by_user(self, *c);
         if (!signal_container(*c, sig))
           return make_error(errc::unavailable,
                             "signal container " + c->info.spec.name + ": " + std::strerror(errno));
@@ -1202,7 +1606,8 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
           return make_error(errc::failed_precondition,
                             "container " + c->info.spec.name + " is being removed");
         auto name = c->info.spec.name;
-        if (c->info.state != container_state::stopped && !force)
+        bool live = c->info.state != container_state::stopped || c->recreating;
+        if (live && !force)
           return make_error(errc::failed_precondition,
                             "container " + name + " is running; stop it first or use force");
         auto rp = self->make_response_promise<void>();
@@ -1214,7 +1619,7 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
               deliver_ok(rp);
           });
         };
-        if (c->info.state != container_state::stopped) {
+        if (live) {
           c->removing = true;
           stop_container(self, *c, SIGKILL, 0, then_remove);
           return rp;
@@ -1330,9 +1735,11 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
           out.push_back(pod_view(self->state, p));
         return out;
       },
-      bus::internal(self, [self](tick_atom, std::string& id) {
+      bus::internal(self, [self](start_atom, std::string& id,
+                                 uint64_t run) { policy_restart(self, id, run); }),
+      bus::internal(self, [self](tick_atom, std::string& id, uint64_t run) {
         auto* c = find_by_id(self->state, id);
-        if (c && c->info.state != container_state::stopped) {
+        if (c && c->run == run && c->info.state != container_state::stopped) {
           self->state.log->info("container {} did not stop in time: SIGKILL", c->info.spec.name);
           signal_container(*c, SIGKILL);
         }

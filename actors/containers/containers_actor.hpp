@@ -17,8 +17,10 @@ namespace cyto::containers {
 /// The containers actor as it is spawned: containers_actor (what everyone else holds)
 /// and the messages only it sends itself (see bus/internal.hpp).
 using containers_private = containers_actor::extend<
-  /// The stop timeout of container `id` ran out.
-  caf::reacts_to<tick_atom, std::string>>;
+  /// The stop timeout of run `run` of container `id` ran out.
+  caf::reacts_to<tick_atom, std::string, uint64_t>,
+  /// The restart policy's backoff after run `run` of container `id` is over: start it again.
+  caf::reacts_to<start_atom, std::string, uint64_t>>;
 
 /// What the containers actor is told at spawn.
 struct containers_config {
@@ -57,8 +59,8 @@ struct containers_state {
     /// Checked before signalling shim_pid (0: unknown, from a schema v1 row).
     uint64_t shim_start_time = 0;
     bool net_attached = false;
-    /// A start in flight: answered with started.json (or the exit).
-    std::vector<caf::typed_response_promise<container_info>> starting;
+    /// A start in flight: told of started.json (or the exit).
+    std::vector<std::function<void(caf::expected<container_info>)>> starting;
     /// Answered when it stops.
     std::vector<caf::typed_response_promise<container_info>> waiters;
     /// Starts that wait for the end (`cyto run`): answered when it stops or, with
@@ -68,6 +70,17 @@ struct containers_state {
     std::vector<std::function<void()>> on_exit;
     uint32_t next_exec = 1;
     bool removing = false;
+    /// Stopped by a user (stop, kill, pod stop): the restart policy leaves it stopped.
+    bool stopped_by_user = false;
+    /// Its process was told to start (the restart policy applies to its exit).
+    bool start_requested = false;
+    /// Being made created again (init_atom); refuses another start meanwhile.
+    bool recreating = false;
+    /// Counts the processes made for it in this daemon: timers of an earlier run (stop
+    /// timeout, restart backoff) are ignored.
+    uint64_t run = 0;
+    /// The restart policy's current backoff (0: none yet).
+    uint32_t backoff_ms = 0;
   };
 
   struct pod {

@@ -381,9 +381,13 @@ BOOST_AUTO_TEST_CASE(capnp_create_start_wait_remove) {
   auto w = svc.waitRequest();
   w.setName("viacapnp");
   BOOST_CHECK_EQUAL(wait_for(io, w.send()).getInfo().getExitCode(), 9);
+  // A stopped container runs again (the lifecycle tests below say more).
   auto again = svc.startRequest();
   again.setName("viacapnp");
-  BOOST_CHECK_THROW(wait_for(io, again.send()), kj::Exception);
+  again.setWait(true);
+  auto second = wait_for(io, again.send()).getInfo();
+  BOOST_CHECK_EQUAL(second.getExitCode(), 9);
+  BOOST_CHECK_EQUAL(std::string{second.getId()}, std::string{created.getId()});
   auto rm = svc.removeRequest();
   rm.setName("viacapnp");
   wait_for(io, rm.send());
@@ -769,4 +773,255 @@ BOOST_AUTO_TEST_CASE(a_containers_rootfs_cannot_be_unmounted_through_the_api) {
   BOOST_CHECK_EQUAL(ok({"exec", "ownedroot", "cat", "/etc/hostname"}), "ownedroot\n");
   ok({"rm", "--force", "ownedroot"});
   BOOST_CHECK(!contains(ok({"image", "mounts", "--json"}), id));
+}
+
+// -- lifecycle: create, start, restart, restart policies ---------------------------------
+
+namespace {
+
+/// Polls inspect until `done(info)` holds (or `t` passes); the last info either way.
+json inspect_until(const std::string& name, const std::function<bool(const json&)>& done,
+                   std::chrono::milliseconds t = 20s) {
+  auto until = steady::now() + t;
+  json info;
+  while (steady::now() < until) {
+    info = inspect(name);
+    if (!info.is_null() && done(info))
+      return info;
+    std::this_thread::sleep_for(50ms);
+  }
+  return info;
+}
+
+/// How many lines of the container's log hold `word`.
+size_t log_lines_with(const std::string& name, const std::string& word) {
+  size_t n = 0;
+  for (auto& line : lines_of(ok({"logs", name})))
+    n += contains(line, word) ? 1 : 0;
+  return n;
+}
+
+bool is_stopped(const json& i) {
+  return i["state"] == "stopped";
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(create_then_start_runs_it_and_records_its_exit) {
+  auto before = take();
+  auto id = ok({"create", "--name", "lc-create", "demo", "sh", "-c", "echo created run; exit 4"});
+  BOOST_CHECK_EQUAL(id.size(), 65u);
+  auto info = inspect("lc-create");
+  BOOST_REQUIRE(!info.is_null());
+  BOOST_CHECK_EQUAL(info["state"], "created");
+  BOOST_CHECK_EQUAL(info["id"].get<std::string>() + "\n", id);
+  // The created process waits: nothing ran yet.
+  BOOST_CHECK_EQUAL(::kill(info["pid"].get<int>(), 0), 0);
+  BOOST_CHECK_EQUAL(log_lines_with("lc-create", "created run"), 0u);
+  BOOST_CHECK_EQUAL(ok({"start", "lc-create"}), "lc-create\n");
+  BOOST_CHECK_EQUAL(ok({"wait", "lc-create"}), "4\n");
+  info = inspect("lc-create");
+  BOOST_CHECK_EQUAL(info["state"], "stopped");
+  BOOST_CHECK_EQUAL(info["exitCode"], 4);
+  BOOST_CHECK(pump_logs("lc-create", "created run"));
+  ok({"rm", "lc-create"});
+  // start --attach of a created one: its output, its exit code.
+  ok({"create", "--name", "lc-attach", "demo", "sh", "-c", "echo attached; exit 6"});
+  auto a = cli({"start", "-a", "lc-attach"});
+  BOOST_CHECK_EQUAL(a.code(), 6);
+  BOOST_CHECK_EQUAL(a.out, "attached\n");
+  ok({"rm", "lc-attach"});
+  same(before, take(), "create, start, rm");
+}
+
+BOOST_AUTO_TEST_CASE(start_of_a_stopped_container_runs_it_again_in_the_same_rootfs) {
+  // Each run says what the last one left in its rootfs, then leaves its own mark.
+  auto script = "echo run $(cat /marker 2>/dev/null || echo none); echo kept > /marker; exit 5";
+  ok({"run", "-d", "--name", "lc-again", "demo", "sh", "-c", script});
+  BOOST_CHECK_EQUAL(ok({"wait", "lc-again"}), "5\n");
+  auto first = inspect("lc-again");
+  auto bundles = bundle_dirs();
+  BOOST_CHECK_EQUAL(ok({"start", "lc-again"}), "lc-again\n");
+  BOOST_CHECK_EQUAL(ok({"wait", "lc-again"}), "5\n");
+  auto second = inspect("lc-again");
+  BOOST_CHECK_EQUAL(second["id"], first["id"]);
+  BOOST_CHECK_EQUAL(second["state"], "stopped");
+  BOOST_CHECK_EQUAL(second["exitCode"], 5);
+  BOOST_CHECK_EQUAL(second["restartCount"], 0); // a user's start is not the policy's
+  BOOST_CHECK(bundle_dirs() == bundles);
+  // The log keeps the first run's output and goes on with the second's.
+  BOOST_CHECK(pump_logs("lc-again", "run kept"));
+  auto log = ok({"logs", "lc-again"});
+  BOOST_CHECK_MESSAGE(contains(log, "run none\nrun kept\n"), log);
+  // start --attach shows the new run's output only and exits with its code.
+  auto a = cli({"start", "--attach", "lc-again"});
+  BOOST_CHECK_EQUAL(a.code(), 5);
+  BOOST_CHECK_EQUAL(a.out, "run kept\n");
+  BOOST_CHECK_EQUAL(log_lines_with("lc-again", "run kept"), 2u);
+  ok({"rm", "lc-again"});
+  BOOST_CHECK(!contains(ok({"image", "mounts", "--json"}), first["id"].get<std::string>()));
+}
+
+BOOST_AUTO_TEST_CASE(restart_of_a_running_container_gives_a_new_process) {
+  ok({"run", "-d", "--name", "lc-restart", "demo", "sh", "-c",
+      "echo up; trap 'exit 0' TERM; while true; do sleep 0.1; done"});
+  BOOST_CHECK(pump_logs("lc-restart", "up"));
+  auto first = inspect("lc-restart");
+  BOOST_CHECK_EQUAL(ok({"restart", "-t", "5", "lc-restart"}), "lc-restart\n");
+  auto second = inspect("lc-restart");
+  BOOST_CHECK_EQUAL(second["state"], "running");
+  BOOST_CHECK_EQUAL(second["id"], first["id"]);
+  BOOST_CHECK_NE(second["pid"], first["pid"]);
+  BOOST_CHECK_NE(::kill(first["pid"].get<int>(), 0), 0);
+  BOOST_CHECK_EQUAL(::kill(second["pid"].get<int>(), 0), 0);
+  // The first stop's -t timer does not kill the second run.
+  std::this_thread::sleep_for(5500ms);
+  BOOST_CHECK_EQUAL(inspect("lc-restart")["state"], "running");
+  // restart of a stopped container starts it.
+  ok({"stop", "lc-restart"});
+  ok({"restart", "lc-restart"});
+  BOOST_CHECK_EQUAL(inspect("lc-restart")["state"], "running");
+  BOOST_CHECK_EQUAL(log_lines_with("lc-restart", "up") >= 2, true);
+  ok({"rm", "-f", "lc-restart"});
+}
+
+BOOST_AUTO_TEST_CASE(restart_on_failure_stops_after_max_retries) {
+  ok({"run", "-d", "--name", "lc-fail", "--restart", "on-failure:2", "demo", "sh", "-c",
+      "echo attempt; exit 3"});
+  auto info = inspect_until("lc-fail", [](const json& i) {
+    return is_stopped(i) && i["restartCount"] == 2;
+  });
+  BOOST_CHECK_EQUAL(info["restartCount"], 2);
+  // No third restart comes (the backoff would be 400 ms).
+  std::this_thread::sleep_for(1500ms);
+  info = inspect("lc-fail");
+  BOOST_CHECK_EQUAL(info["state"], "stopped");
+  BOOST_CHECK_EQUAL(info["restartCount"], 2);
+  BOOST_CHECK_EQUAL(info["exitCode"], 3);
+  BOOST_CHECK_EQUAL(info["restart"]["mode"], "on-failure");
+  BOOST_CHECK_EQUAL(info["restart"]["maxRetries"], 2);
+  BOOST_CHECK_EQUAL(log_lines_with("lc-fail", "attempt"), 3u); // three runs
+  BOOST_CHECK(contains(ok({"ps", "-a"}), "2 restarts"));
+  ok({"rm", "lc-fail"});
+  // A zero exit is no failure: no restart.
+  ok({"run", "-d", "--name", "lc-ok", "--restart", "on-failure", "demo", "true"});
+  BOOST_CHECK_EQUAL(ok({"wait", "lc-ok"}), "0\n");
+  std::this_thread::sleep_for(500ms);
+  BOOST_CHECK_EQUAL(inspect("lc-ok")["restartCount"], 0);
+  ok({"rm", "lc-ok"});
+}
+
+BOOST_AUTO_TEST_CASE(restart_always_until_a_user_stops_it) {
+  ok({"run", "-d", "--name", "lc-always", "--restart", "always", "demo", "true"});
+  auto info = inspect_until("lc-always", [](const json& i) { return i["restartCount"] >= 3; });
+  BOOST_REQUIRE_GE(info["restartCount"].get<int>(), 3);
+  auto stopped = json::parse(ok({"stop", "--json", "lc-always"}));
+  BOOST_CHECK_EQUAL(stopped["state"], "stopped");
+  auto count = inspect("lc-always")["restartCount"].get<int>();
+  // Longer than any backoff that could have been pending (at most 1.6 s by now).
+  std::this_thread::sleep_for(2500ms);
+  info = inspect("lc-always");
+  BOOST_CHECK_EQUAL(info["state"], "stopped");
+  BOOST_CHECK_EQUAL(info["restartCount"].get<int>(), count);
+  // A user's start counts afresh, and the policy takes over again.
+  ok({"start", "lc-always"});
+  info = inspect_until("lc-always", [](const json& i) {
+    return i["restartCount"] >= 1 && i["restartCount"] < 5;
+  });
+  BOOST_CHECK_GE(info["restartCount"].get<int>(), 1);
+  // rm -f while it keeps restarting: gone, and nothing restarts it.
+  ok({"rm", "-f", "lc-always"});
+  std::this_thread::sleep_for(1000ms);
+  BOOST_CHECK(inspect("lc-always").is_null());
+  for (auto& b : bundle_dirs())
+    BOOST_CHECK_NE(b, info["id"].get<std::string>());
+  BOOST_CHECK(!workload_cells().count("containers/lc-always"));
+}
+
+BOOST_AUTO_TEST_CASE(restart_policy_survives_kill_9_of_the_daemon) {
+  ok({"run", "-d", "--name", "lc-crash", "--restart", "always", "demo", "sh", "-c",
+      "echo up; sleep 2"});
+  auto info = inspect_until("lc-crash", [](const json& i) { return i["state"] == "running"; });
+  BOOST_REQUIRE_EQUAL(info["state"], "running");
+  auto count = info["restartCount"].get<int>();
+  env().d->stop(SIGKILL);
+  std::this_thread::sleep_for(3000ms); // its process exits while the daemon is down
+  BOOST_CHECK_NE(::kill(info["pid"].get<int>(), 0), 0);
+  env().start();
+  info = inspect_until("lc-crash", [count](const json& i) {
+    return i["state"] == "running" && i["restartCount"].get<int>() > count;
+  });
+  BOOST_CHECK_EQUAL(info["state"], "running");
+  BOOST_CHECK_GT(info["restartCount"].get<int>(), count);
+  BOOST_CHECK_GE(log_lines_with("lc-crash", "up"), 2u);
+  // A user's stop holds across a daemon restart too.
+  ok({"stop", "-t", "1", "lc-crash"});
+  env().d->stop(SIGKILL);
+  env().start();
+  std::this_thread::sleep_for(1000ms);
+  BOOST_CHECK_EQUAL(inspect("lc-crash")["state"], "stopped");
+  ok({"rm", "lc-crash"});
+}
+
+BOOST_AUTO_TEST_CASE(bad_lifecycle_inputs_give_clear_errors_and_leave_nothing) {
+  auto before = take();
+  std::vector<std::vector<std::string>> cases = {
+      {"run", "-d", "--restart", "sometimes", "demo", "true"},
+      {"create", "--restart", "on-failure:x", "demo", "true"},
+      {"run", "--rm", "--restart", "always", "demo", "true"},
+      {"create", "--rm", "--restart", "on-failure:3", "demo", "true"},
+      {"run", "-d", "--restart", "always:2", "demo", "true"},
+  };
+  for (auto& args : cases) {
+    auto r = cli(args);
+    std::string what;
+    for (auto& a : args)
+      what += a + " ";
+    BOOST_CHECK_MESSAGE(r.code() == 125, what << ": exit " << r.code());
+    BOOST_CHECK_MESSAGE(contains(r.err, "cyto.invalid_argument") && contains(r.err, "restart"),
+                        what << ": " << r.err);
+    same(before, take(), what);
+  }
+  // The daemon checks for itself too (a client that skips the CLI's checks).
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  auto conn = env().d->connect(io);
+  auto svc = wait_for(io, conn->node().containersRequest().send()).getService();
+  struct policy_case {
+    const char* mode;
+    uint32_t retries;
+    bool rm;
+  };
+  for (auto& pc : {policy_case{"sometimes", 0, false}, policy_case{"always", 2, false},
+                   policy_case{"always", 0, true}}) {
+    auto create = svc.createRequest();
+    auto spec = create.initSpec();
+    spec.setName("lc-bad");
+    spec.setImage("demo");
+    spec.setAutoRemove(pc.rm);
+    spec.initRestart().setMode(pc.mode);
+    spec.getRestart().setMaxRetries(pc.retries);
+    try {
+      wait_for(io, create.send());
+      BOOST_ERROR("create with restart policy " << pc.mode << " was accepted");
+    } catch (const kj::Exception& e) {
+      std::string what = e.getDescription().cStr();
+      BOOST_CHECK_MESSAGE(contains(what, "cyto.invalid_argument"), what);
+    }
+    same(before, take(), std::string{"capnp create, restart "} + pc.mode);
+  }
+  for (auto verb : {"start", "restart"}) {
+    auto r = cli({verb, "nosuch"});
+    BOOST_CHECK_EQUAL(r.code(), 125);
+    BOOST_CHECK_MESSAGE(contains(r.err, "cyto.not_found"), r.err);
+  }
+  auto a = cli({"start", "-a", "nosuch"});
+  BOOST_CHECK_EQUAL(a.code(), 125);
+  BOOST_CHECK_MESSAGE(contains(a.err, "cyto.not_found"), a.err);
+  // A running container is not started twice.
+  ok({"run", "-d", "--name", "lc-twice", "demo", "sleep", "60"});
+  auto twice = cli({"start", "lc-twice"});
+  BOOST_CHECK_EQUAL(twice.code(), 125);
+  BOOST_CHECK_MESSAGE(contains(twice.err, "cyto.failed_precondition"), twice.err);
+  ok({"rm", "-f", "lc-twice"});
+  same(before, take(), "lifecycle bad inputs");
 }

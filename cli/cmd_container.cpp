@@ -166,6 +166,7 @@ struct run_flags {
   std::string name, pod, network, hostname, entrypoint, user, workdir;
   std::vector<std::string> env, ports, cap_add, sysctls;
   limit_flags limits;
+  container_mount_flags mounts;
   /// IMAGE [CMD...], everything after the options.
   std::vector<std::string> rest;
 };
@@ -210,6 +211,7 @@ void fill_spec(const run_flags& f, schema::ContainerSpec::Builder s) {
   auto sysctls = s.initSysctls(f.sysctls.size());
   for (size_t i = 0; i < f.sysctls.size(); ++i)
     sysctls.set(i, f.sysctls[i]);
+  fill_mounts(f.mounts, s);
 }
 
 /// A failed create/run: the message, and podman's exit code (the runtime's 126/127 when
@@ -532,6 +534,7 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
                       "set a namespaced sysctl KEY=VALUE (net.*, kernel.shm*, kernel.msg*, "
                       "kernel.sem, fs.mqueue.*); repeat")
       ->allow_extra_args(false);
+  add_mount_flags(run_cmd, rf.mounts);
   // IMAGE [COMMAND [ARG...]]: everything from the image on is the container's.
   run_cmd->prefix_command();
   common(run_cmd);

@@ -284,7 +284,9 @@ volumes_actor::behavior_type volumes(self_ptr self, volumes_config config) {
         return std::move(*v);
       },
       [self](delete_atom, std::string& name, bool force) -> caf::result<void> {
-        return remove(self, name, force);
+        if (auto err = remove(self, name, force))
+          return err;
+        return caf::unit; // an empty caf::error would be an error "cyto.ok"
       },
       [self](list_atom) {
         std::vector<volume_info> out;

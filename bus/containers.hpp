@@ -19,7 +19,8 @@ namespace cyto {
 struct container_mount {
   /// "bind": a host path; "volume": a named volume of cyto; "tmpfs": a new tmpfs.
   std::string kind;
-  /// The host path (bind) or the volume's name (volume); empty for tmpfs.
+  /// The host path (bind), the volume's name (volume) or, for tmpfs, its mode in octal
+  /// ("1777" when empty).
   std::string source;
   /// An absolute path in the container, without "..".
   std::string target;

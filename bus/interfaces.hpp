@@ -18,6 +18,7 @@
 #include "bus/network.hpp"
 #include "bus/observe.hpp"
 #include "bus/vms.hpp"
+#include "bus/volumes.hpp"
 
 namespace cyto {
 
@@ -164,6 +165,29 @@ using network_actor = caf::typed_actor<
   caf::reacts_to<detach_atom, std::string>,
   /// Runs CNI CHECK for an owner's attachment.
   caf::replies_to<check_atom, std::string>::with<net_attachment>>;
+
+// -- volumes -----------------------------------------------------------------
+
+/// Owns named volumes (<state>/volumes/<name>/_data, records in state.db) and the claims
+/// containers hold on them. A claim is kept in its volume's record, so it survives a
+/// restart; the containers actor trims the claims of containers it no longer has.
+using volumes_actor = caf::typed_actor<
+  /// Makes a volume ("": a generated name); already_exists if it exists.
+  caf::replies_to<create_atom, std::string>::with<volume_info>,
+  /// Removes a volume with its data; refused (failed_precondition) while a container
+  /// uses it. `force` only makes a missing volume no error.
+  caf::reacts_to<delete_atom, std::string, bool>,
+  /// Every volume, by name.
+  caf::replies_to<list_atom>::with<std::vector<volume_info>>,
+  /// One volume.
+  caf::replies_to<get_atom, std::string>::with<volume_info>,
+  /// Claims a volume for a container, making it when missing; answers the volume and
+  /// whether this claim made it.
+  caf::replies_to<attach_atom, volume_claim>::with<volume_info, bool>,
+  /// Releases every claim of container `id` (a no-op when it holds none).
+  caf::reacts_to<detach_atom, std::string>,
+  /// Releases the claims of every container whose id is not in the list.
+  caf::reacts_to<trim_atom, std::vector<std::string>>>;
 
 // -- containers --------------------------------------------------------------
 
@@ -338,6 +362,7 @@ inline constexpr const char* network = "network";
 inline constexpr const char* containers = "containers";
 inline constexpr const char* federation = "federation";
 inline constexpr const char* vms = "vms";
+inline constexpr const char* volumes = "volumes";
 } // namespace service_name
 
 } // namespace cyto

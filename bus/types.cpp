@@ -96,6 +96,10 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<pod_spec>("cyto.pod_spec");
   cfg.add_message_type<pod_info>("cyto.pod_info");
   cfg.add_message_type<std::vector<pod_info>>("cyto.pod_infos");
+  cfg.add_message_type<volume_user>("cyto.volume_user");
+  cfg.add_message_type<volume_info>("cyto.volume_info");
+  cfg.add_message_type<std::vector<volume_info>>("cyto.volume_infos");
+  cfg.add_message_type<volume_claim>("cyto.volume_claim");
   add_federation_types(cfg);
   cfg.add_message_type<vm_drive>("cyto.vm_drive");
   cfg.add_message_type<std::vector<vm_drive>>("cyto.vm_drives");

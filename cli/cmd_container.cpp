@@ -166,6 +166,7 @@ struct run_flags {
   std::string name, pod, network, hostname, entrypoint, user, workdir, restart;
   std::vector<std::string> env, ports, cap_add, sysctls;
   limit_flags limits;
+  container_mount_flags mounts;
   /// IMAGE [CMD...], everything after the options.
   std::vector<std::string> rest;
 };
@@ -227,6 +228,7 @@ void fill_spec(const char* verb, const run_flags& f, schema::ContainerSpec::Buil
   for (size_t i = 0; i < f.sysctls.size(); ++i)
     sysctls.set(i, f.sysctls[i]);
   parse_restart(f.restart, f.rm, s.initRestart());
+  fill_mounts(f.mounts, s);
 }
 
 /// A failed create/run: the message, and podman's exit code (the runtime's 126/127 when
@@ -631,6 +633,7 @@ void add_spec_flags(CLI::App* cmd, run_flags& rf) {
                   "when its process exits, start it again: no (default), on-failure[:N] "
                   "(a non-zero exit, at most N times), always, unless-stopped; never after "
                   "a stop or kill by a user");
+  add_mount_flags(cmd, rf.mounts);
 }
 
 } // namespace

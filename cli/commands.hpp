@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -60,6 +61,21 @@ void fill_limits(const limit_flags& f, schema::Cell::Builder cell);
 
 /// "[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]"; cli_error when malformed.
 void parse_port(const std::string& text, schema::PortMapping::Builder out);
+
+/// -v/--volume and --tmpfs of a container (run, create), as given.
+struct container_mount_flags {
+  std::vector<std::string> volumes, tmpfs;
+};
+
+/// Adds -v/--volume and --tmpfs to `cmd`.
+void add_mount_flags(CLI::App* cmd, container_mount_flags& f);
+
+/// Puts the flags into the spec's mounts: -v's first, then --tmpfs's; cli_error (as
+/// "cyto.invalid_argument: ...") when one is malformed.
+void fill_mounts(const container_mount_flags& f, schema::ContainerSpec::Builder spec);
+
+/// Adds `cyto volume create|ls|inspect|rm`.
+void add_volume_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 
 /// Adds `cyto run|create|start|ps|exec|stop|kill|rm|inspect|wait`.
 void add_container_commands(CLI::App& app, global_options& g, std::function<int()>& run);

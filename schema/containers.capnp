@@ -10,7 +10,8 @@ using PortMapping = import "network.capnp".PortMapping;
 
 struct Mount {
   kind @0 :Text;          # "bind" (a host path), "volume" (a named volume), "tmpfs"
-  source @1 :Text;        # the host path or the volume's name; empty for tmpfs
+  source @1 :Text;        # the host path, the volume's name, or tmpfs's mode in octal
+                          # (empty: 1777)
   target @2 :Text;        # absolute path in the container, no ".."
   readOnly @3 :Bool;
   sizeBytes @4 :UInt64;   # tmpfs: its size (0: the kernel's default)

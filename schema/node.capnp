@@ -10,6 +10,7 @@ using Networks = import "network.capnp".Networks;
 using Containers = import "containers.capnp".Containers;
 using Pods = import "containers.capnp".Pods;
 using Vms = import "vms.capnp".Vms;
+using Volumes = import "volumes.capnp".Volumes;
 
 interface Node {
   # Lists the services this node offers now (e.g. ["discovery", "observe"]).
@@ -40,6 +41,9 @@ interface Node {
   # virtio-serial channel (one connection per VM, held by this daemon). Fails with
   # cyto.not_found for no such running VM, cyto.unavailable when no cytod answers there.
   vm @11 (name :Text) -> (node :Node);
+
+  # Named volumes that containers mount (-v NAME:/path).
+  volumes @12 () -> (service :Volumes);
 }
 
 enum NodeState {

@@ -17,6 +17,7 @@
 #include "schema/node.capnp.h"
 #include "schema/observe.capnp.h"
 #include "schema/vms.capnp.h"
+#include "schema/volumes.capnp.h"
 #include "services/errors.hpp"
 
 namespace cyto::services {
@@ -44,6 +45,7 @@ const std::map<uint64_t, service_methods>& table() {
     describe<schema::Cells>("cells"),         describe<schema::Images>("images"),
     describe<schema::Networks>("network"),    describe<schema::Containers>("containers"),
     describe<schema::Pods>("pods"),           describe<schema::Vms>("vms"),
+    describe<schema::Volumes>("volumes"),
   };
   return t;
 }

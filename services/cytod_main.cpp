@@ -30,6 +30,7 @@
 #include "actors/containers/containers_actor.hpp"
 #include "actors/images/images_actor.hpp"
 #include "actors/network/network_actor.hpp"
+#include "actors/volumes/volumes_actor.hpp"
 #include "actors/vms/vms_actor.hpp"
 #include "actors/node/host_features.hpp"
 #include "actors/node/node_actor.hpp"
@@ -304,6 +305,13 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
   node_cfg.cells = cells_actor;
   node_cfg.state_dbs = {cfg.state_dir + "/state.db", cfg.state_dir + "/images/images.db"};
   auto node_actor = sys.spawn(node::node, node_cfg);
+  volumes::volumes_config volumes_cfg;
+  volumes_cfg.state_dir = cfg.state_dir;
+  cyto::volumes_actor volumes_handle;
+  if (auto bad = volumes_cfg.validate(); !bad.empty())
+    main_log->error("volumes: {}; volumes are unavailable", bad);
+  else // Removing a volume deletes its data: a thread of its own.
+    volumes_handle = sys.spawn<caf::detached>(volumes::volumes, volumes_cfg);
   containers::containers_config containers_cfg;
   containers_cfg.state_dir = cfg.state_dir;
   containers_cfg.runtime_path = cfg.runtime_path.empty() ? runtime_next_to_self() : cfg.runtime_path;
@@ -313,6 +321,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
   containers_cfg.images = images_actor;
   containers_cfg.registry = registry;
   containers_cfg.network = network_actor;
+  containers_cfg.volumes = volumes_handle;
   main_log->info("containers: runtime {}, demo image {}", containers_cfg.runtime_path,
                  containers_cfg.demo_image.empty() ? "(none)" : containers_cfg.demo_image);
   cyto::containers_actor containers_handle;
@@ -350,6 +359,12 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
       register_actor(self, registry, service_name::cells, cells_actor);
       register_actor(self, registry, service_name::images, images_actor);
       register_actor(self, registry, service_name::network, network_actor);
+      if (volumes_handle) {
+        register_actor(self, registry, service_name::volumes, volumes_handle);
+        self->request(volumes_handle, caf::infinite, list_atom::value)
+          .receive([](std::vector<volume_info>&) {},
+                   [&](caf::error& err) { main_log->warn("volumes: {}", render(err)); });
+      }
       if (containers_handle) {
         register_actor(self, registry, service_name::containers, containers_handle);
         // Answers once the demo image is in and its records are read.
@@ -459,6 +474,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
   bus_sink->detach();
   for (auto& a : {caf::actor_cast<caf::actor>(vms_handle),
                   caf::actor_cast<caf::actor>(containers_handle),
+                  caf::actor_cast<caf::actor>(volumes_handle),
                   caf::actor_cast<caf::actor>(cells_actor), caf::actor_cast<caf::actor>(images_actor),
                   caf::actor_cast<caf::actor>(network_actor),
                   caf::actor_cast<caf::actor>(node_actor),

@@ -31,6 +31,7 @@
 #include "services/message_stream.hpp"
 #include "services/network_service.hpp"
 #include "services/vms_service.hpp"
+#include "services/volumes_service.hpp"
 #include "services/cancellable.hpp"
 
 namespace cyto::services {
@@ -74,6 +75,7 @@ constexpr std::pair<const char*, const char*> offered[] = {
   {"containers", service_name::containers},
   {"pods", service_name::containers},
   {"vms", service_name::vms},
+  {"volumes", service_name::volumes},
 };
 
 /// How long a TCP peer has to finish its TLS handshake.
@@ -304,6 +306,13 @@ public:
     return lookup(service_name::vms).then([this, context](caf::strong_actor_ptr h) mutable {
       context.getResults().setService(
         new_vms_service(bridge_, router_, registry_, caf::actor_cast<vms_actor>(std::move(h))));
+    });
+  }
+
+  kj::Promise<void> volumes(VolumesContext context) override {
+    return lookup(service_name::volumes).then([this, context](caf::strong_actor_ptr h) mutable {
+      context.getResults().setService(
+        new_volumes_service(bridge_, caf::actor_cast<volumes_actor>(std::move(h))));
     });
   }
 

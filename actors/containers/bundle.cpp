@@ -272,7 +272,117 @@ std::string resolv_file(const bundle_request& r) {
   return out;
 }
 
+/// A mount target made canonical ("//data/./x/" -> "/data/x"); invalid_argument when it is
+/// not absolute, has a ".." component or is "/" itself.
+caf::expected<std::string> canonical_target(const std::string& target) {
+  if (target.empty() || target.front() != '/')
+    return bad("mount target '" + target + "' must be an absolute path in the container");
+  std::string out;
+  size_t i = 0;
+  while (i <= target.size()) {
+    auto j = target.find('/', i);
+    if (j == std::string::npos)
+      j = target.size();
+    auto part = target.substr(i, j - i);
+    if (part == "..")
+      return bad("mount target '" + target + "' must not contain '..'");
+    if (!part.empty() && part != ".")
+      out += "/" + part;
+    i = j + 1;
+  }
+  if (out.empty())
+    return bad("mount target '" + target + "': a container's / is its image's rootfs, not a mount");
+  return out;
+}
+
+bool under(const std::string& path, const std::string& dir) {
+  return path == dir || path.rfind(dir + "/", 0) == 0;
+}
+
+/// The tmpfs mode kept in a mount's source: "" (1777) or 1-4 octal digits.
+bool octal_mode(const std::string& s) {
+  return s.size() <= 4 && s.find_first_not_of("01234567") == std::string::npos;
+}
+
+/// Path depth, to mount parents before what goes inside them.
+size_t depth(const std::string& path) {
+  return static_cast<size_t>(std::count(path.begin(), path.end(), '/'));
+}
+
+/// The user's mounts (-v, --tmpfs) as OCI mounts, parents first.
+caf::expected<json> user_mounts(const bundle_request& req) {
+  std::vector<std::pair<std::string, const container_mount*>> sorted;
+  for (auto& m : req.spec.mounts) {
+    auto t = canonical_target(m.target);
+    if (!t)
+      return t.error();
+    sorted.emplace_back(*t, &m);
+  }
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](auto& a, auto& b) { return depth(a.first) < depth(b.first); });
+  json out = json::array();
+  for (auto& [target, m] : sorted) {
+    if (m->kind == "tmpfs") {
+      json opts{"nosuid", "nodev", "mode=" + (m->source.empty() ? std::string{"1777"} : m->source)};
+      if (m->size_bytes)
+        opts.push_back("size=" + std::to_string(m->size_bytes));
+      if (m->read_only)
+        opts.push_back("ro");
+      out.push_back({{"destination", target}, {"type", "tmpfs"}, {"source", "tmpfs"},
+                     {"options", opts}});
+      continue;
+    }
+    std::string source = m->source;
+    if (m->kind == "volume") {
+      auto p = req.volume_paths.find(m->source);
+      if (p == req.volume_paths.end())
+        return make_error(errc::internal, "volume " + m->source + " was not claimed");
+      source = p->second;
+    }
+    out.push_back({{"destination", target},
+                   {"type", "bind"},
+                   {"source", source},
+                   {"options", {"rbind", "rprivate", m->read_only ? "ro" : "rw"}}});
+  }
+  return out;
+}
+
 } // namespace
+
+caf::error check_mounts(const std::vector<container_mount>& mounts) {
+  std::vector<std::string> seen;
+  for (auto& m : mounts) {
+    auto t = canonical_target(m.target);
+    if (!t)
+      return t.error();
+    if (under(*t, "/proc") || under(*t, "/sys") || *t == "/dev")
+      return bad("mount target '" + m.target + "': cyto mounts /proc, /sys and /dev itself");
+    if (std::find(seen.begin(), seen.end(), *t) != seen.end())
+      return bad("two mounts on " + *t);
+    seen.push_back(*t);
+    if (m.kind != "tmpfs" && m.size_bytes != 0)
+      return bad("mount on " + *t + ": a size is for tmpfs mounts only");
+    if (m.kind == "bind") {
+      if (m.source.empty() || m.source.front() != '/')
+        return bad("bind mount source '" + m.source + "' must be an absolute host path");
+      struct stat st {};
+      if (::stat(m.source.c_str(), &st) != 0) {
+        int err = errno;
+        return make_error(err == ENOENT || err == ENOTDIR ? errc::not_found : errc::invalid_argument,
+                          "bind mount source " + m.source + ": " + std::strerror(err));
+      }
+    } else if (m.kind == "volume") {
+      if (m.source.empty())
+        return bad("volume mount on " + *t + " names no volume");
+    } else if (m.kind == "tmpfs") {
+      if (!octal_mode(m.source))
+        return bad("tmpfs on " + *t + ": mode '" + m.source + "' is not octal like 1777");
+    } else {
+      return bad("mount on " + *t + ": kind '" + m.kind + "' is not bind, volume or tmpfs");
+    }
+  }
+  return {};
+}
 
 const std::vector<std::string>& default_capabilities() {
   static const std::vector<std::string> caps{"CHOWN",   "DAC_OVERRIDE",     "FOWNER",    "FSETID",
@@ -406,6 +516,21 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
   mounts.push_back(bind("/etc/resolv.conf", "resolv.conf"));
   // A pod's members get the pod's name here (their uts namespace is the pod's).
   mounts.push_back(bind("/etc/hostname", "hostname"));
+  // The user's mounts come last, and one on a path cyto mounts (/tmp, /etc/hosts...)
+  // takes the place of cyto's.
+  if (auto err = check_mounts(spec.mounts))
+    return err;
+  auto user = user_mounts(req);
+  if (!user)
+    return user.error();
+  json all = json::array();
+  for (auto& d : mounts)
+    if (std::none_of(user->begin(), user->end(),
+                     [&](const json& m) { return m["destination"] == d["destination"]; }))
+      all.push_back(d);
+  for (auto& m : *user)
+    all.push_back(m);
+  mounts = std::move(all);
 
   json process{{"terminal", false},
                {"user", {{"uid", ids->first}, {"gid", ids->second}}},

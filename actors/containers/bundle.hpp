@@ -44,6 +44,9 @@ struct bundle_request {
   std::vector<std::string> dns_search;
   /// The host's resolv.conf text, used when the attachment has no DNS servers.
   std::string host_resolv_conf;
+  /// The host directory of each named volume the spec mounts (claimed through the
+  /// volumes actor), by volume name.
+  std::map<std::string, std::string> volume_paths;
 };
 
 /// What the bundle dir gets.
@@ -58,6 +61,11 @@ struct bundle_files {
 
 /// podman's default capabilities (without "CAP_").
 const std::vector<std::string>& default_capabilities();
+
+/// Checks the spec's mounts (-v, --tmpfs) before anything is made: kinds, targets
+/// (absolute, no "..", not "/" and not in /proc, /sys or on /dev, each once), bind
+/// sources (absolute, existing: not_found otherwise), tmpfs modes (octal, in `source`).
+caf::error check_mounts(const std::vector<container_mount>& mounts);
 
 /// Builds the bundle files; invalid_argument for a bad user, capability, env entry, or
 /// when neither the spec nor the image gives a command. `bundle` is the bundle dir.

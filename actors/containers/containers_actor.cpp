@@ -23,6 +23,7 @@
 #include "bus/errc.hpp"
 #include "bus/internal.hpp"
 #include "bus/logging.hpp"
+#include "bus/random_id.hpp"
 
 namespace cyto::containers {
 
@@ -59,19 +60,6 @@ int64_t now_nanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string random_id() {
-  unsigned char buf[32] = {};
-  std::ifstream in{"/dev/urandom", std::ios::binary};
-  in.read(reinterpret_cast<char*>(buf), sizeof(buf));
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (auto b : buf) {
-    out += hex[b >> 4];
-    out += hex[b & 15];
-  }
-  return out;
 }
 
 /// A restart policy as podman spells it ("" is "no"); --rm excludes any but "no".
@@ -247,6 +235,21 @@ void detach(self_ptr self, const std::string& owner, std::function<void()> k = {
   });
 }
 
+/// Releases the volume claims of container `id`, then runs `k` (also when that failed:
+/// the claims are trimmed at the next start).
+void release_volumes(self_ptr self, const std::string& id, std::function<void()> k) {
+  auto& vols = self->state.config.volumes;
+  if (!vols)
+    return k();
+  self->request(vols, caf::infinite, detach_atom::value, id)
+      .then([k] { k(); },
+            [self, id, k](caf::error& err) {
+              self->state.log->error("release the volumes of container {}: {}", id.substr(0, 12),
+                                     render(err));
+              k();
+            });
+}
+
 /// Spawns a blocking waiter for `path` (while `pid` lives) on a thread of its own.
 void wait_file(self_ptr self, const std::string& path, uint32_t pid,
                std::chrono::milliseconds timeout,
@@ -300,6 +303,11 @@ void dismantle(self_ptr self, const std::string& id, const std::string& name,
   if (net_attached)
     return detach(self, "container/" + name,
                   [=] { dismantle(self, id, name, cell, false, done); });
+  // The claims go last, once the record is gone: a volume is never removable while a
+  // container that mounts it is still listed.
+  done = [self, id, done](caf::error err) {
+    release_volumes(self, id, [done, err] { done(err); });
+  };
   auto& st = self->state;
   self->request(st.config.images, caf::infinite, unmount_atom::value, id,
                 std::string{rootfs_owner})
@@ -512,6 +520,11 @@ struct create_job {
   bool cell = false;
   bool mounted = false;
   bool attached = false;
+  /// Volume claims were asked for (released on failure), the volumes they made (removed
+  /// on failure) and each volume's host directory.
+  bool claimed = false;
+  std::vector<std::string> made_volumes;
+  std::map<std::string, std::string> volume_paths;
   executable_info shim;
   uint64_t shim_start_time = 0;
   info_cb done;
@@ -521,11 +534,25 @@ using job_ptr = std::shared_ptr<create_job>;
 void fail_create(self_ptr self, job_ptr job, caf::error err) {
   auto& st = self->state;
   st.log->info("create of container {} failed: {}", job->info.spec.name, render(err));
-  auto finish = [self, job, err] {
+  auto answer = [self, job, err] {
     remove_runtime_dir(self->state, job->info.id);
     self->state.db->erase(kind_container, job->info.id);
     self->state.reserved.erase(job->info.spec.name);
     job->done(err);
+  };
+  auto finish = [self, job, answer] {
+    if (!job->claimed)
+      return answer();
+    release_volumes(self, job->info.id, [self, job, answer] {
+      // What this create made goes with it (unless another container claimed it since).
+      for (auto& v : job->made_volumes)
+        self->request(self->state.config.volumes, caf::infinite, delete_atom::value, v, true)
+            .then([] {},
+                  [self, v](caf::error& e) {
+                    self->state.log->warn("remove volume {} of a failed create: {}", v, render(e));
+                  });
+      answer();
+    });
   };
   if (job->attached)
     detach(self, "container/" + job->info.spec.name);
@@ -663,6 +690,7 @@ void create_write_bundle(self_ptr self, job_ptr job) {
     job->info.ips = job->attachment.ips;
   }
   req.host_resolv_conf = read_file("/etc/resolv.conf");
+  req.volume_paths = job->volume_paths;
   auto files = make_bundle(req, job->info.bundle);
   if (!files)
     return fail_create(self, job, files.error());
@@ -699,6 +727,9 @@ void create_mounted(self_ptr self, job_ptr job) {
   });
 }
 
+void claim_volumes(self_ptr self, job_ptr job, size_t i);
+void create_from_image(self_ptr self, job_ptr job);
+
 void create(self_ptr self, container_spec spec, info_cb done) {
   auto& st = self->state;
   auto job = std::make_shared<create_job>();
@@ -721,6 +752,8 @@ void create(self_ptr self, container_spec spec, info_cb done) {
                              "port mapping: the container port must be 1..65535 and the "
                              "protocol tcp or udp"));
   if (auto err = check_restart(spec.restart, spec.auto_remove))
+    return done(err);
+  if (auto err = check_mounts(spec.mounts))
     return done(err);
   job->info.cell = std::string{containers_cell} + "/" + spec.name;
   if (!spec.pod.empty()) {
@@ -749,7 +782,37 @@ void create(self_ptr self, container_spec spec, info_cb done) {
     st.reserved.erase(spec.name);
     return job->done(err);
   }
-  self->request(st.config.images, caf::infinite, get_atom::value, spec.image)
+  claim_volumes(self, job, 0);
+}
+
+/// Claims the spec's named volumes one by one (from mounts[i] on), then goes on to the image.
+void claim_volumes(self_ptr self, job_ptr job, size_t i) {
+  auto& mounts = job->spec.mounts;
+  while (i < mounts.size() && mounts[i].kind != "volume")
+    ++i;
+  if (i == mounts.size())
+    return create_from_image(self, job);
+  auto& vols = self->state.config.volumes;
+  if (!vols)
+    return fail_create(self, job,
+                       make_error(errc::unavailable, "named volumes are not available: no "
+                                                     "volumes actor runs on this node"));
+  job->claimed = true;
+  volume_claim c{mounts[i].source, {job->info.id, job->info.spec.name}};
+  self->request(vols, caf::infinite, attach_atom::value, c)
+      .then(
+          [self, job, i](volume_info& v, bool made) {
+            if (made)
+              job->made_volumes.push_back(v.name);
+            job->volume_paths[v.name] = v.path;
+            claim_volumes(self, job, i + 1);
+          },
+          [self, job](caf::error& err) { fail_create(self, job, err); });
+}
+
+void create_from_image(self_ptr self, job_ptr job) {
+  auto& st = self->state;
+  self->request(st.config.images, caf::infinite, get_atom::value, job->spec.image)
       .then(
           [self, job](image_info& img) {
             job->image = img;
@@ -1444,6 +1507,18 @@ void reconcile(self_ptr self) {
     // The cells actor re-adopted the shim; it answers at once if the shim is gone
     // (then exit.json says how the container ended).
     watch_shim(self, c);
+  }
+  // Claims of containers whose removal (or failed create) a crash cut short after the
+  // record went. Sent before any create can claim: the volumes actor sees them in order.
+  if (st.config.volumes) {
+    std::vector<std::string> live;
+    for (auto& [n, c] : st.containers)
+      live.push_back(c.info.id);
+    self->request(st.config.volumes, caf::infinite, trim_atom::value, std::move(live))
+        .then([] {},
+              [self](caf::error& err) {
+                self->state.log->error("trim volume claims: {}", render(err));
+              });
   }
 }
 

@@ -40,6 +40,9 @@ struct containers_config {
   /// finishes run before the registry knows it, and skipped the detach then (an orphaned
   /// lease, veth and netns). Unset: looked up in the registry.
   network_actor network;
+  /// Claims the named volumes containers mount (-v NAME:/path). Unset: such mounts are
+  /// refused (unavailable).
+  volumes_actor volumes;
 
   /// Empty when usable; otherwise what is wrong.
   std::string validate() const;

@@ -2,6 +2,7 @@
 // pivot_root, then readonly root, sysctl, readonly and masked paths. Runs in the
 // container's first process, in its own mount namespace: nothing here reaches the host's.
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
@@ -183,6 +184,52 @@ unsigned long locked_flags(const std::string& path) {
   return out;
 }
 
+/// Makes every mount at and below `path` read-only (mount_setattr, Linux 5.12). An older
+/// kernel without it has only the top mount read-only: a submount (of a bind's source)
+/// stays writable there, so such a mount fails rather than look read-only.
+status readonly_below(const std::string& path) {
+  struct {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+  } attr{};
+  constexpr uint64_t mount_attr_rdonly = 0x1;
+  constexpr unsigned at_recursive = 0x8000;
+  attr.attr_set = mount_attr_rdonly;
+#ifndef SYS_mount_setattr
+  constexpr long SYS_mount_setattr = 442;
+#endif
+  if (::syscall(SYS_mount_setattr, AT_FDCWD, path.c_str(), at_recursive | AT_SYMLINK_NOFOLLOW,
+                &attr, sizeof(attr))
+      == 0)
+    return {};
+  if (errno != ENOSYS)
+    return sys_error("make the mounts below " + path + " read-only");
+  // Without mount_setattr: fine as long as nothing is mounted below.
+  std::FILE* mi = std::fopen("/proc/self/mountinfo", "re");
+  if (!mi)
+    return sys_error("read /proc/self/mountinfo");
+  char buf[4096];
+  bool below = false;
+  auto prefix = path + "/";
+  while (std::fgets(buf, sizeof(buf), mi)) {
+    // "id parent major:minor root mountpoint ..."
+    std::string l = buf;
+    size_t pos = 0;
+    for (int field = 0; field < 4 && pos != std::string::npos; ++field)
+      pos = l.find(' ', pos + 1);
+    if (pos == std::string::npos)
+      continue;
+    auto end = l.find(' ', pos + 1);
+    auto mp = l.substr(pos + 1, end - pos - 1);
+    below = below || mp.rfind(prefix, 0) == 0;
+  }
+  std::fclose(mi);
+  if (below) {
+    errno = ENOSYS;
+    return sys_error("make the mounts below " + path + " read-only (mount_setattr)");
+  }
+  return {};
+}
+
 status bind_readonly(const std::string& path, bool in_userns) {
   if (::mount(path.c_str(), path.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
     return sys_error("bind " + path);
@@ -239,11 +286,21 @@ status do_mount(const init_context& ctx, const oci::mount& m, const std::string&
       return sys_error(where + ": bind " + m.source);
     auto extra = f.flags & ~(MS_REMOUNT);
     if (extra != 0 || f.clear != 0) {
-      unsigned long keep = in_userns ? locked_flags(*dest) : 0;
+      // A bind remount sets exactly the flags it is given: the source's nosuid, nodev,
+      // noexec and atime flags are kept unless an option clears them (never in a user
+      // namespace, where the kernel locks them).
+      unsigned long keep = locked_flags(*dest);
+      if (!in_userns)
+        keep &= ~f.clear;
       if (::mount(nullptr, dest->c_str(), nullptr, MS_BIND | MS_REMOUNT | extra | keep, nullptr)
           != 0)
         return sys_error(where + ": remount with options");
     }
+    // A remount changes the top mount only: "ro" on an rbind makes the mounts below it
+    // read-only too, or one of them would stay writable.
+    if (f.rec && (f.flags & MS_RDONLY))
+      if (auto s = readonly_below(*dest))
+        return status{s.code(), where + ": " + s.text()};
   } else {
     if (auto s = mkdir_all(*dest))
       return s;

@@ -256,7 +256,7 @@ BOOST_AUTO_TEST_CASE(services_lists_discovery_and_observe) {
   auto resp = wait_for(io, c->node().servicesRequest().send());
   auto names = to_set(resp.getNames());
   BOOST_TEST(names.size() == resp.getNames().size()); // no duplicates
-  BOOST_TEST(join_set(names) == "cells containers discovery images network observe pods vms");
+  BOOST_TEST(join_set(names) == "cells containers discovery images network observe pods vms volumes");
 
   // Both accessors hand out working capabilities.
   auto disc = wait_for(io, c->node().discoveryRequest().send()).getService();

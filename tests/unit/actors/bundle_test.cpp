@@ -313,3 +313,79 @@ BOOST_AUTO_TEST_CASE(malformed_image_config_is_refused) {
   BOOST_CHECK(!parse_image_config("[1]"));
   BOOST_CHECK(parse_image_config("{}"));
 }
+
+BOOST_AUTO_TEST_CASE(user_mounts_land_in_config_json_after_cyto_s_own) {
+  rootfs_dir d;
+  auto s = spec_named("m");
+  s.read_only = true; // cyto's /tmp tmpfs, which a --tmpfs /tmp replaces
+  s.mounts = {{"volume", "data", "/srv/data/", false, 0},
+              {"bind", d.path, "/srv", true, 0},
+              {"tmpfs", "", "/tmp", false, 8 << 20},
+              {"tmpfs", "0700", "/private", true, 0}};
+  bundle_request req;
+  req.spec = s;
+  req.image = *parse_image_config(busybox_config);
+  req.rootfs = d.path + "/rootfs";
+  req.hostname = "m";
+  req.volume_paths = {{"data", "/var/lib/cyto/volumes/data/_data"}};
+  auto files = make_bundle(req, d.path);
+  BOOST_REQUIRE_MESSAGE(static_cast<bool>(files), (files ? std::string{} : render(files.error())));
+  BOOST_REQUIRE(oci::parse_config(files->config_json, d.path).ok());
+  auto mounts = json::parse(files->config_json)["mounts"];
+  std::vector<json> user;
+  size_t tmps = 0;
+  for (auto& m : mounts) {
+    tmps += m["destination"] == "/tmp" ? 1 : 0;
+    auto dest = m["destination"].get<std::string>();
+    if (dest.rfind("/srv", 0) == 0 || dest == "/private" || dest == "/tmp")
+      user.push_back(m);
+  }
+  BOOST_CHECK_EQUAL(tmps, 1u); // the user's, not cyto's as well
+  BOOST_REQUIRE_EQUAL(user.size(), 4u);
+  // Parents first (/srv before /srv/data), each target canonical.
+  BOOST_CHECK_EQUAL(user[0]["destination"], "/srv");
+  BOOST_CHECK_EQUAL(user[0]["source"], d.path);
+  BOOST_CHECK(strings(user[0]["options"]) == (std::vector<std::string>{"rbind", "rprivate", "ro"}));
+  BOOST_CHECK_EQUAL(user[1]["destination"], "/tmp");
+  BOOST_CHECK(strings(user[1]["options"])
+              == (std::vector<std::string>{"nosuid", "nodev", "mode=1777", "size=8388608"}));
+  BOOST_CHECK_EQUAL(user[2]["destination"], "/private");
+  BOOST_CHECK(strings(user[2]["options"])
+              == (std::vector<std::string>{"nosuid", "nodev", "mode=0700", "ro"}));
+  BOOST_CHECK_EQUAL(user[3]["destination"], "/srv/data");
+  BOOST_CHECK_EQUAL(user[3]["source"], "/var/lib/cyto/volumes/data/_data");
+  BOOST_CHECK(strings(user[3]["options"]) == (std::vector<std::string>{"rbind", "rprivate", "rw"}));
+  // An unclaimed volume is a bug of the caller, not the user's.
+  req.volume_paths.clear();
+  auto unclaimed = make_bundle(req, d.path);
+  BOOST_REQUIRE(!unclaimed);
+  BOOST_CHECK_EQUAL(to_string(code_of(unclaimed.error())), "internal");
+}
+
+BOOST_AUTO_TEST_CASE(bad_mounts_are_refused_with_the_reason) {
+  rootfs_dir d;
+  auto refuse = [&](container_mount m, const std::string& code, const std::string& says) {
+    auto err = check_mounts({m});
+    BOOST_REQUIRE_MESSAGE(err, m.kind << " " << m.source << ":" << m.target << " was accepted");
+    BOOST_CHECK_EQUAL(to_string(code_of(err)), code);
+    BOOST_CHECK_MESSAGE(context_of(err).find(says) != std::string::npos, render(err));
+  };
+  refuse({"bind", d.path, "rel", false, 0}, "invalid_argument", "absolute path");
+  refuse({"bind", d.path, "/a/../b", false, 0}, "invalid_argument", "'..'");
+  refuse({"bind", d.path, "//./", false, 0}, "invalid_argument", "not a mount");
+  refuse({"bind", d.path, "/sys/kernel", false, 0}, "invalid_argument", "/sys");
+  refuse({"bind", d.path, "/dev", false, 0}, "invalid_argument", "/dev");
+  refuse({"bind", "relative/src", "/x", false, 0}, "invalid_argument", "absolute host path");
+  refuse({"bind", d.path + "/nowhere", "/x", false, 0}, "not_found", "No such file");
+  refuse({"bind", d.path, "/x", false, 4096}, "invalid_argument", "tmpfs mounts only");
+  refuse({"volume", "", "/x", false, 0}, "invalid_argument", "names no volume");
+  refuse({"tmpfs", "999", "/x", false, 0}, "invalid_argument", "mode '999'");
+  refuse({"tmpfs", "17777", "/x", false, 0}, "invalid_argument", "octal");
+  refuse({"nfs", "", "/x", false, 0}, "invalid_argument", "kind 'nfs'");
+  auto dup = check_mounts({{"tmpfs", "", "/x", false, 0}, {"bind", d.path, "/x/", false, 0}});
+  BOOST_REQUIRE(dup);
+  BOOST_CHECK(context_of(dup).find("two mounts on /x") != std::string::npos);
+  BOOST_CHECK(!check_mounts({{"bind", d.path, "/dev/shm/x", false, 0},
+                             {"tmpfs", "1777", "/run", false, 0},
+                             {"volume", "v", "/v", true, 0}}));
+}

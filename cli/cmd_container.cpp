@@ -1,7 +1,10 @@
 // cyto run|ps|exec|stop|kill|rm|inspect|wait: containers, with podman's habits.
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include <unistd.h>
@@ -164,11 +167,52 @@ namespace {
 struct run_flags {
   bool rm = false, detach = false, read_only = false;
   std::string name, pod, network, hostname, entrypoint, user, workdir;
-  std::vector<std::string> env, ports, cap_add, sysctls;
+  std::vector<std::string> env, env_files, ports, cap_add, sysctls;
   limit_flags limits;
   /// IMAGE [CMD...], everything after the options.
   std::vector<std::string> rest;
 };
+
+/// One variable as podman takes it: KEY=VALUE as is; a bare KEY takes KEY's value from
+/// the caller's environment and is left out when that has none.
+void add_env(std::vector<std::string>& out, const std::string& e) {
+  if (e.find('=') != std::string::npos) {
+    out.push_back(e);
+  } else if (const char* v = std::getenv(e.c_str())) {
+    out.push_back(e + "=" + v);
+  }
+}
+
+/// The container's environment: the --env-file files in order (podman's format: KEY=VALUE
+/// or KEY lines, '#' comments and blank lines skipped), then -e, later ones winning.
+/// An unreadable file is cyto.invalid_argument.
+std::vector<std::string> container_env(const run_flags& f) {
+  std::vector<std::string> out;
+  for (auto& path : f.env_files) {
+    std::ifstream in{path};
+    if (!in)
+      bad("--env-file " + path + ": cannot read the file: " + std::strerror(errno));
+    if (std::error_code ec; std::filesystem::is_directory(path, ec))
+      bad("--env-file " + path + ": cannot read the file: it is a directory");
+    std::string line;
+    size_t n = 0;
+    while (std::getline(in, line)) {
+      ++n;
+      if (!line.empty() && line.back() == '\r')
+        line.pop_back();
+      auto first = line.find_first_not_of(" \t");
+      if (first == std::string::npos || line[first] == '#')
+        continue;
+      line.erase(0, first);
+      if (line.front() == '=')
+        bad("--env-file " + path + ": line " + std::to_string(n) + ": no variable name");
+      add_env(out, line);
+    }
+  }
+  for (auto& e : f.env)
+    add_env(out, e);
+  return out;
+}
 
 void fill_spec(const run_flags& f, schema::ContainerSpec::Builder s) {
   if (f.rest.empty())
@@ -182,17 +226,10 @@ void fill_spec(const run_flags& f, schema::ContainerSpec::Builder s) {
   auto args = s.initArgs(f.rest.size() - 1);
   for (size_t i = 1; i < f.rest.size(); ++i)
     args.set(i - 1, f.rest[i]);
-  auto env = s.initEnv(f.env.size());
-  for (size_t i = 0; i < f.env.size(); ++i) {
-    // "-e KEY" takes KEY's value from the caller's environment, like podman.
-    auto& e = f.env[i];
-    if (e.find('=') == std::string::npos) {
-      const char* v = std::getenv(e.c_str());
-      env.set(i, e + "=" + (v ? v : ""));
-    } else {
-      env.set(i, e);
-    }
-  }
+  auto vars = container_env(f);
+  auto env = s.initEnv(vars.size());
+  for (size_t i = 0; i < vars.size(); ++i)
+    env.set(i, vars[i]);
   s.setWorkdir(f.workdir);
   s.setUser(f.user);
   s.setHostname(f.hostname);
@@ -240,6 +277,12 @@ void ensure_image(client& c, const std::string& image) {
 int run(const global_options& g, const run_flags& f) {
   if (f.rest.empty())
     bad("run: give an IMAGE (e.g. cyto run --rm demo echo hello)");
+  // The client's files, read before anything is asked of the daemon (podman's 125).
+  try {
+    container_env(f);
+  } catch (const cli_error& e) {
+    return engine_failure(e.what());
+  }
   client c{g};
   auto svc = containers(c);
   try {
@@ -512,6 +555,9 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
   run_cmd->add_flag("-d,--detach", rf.detach, "run in the background and print its id");
   run_cmd->add_option("--name", rf.name, "container name (default: generated)");
   run_cmd->add_option("-e,--env", rf.env, "set KEY=VALUE (KEY alone: take it from here); repeat")
+      ->allow_extra_args(false);
+  run_cmd->add_option("--env-file", rf.env_files,
+                      "read variables from FILE (KEY=VALUE or KEY lines, # comments); repeat")
       ->allow_extra_args(false);
   run_cmd->add_option("-m,--memory", rf.limits.memory, "memory limit (256M, 1G)");
   run_cmd->add_option("--cpus", rf.limits.cpus, "CPU limit in CPUs (0.5)");

@@ -170,12 +170,14 @@ struct process_output {
   /// Byte offset of the line in its output file (lets readers of the file join the
   /// live stream without gaps or duplicates).
   uint64_t offset = 0;
+  /// When the cells actor saw it.
+  int64_t unix_nanos = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, process_output& x) {
   return f(caf::meta::type_name("process_output"), x.cell, x.executable, x.stream, x.line,
-           x.pid, x.offset);
+           x.pid, x.offset, x.unix_nanos);
 }
 
 /// Resource usage of a cell's cgroup (its child cells included), read from cgroup files
@@ -197,13 +199,20 @@ struct cell_usage {
   uint64_t oom_kills = 0;
   /// CLOCK_MONOTONIC time of the reading, in nanoseconds.
   int64_t monotonic_nanos = 0;
+  /// memory.max (v1: memory.limit_in_bytes); 0 when unlimited.
+  uint64_t memory_limit = 0;
+  /// Bytes received and sent on the interfaces (lo aside) of the cell's network
+  /// namespace, when its processes have one of their own (net_available).
+  uint64_t net_rx_bytes = 0;
+  uint64_t net_tx_bytes = 0;
+  bool net_available = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cell_usage& x) {
   return f(caf::meta::type_name("cell_usage"), x.cell, x.cpu_usage_usec, x.memory_current,
            x.memory_peak, x.pids_current, x.io_read_bytes, x.io_write_bytes, x.oom_kills,
-           x.monotonic_nanos);
+           x.monotonic_nanos, x.memory_limit, x.net_rx_bytes, x.net_tx_bytes, x.net_available);
 }
 
 } // namespace cyto

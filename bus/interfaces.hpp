@@ -309,9 +309,10 @@ using observe_actor = topic_subscriber_actor::extend<
   caf::replies_to<subscribe_atom, stats_atom, std::string, uint64_t,
                   stats_sink_actor>::with<uint64_t>,
   /// Streams an executable's output (cell, executable, output_streams mask, follow,
-  /// from_start): the lines in its files, then (if `follow`) new lines until it exits.
+  /// from_start, filter): the lines in its files, then (if `follow`) new lines until it
+  /// exits; only those the filter lets through.
   caf::replies_to<subscribe_atom, output_atom, std::string, std::string, uint8_t, bool, bool,
-                  output_sink_actor>::with<uint64_t>,
+                  output_filter, output_sink_actor>::with<uint64_t>,
   /// Streams kernel events matching `filter` into `sink`. not_found for a missing cell.
   caf::replies_to<subscribe_atom, events_atom, event_filter, event_sink_actor>::with<uint64_t>,
   /// Grants any subscription credit for `n` more items.

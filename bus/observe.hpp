@@ -54,11 +54,28 @@ struct output_line {
   /// 1 = stdout, 2 = stderr.
   int32_t stream = 1;
   std::string line;
+  /// When the daemon saw it (its output reader's clock; 0: unknown).
+  int64_t unix_nanos = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, output_line& x) {
-  return f(caf::meta::type_name("output_line"), x.stream, x.line);
+  return f(caf::meta::type_name("output_line"), x.stream, x.line, x.unix_nanos);
+}
+
+/// Which lines of an output subscription are sent (podman's logs --since/--until/--tail).
+struct output_filter {
+  /// Lines seen at or after this time (0: from the start)...
+  int64_t since_nanos = 0;
+  /// ... and at or before this one (0: no end; following stops there).
+  int64_t until_nanos = 0;
+  /// Only the last `tail` lines of the history (-1: all of them).
+  int64_t tail = -1;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, output_filter& x) {
+  return f(caf::meta::type_name("output_filter"), x.since_nanos, x.until_nanos, x.tail);
 }
 
 /// What the history reader of an output subscription found in the files.

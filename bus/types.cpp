@@ -66,6 +66,7 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<cell_stats>("cyto.cell_stats");
   cfg.add_message_type<stats_batch>("cyto.stats_batch");
   cfg.add_message_type<output_line>("cyto.output_line");
+  cfg.add_message_type<output_filter>("cyto.output_filter");
   cfg.add_message_type<output_history>("cyto.output_history");
   cfg.add_message_type<output_batch>("cyto.output_batch");
   cfg.add_message_type<event_kind>("cyto.event_kind");

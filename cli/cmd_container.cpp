@@ -1,7 +1,10 @@
 // cyto run|ps|exec|stop|kill|rm|inspect|wait: containers, with podman's habits.
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include <unistd.h>
@@ -164,7 +167,7 @@ namespace {
 struct run_flags {
   bool rm = false, detach = false, read_only = false;
   std::string name, pod, network, hostname, entrypoint, user, workdir, restart;
-  std::vector<std::string> env, ports, cap_add, sysctls;
+  std::vector<std::string> env, env_files, ports, cap_add, sysctls;
   limit_flags limits;
   container_mount_flags mounts;
   /// IMAGE [CMD...], everything after the options.
@@ -187,6 +190,47 @@ void parse_restart(const std::string& text, bool rm, schema::RestartPolicy::Buil
   out.setMaxRetries(m.size() > 2 && m[2].matched ? static_cast<uint32_t>(std::stoul(m[2].str())) : 0);
 }
 
+/// One variable as podman takes it: KEY=VALUE as is; a bare KEY takes KEY's value from
+/// the caller's environment and is left out when that has none.
+void add_env(std::vector<std::string>& out, const std::string& e) {
+  if (e.find('=') != std::string::npos) {
+    out.push_back(e);
+  } else if (const char* v = std::getenv(e.c_str())) {
+    out.push_back(e + "=" + v);
+  }
+}
+
+/// The container's environment: the --env-file files in order (podman's format: KEY=VALUE
+/// or KEY lines, '#' comments and blank lines skipped), then -e, later ones winning.
+/// An unreadable file is cyto.invalid_argument.
+std::vector<std::string> container_env(const run_flags& f) {
+  std::vector<std::string> out;
+  for (auto& path : f.env_files) {
+    std::ifstream in{path};
+    if (!in)
+      bad("--env-file " + path + ": cannot read the file: " + std::strerror(errno));
+    if (std::error_code ec; std::filesystem::is_directory(path, ec))
+      bad("--env-file " + path + ": cannot read the file: it is a directory");
+    std::string line;
+    size_t n = 0;
+    while (std::getline(in, line)) {
+      ++n;
+      if (!line.empty() && line.back() == '\r')
+        line.pop_back();
+      auto first = line.find_first_not_of(" \t");
+      if (first == std::string::npos || line[first] == '#')
+        continue;
+      line.erase(0, first);
+      if (line.front() == '=')
+        bad("--env-file " + path + ": line " + std::to_string(n) + ": no variable name");
+      add_env(out, line);
+    }
+  }
+  for (auto& e : f.env)
+    add_env(out, e);
+  return out;
+}
+
 void fill_spec(const char* verb, const run_flags& f, schema::ContainerSpec::Builder s) {
   if (f.rest.empty())
     bad(std::string{verb} + ": give an IMAGE (e.g. cyto " + verb + " --name web demo httpd -f)");
@@ -199,17 +243,10 @@ void fill_spec(const char* verb, const run_flags& f, schema::ContainerSpec::Buil
   auto args = s.initArgs(f.rest.size() - 1);
   for (size_t i = 1; i < f.rest.size(); ++i)
     args.set(i - 1, f.rest[i]);
-  auto env = s.initEnv(f.env.size());
-  for (size_t i = 0; i < f.env.size(); ++i) {
-    // "-e KEY" takes KEY's value from the caller's environment, like podman.
-    auto& e = f.env[i];
-    if (e.find('=') == std::string::npos) {
-      const char* v = std::getenv(e.c_str());
-      env.set(i, e + "=" + (v ? v : ""));
-    } else {
-      env.set(i, e);
-    }
-  }
+  auto vars = container_env(f);
+  auto env = s.initEnv(vars.size());
+  for (size_t i = 0; i < vars.size(); ++i)
+    env.set(i, vars[i]);
   s.setWorkdir(f.workdir);
   s.setUser(f.user);
   s.setHostname(f.hostname);
@@ -610,6 +647,9 @@ void add_spec_flags(CLI::App* cmd, run_flags& rf) {
   cmd->add_flag("--rm", rf.rm, "remove the container once it has exited");
   cmd->add_option("--name", rf.name, "container name (default: generated)");
   cmd->add_option("-e,--env", rf.env, "set KEY=VALUE (KEY alone: take it from here); repeat")
+      ->allow_extra_args(false);
+  cmd->add_option("--env-file", rf.env_files,
+                  "read variables from FILE (KEY=VALUE or KEY lines, # comments); repeat")
       ->allow_extra_args(false);
   cmd->add_option("-m,--memory", rf.limits.memory, "memory limit (256M, 1G)");
   cmd->add_option("--cpus", rf.limits.cpus, "CPU limit in CPUs (0.5)");

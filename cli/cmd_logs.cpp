@@ -57,6 +57,9 @@ int cmd_logs(const global_options& g, const logs_options& o) {
     return cmd_workload_logs(g, o);
   if (!o.daemon || !o.target.empty())
     throw cli_error("cyto.invalid_argument: logs: give either --daemon or CELL/EXECUTABLE");
+  if (!o.since.empty() || !o.until.empty() || o.timestamps)
+    throw cli_error("cyto.invalid_argument: logs: --since, --until and --timestamps are for "
+                    "a container's or an executable's output (the daemon's log has its times)");
   size_t level = 0;
   while (level < std::size(level_names) && o.level != level_names[level])
     ++level;
@@ -68,7 +71,7 @@ int cmd_logs(const global_options& g, const logs_options& o) {
   auto req = observe.daemonLogsRequest();
   req.setLevel(static_cast<schema::LogLevel>(level));
   req.setFollow(o.follow);
-  req.setTail(o.tail);
+  req.setTail(o.tail.value_or(100));
   req.setSink(kj::heap<printing_sink>(g.json));
   wait(c, req.send().ignoreResult());
   return 0;

@@ -1,4 +1,5 @@
 // cyto logs CELL/EXE [-f] [--stderr|--both], cyto top [CELL], cyto events [...]
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -27,7 +28,8 @@ schema::Observe::Client observe_service(client& c) {
 
 class output_printer final : public schema::OutputSink::Server {
 public:
-  explicit output_printer(bool json) : json_(json) {}
+  explicit output_printer(bool json, bool timestamps = false)
+    : json_(json), timestamps_(timestamps) {}
 
   kj::Promise<void> lines(LinesContext context) override {
     auto p = context.getParams();
@@ -40,10 +42,17 @@ public:
     }
     for (auto l : p.getLines()) {
       bool err = l.getStream() == schema::OutputStream::STDERR;
-      if (json_)
-        print_json({{"stream", err ? "stderr" : "stdout"}, {"line", l.getLine().cStr()}});
-      else
+      if (json_) {
+        nlohmann::json j{{"stream", err ? "stderr" : "stdout"}, {"line", l.getLine().cStr()}};
+        if (l.getUnixNanos() != 0)
+          j["time"] = rfc3339_nanos(l.getUnixNanos());
+        print_json(j);
+      } else if (timestamps_) {
+        std::fprintf(err ? stderr : stdout, "%s %s\n", rfc3339_nanos(l.getUnixNanos()).c_str(),
+                     l.getLine().cStr());
+      } else {
         std::fprintf(err ? stderr : stdout, "%s\n", l.getLine().cStr());
+      }
     }
     std::fflush(stdout);
     return kj::READY_NOW;
@@ -51,11 +60,30 @@ public:
 
 private:
   bool json_;
+  bool timestamps_;
 };
+
+/// --since/--until as Unix nanoseconds (0: not given).
+int64_t time_option(const char* flag, const std::string& text) {
+  if (text.empty())
+    return 0;
+  auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  auto t = parse_time_nanos(text, now);
+  if (!t || *t <= 0)
+    bad(std::string{flag} + ": '" + text
+        + "' is not a duration (10m, 1h30m), an RFC 3339 time or Unix seconds");
+  return *t;
+}
 
 int workload_logs(const global_options& g, const logs_options& o) {
   if (o.stderr_only && o.both)
     bad("logs: --stderr and --both exclude each other");
+  auto since = time_option("--since", o.since);
+  auto until = time_option("--until", o.until);
+  if (until != 0 && until < since)
+    bad("logs: --until is before --since");
   client c{g};
   std::string cell, exe;
   auto slash = o.target.rfind('/');
@@ -78,7 +106,10 @@ int workload_logs(const global_options& g, const logs_options& o) {
                                                        : schema::OutputStream::STDOUT);
   req.setFollow(o.follow);
   req.setFromStart(true);
-  req.setSink(kj::heap<output_printer>(g.json));
+  req.setSinceNanos(since);
+  req.setUntilNanos(until);
+  req.setTail(o.tail ? static_cast<int64_t>(*o.tail) : -1);
+  req.setSink(kj::heap<output_printer>(g.json, o.timestamps));
   wait(c, req.send().ignoreResult());
   return 0;
 }

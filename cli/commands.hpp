@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,12 @@ struct logs_options {
   bool daemon = false;
   bool follow = false;
   std::string level = "info";
-  uint32_t tail = 100;
+  /// Entries (--daemon, default 100) or lines (default all) of the history shown.
+  std::optional<uint32_t> tail;
+  /// Workload output only: --since/--until (durations, RFC 3339 or Unix times) and
+  /// -t/--timestamps.
+  std::string since, until;
+  bool timestamps = false;
   /// CELL/EXECUTABLE (workload logs).
   std::string target;
   bool stderr_only = false;
@@ -87,6 +93,9 @@ void add_vm_commands(CLI::App& app, global_options& g, std::function<int()>& run
 
 /// Adds `cyto pod create|ls|stop|rm`.
 void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& run);
+
+/// Adds `cyto stats [--no-stream] [NAME...]`.
+void add_stats_command(CLI::App& app, global_options& g, std::function<int()>& run);
 
 /// Adds `cyto vm exec` (to the `vm` command, made here if it does not exist yet).
 void add_vm_guest_commands(CLI::App& app, global_options& g, std::function<int()>& run);

@@ -46,7 +46,15 @@ int main(int argc, char** argv) {
   logs_cmd->add_flag("-f,--follow", logs.follow, "keep printing new entries until interrupted");
   logs_cmd->add_option("--level", logs.level, "lowest level shown: trace|debug|info|warn|error|critical")
     ->capture_default_str();
-  logs_cmd->add_option("--tail", logs.tail, "recent entries to show first")->capture_default_str();
+  logs_cmd->add_option("--tail", logs.tail,
+                       "show only the last N lines of the history (--daemon: entries, default "
+                       "100; output: all)");
+  logs_cmd->add_option("--since", logs.since,
+                       "output seen since this time: a duration back (10m, 1h30m) or a time "
+                       "(2026-12-04T18:00:00Z, Unix seconds)");
+  logs_cmd->add_option("--until", logs.until, "output seen until this time (same forms)");
+  logs_cmd->add_flag("-t,--timestamps", logs.timestamps,
+                     "prefix each line with the time it was seen (RFC 3339)");
   std::function<int()> run;
   add_cell_commands(app, g, run);
   add_image_commands(app, g, run);
@@ -55,6 +63,7 @@ int main(int argc, char** argv) {
   add_container_commands(app, g, run);
   add_volume_commands(app, g, run);
   add_pod_commands(app, g, run);
+  add_stats_command(app, g, run);
   add_node_commands(app, g, run);
   add_vm_commands(app, g, run);
   add_vm_guest_commands(app, g, run); // vm exec, under the vm command made above

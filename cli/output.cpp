@@ -32,15 +32,29 @@ std::string human_duration(uint64_t nanos) {
   return out;
 }
 
-std::string iso_time(int64_t unix_nanos) {
+namespace {
+
+/// UTC "YYYY-MM-DDTHH:MM:SS.<fraction>Z" with 3 or 9 fraction digits.
+std::string utc_time(int64_t unix_nanos, bool nanos) {
   time_t secs = unix_nanos / 1'000'000'000;
-  int ms = static_cast<int>(unix_nanos / 1'000'000 % 1000);
+  auto sub = static_cast<int>(unix_nanos % 1'000'000'000);
   tm t{};
   gmtime_r(&secs, &t);
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900,
-                t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ms);
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%0*dZ", t.tm_year + 1900,
+                t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, nanos ? 9 : 3,
+                nanos ? sub : sub / 1'000'000);
   return buf;
+}
+
+} // namespace
+
+std::string iso_time(int64_t unix_nanos) {
+  return utc_time(unix_nanos, false);
+}
+
+std::string rfc3339_nanos(int64_t unix_nanos) {
+  return utc_time(unix_nanos, true);
 }
 
 std::string join(const std::vector<std::string>& xs, const char* sep) {

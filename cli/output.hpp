@@ -22,6 +22,9 @@ std::string human_duration(uint64_t nanos);
 /// "2026-11-23T11:05:43.123Z" for nanoseconds since the epoch (UTC).
 std::string iso_time(int64_t unix_nanos);
 
+/// "2026-11-23T11:05:43.123456789Z", RFC 3339 with nanoseconds (logs --timestamps).
+std::string rfc3339_nanos(int64_t unix_nanos);
+
 /// "a b c"
 std::string join(const std::vector<std::string>& xs, const char* sep = " ");
 

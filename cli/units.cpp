@@ -1,7 +1,9 @@
 #include "cli/units.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <ctime>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -97,6 +99,89 @@ std::optional<int> parse_signal(std::string_view text) {
     if (auto* abbrev = sigabbrev_np(s); abbrev && name == abbrev)
       return s;
   return std::nullopt;
+}
+
+std::optional<int64_t> parse_time_nanos(std::string_view text, int64_t now_nanos) {
+  std::string s{text};
+  // RFC 3339: date 'T' time, optional fraction, then Z or an offset.
+  int y, mo, d, h, mi, sec, used = 0;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec,
+                  &used) == 6 && used == 19) {
+    int64_t frac = 0;
+    size_t i = 19;
+    if (i < s.size() && s[i] == '.') {
+      int64_t scale = 100'000'000;
+      size_t digits = 0;
+      for (++i; i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); ++i, ++digits) {
+        frac += (s[i] - '0') * scale;
+        scale /= 10;
+      }
+      if (digits == 0)
+        return std::nullopt;
+    }
+    int64_t offset = 0;
+    if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
+      ++i;
+    } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+      int oh, om, n = 0;
+      if (std::sscanf(s.c_str() + i + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5)
+        return std::nullopt;
+      offset = (s[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+      i += 6;
+    } else {
+      return std::nullopt;
+    }
+    if (i != s.size() || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+      return std::nullopt;
+    tm t{};
+    t.tm_year = y - 1900;
+    t.tm_mon = mo - 1;
+    t.tm_mday = d;
+    t.tm_hour = h;
+    t.tm_min = mi;
+    t.tm_sec = sec;
+    return (static_cast<int64_t>(timegm(&t)) - offset) * 1'000'000'000 + frac;
+  }
+  // Unix seconds, maybe with a fraction.
+  if (!s.empty() && s.find_first_not_of("0123456789.") == std::string::npos
+      && std::count(s.begin(), s.end(), '.') <= 1 && s.front() != '.' && s.back() != '.') {
+    auto dot = s.find('.');
+    int64_t secs = std::stoll(s.substr(0, dot));
+    int64_t frac = 0;
+    if (dot != std::string::npos) {
+      auto f = (s.substr(dot + 1) + "000000000").substr(0, 9);
+      frac = std::stoll(f);
+    }
+    return secs * 1'000'000'000 + frac;
+  }
+  // A duration: number-unit pairs (h, m, s, ms, us), e.g. 1h30m.
+  static const std::pair<std::string_view, int64_t> units[] = {
+      {"h", 3600'000'000'000}, {"ms", 1'000'000}, {"us", 1'000},
+      {"m", 60'000'000'000},   {"s", 1'000'000'000}};
+  int64_t total = 0;
+  size_t i = 0;
+  if (s.empty())
+    return std::nullopt;
+  while (i < s.size()) {
+    size_t j = i;
+    while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j])))
+      ++j;
+    if (j == i || j - i > 12)
+      return std::nullopt;
+    int64_t n = std::stoll(s.substr(i, j - i));
+    bool matched = false;
+    for (auto& [name, scale] : units) {
+      if (s.compare(j, name.size(), name) == 0) {
+        total += n * scale;
+        i = j + name.size();
+        matched = true;
+        break;
+      }
+    }
+    if (!matched)
+      return std::nullopt;
+  }
+  return now_nanos - total;
 }
 
 std::string human_size(uint64_t bytes) {

@@ -39,4 +39,10 @@ std::string port_text(const port_spec& p);
 /// "1.5GiB" style rendering of a byte count.
 std::string human_size(uint64_t bytes);
 
+/// A point in time as podman's logs --since/--until take it, in Unix nanoseconds: a
+/// duration back from `now_nanos` ("10m", "1h30m", "90s", "500ms"), an RFC 3339 time
+/// ("2026-12-04T18:00:00Z", fractions and "+01:00" offsets too) or Unix seconds
+/// ("1764871200.5").
+std::optional<int64_t> parse_time_nanos(std::string_view text, int64_t now_nanos);
+
 } // namespace cyto::cli

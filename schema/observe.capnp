@@ -45,6 +45,10 @@ struct CellStats {
   ioReadBytes @7 :UInt64;
   ioWriteBytes @8 :UInt64;
   oomKills @9 :UInt64;
+  memoryLimit @10 :UInt64;   # bytes; 0 = unlimited
+  netRxBytes @11 :UInt64;    # the cell's network namespace, lo aside (netAvailable)
+  netTxBytes @12 :UInt64;
+  netAvailable @13 :Bool;    # false: its processes share the host's namespace
 }
 
 interface StatsSink {
@@ -62,6 +66,7 @@ enum OutputStream {
 struct OutputLine {
   stream @0 :OutputStream;   # stdout or stderr
   line @1 :Text;
+  unixNanos @2 :Int64;       # when the daemon saw it (0: unknown)
 }
 
 interface OutputSink {
@@ -144,8 +149,12 @@ interface Observe {
   # An executable's output: the lines in its files (if `fromStart`), then, if `follow`,
   # new lines until it exits, with no gap or repeat at the seam. With `both`, the
   # history is stdout's then stderr's; live lines come interleaved as written.
+  # Only lines seen at or after `sinceNanos` and (if not 0) at or before `untilNanos`
+  # (Unix times; following ends there), and of the history only the last `tail` lines
+  # (-1: all).
   output @2 (cell :Text, executable :Text, which :OutputStream, follow :Bool,
-             fromStart :Bool, sink :OutputSink) -> ();
+             fromStart :Bool, sink :OutputSink, sinceNanos :Int64, untilNanos :Int64,
+             tail :Int64 = -1) -> ();
 
   # Signals generated for processes matching `filter`, until the caller cancels.
   signals @3 (filter :EventFilter, sink :EventSink) -> ();

@@ -131,6 +131,10 @@ struct applier {
         str(node, key, cfg.demo_image);
       } else if (key == "containers.seccomp") {
         boolean(node, key, cfg.default_seccomp);
+      } else if (key == "containers.default_network") {
+        std::string v;
+        str(node, key, v);
+        cfg.containers_default_network = v;
       } else if (key == "gateway.tcp") {
         str(node, key, cfg.gateway_tcp);
       } else if (key == "gateway.tls_cert") {
@@ -204,6 +208,11 @@ std::string default_demo_image() {
 #else
   return {};
 #endif
+}
+
+std::string containers_default_network(const daemon_config& cfg) {
+  auto v = cfg.containers_default_network.value_or(cfg.default_network);
+  return v == "none" ? std::string{} : v;
 }
 
 std::optional<std::string> apply_toml(std::string_view text, daemon_config& cfg) {

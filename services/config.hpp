@@ -61,6 +61,10 @@ struct daemon_config {
   std::string demo_image = default_demo_image();
   /// Containers get the default seccomp profile (containers.seccomp).
   bool default_seccomp = true;
+  /// The network containers and pods join when they name none
+  /// (containers.default_network); unset: network.default_name; "" or "none": none,
+  /// they get lo only.
+  std::optional<std::string> containers_default_network;
   /// "host:port" of the mutual-TLS TCP gateway (gateway.tcp); empty: off.
   std::string gateway_tcp;
   /// Its certificate, key and the CA clients' certificates must come from
@@ -101,6 +105,9 @@ struct daemon_config {
   /// "host:port" of the Prometheus endpoint, GET /metrics (metrics.listen); empty: off.
   std::string metrics_listen;
 };
+
+/// What containers.default_network comes to: the network's name, or "" when off.
+std::string containers_default_network(const daemon_config& cfg);
 
 /// The default configuration file, read if it exists and no --config is given.
 inline constexpr const char* default_config_path = "/etc/cyto/cytod.toml";

@@ -317,13 +317,16 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
   containers_cfg.runtime_path = cfg.runtime_path.empty() ? runtime_next_to_self() : cfg.runtime_path;
   containers_cfg.demo_image = cfg.demo_image;
   containers_cfg.default_seccomp = cfg.default_seccomp;
+  containers_cfg.default_network = services::containers_default_network(cfg);
   containers_cfg.cells = cells_actor;
   containers_cfg.images = images_actor;
   containers_cfg.registry = registry;
   containers_cfg.network = network_actor;
   containers_cfg.volumes = volumes_handle;
-  main_log->info("containers: runtime {}, demo image {}", containers_cfg.runtime_path,
-                 containers_cfg.demo_image.empty() ? "(none)" : containers_cfg.demo_image);
+  main_log->info("containers: runtime {}, demo image {}, default network {}",
+                 containers_cfg.runtime_path,
+                 containers_cfg.demo_image.empty() ? "(none)" : containers_cfg.demo_image,
+                 containers_cfg.default_network.empty() ? "none" : containers_cfg.default_network);
   cyto::containers_actor containers_handle;
   if (auto bad = containers_cfg.validate(); !bad.empty())
     main_log->error("containers: {}; containers are unavailable", bad);
@@ -502,7 +505,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> fed_peers;
   std::optional<std::string> subnet_pool, channel_port, qemu;
   std::optional<std::string> vm_image_kernel, vm_image_initrd, mke2fs, qemu_img;
-  std::optional<std::string> metrics_listen;
+  std::optional<std::string> metrics_listen, default_network;
   bool init_flag = false;
   app.add_flag("--init", init_flag,
                "run as a VM's init (automatic as PID 1): mount /proc /sys /dev /run /tmp and "
@@ -532,6 +535,9 @@ int main(int argc, char** argv) {
                  "directory of CNI plugin binaries; repeat (network.cni_path)");
   app.add_option("--subnet-pool", subnet_pool,
                  "pool of subnets for networks made without one (network.subnet_pool)");
+  app.add_option("--default-network", default_network,
+                 "network of containers and pods made without --network; none: lo only "
+                 "(containers.default_network, default network.default_name)");
   app.add_option("--tcp", tcp,
                  "host:port of the mutual-TLS TCP gateway (gateway.tcp; default: off)");
   app.add_option("--tls-cert", tls_cert, "the TCP gateway's certificate, PEM (gateway.tls_cert)");
@@ -604,6 +610,7 @@ int main(int argc, char** argv) {
   for (auto& r : insecure_registries) cfg.insecure_registries.push_back(r);
   if (!cni_path.empty()) cfg.cni_path = cni_path;
   if (subnet_pool) cfg.subnet_pool = *subnet_pool;
+  if (default_network) cfg.containers_default_network = *default_network;
   if (tcp) cfg.gateway_tcp = *tcp;
   if (tls_cert) cfg.gateway_tls_cert = *tls_cert;
   if (tls_key) cfg.gateway_tls_key = *tls_key;

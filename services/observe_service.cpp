@@ -147,6 +147,10 @@ public:
       out.setIoReadBytes(s.usage.io_read_bytes);
       out.setIoWriteBytes(s.usage.io_write_bytes);
       out.setOomKills(s.usage.oom_kills);
+      out.setMemoryLimit(s.usage.memory_limit);
+      out.setNetRxBytes(s.usage.net_rx_bytes);
+      out.setNetTxBytes(s.usage.net_tx_bytes);
+      out.setNetAvailable(s.usage.net_available);
     }
     after(req.send(), 1, false);
   }
@@ -174,6 +178,7 @@ public:
       lines[i].setStream(b.lines[i].stream == 2 ? schema::OutputStream::STDERR
                                                 : schema::OutputStream::STDOUT);
       lines[i].setLine(b.lines[i].line);
+      lines[i].setUnixNanos(b.lines[i].unix_nanos);
     }
     after(req.send(), static_cast<uint32_t>(b.lines.size()), b.end, b.error);
   }
@@ -331,10 +336,11 @@ public:
     }
     require_sink(params.hasSink());
     auto stream = kj::heap<output_stream>(bridge_, router_, observe_, params.getSink());
+    output_filter filter{params.getSinceNanos(), params.getUntilNanos(), params.getTail()};
     auto done =
         stream->start(subscribe_atom::value, output_atom::value, std::string{params.getCell()},
                       std::string{params.getExecutable()}, which, params.getFollow(),
-                      params.getFromStart(), sink_handle<output_sink_actor>());
+                      params.getFromStart(), filter, sink_handle<output_sink_actor>());
     return done.attach(kj::mv(stream));
   }
 

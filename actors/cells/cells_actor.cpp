@@ -4,12 +4,15 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include <fcntl.h>
 #include <pwd.h>
 #include <grp.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -247,6 +250,45 @@ void reconcile(self_ptr self) {
 }
 
 /// "12,34,56": pids for a log line or an error.
+/// Network counters of a cell: /proc/PID/net/dev of one of its processes whose network
+/// namespace is not the daemon's (lo left out). Nothing when all share the host's.
+void add_net_usage(const std::vector<pid_t>& pids, cell_usage& u) {
+  struct stat self_ns{};
+  if (::stat("/proc/self/ns/net", &self_ns) != 0)
+    return;
+  for (auto pid : pids) {
+    auto base = "/proc/" + std::to_string(pid);
+    struct stat ns{};
+    if (::stat((base + "/ns/net").c_str(), &ns) != 0 || ns.st_ino == self_ns.st_ino)
+      continue;
+    std::ifstream dev{base + "/net/dev"};
+    if (!dev)
+      continue;
+    // "  eth0: rx_bytes rx_packets ... (8 rx fields) tx_bytes ...", after two header lines.
+    std::string line;
+    uint64_t rx = 0, tx = 0;
+    while (std::getline(dev, line)) {
+      auto colon = line.find(':');
+      if (colon == std::string::npos)
+        continue;
+      auto name = line.substr(0, colon);
+      name.erase(0, name.find_first_not_of(' '));
+      if (name == "lo")
+        continue;
+      std::istringstream fields{line.substr(colon + 1)};
+      uint64_t v[9] = {};
+      for (auto& x : v)
+        fields >> x;
+      rx += v[0];
+      tx += v[8];
+    }
+    u.net_rx_bytes = rx;
+    u.net_tx_bytes = tx;
+    u.net_available = true;
+    return;
+  }
+}
+
 std::string pid_list(const std::vector<pid_t>& pids) {
   std::string out;
   for (auto p : pids)
@@ -825,7 +867,8 @@ cells_private::behavior_type cells(self_ptr self, cells_config config) {
       auto& [cell, exe] = i->second;
       self->send(st.config.topics, publish_atom::value, std::string{topic::process_output},
                  caf::make_message(process_output{cell, exe, stream, std::move(line),
-                                                  st.cells[cell].exes[exe].info.pid, offset}));
+                                                  st.cells[cell].exes[exe].info.pid, offset,
+                                                  now_nanos()}));
     }),
     [self](health_atom) {
       auto& st = self->state;
@@ -847,6 +890,7 @@ cells_private::behavior_type cells(self_ptr self, cells_config config) {
         auto u = st.cgroups->usage(n);
         if (!u)
           return std::move(u.error());
+        add_net_usage(st.cgroups->pids(n, true), *u);
         out.push_back(std::move(*u));
       }
       return out;

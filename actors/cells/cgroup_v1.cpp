@@ -224,6 +224,10 @@ public:
     u.cpu_usage_usec = read_number(at("cpuacct", "cpuacct.usage")) / 1000;
     u.memory_current = read_number(at("memory", "memory.usage_in_bytes"));
     u.memory_peak = read_number(at("memory", "memory.max_usage_in_bytes"));
+    // Unlimited is the largest page-aligned value: anything past 2^62 means none.
+    u.memory_limit = read_number(at("memory", "memory.limit_in_bytes"));
+    if (u.memory_limit >= (uint64_t{1} << 62))
+      u.memory_limit = 0;
     u.oom_kills = read_keyed(at("memory", "memory.oom_control"), "oom_kill");
     u.pids_current = read_number(at("pids", "pids.current"));
     // "8:0 Read 4096" lines per device, then "Total N".

@@ -174,6 +174,7 @@ public:
     u.cpu_usage_usec = read_keyed(dir + "/cpu.stat", "usage_usec");
     u.memory_current = read_number(dir + "/memory.current");
     u.memory_peak = read_number(dir + "/memory.peak");
+    u.memory_limit = read_number(dir + "/memory.max"); // "max" reads as 0
     u.oom_kills = read_keyed(dir + "/memory.events", "oom_kill");
     u.pids_current = read_number(dir + "/pids.current");
     // "8:0 rbytes=1 wbytes=2 rios=3 ..." per device.

@@ -2,6 +2,9 @@
 
 #include <cerrno>
 #include <csignal>
+#include <ctime>
+
+#include "bus/output_times.hpp"
 
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -39,8 +42,11 @@ exit_watcher::~exit_watcher() {
   thread_.join();
   for (auto& [fd, token] : tokens_)
     ::close(fd);
-  for (auto& [wd, f] : files_)
+  for (auto& [wd, f] : files_) {
     ::close(f.fd);
+    if (f.times_fd >= 0)
+      ::close(f.times_fd);
+  }
   if (inotify_fd_ >= 0)
     ::close(inotify_fd_);
   ::close(stop_fd_);
@@ -83,8 +89,10 @@ bool exit_watcher::follow(uint64_t token, int stream, const std::string& path, b
     auto end = ::lseek(fd, 0, SEEK_END);
     start = end > 0 ? static_cast<uint64_t>(end) : 0;
   }
+  int times = ::open((path + ".times").c_str(),
+                     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (from_end ? 0 : O_TRUNC), 0640);
   std::lock_guard guard{files_mtx_};
-  files_[wd] = followed{token, stream, fd, {}, start};
+  files_[wd] = followed{token, stream, fd, {}, start, times};
   return true;
 }
 
@@ -100,6 +108,13 @@ void exit_watcher::drain(followed& f) {
     }
     f.partial.erase(0, start);
     f.offset += start;
+    if (start > 0 && f.times_fd >= 0) {
+      // The lines that end before f.offset were seen now (one record per read).
+      timespec ts{};
+      ::clock_gettime(CLOCK_REALTIME, &ts);
+      output_time_record r{f.offset, int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec};
+      [[maybe_unused]] auto w = ::write(f.times_fd, &r, sizeof(r));
+    }
     // A line longer than 64 KiB is passed on in pieces rather than held without bound.
     if (f.partial.size() > 65536) {
       auto at = f.offset;
@@ -171,6 +186,8 @@ void exit_watcher::run() {
             on_line_(token, f->second.stream, std::move(f->second.partial), f->second.offset);
           ::inotify_rm_watch(inotify_fd_, f->first);
           ::close(f->second.fd);
+          if (f->second.times_fd >= 0)
+            ::close(f->second.times_fd);
           f = files_.erase(f);
         }
       }

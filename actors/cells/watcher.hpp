@@ -45,6 +45,8 @@ public:
   /// behind `token` exits, after a last read.
   /// With `from_end`, only what is appended from now on (a re-adopted process's file,
   /// whose earlier lines were published by the daemon that started it).
+  /// When lines are seen is kept beside the file, in `<path>.times` (see output_times):
+  /// made anew for a new run, appended to with `from_end`.
   bool follow(uint64_t token, int stream, const std::string& path, bool from_end = false);
 
 private:
@@ -55,6 +57,8 @@ private:
     std::string partial;
     /// File offset of the first byte of `partial`.
     uint64_t offset = 0;
+    /// `<path>.times`, -1 if it could not be made.
+    int times_fd = -1;
   };
 
   void run();

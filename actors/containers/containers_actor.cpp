@@ -42,9 +42,19 @@ constexpr const char* containers_cell = "containers";
 constexpr const char* pods_cell = "pods";
 constexpr const char* pause_exe = "pause";
 
-/// A container attaches to its spec's network unless it names none ("" or "none").
+/// A workload attaches to the network it names unless it names none ("" or "none").
+bool names_network(const std::string& network) {
+  return !network.empty() && network != "none";
+}
 bool wants_network(const container_spec& spec) {
-  return !spec.network.empty() && spec.network != "none";
+  return names_network(spec.network);
+}
+
+/// The network of a workload created without one: the configured default (like
+/// rootful podman), "none" when that is off. Stored in the spec, so inspect shows it.
+void resolve_network(const containers_config& cfg, std::string& network) {
+  if (network.empty())
+    network = names_network(cfg.default_network) ? cfg.default_network : "none";
 }
 /// The owner the images actor records for containers' root file systems.
 constexpr const char* rootfs_owner = "containers";
@@ -742,6 +752,9 @@ void create(self_ptr self, container_spec spec, info_cb done) {
     return done(make_error(errc::already_exists, "container " + spec.name + " exists"));
   if (spec.image.empty())
     return done(make_error(errc::invalid_argument, "no image given"));
+  // A pod's member shares the pod's network: it names none of its own.
+  if (spec.pod.empty())
+    resolve_network(st.config, spec.network);
   if (!spec.ports.empty() && !wants_network(spec))
     return done(make_error(errc::invalid_argument,
                            "port mappings need a network (--network); a container without "
@@ -1327,7 +1340,7 @@ void create_pod(self_ptr self, pod_spec spec, caf::typed_response_promise<pod_in
                                           p.info.pause_pid);
                     rp.deliver(pod_view(self->state, p));
                   };
-                  if (spec.network.empty())
+                  if (!names_network(spec.network))
                     return finish();
                   with_network(self, [self, spec, info, fail,
                                       finish](caf::expected<network_actor> net) mutable {
@@ -1416,7 +1429,7 @@ void reconcile(self_ptr self) {
         st.log->warn("cleaning up half-made pod {}", name);
         self->request(st.config.cells, caf::infinite, free_atom::value, row.info.cell, true, true)
             .then([] {}, [](caf::error&) {});
-        if (row.net_attached || !row.info.spec.network.empty())
+        if (row.net_attached || names_network(row.info.spec.network))
           detach(self, "pod/" + name);
         st.db->erase(kind_pod, name);
         continue;
@@ -1767,8 +1780,11 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
           return err;
         if (st.pods.count(spec.name))
           return make_error(errc::already_exists, "pod " + spec.name + " exists");
-        if (!spec.ports.empty() && spec.network.empty())
-          return make_error(errc::invalid_argument, "port mappings need a network (--network)");
+        resolve_network(st.config, spec.network);
+        if (!spec.ports.empty() && !names_network(spec.network))
+          return make_error(errc::invalid_argument,
+                            "port mappings need a network (--network); a pod without one "
+                            "has only lo");
         auto rp = self->make_response_promise<pod_info>();
         create_pod(self, std::move(spec), rp);
         return rp;

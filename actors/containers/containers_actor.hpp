@@ -32,6 +32,9 @@ struct containers_config {
   std::string demo_image;
   /// Containers without a seccomp profile of their own get the default one.
   bool default_seccomp = true;
+  /// The network of containers and pods created without --network
+  /// (containers.default_network); "" or "none": they get none (lo only).
+  std::string default_network;
   cells_actor cells;
   images_actor images;
   /// Where the network actor is looked up when a container asks for a network.

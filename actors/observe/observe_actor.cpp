@@ -230,7 +230,29 @@ void accept_live(observe_state::output_subscription& sub, const process_output& 
   if (p.offset < sub.next_offset[p.stream])
     return; // already sent from the file
   sub.next_offset[p.stream] = p.offset + p.line.size();
-  sub.box.push(output_line{p.stream, p.line});
+  if (sub.filter.until_nanos != 0 && p.unix_nanos > sub.filter.until_nanos) {
+    sub.closing = true; // --until: nothing later is wanted
+    return;
+  }
+  if (p.unix_nanos < sub.filter.since_nanos)
+    return;
+  sub.box.push(output_line{p.stream, p.line, p.unix_nanos});
+}
+
+/// --since, --until and --tail over the lines read from the files.
+void filter_history(const output_filter& f, output_history& h) {
+  if (f.since_nanos != 0 || f.until_nanos != 0)
+    h.lines.erase(std::remove_if(h.lines.begin(), h.lines.end(),
+                                 [&](const output_line& l) {
+                                   return l.unix_nanos < f.since_nanos
+                                          || (f.until_nanos != 0
+                                              && l.unix_nanos > f.until_nanos);
+                                 }),
+                  h.lines.end());
+  if (f.tail >= 0 && h.lines.size() > static_cast<size_t>(f.tail)) {
+    h.lines.erase(h.lines.begin(), h.lines.end() - f.tail);
+    h.skipped = 0; // lines left out on purpose are no loss
+  }
 }
 
 void on_history(self_ptr self, uint64_t id, output_history& h) {
@@ -246,6 +268,7 @@ void on_history(self_ptr self, uint64_t id, output_history& h) {
   }
   // Room for the whole history plus what came meanwhile; later the usual bound applies
   // as the history drains (nothing has been sent yet, so the credit is the initial one).
+  filter_history(sub.filter, h);
   auto room = std::max<size_t>(st.config.queue_capacity, h.lines.size() + sub.pending.size());
   sub.box = outbox<output_line>{room, st.config.initial_credit};
   for (auto& l : h.lines)
@@ -265,7 +288,7 @@ void on_history(self_ptr self, uint64_t id, output_history& h) {
 
 caf::result<uint64_t> subscribe_output(self_ptr self, std::string cell, std::string exe,
                                        uint8_t which, bool follow, bool from_start,
-                                       output_sink_actor sink) {
+                                       output_filter filter, output_sink_actor sink) {
   auto& st = self->state;
   if (!sink)
     return make_error(errc::invalid_argument, "observe: no output sink");
@@ -274,6 +297,11 @@ caf::result<uint64_t> subscribe_output(self_ptr self, std::string cell, std::str
                       "which: " + std::to_string(which) + " is not stdout, stderr or both");
   if (cell.empty() || exe.empty())
     return make_error(errc::invalid_argument, "output: name a cell and an executable");
+  if (filter.tail < -1)
+    return make_error(errc::invalid_argument, "tail: " + std::to_string(filter.tail)
+                                                + " is not a number of lines");
+  if (filter.until_nanos != 0 && filter.until_nanos < filter.since_nanos)
+    return make_error(errc::invalid_argument, "until: before since");
   if (!st.config.cells)
     return make_error(errc::unavailable, "observe: output needs the cells service");
   auto rp = self->make_response_promise<uint64_t>();
@@ -294,8 +322,11 @@ caf::result<uint64_t> subscribe_output(self_ptr self, std::string cell, std::str
                 which, follow,
                 sink,  outbox<output_line>{st.config.queue_capacity, st.config.initial_credit}};
             sub.pid = e->pid;
-            // Following an executable that already ended: its files are all there is.
-            sub.follow = follow && running;
+            sub.filter = filter;
+            // Following an executable that already ended: its files are all there is;
+            // nor is there anything to follow past an --until that has passed.
+            sub.follow = follow && running
+                         && (filter.until_nanos == 0 || filter.until_nanos > unix_nanos());
             st.output_subs.emplace(id, std::move(sub));
             self->monitor(sink);
             rp.deliver(id);
@@ -536,8 +567,9 @@ observe_private::behavior_type observe(self_ptr self, observe_config config) {
         return subscribe_stats(self, std::move(cell), interval_ms, std::move(sink));
       },
       [self](subscribe_atom, output_atom, std::string& cell, std::string& exe, uint8_t which,
-             bool follow, bool from_start, output_sink_actor& sink) {
+             bool follow, bool from_start, output_filter& filter, output_sink_actor& sink) {
         return subscribe_output(self, std::move(cell), std::move(exe), which, follow, from_start,
+                                filter,
                                 std::move(sink));
       },
       [self](subscribe_atom, events_atom, event_filter& filter, event_sink_actor& sink) {

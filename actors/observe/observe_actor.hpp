@@ -74,6 +74,7 @@ struct observe_state {
     bool follow;
     output_sink_actor sink;
     outbox<output_line> box;
+    output_filter filter;
     /// The history is being read; live lines wait in `pending`.
     bool loading = true;
     std::vector<process_output> pending;

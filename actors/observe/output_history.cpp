@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
+
+#include "bus/output_times.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,6 +14,29 @@
 namespace cyto::observe {
 
 namespace {
+
+/// The records of `<path>.times` (none if it is missing: output of an older cytod).
+std::vector<output_time_record> read_times(const std::string& path) {
+  std::vector<output_time_record> out;
+  int fd = ::open((path + ".times").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return out;
+  struct stat st {};
+  ::fstat(fd, &st);
+  out.resize(static_cast<size_t>(st.st_size) / sizeof(output_time_record));
+  auto want = out.size() * sizeof(output_time_record);
+  size_t got = 0;
+  while (got < want) {
+    auto n = ::pread(fd, reinterpret_cast<char*>(out.data()) + got, want - got,
+                     static_cast<off_t>(got));
+    if (n <= 0)
+      break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  out.resize(got / sizeof(output_time_record));
+  return out;
+}
 
 /// Reads one file into `out` and returns where the live stream takes over.
 uint64_t read_one(const std::string& path, int32_t stream, const history_request& req,
@@ -24,6 +50,15 @@ uint64_t read_one(const std::string& path, int32_t stream, const history_request
   struct stat st {};
   ::fstat(fd, &st);
   auto size = static_cast<uint64_t>(st.st_size);
+  // Lines past the last record (not seen by the reader yet) get the file's mtime.
+  auto mtime = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+  auto times = read_times(path);
+  size_t rec = 0;
+  auto time_at = [&](uint64_t offset) {
+    while (rec < times.size() && times[rec].end_offset <= offset)
+      ++rec;
+    return rec < times.size() ? times[rec].unix_nanos : mtime;
+  };
   auto start = size > req.max_bytes ? size - req.max_bytes : 0;
   std::string data;
   data.resize(size - start);
@@ -57,7 +92,7 @@ uint64_t read_one(const std::string& path, int32_t stream, const history_request
     while (pos < complete) {
       auto nl = data.find('\n', pos);
       auto end = nl == std::string::npos || nl >= complete ? complete : nl;
-      out.lines.push_back(output_line{stream, data.substr(pos, end - pos)});
+      out.lines.push_back(output_line{stream, data.substr(pos, end - pos), time_at(start + pos)});
       pos = end + 1;
     }
   }

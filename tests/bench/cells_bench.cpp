@@ -358,7 +358,9 @@ public:
       throw std::runtime_error(errno_text("cytod at " + cfg.cytod));
     socket_ = tmp + "/s.sock";
     auto config = tmp + "/cytod.toml";
-    std::ofstream{config} << "# cells_bench: an empty config so the host's /etc/cyto is not read\n";
+    std::ofstream{config} << "# cells_bench: its own config so the host's /etc/cyto is not read;\n"
+                          << "# no default network: nothing of it on the host's namespace\n"
+                          << "[containers]\ndefault_network = \"none\"\n";
     std::vector<std::string> args{cfg.cytod,   "--config",      config,
                                   "--socket",  socket_,         "--state-dir",
                                   tmp + "/state", "--cgroup-root", root,

@@ -977,7 +977,9 @@ public:
       throw std::runtime_error(errno_text("mkdir " + dir));
     socket_ = dir + "/cyto.sock";
     auto config = dir + "/cytod.toml";
-    std::ofstream{config} << "# rpc_bench: an empty config so the host's /etc/cyto is not read\n";
+    std::ofstream{config} << "# rpc_bench: its own config so the host's /etc/cyto is not read;\n"
+                          << "# no default network: nothing of it on the host's namespace\n"
+                          << "[containers]\ndefault_network = \"none\"\n";
 
     std::vector<std::string> args{cfg.cytod, "--config", config, "--socket", socket_,
                                   "--state-dir", dir + "/state", "--node-name", node_name_,

@@ -447,6 +447,39 @@ BOOST_AUTO_TEST_CASE(bad_inputs_give_clear_errors_and_leave_nothing) {
   BOOST_CHECK(bundle_dirs().empty());
 }
 
+BOOST_AUTO_TEST_CASE(env_files_are_read_by_the_client_in_podman_format) {
+  temp_dir dir;
+  write_text(dir / "a.env", "# a comment\n\nGREETING=hello world\n  SPACED=yes\nFROM_CLIENT\n"
+                            "UNSET_IN_CLIENT\nOVERRIDDEN=file\r\n");
+  write_text(dir / "b.env", "SECOND=2\n");
+  ::setenv("FROM_CLIENT", "client-value", 1);
+  ::unsetenv("UNSET_IN_CLIENT");
+  auto out = ok({"run", "--rm", "--env-file", dir / "a.env", "--env-file", dir / "b.env", "-e",
+                 "OVERRIDDEN=flag", "demo", "env"});
+  ::unsetenv("FROM_CLIENT");
+  auto env_lines = lines_of(out);
+  auto has = [&](const std::string& l) {
+    return std::find(env_lines.begin(), env_lines.end(), l) != env_lines.end();
+  };
+  BOOST_TEST(has("GREETING=hello world"), out);
+  BOOST_TEST(has("SPACED=yes"), out);
+  BOOST_TEST(has("FROM_CLIENT=client-value"), out);
+  BOOST_TEST(has("SECOND=2"), out);
+  BOOST_TEST(has("OVERRIDDEN=flag"), out);
+  BOOST_TEST(!has("OVERRIDDEN=file"), out);
+  BOOST_TEST(!contains(out, "UNSET_IN_CLIENT"), out);
+  // A missing file (or a directory) is podman's 125 with nothing created.
+  auto before = take();
+  for (auto& file : {dir / "missing.env", dir.path()}) {
+    auto r = cli({"run", "-d", "--name", "envfail", "--env-file", file, "demo", "true"});
+    BOOST_TEST(r.code() == 125, r.err);
+    BOOST_TEST(contains(r.err, "cyto.invalid_argument: --env-file " + file + ": cannot read"),
+               r.err);
+    same(before, take(), "--env-file " + file);
+    BOOST_TEST(inspect("envfail").is_null());
+  }
+}
+
 namespace {
 
 /// `cyto logs NAME` shows `want` (the output may take a moment to be written).
@@ -461,6 +494,125 @@ bool pump_logs(const std::string& name, const std::string& want) {
 }
 
 } // namespace
+
+namespace {
+
+/// `cyto logs ARGS... NAME` once `want` is in the container's output.
+std::string logs_once(const std::string& name, const std::string& want,
+                      std::vector<std::string> args = {}) {
+  BOOST_REQUIRE_MESSAGE(pump_logs(name, want), name << " never printed " << want);
+  std::vector<std::string> argv{"logs"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back(name);
+  return ok(argv);
+}
+
+/// Unix nanoseconds now (the daemon runs on this host: one clock).
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// RFC 3339 UTC with nanoseconds, as logs --since takes it.
+std::string rfc3339(int64_t nanos) {
+  time_t secs = nanos / 1'000'000'000;
+  tm t{};
+  gmtime_r(&secs, &t);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ", t.tm_year + 1900,
+                t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                static_cast<int>(nanos % 1'000'000'000));
+  return buf;
+}
+
+/// RFC 3339 back to Unix nanoseconds (timegm), or -1.
+int64_t from_rfc3339(const std::string& text) {
+  tm t{};
+  long frac = 0;
+  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d.%9ldZ", &t.tm_year, &t.tm_mon, &t.tm_mday,
+                  &t.tm_hour, &t.tm_min, &t.tm_sec, &frac) != 7 || text.size() != 30)
+    return -1;
+  t.tm_year -= 1900;
+  t.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&t)) * 1'000'000'000 + frac;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(logs_tail_since_until_and_timestamps_are_served_by_the_daemon) {
+  auto started = unix_now();
+  ok({"run", "-d", "--name", "bursts", "demo", "sh", "-c",
+      "for i in 1 2 3 4 5 6 7 8 9 10; do echo a$i; done; sleep 2; echo b1; echo b2; "
+      "exec sleep 60"});
+  // Between the bursts: a2 is printed, b1 not yet (it comes 2 s later).
+  BOOST_REQUIRE(pump_logs("bursts", "a10"));
+  auto between = unix_now();
+  auto all = logs_once("bursts", "b2");
+  BOOST_TEST(lines_of(all).size() == 12u, all);
+  // --tail 3: the last three lines only.
+  BOOST_TEST(ok({"logs", "--tail", "3", "bursts"}) == "a10\nb1\nb2\n");
+  BOOST_TEST(ok({"logs", "--tail", "0", "bursts"}) == "");
+  // --since a time between the bursts: the second one; --until it: the first.
+  BOOST_TEST(ok({"logs", "--since", rfc3339(between), "bursts"}) == "b1\nb2\n");
+  auto first = ok({"logs", "--until", rfc3339(between), "bursts"});
+  BOOST_TEST(lines_of(first).size() == 10u, first);
+  BOOST_TEST(!contains(first, "b1"), first);
+  BOOST_TEST(ok({"logs", "--since", rfc3339(between), "--tail", "1", "bursts"}) == "b2\n");
+  // A duration back: everything is younger than an hour.
+  BOOST_TEST(ok({"logs", "--since", "1h", "bursts"}) == all);
+  // -t: each line starts with an RFC 3339 time, in order, between the start and now.
+  auto stamped = ok({"logs", "-t", "bursts"});
+  auto lines = lines_of(stamped);
+  BOOST_REQUIRE_EQUAL(lines.size(), 12u);
+  int64_t prev = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    auto space = lines[i].find(' ');
+    BOOST_REQUIRE_MESSAGE(space != std::string::npos, lines[i]);
+    auto t = from_rfc3339(lines[i].substr(0, space));
+    BOOST_TEST(t >= prev, lines[i]);
+    BOOST_TEST(t >= started - 1'000'000'000, lines[i]);
+    BOOST_TEST(t <= unix_now(), lines[i]);
+    BOOST_TEST(lines[i].substr(space + 1) == lines_of(all)[i]);
+    prev = t;
+  }
+  auto b1 = from_rfc3339(lines[10].substr(0, lines[10].find(' ')));
+  auto a10 = from_rfc3339(lines[9].substr(0, lines[9].find(' ')));
+  BOOST_TEST(b1 - a10 >= 1'500'000'000, stamped); // the sleep 2 between them
+  // Bad times are refused by the client.
+  auto r = cli({"logs", "--since", "yesterday", "bursts"});
+  BOOST_TEST(r.code() != 0);
+  BOOST_TEST(contains(r.err, "cyto.invalid_argument: --since"), r.err);
+  ok({"rm", "-f", "bursts"});
+}
+
+BOOST_AUTO_TEST_CASE(stats_no_stream_json_shows_cpu_memory_limit_and_pids) {
+  ok({"run", "-d", "--name", "busy", "-m", "64M", "demo", "sh", "-c", "while :; do :; done"});
+  auto r = cli({"stats", "--no-stream", "--json", "busy"});
+  BOOST_REQUIRE_MESSAGE(r.code() == 0, r.err);
+  auto j = json::parse(r.out);
+  BOOST_REQUIRE_MESSAGE(j.is_array() && j.size() == 1u, r.out);
+  auto& s = j.at(0);
+  BOOST_TEST(s.at("name") == "busy");
+  BOOST_TEST(s.at("cpuPercent").get<double>() > 0.0, r.out); // a busy loop, over 1 s
+  BOOST_TEST(s.at("memUsage").get<uint64_t>() > 0u, r.out);
+  BOOST_TEST(s.at("memLimit").get<uint64_t>() == uint64_t{64} << 20, r.out);
+  auto pids = cell_cgroup_file("containers/busy", "pids.current", "pids.current");
+  BOOST_TEST(std::to_string(s.at("pids").get<uint64_t>()) + "\n" == pids, r.out);
+  BOOST_TEST(s.at("pids").get<uint64_t>() >= 1u, r.out);
+  // Its own network namespace (lo only here): counters there, nothing sent.
+  BOOST_TEST(s.at("netTx").is_number(), r.out);
+  // The table, and every running container without names.
+  auto table = ok({"stats", "--no-stream"});
+  BOOST_TEST(contains(table, "MEM USAGE / LIMIT"), table);
+  BOOST_TEST(contains(table, "busy"), table);
+  BOOST_TEST(contains(table, "64MiB"), table);
+  // Unknown or stopped containers: podman's 125.
+  auto missing = cli({"stats", "--no-stream", "nosuch"});
+  BOOST_TEST(missing.code() == 125, missing.err);
+  BOOST_TEST(contains(missing.err, "cyto.not_found"), missing.err);
+  ok({"rm", "-f", "busy"});
+}
 
 // The containers actor used to remember its parent cell forever: once `containers` was
 // freed, every create failed until cytod restarted.

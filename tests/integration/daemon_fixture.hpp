@@ -646,12 +646,25 @@ public:
     wrapper_ = std::move(wrapper);
   }
 
+  /// Lets containers and pods made without --network join the default network (off
+  /// otherwise: a daemon on the host's namespace must never make a bridge, veth or
+  /// iptables rule there). Only for a daemon run in a test's netns (set_wrapper first).
+  void use_default_network() {
+    if (wrapper_.empty())
+      throw std::runtime_error("use_default_network: run the daemon in a test netns first");
+    default_network_ = true;
+  }
+
   std::vector<std::string> argv(const std::vector<std::string>& extra = {}) const {
     std::vector<std::string> a = wrapper_;
     for (auto& x : {std::string{cytod_path}, std::string{"--socket"}, socket_path(),
                     std::string{"--state-dir"}, state_dir(), std::string{"--node-name"},
                     node_name_, std::string{"--cgroup-root"}, cgroup_root()})
       a.push_back(x);
+    if (!default_network_) {
+      a.push_back("--default-network");
+      a.push_back("none");
+    }
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -762,6 +775,7 @@ private:
   temp_dir dir_;
   std::string node_name_;
   std::vector<std::string> wrapper_;
+  bool default_network_ = false;
   std::unique_ptr<child_process> proc_;
 };
 

@@ -31,8 +31,12 @@ struct net_daemon {
   daemon_fixture d{false};
   kj::AsyncIoContext io = kj::setupAsyncIo();
 
-  explicit net_daemon(std::vector<std::string> extra = {}) {
+  /// `default_network`: containers made without --network join the default network
+  /// (the fixture turns it off otherwise).
+  explicit net_daemon(std::vector<std::string> extra = {}, bool default_network = false) {
     run_in(d, ns);
+    if (default_network)
+      d.use_default_network();
     d.start(extra);
   }
 
@@ -375,6 +379,68 @@ BOOST_AUTO_TEST_CASE(containers_and_a_pod_on_one_network_reach_each_other) {
   BOOST_TEST(t.netns_files() == 0u);
   BOOST_TEST(!contains(t.rules(), "--dport 8081"));
   BOOST_TEST(t.cli({"network", "rm", "apps"}).code() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(containers_without_network_join_the_default_one_unless_none) {
+  // Like rootful podman: no --network is the default network (here in the test's netns).
+  net_daemon t{{}, true};
+  auto run = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{cli_path, "--socket", t.d.socket_path(), "run"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_process(argv, 30s);
+  };
+  auto inspect = [&](const std::string& name) { return t.cli_json({"inspect", name}).at(0); };
+  auto web = run({"-d", "--name", "web", "-p", "8082:80", "demo", "httpd", "-f", "-p", "80",
+                  "-h", "/etc"});
+  BOOST_REQUIRE_MESSAGE(web.code() == 0, show_result(web) + t.log());
+  auto info = inspect("web");
+  BOOST_TEST(info.at("network") == "cyto", info.dump());
+  auto web_ip = ip_of(info);
+  BOOST_TEST(web_ip.rfind("10.88.", 0) == 0u, web_ip);
+  BOOST_TEST(t.leases("cyto") == std::vector<std::string>{web_ip});
+  // eth0 inside has that address; a second container reaches the first by IP.
+  auto addr = run({"--rm", "demo", "ip", "-4", "-o", "addr", "show", "dev", "eth0"});
+  BOOST_TEST(addr.code() == 0, show_result(addr));
+  BOOST_TEST(contains(addr.out, " 10.88."), show_result(addr));
+  process_result get;
+  for (int i = 0; i < 20 && !contains(get.out, "web"); ++i)
+    get = run({"--rm", "demo", "wget", "-q", "-O", "-", "http://" + web_ip + "/hostname"});
+  BOOST_TEST(contains(get.out, "web"), show_result(get) + t.log());
+  // -p without --network: the port answers on 127.0.0.1 of the daemon's namespace.
+  process_result host;
+  for (int i = 0; i < 20 && !contains(host.out, "web"); ++i)
+    host = t.ns.exec({busybox, "wget", "-q", "-O", "-", "http://127.0.0.1:8082/hostname"});
+  BOOST_TEST(contains(host.out, "web"), show_result(host));
+
+  // --network none: lo only, and a lease-free container.
+  auto none = run({"--rm", "--network", "none", "demo", "cat", "/proc/net/dev"});
+  BOOST_TEST(none.code() == 0, show_result(none));
+  std::vector<std::string> ifaces;
+  for (auto& line : lines_of(none.out))
+    if (auto colon = line.find(':'); colon != std::string::npos) {
+      auto name = line.substr(0, colon);
+      ifaces.push_back(name.substr(name.find_first_not_of(' ')));
+    }
+  BOOST_TEST(ifaces == std::vector<std::string>{"lo"}, none.out);
+  // -p with --network none is refused and leaves nothing.
+  auto refused = run({"-d", "--name", "np", "--network", "none", "-p", "8083:80", "demo",
+                      "true"});
+  BOOST_TEST(refused.code() == 125, show_result(refused));
+  BOOST_TEST(contains(refused.err, "cyto.invalid_argument"), show_result(refused));
+  BOOST_TEST(contains(t.cli({"inspect", "np"}).err, "cyto.not_found"));
+  BOOST_TEST(t.leases("cyto") == std::vector<std::string>{web_ip});
+
+  // A pod without --network joins it too; removing everything leaves nothing behind.
+  BOOST_REQUIRE(t.cli({"pod", "create", "trio"}).code() == 0);
+  auto pods = t.cli_json({"pod", "ls"});
+  BOOST_REQUIRE_MESSAGE(pods.size() == 1u, pods.dump());
+  BOOST_TEST(ip_of(pods.at(0)).rfind("10.88.", 0) == 0u, pods.dump());
+  BOOST_TEST(t.cli({"pod", "rm", "-f", "trio"}).code() == 0);
+  BOOST_TEST(t.cli({"rm", "-f", "web"}).code() == 0);
+  BOOST_TEST(t.leases("cyto").empty());
+  BOOST_TEST(t.veths().empty());
+  BOOST_TEST(t.netns_files() == 0u);
+  BOOST_TEST(!contains(t.rules(), "--dport 8082"));
 }
 
 BOOST_AUTO_TEST_CASE(attachments_survive_kill_9_and_detach_after_restart) {

@@ -92,9 +92,11 @@ check "cyto --version has the revision" grep -Eq '^cyto [0-9.]+ \([0-9a-f]{7,}|u
 check "not started" test -z "$(pgrep -xf '/usr/bin/cytod --config /etc/cyto/cytod.toml' || true)"
 
 # 3. the installed daemon, with no runtime or demo image flags: it finds both itself
+# (no default network: it would make a bridge and iptables rules in the host's namespace)
 sock=$work/cyto.sock
 /usr/bin/cytod --config /etc/cyto/cytod.toml --socket "$sock" --state-dir "$work/state" \
-  --cgroup-root "cyto-test-deb-$$" --node-name "deb-test-$$" >"$work/cytod.log" 2>&1 &
+  --cgroup-root "cyto-test-deb-$$" --node-name "deb-test-$$" --default-network none \
+  >"$work/cytod.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 1 300); do
   grep -q ' ready: node=' "$work/cytod.log" && break

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "actors/cells/watcher.hpp"
+#include "bus/output_times.hpp"
 
 using namespace cyto::cells;
 using namespace std::chrono_literals;
@@ -74,6 +75,9 @@ BOOST_AUTO_TEST_CASE(followed_output_arrives_as_lines_before_the_exit) {
       r.add("line " + std::to_string(t) + " " + std::to_string(stream) + " " + line + " @"
             + std::to_string(offset));
     }};
+  auto before = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
   char path[] = "/tmp/cyto-watcher-XXXXXX";
   int fd = ::mkstemp(path);
   BOOST_REQUIRE(fd >= 0);
@@ -93,6 +97,23 @@ BOOST_AUTO_TEST_CASE(followed_output_arrives_as_lines_before_the_exit) {
   BOOST_TEST(r.events[1] == "line 5 1 second @6");
   BOOST_TEST(r.events[2] == "line 5 1 partial @13"); // flushed at exit
   BOOST_TEST(r.events[3] == "exit 5");
+  // When the lines were seen: one record per read, up to the last complete line.
+  auto after = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  auto times = std::string{path} + ".times";
+  int tfd = ::open(times.c_str(), O_RDONLY);
+  BOOST_REQUIRE(tfd >= 0);
+  cyto::output_time_record rec[4];
+  auto got = ::read(tfd, rec, sizeof(rec));
+  ::close(tfd);
+  BOOST_REQUIRE(got >= static_cast<ssize_t>(sizeof(rec[0])));
+  BOOST_TEST(got % sizeof(rec[0]) == 0u);
+  auto last = rec[got / sizeof(rec[0]) - 1];
+  BOOST_TEST(last.end_offset == 13u);
+  BOOST_TEST(last.unix_nanos >= before);
+  BOOST_TEST(last.unix_nanos <= after);
+  ::unlink(times.c_str());
   ::close(child);
   ::close(fd);
   ::close(go[0]);

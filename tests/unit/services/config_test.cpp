@@ -149,6 +149,23 @@ seccomp = false
   BOOST_TEST(bad.default_seccomp); // unchanged on error
 }
 
+BOOST_AUTO_TEST_CASE(containers_default_network_follows_the_default_network_unless_set) {
+  daemon_config cfg;
+  BOOST_TEST(containers_default_network(cfg) == "cyto");
+  BOOST_TEST(!apply_toml("[network]\ndefault_name = \"lan\"\n", cfg).has_value());
+  BOOST_TEST(containers_default_network(cfg) == "lan");
+  BOOST_TEST(!apply_toml("[containers]\ndefault_network = \"none\"\n", cfg).has_value());
+  BOOST_TEST(containers_default_network(cfg).empty());
+  BOOST_TEST(!apply_toml("[containers]\ndefault_network = \"\"\n", cfg).has_value());
+  BOOST_TEST(containers_default_network(cfg).empty());
+  BOOST_TEST(!apply_toml("[containers]\ndefault_network = \"web\"\n", cfg).has_value());
+  BOOST_TEST(containers_default_network(cfg) == "web");
+  daemon_config bad;
+  BOOST_TEST(mentions(apply_toml("[containers]\ndefault_network = 1\n", bad),
+                      "containers.default_network: expected a string"));
+  BOOST_TEST(!bad.containers_default_network.has_value()); // unchanged on error
+}
+
 BOOST_AUTO_TEST_CASE(federation_keys_are_applied_and_checked) {
   daemon_config cfg;
   auto err = apply_toml(R"(

@@ -85,13 +85,14 @@ int workload_logs(const global_options& g, const logs_options& o) {
 
 } // namespace
 
-kj::Promise<void> follow_output(client& c, const std::string& cell, const std::string& exe) {
+kj::Promise<void> follow_output(client& c, const std::string& cell, const std::string& exe,
+                                bool from_start) {
   auto req = observe_service(c).outputRequest();
   req.setCell(cell);
   req.setExecutable(exe);
   req.setWhich(schema::OutputStream::BOTH);
   req.setFollow(true);
-  req.setFromStart(true);
+  req.setFromStart(from_start);
   req.setSink(kj::heap<output_printer>(false));
   return req.send().ignoreResult();
 }

@@ -43,7 +43,9 @@ void add_image_commands(CLI::App& app, global_options& g, std::function<int()>& 
 void add_network_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 /// Streams an executable's stdout and stderr (from its start, following) to ours until
 /// it has exited.
-kj::Promise<void> follow_output(client& c, const std::string& cell, const std::string& exe);
+/// With `from_start` false, only what it writes from now on.
+kj::Promise<void> follow_output(client& c, const std::string& cell, const std::string& exe,
+                                bool from_start = true);
 
 /// Pulls `ref` with its progress on stderr (cyto run pulls a missing image with it).
 void pull_for_run(client& c, const std::string& ref);

@@ -59,16 +59,6 @@ typename Inspector::result_type inspect(Inspector& f, container_row_v1& x) {
            x.row.net_attached);
 }
 
-/// state_db migration step 1 -> 2 of kind "container".
-inline caf::expected<std::vector<char>> container_v1_to_v2(const std::vector<char>& blob) {
-  container_row row;
-  container_row_v1 old{row};
-  if (!store::from_blob(blob, old))
-    return make_error(errc::internal, "not a schema v1 container row");
-  container_row_v2 v2{row};
-  return store::to_blob(v2);
-}
-
 /// A container row as schema v2 laid it out: v1's fields, then container_spec::sysctls
 /// after cap_add and container_row::shim_start_time at the end.
 struct container_row_v2 {
@@ -85,6 +75,16 @@ typename Inspector::result_type inspect(Inspector& f, container_row_v2& x) {
            i.image_name, i.image_digest, i.bundle, i.command, i.ips, i.created_unix_nanos,
            i.started_unix_nanos, i.finished_unix_nanos, x.row.start_time, x.row.shim_pid,
            x.row.net_attached, x.row.shim_start_time);
+}
+
+/// state_db migration step 1 -> 2 of kind "container".
+inline caf::expected<std::vector<char>> container_v1_to_v2(const std::vector<char>& blob) {
+  container_row row;
+  container_row_v1 old{row};
+  if (!store::from_blob(blob, old))
+    return make_error(errc::internal, "not a schema v1 container row");
+  container_row_v2 v2{row};
+  return store::to_blob(v2);
 }
 
 /// state_db migration step 2 -> 3 of kind "container": a container of v2 without a

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -172,16 +173,21 @@ struct ignore_errors final : kj::TaskSet::ErrorHandler {
   void taskFailed(kj::Exception&&) override {}
 };
 
-kj::Promise<void> forward_one(client& c, schema::Containers::Client svc, std::string name,
-                              int sig) {
-  return c.io().unixEventPort.onSignal(sig).then([&c, svc, name, sig](siginfo_t) mutable {
-    auto req = svc.killRequest();
-    req.setName(name);
-    req.setSignal(sig);
-    // Not running (yet, or any more): nothing to forward to.
-    return req.send().ignoreResult().catch_([](kj::Exception&&) {}).then(
-        [&c, svc, name, sig]() mutable { return forward_one(c, svc, name, sig); });
-  });
+/// Reads the signalfd `fd` and sends each signal to container `name`.
+kj::Promise<void> forward_from(kj::AsyncInputStream& in, schema::Containers::Client svc,
+                               std::string name, kj::Own<signalfd_siginfo> info) {
+  auto* buf = info.get();
+  return in.read(buf, sizeof(*buf))
+      .then([&in, svc, name, info = kj::mv(info)]() mutable {
+        auto req = svc.killRequest();
+        req.setName(name);
+        req.setSignal(static_cast<int32_t>(info->ssi_signo));
+        // Not running (yet, or any more): nothing to forward to.
+        return req.send().ignoreResult().catch_([](kj::Exception&&) {}).then(
+            [&in, svc, name, info = kj::mv(info)]() mutable {
+              return forward_from(in, svc, name, kj::mv(info));
+            });
+      });
 }
 
 } // namespace
@@ -270,12 +276,22 @@ bool relay_terminal(client& c, schema::InputStream::Client input, const terminal
 
 kj::Promise<void> forward_signals(client& c, schema::Containers::Client svc,
                                   const std::string& name) {
-  auto all = kj::heapArrayBuilder<kj::Promise<void>>(4);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
-    kj::UnixEventPort::captureSignal(sig);
-    all.add(forward_one(c, svc, name, sig));
-  }
-  return kj::joinPromises(all.finish());
+  // Our own signalfd (blocked signals, read on the kj loop): nothing is lost between
+  // two reads and no handler runs.
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT})
+    sigaddset(&set, sig);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  int fd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fd < 0)
+    return kj::NEVER_DONE;
+  auto in = c.io().lowLevelProvider->wrapInputFd(
+      fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
+              kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK |
+              kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC);
+  auto& ref = *in;
+  return forward_from(ref, svc, name, kj::heap<signalfd_siginfo>()).attach(kj::mv(in));
 }
 
 void wait_briefly(client& c, kj::Promise<void> p, unsigned ms) {

@@ -217,13 +217,11 @@ BOOST_AUTO_TEST_CASE(ctrl_c_in_a_foreground_run_reaches_the_container) {
     return l.substr(l.size() > 3000 ? l.size() - 3000 : 0);
   };
   BOOST_REQUIRE_MESSAGE(t.expect("ready"), t.screen() << "\ndaemon log:\n" << log());
+  // A SIGINT forwarded within a few ms of "ready" was seen lost (busybox sh as pid 1, its
+  // first fork in flight); one a second later arrives: give the shell a moment.
+  std::this_thread::sleep_for(1s);
   t.signal(SIGINT);
-  bool got = t.expect("got INT", 5s);
-  if (!got) {
-    auto k = cli({"kill", "-s", "INT", "tty-int"});
-    BOOST_TEST_MESSAGE("manual kill: " << k.code() << k.err << " then: " << t.expect("got INT", 5s) << " log " << log());
-  }
-  BOOST_CHECK_MESSAGE(got, t.screen());
+  BOOST_CHECK_MESSAGE(t.expect("got INT"), t.screen() << "\ndaemon log:\n" << log());
   BOOST_CHECK_EQUAL(t.wait(), 5);
 }
 

@@ -149,11 +149,15 @@ struct exec_spec {
   std::string cwd;
   /// "uid[:gid]"; empty: the container's.
   std::string user;
+  /// A terminal for the process (-t) / its stdin kept open (-i): it waits for an attach.
+  bool tty = false;
+  bool interactive = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, exec_spec& x) {
-  return f(caf::meta::type_name("exec_spec"), x.container, x.argv, x.env, x.cwd, x.user);
+  return f(caf::meta::type_name("exec_spec"), x.container, x.argv, x.env, x.cwd, x.user, x.tty,
+           x.interactive);
 }
 
 /// A started exec: the cell executable that runs it (its output and exit are the cell's).

@@ -230,7 +230,12 @@ using containers_actor = caf::typed_actor<
   /// Removes a pod; refused while containers run in it unless `force`.
   caf::reacts_to<delete_atom, pod_atom, std::string, bool>,
   /// Every pod, by name.
-  caf::replies_to<list_atom, pod_atom>::with<std::vector<pod_info>>>;
+  caf::replies_to<list_atom, pod_atom>::with<std::vector<pod_info>>,
+  /// The attach socket (bundle/attach.sock, served by the shim: see
+  /// actors/containers/attach.hpp) of a created or running container made with -t or -i,
+  /// or (non-empty second argument) of its exec -i/-t process of that executable name;
+  /// failed_precondition when it has stopped or has neither.
+  caf::replies_to<attach_atom, std::string, std::string>::with<std::string>>;
 
 /// A blocking helper the containers actor spawns detached for one wait: answers the
 /// content of a file once it appears (inotify), or fails when process `pid` exits

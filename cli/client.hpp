@@ -54,6 +54,11 @@ public:
     return node_;
   }
 
+  /// The event loop's I/O (stdin, signals, timers of a terminal session).
+  kj::AsyncIoContext& io() {
+    return io_;
+  }
+
 private:
   kj::AsyncIoContext io_;
   std::unique_ptr<services::tls_context> tls_;

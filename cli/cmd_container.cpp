@@ -11,6 +11,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/terminal.hpp"
 #include "cli/units.hpp"
 #include "schema/cells.capnp.h"
 #include "schema/containers.capnp.h"
@@ -165,7 +166,8 @@ void fill_limits(const limit_flags& f, schema::Cell::Builder cell) {
 namespace {
 
 struct run_flags {
-  bool rm = false, detach = false, read_only = false;
+  bool rm = false, detach = false, read_only = false, tty = false, interactive = false;
+  std::string detach_keys = "ctrl-p,ctrl-q";
   std::string name, pod, network, hostname, entrypoint, user, workdir, restart;
   std::vector<std::string> env, env_files, ports, cap_add, sysctls;
   limit_flags limits;
@@ -266,6 +268,17 @@ void fill_spec(const char* verb, const run_flags& f, schema::ContainerSpec::Buil
     sysctls.set(i, f.sysctls[i]);
   parse_restart(f.restart, f.rm, s.initRestart());
   fill_mounts(f.mounts, s);
+  s.setTty(f.tty);
+  s.setInteractive(f.interactive);
+}
+
+/// -t needs a terminal on our stdin (podman's check); nothing is made without one.
+bool refuse_tty(bool tty) {
+  if (!tty || ::isatty(0))
+    return false;
+  std::fprintf(stderr, "cyto: cyto.invalid_argument: the input device is not a TTY (-t needs "
+                       "a terminal on stdin; drop -t to pipe input with -i)\n");
+  return true;
 }
 
 /// A failed create/run: the message, and podman's exit code (the runtime's 126/127 when
@@ -331,6 +344,14 @@ void print_made(const global_options& g, schema::ContainerInfo::Reader info) {
 }
 
 int run(const global_options& g, const run_flags& f) {
+  if (!f.detach && refuse_tty(f.tty))
+    return exit_engine;
+  std::string detach_keys;
+  try {
+    detach_keys = parse_detach_keys(f.detach_keys);
+  } catch (const cli_error& e) {
+    return engine_failure(e.what());
+  }
   return with_image(g, "run", f, [&](client& c, containers_client& svc) {
     if (f.detach) {
       auto req = svc.runRequest();
@@ -356,7 +377,54 @@ int run(const global_options& g, const run_flags& f) {
     } catch (const kj::Exception& e) {
       return engine_failure(describe(e));
     }
-    return attached_start(c, svc, name, cell, exe, true);
+    // A terminal's bytes come through attach (from before the program starts); without
+    // one, the output is the shim's, followed from its start.
+    std::optional<attachment> att;
+    if (f.tty || f.interactive) {
+      try {
+        att.emplace(attach(c, svc, name));
+      } catch (const cli_error& e) {
+        auto rm = svc.removeRequest();
+        rm.setName(name);
+        rm.setForce(true);
+        rm.send().ignoreResult().catch_([](kj::Exception&&) {}).wait(c.wait_scope());
+        return engine_failure(e.what());
+      }
+    }
+    kj::Promise<void> output = f.tty ? kj::mv(att->output_done)
+                                     : follow_output(c, cell, exe).catch_([](kj::Exception&&) {});
+    auto forwarding = forward_signals(c, svc, name).eagerlyEvaluate(nullptr);
+    auto start = svc.startRequest();
+    start.setName(name);
+    start.setWait(true);
+    int code = 0;
+    std::string error;
+    auto finished = start.send()
+                        .then([&code, &error](capnp::Response<schema::Containers::StartResults> r) {
+                          code = r.getInfo().getExitCode();
+                          error = r.getInfo().getError();
+                        })
+                        .fork();
+    try {
+      if (att) {
+        terminal_options o{f.tty, f.interactive, detach_keys};
+        if (relay_terminal(c, att->input, o, finished.addBranch())) {
+          std::fprintf(stderr, "\r\n");
+          return 0; // detached: it runs on
+        }
+      }
+      finished.addBranch().wait(c.wait_scope());
+      // The output stream ends when the shim exits; give its last lines a moment.
+      c.wait_scope().poll();
+      wait_briefly(c, kj::mv(output), f.tty ? 2000 : 1000000);
+      if (!error.empty())
+        std::fprintf(stderr, "cyto: %s\n", error.c_str());
+    } catch (const kj::Exception& e) {
+      return engine_failure(describe(e));
+    } catch (const cli_error& e) {
+      return engine_failure(e.what());
+    }
+    return code;
   });
 }
 
@@ -374,10 +442,12 @@ int create(const global_options& g, const run_flags& f) {
 }
 
 /// Follows a created container's output (from the first line of its log, or only what
-/// its new process writes), starts it and waits: its exit code is the answer.
+/// its new process writes), starts it and waits: its exit code is the answer. Signals to
+/// us go to the container meanwhile, as in a foreground run.
 int attached_start(client& c, schema::Containers::Client& svc, const std::string& name,
                    const std::string& cell, const std::string& exe, bool from_start) {
   auto output = follow_output(c, cell, exe, from_start).catch_([](kj::Exception&&) {});
+  auto forwarding = forward_signals(c, svc, name).eagerlyEvaluate(nullptr);
   auto start = svc.startRequest();
   start.setName(name);
   start.setWait(true);
@@ -449,6 +519,8 @@ int ps(const global_options& g, bool all) {
 }
 
 struct exec_flags {
+  bool tty = false, interactive = false;
+  std::string detach_keys = "ctrl-p,ctrl-q";
   std::vector<std::string> env;
   std::string workdir, user;
   /// NAME CMD...
@@ -458,8 +530,19 @@ struct exec_flags {
 int exec(const global_options& g, const exec_flags& f) {
   if (f.rest.size() < 2)
     bad("exec: give a container NAME and a COMMAND");
+  if (refuse_tty(f.tty))
+    return exit_engine;
+  std::string keys;
+  try {
+    keys = parse_detach_keys(f.detach_keys);
+  } catch (const cli_error& e) {
+    return engine_failure(e.what());
+  }
   client c{g};
-  auto req = containers(c).execRequest();
+  auto svc = containers(c);
+  auto req = svc.execRequest();
+  req.setTty(f.tty);
+  req.setInteractive(f.interactive);
   req.setName(f.rest.front());
   auto argv = req.initArgv(f.rest.size() - 1);
   for (size_t i = 1; i < f.rest.size(); ++i)
@@ -478,18 +561,99 @@ int exec(const global_options& g, const exec_flags& f) {
   } catch (const kj::Exception& e) {
     return engine_failure(describe(e));
   }
-  auto output = follow_output(c, cell, exe).catch_([](kj::Exception&&) {});
+  // The process waits for this attach before it runs (its socket appears meanwhile).
+  std::optional<attachment> att;
+  if (f.tty || f.interactive) {
+    try {
+      att.emplace(attach(c, svc, f.rest.front(), exe, 5000));
+    } catch (const cli_error& e) {
+      return engine_failure(e.what());
+    }
+  }
+  kj::Promise<void> output = f.tty ? kj::mv(att->output_done)
+                                   : follow_output(c, cell, exe).catch_([](kj::Exception&&) {});
   auto cells = wait(c, c.node().cellsRequest().send()).getService();
   auto w = cells.waitRequest();
   w.setCellName(cell);
   w.setExecutableName(exe);
-  auto waited = wait(c, w.send());
-  auto status = waited.getStatus();
+  int code = 0;
+  auto finished = w.send()
+                      .then([&code](capnp::Response<schema::Cells::WaitResults> r) {
+                        auto s = r.getStatus();
+                        code = s.getSignal() ? 128 + s.getSignal() : s.getCode();
+                      })
+                      .fork();
   try {
-    output.wait(c.wait_scope());
-  } catch (const kj::Exception&) {
+    if (att && relay_terminal(c, att->input, {f.tty, f.interactive, keys}, finished.addBranch())) {
+      std::fprintf(stderr, "\r\n");
+      return 0; // detached: the process runs on
+    }
+    finished.addBranch().wait(c.wait_scope());
+    wait_briefly(c, kj::mv(output), f.tty ? 2000 : 1000000);
+  } catch (const kj::Exception& e) {
+    return engine_failure(describe(e));
+  } catch (const cli_error& e) {
+    return engine_failure(e.what());
   }
-  return status.getSignal() ? 128 + status.getSignal() : status.getCode();
+  return code;
+}
+
+int attach_cmd(const global_options& g, const std::string& name, const std::string& keys_text) {
+  std::string keys;
+  try {
+    keys = parse_detach_keys(keys_text);
+  } catch (const cli_error& e) {
+    return engine_failure(e.what());
+  }
+  client c{g};
+  auto svc = containers(c);
+  auto ireq = svc.inspectRequest();
+  ireq.setName(name);
+  bool tty = false, interactive = false;
+  std::string cell, exe;
+  try {
+    auto resp = ireq.send().wait(c.wait_scope());
+    auto info = resp.getInfo();
+    tty = info.getSpec().getTty();
+    interactive = info.getSpec().getInteractive();
+    cell = info.getCell();
+    exe = info.getExecutable();
+  } catch (const kj::Exception& e) {
+    return engine_failure(describe(e));
+  }
+  std::optional<attachment> att;
+  if (tty || interactive) {
+    try {
+      att.emplace(attach(c, svc, name));
+    } catch (const cli_error& e) {
+      return engine_failure(e.what());
+    }
+  }
+  // Without a terminal the output is the shim's, from now on.
+  kj::Promise<void> output = tty ? kj::mv(att->output_done)
+                                 : follow_output(c, cell, exe, false).catch_([](kj::Exception&&) {});
+  auto forwarding = forward_signals(c, svc, name).eagerlyEvaluate(nullptr);
+  auto w = svc.waitRequest();
+  w.setName(name);
+  int code = 0;
+  auto finished = w.send()
+                      .then([&code](capnp::Response<schema::Containers::WaitResults> r) {
+                        code = r.getInfo().getExitCode();
+                      })
+                      .fork();
+  try {
+    if (att && relay_terminal(c, att->input, {tty, interactive, keys}, finished.addBranch())) {
+      std::fprintf(stderr, "\r\n");
+      return 0;
+    }
+    finished.addBranch().wait(c.wait_scope());
+    wait_briefly(c, kj::mv(output), tty ? 2000 : 1000000);
+  } catch (const kj::Exception& e) {
+    return engine_failure(describe(e));
+  } catch (const cli_error& e) {
+    return engine_failure(e.what());
+  }
+  return code;
 }
 
 struct target_flags {
@@ -644,6 +808,14 @@ int wait_cmd(const global_options& g, const target_flags& f) {
 
 /// The flags of `run` and `create` (the container's spec), shared.
 void add_spec_flags(CLI::App* cmd, run_flags& rf) {
+  cmd->add_flag("-i,--interactive", rf.interactive,
+                "keep its stdin open: ours goes to it (EOF closes it)");
+  cmd->add_flag("-t,--tty", rf.tty,
+                "give it a terminal (ours in raw mode, window size followed); needs a "
+                "terminal on stdin");
+  cmd->add_option("--detach-keys", rf.detach_keys,
+                  "keys that detach and leave it running (with -i; \"\" for none)")
+      ->capture_default_str();
   cmd->add_flag("--rm", rf.rm, "remove the container once it has exited");
   cmd->add_option("--name", rf.name, "container name (default: generated)");
   cmd->add_option("-e,--env", rf.env, "set KEY=VALUE (KEY alone: take it from here); repeat")
@@ -750,6 +922,11 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
   auto* exec_cmd = app.add_subcommand(
       "exec", "run a command in a running container: NAME COMMAND [ARG...]; exits with its code");
   exec_cmd->add_option("-e,--env", ef.env, "set KEY=VALUE; repeat")->allow_extra_args(false);
+  exec_cmd->add_flag("-i,--interactive", ef.interactive, "our stdin goes to it (EOF closes it)");
+  exec_cmd->add_flag("-t,--tty", ef.tty, "give it a terminal; needs a terminal on stdin");
+  exec_cmd->add_option("--detach-keys", ef.detach_keys,
+                       "keys that detach and leave it running (\"\" for none)")
+      ->capture_default_str();
   exec_cmd->add_option("-w,--workdir", ef.workdir, "working directory");
   exec_cmd->add_option("-u,--user", ef.user, "UID[:GID]");
   exec_cmd->prefix_command();
@@ -758,6 +935,18 @@ void add_container_commands(CLI::App& app, global_options& g, std::function<int(
     ef.rest = exec_cmd->remaining();
     action = [&] { return exec(g, ef); };
   });
+
+  static std::string attach_name, attach_keys = "ctrl-p,ctrl-q";
+  auto* attach_sub = app.add_subcommand(
+      "attach", "attach to a running container's terminal (-t) or stdin (-i) and output: NAME");
+  attach_sub->footer("The detach keys (default ctrl-p,ctrl-q) leave it running; otherwise cyto "
+                     "exits with its exit code once it stops. Signals to cyto go to it.");
+  attach_sub->add_option("--detach-keys", attach_keys, "keys that detach (\"\" for none)")
+      ->capture_default_str();
+  attach_sub->add_option("name", attach_name, "container name or id")->required();
+  common(attach_sub);
+  attach_sub->callback(
+      [&] { action = [&] { return attach_cmd(g, attach_name, attach_keys); }; });
 
   auto* stop_cmd = app.add_subcommand("stop", "stop containers: SIGTERM, SIGKILL after -t seconds");
   stop_cmd->add_option("-t,--time", tf.timeout_s, "seconds before SIGKILL")->capture_default_str();

@@ -79,6 +79,22 @@ struct ExecInfo {
   pid @2 :UInt32;
 }
 
+# The raw bytes of a container's terminal (attach with -t), in order.
+interface ByteSink {
+  write @0 (data :Data) -> stream;
+  # The container has exited (or its attach socket closed): no more bytes come.
+  done @1 ();
+}
+
+# A container's stdin while attached: the pty with -t, else a pipe (-i).
+interface InputStream {
+  write @0 (data :Data) -> stream;
+  # End of input: the pipe is closed (EOF for the program); with -t, nothing happens.
+  close @1 ();
+  # The terminal's new size (TIOCSWINSZ on the pty); ignored without -t.
+  resize @2 (rows :UInt16, cols :UInt16);
+}
+
 interface Containers {
   # Makes a container whose process waits for start; nothing is left on error.
   # Errors of the runtime carry "(exit code N)": 127 command not found, 126 not executable.
@@ -98,7 +114,10 @@ interface Containers {
   # By name or id prefix (at least 4 hex digits).
   inspect @7 (name :Text) -> (info :ContainerInfo);
   # Starts a process in a running container's namespaces and cell.
-  exec @8 (name :Text, argv :List(Text), env :List(Text), cwd :Text, user :Text)
+  # With tty or interactive, the process waits (10 s at most) for attach(name, output,
+  # exec = info.executable) and runs on a terminal (tty) or with that stdin.
+  exec @8 (name :Text, argv :List(Text), env :List(Text), cwd :Text, user :Text,
+           tty :Bool, interactive :Bool)
        -> (info :ExecInfo);
   # Returns once the container has stopped.
   wait @9 (name :Text) -> (info :ContainerInfo);
@@ -107,6 +126,14 @@ interface Containers {
   # A created one is answered as it is. (start does this itself for a stopped one; init
   # lets a client follow the output of the new process from its first line.)
   init @10 (name :Text) -> (info :ContainerInfo);
+
+  # -- terminals (-i, -t) --
+  # Attaches to a created or running container made with -t or -i: its terminal's output
+  # goes to `output` (with -t; the output of a container without a terminal is the
+  # observe service's), `input` feeds its stdin. Detaching is dropping `input`: the
+  # container runs on. Stopped: cyto.failed_precondition. Local node only. With `exec`
+  # (an ExecInfo's executable), the terminal of that exec -i/-t process instead.
+  attach @11 (name :Text, output :ByteSink, exec :Text) -> (input :InputStream);
 }
 
 struct PodSpec {

@@ -61,6 +61,8 @@ public:
     auto verb = verb_of(interface_id, method_id);
     if (!verb && interface_id == capnp::typeId<schema::Node>())
       return nullptr; // Node's own accessors: open to every authenticated peer
+    if (interface_id == capnp::typeId<schema::InputStream>())
+      return nullptr; // a terminal's input: held only by whom containers.attach allowed
     if (verb && policy_.allows(identity_, *verb))
       return nullptr; // straight through
     // An interface the table does not name (a service added later) is refused, not let

@@ -30,6 +30,7 @@ bridge::bridge(caf::actor_system& sys, kj::UnixEventPort& port, kj::Duration dea
     observer_(port, event_fd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
     alive_(std::make_shared<bridge*>(this)),
     timer_(port.getTimer()),
+    port_(port),
     deadline_(deadline),
     drain_task_(nullptr) {
   companion_->on_enqueue([this](caf::mailbox_element_ptr ptr) {

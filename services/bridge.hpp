@@ -86,6 +86,12 @@ public:
   bridge(const bridge&) = delete;
   bridge& operator=(const bridge&) = delete;
 
+  /// The kj loop's event port, for services that watch a descriptor of their own (the
+  /// attach relay).
+  kj::UnixEventPort& event_port() noexcept {
+    return port_;
+  }
+
   /// Asks `dst` and returns a promise for its typed answer; an error answer rejects
   /// the promise with a "cyto.<code>: ..." exception, no answer within the deadline
   /// with "cyto.timeout: ...". Dropping the promise forgets the request.
@@ -250,6 +256,7 @@ private:
   /// Lets a dropped request promise know whether the bridge still exists.
   std::shared_ptr<bridge*> alive_;
   kj::Timer& timer_;
+  kj::UnixEventPort& port_;
   kj::Duration deadline_;
   /// Deadlines of pending requests, earliest first.
   deadline_map deadlines_;

@@ -1,5 +1,6 @@
 #include "services/containers_service.hpp"
 
+#include "services/attach_relay.hpp"
 #include "services/cells_service.hpp"
 #include "services/convert.hpp"
 #include "services/cancellable.hpp"
@@ -203,7 +204,8 @@ public:
 
   kj::Promise<void> exec(ExecContext context) override {
     auto p = context.getParams();
-    exec_spec spec{p.getName(), texts(p.getArgv()), texts(p.getEnv()), p.getCwd(), p.getUser()};
+    exec_spec spec{p.getName(), texts(p.getArgv()), texts(p.getEnv()), p.getCwd(), p.getUser(),
+                   p.getTty(), p.getInteractive()};
     return bridge_.request(actor_, exec_atom::value, std::move(spec))
         .then([context](exec_info info) mutable {
           auto out = context.getResults().initInfo();
@@ -229,6 +231,16 @@ public:
                  std::string{context.getParams().getName()})
         .then([context](container_info info) mutable {
           to_capnp(info, context.getResults().initInfo());
+        });
+  }
+
+  kj::Promise<void> attach(AttachContext context) override {
+    auto p = context.getParams();
+    auto output = p.getOutput();
+    return bridge_.request(actor_, attach_atom::value, std::string{p.getName()},
+                           std::string{p.getExec()})
+        .then([this, context, output](std::string path) mutable {
+          context.getResults().setInput(attach_relay(bridge_.event_port(), path, kj::mv(output)));
         });
   }
 

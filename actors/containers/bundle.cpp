@@ -428,6 +428,10 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
   auto env = merge_env(img.env, spec.env);
   if (!env)
     return env.error();
+  // A terminal gets TERM=xterm unless the image or the caller say otherwise (podman's).
+  if (spec.tty && std::none_of(env->begin(), env->end(),
+                               [](const std::string& e) { return e.rfind("TERM=", 0) == 0; }))
+    env->push_back("TERM=xterm");
   auto ids = resolve_user(spec.user.empty() ? img.user : spec.user, req.rootfs);
   if (!ids)
     return ids.error();
@@ -532,7 +536,7 @@ caf::expected<bundle_files> make_bundle(const bundle_request& req, const std::st
     all.push_back(m);
   mounts = std::move(all);
 
-  json process{{"terminal", false},
+  json process{{"terminal", spec.tty},
                {"user", {{"uid", ids->first}, {"gid", ids->second}}},
                {"args", out.command},
                {"env", *env},

@@ -630,7 +630,10 @@ executable_spec shim_executable(const containers_state& st, const container_info
   exe.argv = {st.config.runtime_path, "--root", runtime_root(st)};
   if (st.config.default_seccomp)
     exe.argv.push_back("--default-seccomp");
-  exe.argv.insert(exe.argv.end(), {"shim", "--bundle", info.bundle, info.id});
+  exe.argv.insert(exe.argv.end(), {"shim", "--bundle", info.bundle});
+  if (info.spec.interactive)
+    exe.argv.push_back("--interactive");
+  exe.argv.push_back(info.id);
   exe.description = "container " + info.spec.name + " (" + info.image_name + ")";
   return exe;
 }
@@ -1752,6 +1755,11 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
           exe.argv.insert(exe.argv.end(), {"--cwd", spec.cwd});
         if (!spec.user.empty())
           exe.argv.insert(exe.argv.end(), {"--user", spec.user});
+        if (spec.tty)
+          exe.argv.push_back("--tty");
+        if (spec.tty || spec.interactive)
+          exe.argv.insert(exe.argv.end(),
+                          {"--attach-socket", c->info.bundle + "/" + exe.name + ".sock"});
         exe.argv.push_back("--");
         exe.argv.insert(exe.argv.end(), spec.argv.begin(), spec.argv.end());
         exe.description = "exec in container " + c->info.spec.name;
@@ -1825,6 +1833,33 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
         for (auto& [n, p] : self->state.pods)
           out.push_back(pod_view(self->state, p));
         return out;
+      },
+      [self](attach_atom, std::string& name, std::string& exec) -> caf::result<std::string> {
+        auto* c = find(self->state, name);
+        if (!c)
+          return no_container(name);
+        if (!exec.empty()) {
+          bool ok = exec.size() > 5 && exec.rfind("exec-", 0) == 0 &&
+                    exec.find_first_not_of("0123456789", 5) == std::string::npos;
+          if (!ok)
+            return make_error(errc::invalid_argument,
+                              "attach: '" + exec + "' is not an exec of the container");
+          if (c->info.state != container_state::running)
+            return make_error(errc::failed_precondition,
+                              "container " + c->info.spec.name + " is not running");
+          return c->info.bundle + "/" + exec + ".sock";
+        }
+        if (c->info.state == container_state::stopped || c->removing)
+          return make_error(errc::failed_precondition,
+                            "container " + c->info.spec.name +
+                                " has stopped; only a created or running container can be "
+                                "attached");
+        if (!c->info.spec.tty && !c->info.spec.interactive)
+          return make_error(errc::failed_precondition,
+                            "container " + c->info.spec.name +
+                                " was made without -i or -t: it has no stdin to attach to "
+                                "(cyto logs -f shows its output)");
+        return c->info.bundle + "/attach.sock";
       },
       bus::internal(self, [self](start_atom, std::string& id,
                                  uint64_t run) { policy_restart(self, id, run); }),

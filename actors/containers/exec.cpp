@@ -18,7 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/containers/attach.hpp"
 #include "actors/containers/container_init.hpp"
+#include "actors/containers/fd_passing.hpp"
 #include "actors/containers/oci_seccomp.hpp"
 #include "actors/containers/runtime.hpp"
 #include "actors/containers/signals.hpp"
@@ -215,8 +217,32 @@ result<int> runtime::exec(const std::string& id, const exec_options& options) {
   proc.terminal = options.tty || (options.process && options.process->terminal);
   if (!options.args.empty())
     proc.args = options.args;
-  if (proc.terminal && options.console_socket.empty())
+  bool attaching = !options.attach_socket.empty();
+  if (attaching && (options.detach || !options.console_socket.empty()))
+    return failed(invalid("exec: --attach-socket excludes --detach and --console-socket"));
+  if (proc.terminal && options.console_socket.empty() && !attaching)
     return failed(invalid("exec: a terminal needs --console-socket (where its pty goes)"));
+  // The attach socket's client first: the process's first output must reach it.
+  attach_server attach;
+  fd_guard console_peer, stdin_read, stdin_write;
+  int console_child = -1;
+  if (attaching) {
+    if (auto s = attach.listen(options.attach_socket))
+      return failed(s);
+    if (auto s = attach.wait_first_client(10000))
+      return failed(s);
+    int fds[2];
+    if (proc.terminal ? ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0
+                      : ::pipe2(fds, O_CLOEXEC) != 0)
+      return failed(from_errno(errno, "exec: make the process's stdio"));
+    if (proc.terminal) {
+      console_child = fds[0]; // the child sends the pty master through it, we take it at [1]
+      console_peer.fd = fds[1];
+    } else {
+      stdin_read.fd = fds[0];
+      stdin_write.fd = fds[1];
+    }
+  }
   // The pid file is a path of the caller's too: its dir is opened before joining.
   fd_guard pid_dir;
   std::string pid_name;
@@ -232,7 +258,9 @@ result<int> runtime::exec(const std::string& id, const exec_options& options) {
   }
   // The console socket is a path of the caller's: connect before joining the container.
   fd_guard console;
-  if (proc.terminal) {
+  if (proc.terminal && attaching) {
+    console.fd = console_child;
+  } else if (proc.terminal) {
     console.fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
@@ -336,6 +364,8 @@ result<int> runtime::exec(const std::string& id, const exec_options& options) {
     if (proc.terminal)
       if (auto s = detail::attach_new_pty(console.fd, proc))
         child_fail(fd, s);
+    if (stdin_read.fd >= 0 && ::dup2(stdin_read.fd, 0) < 0)
+      child_fail(fd, from_errno(errno, "exec: stdin"));
     // Without a mount namespace of its own the container is a chroot of ours.
     if (!join_mnt && (::fchdir(root.fd) != 0 || ::chroot(".") != 0))
       child_fail(fd, from_errno(errno, "enter the container's root"));
@@ -387,9 +417,25 @@ result<int> runtime::exec(const std::string& id, const exec_options& options) {
         return failed(s);
     return 0;
   }
+  if (attaching) {
+    ::close(console.fd);
+    console.fd = -1;
+    if (proc.terminal) {
+      int master = detail::receive_fd(console_peer.fd);
+      if (master >= 0)
+        attach.set_master(master);
+    } else {
+      attach.set_stdin(stdin_write.fd);
+      stdin_write.fd = -1;
+    }
+    ::close(stdin_read.fd);
+    stdin_read.fd = -1;
+  }
   if (child_fd.fd >= 0)
-    detail::forward_until_exit(sigs, child_fd.fd,
-                               {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2});
+    serve_until_exit(attaching ? &attach : nullptr, sigs, child_fd.fd,
+                     {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2});
+  if (attaching)
+    attach.finish();
   int ws = 0;
   while (::waitpid(child, &ws, 0) < 0 && errno == EINTR)
     ;

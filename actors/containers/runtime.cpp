@@ -311,7 +311,8 @@ result<runtime::created> runtime::do_create(const std::string& id, const create_
       return f.error();
     filter = std::move(*f);
   }
-  if (cfg.process->terminal && !run_mode && options.console_socket.empty())
+  if (cfg.process->terminal && !run_mode && options.console_socket.empty()
+      && options.console_fd < 0)
     return invalid("process.terminal needs --console-socket when the container is created");
   char bundle_real[PATH_MAX];
   if (!::realpath(options.bundle.c_str(), bundle_real))
@@ -361,8 +362,14 @@ result<runtime::created> runtime::do_create(const std::string& id, const create_
     if (::connect(console.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
       return undo(sys_error("connect to the console socket " + options.console_socket));
   }
+  if (cfg.process->terminal && options.console_socket.empty() && options.console_fd >= 0) {
+    console = unique_fd{::fcntl(options.console_fd, F_DUPFD_CLOEXEC, 3)};
+    if (console.fd < 0)
+      return undo(sys_error("dup the console socket"));
+  }
   unique_fd console_peer; // run with a terminal: we are the console socket's other end
-  if (cfg.process->terminal && run_mode && options.console_socket.empty()) {
+  if (cfg.process->terminal && run_mode && options.console_socket.empty()
+      && options.console_fd < 0) {
     int sp[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
       return undo(sys_error("socketpair"));

@@ -58,6 +58,9 @@ struct create_options {
   std::string pid_file;
   /// A unix socket that receives the pty master (SCM_RIGHTS) when process.terminal is set.
   std::string console_socket;
+  /// Instead of console_socket: a connected unix socket of the caller's that receives the
+  /// pty master (the shim keeps the other end; no path, so no sun_path length limit).
+  int console_fd = -1;
 };
 
 /// How a container's process ended.
@@ -83,6 +86,10 @@ struct exec_options {
   /// A pty for the process (or process.terminal); its master goes to `console_socket`.
   bool tty = false;
   std::string console_socket;
+  /// Serve the process's terminal (tty) or stdin (a pipe) on this unix socket (see
+  /// attach.hpp; no console_socket then): the process starts once a client is attached
+  /// (10 s at most).
+  std::string attach_socket;
   /// Return once the process runs instead of waiting for it (its pid goes to pid_file).
   bool detach = false;
   std::string pid_file;

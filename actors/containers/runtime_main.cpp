@@ -239,6 +239,10 @@ int main(int argc, char** argv) {
             "shim's cgroup");
   shim->add_option("-b,--bundle", bundle, "bundle directory (holds config.json)")
     ->capture_default_str();
+  bool shim_interactive = false;
+  shim->add_flag("-i,--interactive", shim_interactive,
+                 "keep the container's stdin open: a pipe fed through <bundle>/attach.sock "
+                 "(process.terminal: the pty, whose output attach.sock also carries)");
   shim->add_option("id", id, "container id")->required();
   std::vector<std::string> exec_env, exec_cmd;
   std::string exec_cwd, exec_user;
@@ -255,6 +259,10 @@ int main(int argc, char** argv) {
   exec->add_option("-p,--process", exec_process_file,
                    "process.json (an OCI process object) instead of config.json's process");
   exec->add_flag("-t,--tty", exec_tty, "a pty for the process (needs --console-socket)");
+  std::string exec_attach;
+  exec->add_option("--attach-socket", exec_attach,
+                   "serve the process's terminal (--tty) or stdin on this unix socket "
+                   "(cytod's attach); the process starts once a client is attached");
   exec->add_option("--console-socket", console_socket,
                    "unix socket that receives the pty master with --tty");
   exec->add_flag("-d,--detach", detach, "return once the process runs (see --pid-file)");
@@ -295,7 +303,10 @@ int main(int argc, char** argv) {
     o.cgroups = cgroups.get();
     o.default_seccomp = g.default_seccomp;
     runtime rt{o};
-    return run_shim(rt, id, bundle);
+    shim_options so;
+    so.tty = cfg && cfg->process && cfg->process->terminal;
+    so.interactive = shim_interactive;
+    return run_shim(rt, id, bundle, so);
   }
   if (exec->parsed()) {
     exec_options eo;
@@ -316,6 +327,7 @@ int main(int argc, char** argv) {
       return report(g, invalid("exec: a command is needed (or --process)").with_exit_code(125));
     }
     eo.tty = exec_tty;
+    eo.attach_socket = exec_attach;
     eo.console_socket = console_socket;
     eo.detach = detach;
     eo.pid_file = pid_file;

@@ -5,12 +5,18 @@
 #include <cstdio>
 #include <ctime>
 
+#include <vector>
+
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "actors/containers/attach.hpp"
+#include "actors/containers/fd_passing.hpp"
 #include "actors/containers/signals.hpp"
 
 namespace cyto::containers {
@@ -43,9 +49,61 @@ struct bundle_files {
   }
 };
 
+/// Polls the container's pidfd, the signalfd and (when there is one) the attach socket;
+/// returns the pollfd results (0: pidfd, 1: signals).
+std::vector<pollfd> poll_once(int pidfd, int sigfd, attach_server* attach) {
+  std::vector<pollfd> p = {{pidfd, POLLIN, 0}, {sigfd, POLLIN, 0}};
+  if (attach)
+    attach->fill(p);
+  if (::poll(p.data(), p.size(), -1) < 0) {
+    for (auto& x : p)
+      x.revents = 0;
+    return p;
+  }
+  if (attach)
+    attach->serve(p, 2);
+  return p;
+}
+
+/// The container's stdio before create: a socketpair for the pty master (tty), a pipe for
+/// its stdin (-i), both nothing else.
+struct container_stdio {
+  int console[2] = {-1, -1};
+  int stdin_write = -1;
+  status open(const shim_options& o) {
+    if (o.tty) {
+      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console) != 0)
+        return from_errno(errno, "socketpair for the console");
+    } else if (o.interactive) {
+      int p[2];
+      if (::pipe2(p, O_CLOEXEC) != 0)
+        return from_errno(errno, "pipe for stdin");
+      // The container inherits our stdin: the pipe's read end.
+      ::dup2(p[0], 0);
+      ::close(p[0]);
+      stdin_write = p[1];
+    }
+    return {};
+  }
+  /// After create: our stdin back to /dev/null (the container holds the pipe).
+  void created() {
+    if (stdin_write >= 0) {
+      int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (null >= 0) {
+        ::dup2(null, 0);
+        ::close(null);
+      }
+    }
+    if (console[0] >= 0)
+      ::close(console[0]);
+    console[0] = -1;
+  }
+};
+
 } // namespace
 
-int run_shim(runtime& rt, const std::string& id, const std::string& bundle) {
+int run_shim(runtime& rt, const std::string& id, const std::string& bundle,
+             const shim_options& options) {
   detail::default_dispositions();
   // Blocked before the container exists, so a start or abort sent early is not lost;
   // the container process clears the mask before it execs.
@@ -58,9 +116,40 @@ int run_shim(runtime& rt, const std::string& id, const std::string& bundle) {
   // A bundle used before (a restarted container) may hold the last run's answers.
   for (auto* name : {"created.json", "started.json", "exit.json"})
     ::unlink((bundle + "/" + name).c_str());
+  std::unique_ptr<attach_server> attach;
+  container_stdio stdio;
+  if (options.tty || options.interactive) {
+    attach = std::make_unique<attach_server>();
+    auto s = attach->listen(bundle + "/" + attach_socket_name);
+    if (!s)
+      s = stdio.open(options);
+    if (s) {
+      say(s.render());
+      out.write("created.json", {{"error", s.render()}, {"exit_code", 125}});
+      return 125;
+    }
+  }
   create_options co;
   co.bundle = bundle;
+  co.console_fd = stdio.console[0];
   auto pid = rt.create(id, co);
+  stdio.created();
+  if (pid && options.tty) {
+    int master = detail::receive_fd(stdio.console[1]);
+    ::close(stdio.console[1]);
+    if (master < 0) {
+      auto text = from_errno(errno, "receive the pty master").render();
+      say(text);
+      rt.remove(id, true);
+      out.write("created.json", {{"error", text}, {"exit_code", 125}});
+      return 125;
+    }
+    attach->set_master(master);
+  } else if (stdio.console[1] >= 0) {
+    ::close(stdio.console[1]);
+  }
+  if (stdio.stdin_write >= 0)
+    attach->set_stdin(stdio.stdin_write);
   if (!pid) {
     int code = failure_code(pid.error());
     auto text = pid.error().render();
@@ -73,9 +162,7 @@ int run_shim(runtime& rt, const std::string& id, const std::string& bundle) {
 
   bool exited_early = false;
   for (bool waiting = true; waiting;) {
-    pollfd p[2] = {{pidfd, POLLIN, 0}, {sigs.fd(), POLLIN, 0}};
-    if (::poll(p, 2, -1) < 0 && errno != EINTR)
-      break;
+    auto p = poll_once(pidfd, sigs.fd(), attach.get());
     if (p[0].revents & POLLIN) { // killed before it was started
       exited_early = true;
       break;
@@ -113,8 +200,10 @@ int run_shim(runtime& rt, const std::string& id, const std::string& bundle) {
       say(s.render()); // it was killed meanwhile: exit.json says how
     else
       out.write("started.json", {{"pid", *pid}});
-    detail::forward_until_exit(sigs, pidfd, {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2});
+    serve_until_exit(attach.get(), sigs, pidfd, {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2});
   }
+  if (attach)
+    attach->finish();
   auto finished = now_unix_nanos();
   auto e = rt.wait_exit(id);
   if (!e) {

@@ -17,8 +17,16 @@ namespace cyto::containers {
 ///    aborts (force delete, exit.json {"exit_code":128+n,"signal":n,"aborted":true});
 ///  - while it runs TERM/INT/HUP/QUIT/USR2 are forwarded to it;
 ///  - exit.json {"exit_code","signal","finished_unix_nanos"}, then delete.
+/// With `tty` (config.json's process.terminal) the pty master comes to the shim; with
+/// `tty` or `interactive` the shim serves <bundle>/attach.sock (attach.hpp) for the
+/// container's stdin (a pipe without a tty) and, with a tty, its output.
 /// Returns the shim's exit code (the container's). The caller is single-threaded.
-int run_shim(runtime& rt, const std::string& id, const std::string& bundle);
+struct shim_options {
+  bool tty = false;
+  bool interactive = false;
+};
+int run_shim(runtime& rt, const std::string& id, const std::string& bundle,
+             const shim_options& options = {});
 
 /// A pod's placeholder process: sleeps until SIGTERM or SIGINT (handlers installed, so it
 /// works as pid 1 of a pid namespace), reaping any children; returns 0.

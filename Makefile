@@ -1,9 +1,10 @@
 # The README's two commands (both as root on Debian 12):
 #   make run    install missing packages, build, start cytod in the foreground on its defaults
-#   make test   install missing packages, build, run every test (unit tests also under
-#               ASan/UBSan, then unit + integration)
-# Other targets: build, unit, bench, sanitize (unit tests under ASan/UBSan), fuzz
-#   (libFuzzer targets of tests/fuzz, FUZZ_SECONDS each; make test runs them briefly), clean,
+#   make test   install missing packages, build, run every test (unit tests under ASan/UBSan
+#               with a short fuzz pass, then integration)
+# Other targets: build, unit, bench, sanitize (unit tests under ASan/UBSan and a short pass
+#   of every libFuzzer target, one clang tree), fuzz (the libFuzzer targets of tests/fuzz,
+#   FUZZ_SECONDS each, same tree), clean,
 #   pki (a CA, this host's node certificate and a user 'admin' in deploy/pki/),
 #   install (binaries, demo image, config, units, man pages, completion under PREFIX,
 #   default /usr/local; the config always at /etc/cyto/cytod.toml, never overwritten),
@@ -14,7 +15,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc)
 ARGS       ?=
 
-.PHONY: all deps configure build run test unit bench sanitize fuzz clean pki install deb
+.PHONY: all deps configure build run test unit bench asan-configure sanitize fuzz clean pki install deb
 
 all: build
 
@@ -48,30 +49,36 @@ run: build
 
 # Unit tests under ASan/UBSan and a short fuzz pass first, then every test; ctest's full
 # summary comes last.
-test: build sanitize fuzz
-	tests/run-ctest $(BUILD_DIR)
+# The unit tests run once, under the sanitizers, in their own tree, which builds while the
+# integration tests of the normal tree run (tests/run-all); both summaries come last.
+test: build asan-configure
+	tests/run-all $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_SECONDS)
 
 unit: build
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target unit_tests
 	tests/run-ctest $(BUILD_DIR) -L unit
 
 bench: build
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target benches
 	$(BUILD_DIR)/rpc_bench $(ARGS)
 
-# Unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
-sanitize: deps
-	cmake -S . -B $(BUILD_DIR)-asan -G $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCYTO_SANITIZE=ON -DCYTO_BUILD_BENCH=OFF
-	cmake --build $(BUILD_DIR)-asan -j $(JOBS) --target unit_tests
-	tests/run-ctest $(BUILD_DIR)-asan -L unit
-
-# Parsers under libFuzzer (clang, ASan/UBSan) in a tree of their own: FUZZ_SECONDS per target
-# on a copy of its seed corpus in tests/fuzz/corpus/; one JSON line of figures per target.
-FUZZ_DIR     ?= $(BUILD_DIR)-fuzz
+# One clang tree (build-asan/) for both: every library under ASan + UBSan with libFuzzer's
+# coverage; the unit tests run there, then each libFuzzer target for FUZZ_SECONDS on a copy
+# of its seed corpus in tests/fuzz/corpus/ (one JSON line of figures per target).
+ASAN_DIR     ?= $(BUILD_DIR)-asan
 FUZZ_SECONDS ?= 4
-fuzz: deps
-	cmake -S . -B $(FUZZ_DIR) -G $(GENERATOR) -DCYTO_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
-	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_targets
-	tests/fuzz/run $(FUZZ_DIR) $(FUZZ_SECONDS)
+asan-configure: deps
+	cmake -S . -B $(ASAN_DIR) -G $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 \
+	  -DCYTO_SANITIZE=ON -DCYTO_BUILD_BENCH=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+
+sanitize: asan-configure
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target unit_tests fuzz_targets
+	tests/run-ctest $(ASAN_DIR) -L unit
+	tests/fuzz/run $(ASAN_DIR) $(FUZZ_SECONDS)
+
+fuzz: asan-configure
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target fuzz_targets
+	tests/fuzz/run $(ASAN_DIR) $(FUZZ_SECONDS)
 
 # deploy/make-pki into deploy/pki/ (git-ignored): CA, node `hostname`, user admin; keeps what
 # exists. Prints the config lines that use it. More: deploy/make-pki deploy/pki --user ci ...
@@ -95,4 +102,4 @@ pki:
 	 echo "cyto --connect $(PKI_NODE):7443 --cert $$d/users/admin.crt --key $$d/users/admin.key --ca $$d/ca.crt discover"
 
 clean:
-	rm -rf $(BUILD_DIR) $(BUILD_DIR)-asan $(BUILD_DIR)-fuzz
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(BUILD_DIR)-fuzz

@@ -56,7 +56,8 @@ static_assert(internal_only<images_actor, images::images_private,
                             caf::reacts_to<done_atom, uint64_t, std::vector<image_info>>,
                             caf::reacts_to<done_atom, uint64_t, caf::error>>());
 static_assert(internal_only<containers_actor, containers::containers_private,
-                            caf::reacts_to<tick_atom, std::string>>());
+                            caf::reacts_to<tick_atom, std::string, uint64_t>,
+                            caf::reacts_to<start_atom, std::string, uint64_t>>());
 static_assert(internal_only<vms_actor, vms::vms_private, caf::reacts_to<qmp_event>,
                             caf::reacts_to<exited_atom, std::string, uint64_t, exit_status>,
                             caf::reacts_to<tick_atom, std::string, uint64_t>>());

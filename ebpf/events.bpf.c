@@ -76,6 +76,24 @@ static __always_inline __u32 ns_id(struct pid* pid) {
   return up.nr;
 }
 
+/* The kernfs id of `t`'s cgroup for the pids controller: on a v1 or hybrid host that
+ * is the pids hierarchy, whose directory inode numbers userspace maps back to cells
+ * when the task is gone from /proc before its event is read. 0 without the controller. */
+static __always_inline __u64 pids_cgroup(struct task_struct* t) {
+  if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, pids_cgrp_id))
+    return 0;
+  unsigned int id = bpf_core_enum_value(enum cgroup_subsys_id, pids_cgrp_id);
+  if (id >= 64) /* CGROUP_SUBSYS_COUNT is far smaller */
+    return 0;
+  struct css_set* cs = BPF_CORE_READ(t, cgroups);
+  struct cgroup_subsys_state* css = 0;
+  const void* at = (const void*)cs + bpf_core_field_offset(struct css_set, subsys) +
+                   id * sizeof(struct cgroup_subsys_state*);
+  if (bpf_probe_read_kernel(&css, sizeof(css), at) != 0 || !css)
+    return 0;
+  return BPF_CORE_READ(css, cgroup, kn, id);
+}
+
 /* The fields every record has, taken from the subject task `t`. */
 static __always_inline void fill_subject(struct cyto_event* e, __u32 kind,
                                          struct task_struct* t) {
@@ -84,6 +102,7 @@ static __always_inline void fill_subject(struct cyto_event* e, __u32 kind,
   e->pid = BPF_CORE_READ(t, pid);
   e->tgid = BPF_CORE_READ(t, tgid);
   e->cgroup_id = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+  e->pids_cgroup_id = pids_cgroup(t);
   e->ns_pid = ns_id(BPF_CORE_READ(t, thread_pid));
   e->ns_tgid = ns_id(BPF_CORE_READ(t, group_leader, thread_pid));
   bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), &t->comm);

@@ -29,6 +29,9 @@ enum cyto_counter {
 struct cyto_event {
   __u64 timestamp_ns; /* bpf_ktime_get_ns() */
   __u64 cgroup_id;    /* the subject task's cgroup on the unified (v2) hierarchy */
+  __u64 pids_cgroup_id; /* its cgroup in the pids controller's hierarchy (v1 and hybrid
+                           hosts, where cells live there; on v2 the same as cgroup_id or
+                           an ancestor's) */
   __u32 pid;          /* subject: signal target, exec'd/exiting task, OOM victim */
   __u32 tgid;
   __u32 kind; /* enum cyto_event_kind */

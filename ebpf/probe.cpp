@@ -186,6 +186,7 @@ public:
     e.pid = raw.pid;
     e.tgid = raw.tgid;
     e.cgroup_id = raw.cgroup_id;
+    e.pids_cgroup_id = raw.pids_cgroup_id;
     copy_str(e.comm, sizeof(e.comm), raw.comm, sizeof(raw.comm));
     e.signo = raw.signo;
     e.signal_result = raw.signal_result;

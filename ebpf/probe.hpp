@@ -24,6 +24,7 @@ struct event {
   std::uint32_t pid = 0;   // thread id
   std::uint32_t tgid = 0;  // process id
   std::uint64_t cgroup_id = 0;  // cgroup v2 id of that task (0 when unknown)
+  std::uint64_t pids_cgroup_id = 0;  // its cgroup's id in the pids hierarchy (v1)
   char comm[16]{};
   // signal: signo, result of delivery (0 = delivered), the sender.
   std::int32_t signo = 0;

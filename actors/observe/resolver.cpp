@@ -1,9 +1,11 @@
 #include "actors/observe/resolver.hpp"
 
 #include <cstring>
+#include <filesystem>
 #include <string_view>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace cyto::observe {
@@ -49,8 +51,59 @@ std::string fixed(const char* s, size_t n) {
 
 } // namespace
 
-pid_resolver::pid_resolver(std::string cgroup_root, std::string proc, size_t max_entries)
-    : root_(std::move(cgroup_root)), proc_(std::move(proc)), max_entries_(max_entries) {}
+pid_resolver::pid_resolver(std::string cgroup_root, std::string proc, size_t max_entries,
+                           std::string cgroup_mount)
+    : root_(std::move(cgroup_root)), proc_(std::move(proc)), max_entries_(max_entries),
+      mount_(std::move(cgroup_mount)) {}
+
+void pid_resolver::scan_cgroup_ids() {
+  ++counters_.id_scans;
+  namespace fs = std::filesystem;
+  auto walk = [&](const fs::path& top, std::unordered_map<uint64_t, std::string>& ids) {
+    if (ids.size() >= max_entries_)
+      ids.clear();
+    std::error_code ec;
+    fs::recursive_directory_iterator it{top, ec}, end;
+    for (; !ec && it != end; it.increment(ec)) {
+      if (!it->is_directory(ec))
+        continue;
+      struct stat st{};
+      if (::stat(it->path().c_str(), &st) != 0)
+        continue;
+      // <top>/<cell...>/_ holds a cell's own processes; <top>/<cell...> is the cell.
+      auto rel = it->path().lexically_relative(top).string();
+      if (rel == "_")
+        continue;
+      if (rel.size() >= 2 && rel.compare(rel.size() - 2, 2, "/_") == 0)
+        rel.resize(rel.size() - 2);
+      ids[static_cast<uint64_t>(st.st_ino)] = rel;
+    }
+  };
+  walk(fs::path{mount_} / "pids" / root_, pids_ids_);
+  walk(fs::path{mount_} / root_, v2_ids_);
+}
+
+std::string pid_resolver::cell_by_cgroup_id(uint64_t pids_id, uint64_t v2_id) {
+  if (pids_id == 0 && v2_id == 0)
+    return {};
+  auto known = [&] {
+    return (pids_id == 0 || pids_ids_.count(pids_id) > 0) &&
+           (v2_id == 0 || v2_ids_.count(v2_id) > 0);
+  };
+  if (!known()) {
+    scan_cgroup_ids();
+    // Not found: remember that too (a new cgroup gets a new id, never this one).
+    if (pids_id != 0)
+      pids_ids_.try_emplace(pids_id);
+    if (v2_id != 0)
+      v2_ids_.try_emplace(v2_id);
+  }
+  if (pids_id != 0) {
+    if (auto& cell = pids_ids_[pids_id]; !cell.empty())
+      return cell;
+  }
+  return v2_id != 0 ? v2_ids_[v2_id] : std::string{};
+}
 
 std::string pid_resolver::cell_of(const std::string& text, const std::string& root) {
   // "7:memory:/cyto/web/_" (v1) or "0::/cyto/web/_" (v2): the path after the second ':'.
@@ -128,6 +181,12 @@ observed_event pid_resolver::resolve(const ebpf::event& e) {
   out.cell = p.cell;
   out.ns_pid = p.ns_pid;
   out.ppid = p.ppid;
+  // Gone from /proc already, or a zombie there (whose cgroups read as "/"): what the
+  // kernel wrote into the event is all there is.
+  if (out.cell.empty())
+    out.cell = cell_by_cgroup_id(e.pids_cgroup_id, e.cgroup_id);
+  if (out.ns_pid == 0)
+    out.ns_pid = e.ns_tgid;
   switch (out.kind) {
   case event_kind::signal:
     out.signo = e.signo;

@@ -496,13 +496,20 @@ BOOST_AUTO_TEST_CASE(exec_and_exit_events_carry_the_program_and_the_exit_code, *
   wait_event_subscribers(t, 1);
   auto [pid, ns_pid] = t.start("ex", "seven", "sleep 0.2; exit 7");
   auto [pid2, ns_pid2] = t.start("ex", "killed", "kill -9 $$");
-  BOOST_REQUIRE(pump_until(
+  bool both = pump_until(
       t.io,
       [&] {
         return !of(*seen, schema::EventKind::EXIT, pid).empty() &&
                !of(*seen, schema::EventKind::EXIT, pid2).empty();
       },
-      10s));
+      10s);
+  if (!both) { // what did arrive, to tell a lost event from a wrong pid
+    BOOST_TEST_MESSAGE("pids " << pid << " " << pid2 << ", lost " << seen->lost);
+    for (auto& e : seen->events)
+      BOOST_TEST_MESSAGE("event kind " << static_cast<int>(e.kind) << " cell " << e.cell << " exe "
+                                       << e.executable << " comm " << e.comm << " tgid " << e.tgid);
+  }
+  BOOST_REQUIRE(both);
   auto exits = of(*seen, schema::EventKind::EXIT, pid);
   BOOST_REQUIRE(exits.size() == 1u);
   BOOST_TEST(exits[0].exit_code == 7);

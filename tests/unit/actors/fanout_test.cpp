@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
+
 #include "actors/observe/fanout.hpp"
 #include "actors/observe/output_history.hpp"
 #include "actors/observe/resolver.hpp"
@@ -184,6 +186,61 @@ BOOST_AUTO_TEST_CASE(resolver_reads_nspid_once_and_remembers_it_past_proc) {
   BOOST_TEST(r.cached() == 0u); // the leader's exit forgets it
   exit.exit_status = 9;
   BOOST_TEST(r.resolve(exit).exit_signal == 9);
+}
+
+BOOST_AUTO_TEST_CASE(a_process_gone_from_proc_is_placed_by_its_cgroup_ids) {
+  temp_dir proc, mount;
+  // A v1 pids hierarchy with two cells (one nested), each with its process leaf "_".
+  for (auto* d : {"pids/cyto/web/_", "pids/cyto/app/worker/_", "pids/other/_"})
+    fs::create_directories(mount.path / d);
+  auto ino = [&](const char* d) {
+    struct stat st{};
+    BOOST_REQUIRE(::stat((mount.path / d).c_str(), &st) == 0);
+    return static_cast<uint64_t>(st.st_ino);
+  };
+  pid_resolver r{"cyto", proc.path.string(), 65536, mount.path.string()};
+  ebpf::event exit{};
+  exit.kind = ebpf::event_kind::exit;
+  exit.pid = exit.tgid = 77;
+  exit.ns_pid = exit.ns_tgid = 1;
+  exit.exit_status = 9;
+  exit.pids_cgroup_id = ino("pids/cyto/web/_");
+  exit.cgroup_id = 1;
+  auto x = r.resolve(exit);
+  BOOST_TEST(x.cell == "web");
+  BOOST_TEST(x.ns_pid == 1u); // from the event: /proc has nothing
+  BOOST_TEST(x.exit_signal == 9);
+  BOOST_TEST(r.stats().id_scans == 1u);
+  exit.pids_cgroup_id = ino("pids/cyto/app/worker/_");
+  BOOST_TEST(r.resolve(exit).cell == "app/worker"); // seen in the same walk
+  BOOST_TEST(r.stats().id_scans == 1u);
+  // Outside the daemon's subtree: no cell, and the answer is kept (ids are not reused).
+  exit.pids_cgroup_id = ino("pids/other/_");
+  BOOST_TEST(r.resolve(exit).cell == "");
+  BOOST_TEST(r.resolve(exit).cell == "");
+  BOOST_TEST(r.stats().id_scans == 2u);
+  // A cell made after the last walk is found by the next one.
+  fs::create_directories(mount.path / "pids/cyto/late/_");
+  exit.pids_cgroup_id = ino("pids/cyto/late/_");
+  BOOST_TEST(r.resolve(exit).cell == "late");
+  // No ids at all (a kernel without them): no cell, no walk.
+  exit.pids_cgroup_id = exit.cgroup_id = 0;
+  auto before = r.stats().id_scans;
+  BOOST_TEST(r.resolve(exit).cell == "");
+  BOOST_TEST(r.stats().id_scans == before);
+  // A process /proc still shows is placed by /proc, not by ids.
+  proc.write("78/cgroup", "4:pids:/cyto/app/_\n");
+  proc.write("78/status", "PPid:\t1\nNSpid:\t78\n");
+  exit.pid = exit.tgid = 78;
+  exit.pids_cgroup_id = ino("pids/cyto/web/_");
+  BOOST_TEST(r.resolve(exit).cell == "app");
+  // A zombie: /proc still has it, but its cgroups read as the roots. The ids place it.
+  proc.write("79/cgroup", "8:pids:/\n4:memory:/\n0::/\n");
+  proc.write("79/status", "State:\tZ (zombie)\nPPid:\t1\nNSpid:\t79\t2\n");
+  exit.pid = exit.tgid = 79;
+  auto z = r.resolve(exit);
+  BOOST_TEST(z.cell == "web");
+  BOOST_TEST(z.ns_pid == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(history_stops_at_the_last_complete_line_of_a_running_writer) {

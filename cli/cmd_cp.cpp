@@ -21,7 +21,8 @@
 
 namespace cyto::cli {
 
-namespace {
+// Named, not anonymous: the CLI builds as unity files (see CMakeLists.txt).
+namespace cmd_cp_impl {
 
 [[noreturn]] void fail(const std::string& code, const std::string& what) {
   throw cli_error("cyto." + code + ": " + what);
@@ -383,9 +384,10 @@ int cp(const global_options& g, const std::string& src, const std::string& dest)
   return 0;
 }
 
-} // namespace
+} // namespace cmd_cp_impl
 
 void add_cp_command(CLI::App& app, global_options& g, std::function<int()>& run) {
+  using namespace cmd_cp_impl;
   static std::string src, dest;
   auto* cmd = app.add_subcommand(
       "cp", "copy files between a container and here: CONTAINER:SRC DEST|- or SRC|- CONTAINER:DEST");

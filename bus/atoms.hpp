@@ -54,5 +54,6 @@ using pause_atom = caf::atom_constant<caf::atom("pause")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using trim_atom = caf::atom_constant<caf::atom("trim")>;
 using copy_atom = caf::atom_constant<caf::atom("copy")>;
+using ack_atom = caf::atom_constant<caf::atom("ack")>;
 
 } // namespace cyto

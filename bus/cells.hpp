@@ -157,27 +157,36 @@ typename Inspector::result_type inspect(Inspector& f, process_exited& x) {
   return f(caf::meta::type_name("process_exited"), x.cell, x.executable, x.pid, x.status);
 }
 
-/// Published on topic "process.output": one line an executable wrote, or (stream 0)
-/// the end of its output: it exited and every line it wrote was published before.
+/// Published on topic "process.output": a run of what an executable wrote, as read from
+/// its output file, or (stream 0) the end of its output: it exited and everything it
+/// wrote was published before. Published with a receipt (topic_actor): the reader of the
+/// file reads on only as these are consumed, so a fast writer costs the daemon bounded
+/// memory (the file, written by the process itself, keeps everything).
 struct process_output {
   std::string cell;
   std::string executable;
-  /// 1 = stdout, 2 = stderr, 0 = end of output (no line).
+  /// 1 = stdout, 2 = stderr, 0 = end of output (no data).
   int32_t stream = 1;
-  std::string line;
+  /// Whole lines, each ending in '\n', except that the last may lack it: a piece of a
+  /// line longer than the reader takes at once, or the last line before the end.
+  std::string data;
   /// Host pid of the run that wrote it: a new run starts fresh files.
   uint32_t pid = 0;
-  /// Byte offset of the line in its output file (lets readers of the file join the
-  /// live stream without gaps or duplicates).
+  /// Byte offset of `data` in its output file (lets readers of the file join the live
+  /// stream without gaps or duplicates).
   uint64_t offset = 0;
-  /// When the cells actor saw it.
+  /// Lines just before `offset` that were not published: the reader fell too far behind
+  /// the writer and skipped ahead (they are in the file).
+  uint64_t skipped = 0;
+  /// When the reader read `data` (CLOCK_REALTIME; the same as its record in the file's
+  /// `.times`, see output_times.hpp).
   int64_t unix_nanos = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, process_output& x) {
-  return f(caf::meta::type_name("process_output"), x.cell, x.executable, x.stream, x.line,
-           x.pid, x.offset, x.unix_nanos);
+  return f(caf::meta::type_name("process_output"), x.cell, x.executable, x.stream, x.data,
+           x.pid, x.offset, x.skipped, x.unix_nanos);
 }
 
 /// Resource usage of a cell's cgroup (its child cells included), read from cgroup files

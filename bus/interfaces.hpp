@@ -54,7 +54,8 @@ using topic_subscriber_actor = caf::typed_actor<
 
 /// Publish/subscribe by topic name. Each subscriber has a bounded queue and credit:
 /// the topic sends at most as many events as the subscriber granted, queues up to
-/// `capacity` more and then drops the oldest, counting them. A publisher never waits.
+/// `capacity` more and then drops the oldest, counting them. A publisher never waits
+/// (unless it asks for a receipt and waits for that).
 using topic_actor = caf::typed_actor<
   /// Subscribes `who` to a topic with a queue of `capacity` events and
   /// `credit` events of initial demand; returns the subscription id.
@@ -62,8 +63,17 @@ using topic_actor = caf::typed_actor<
                   uint32_t>::with<uint64_t>,
   /// Ends a subscription (a no-op for unknown ids).
   caf::reacts_to<unsub_atom, uint64_t>,
+  /// As subscribe, for a local subscriber that acknowledges: a receipted publish (below)
+  /// is answered only once this subscriber has granted credit again after it (it has
+  /// consumed it), not when it was sent. Flow control for the whole path of a stream.
+  caf::replies_to<subscribe_atom, ack_atom, std::string, topic_subscriber_actor, uint32_t,
+                  uint32_t>::with<uint64_t>,
   /// Publishes one event (any inspectable message) to a topic.
   caf::reacts_to<publish_atom, std::string, caf::message>,
+  /// Publishes one event with a receipt: answers once no subscriber holds it any more
+  /// (sent to each, consumed by each acknowledging one, or dropped). A publisher that waits
+  /// for it before publishing more has a bounded amount in flight.
+  caf::replies_to<publish_atom, ack_atom, std::string, caf::message>::with<void>,
   /// Grants a subscription credit for `n` more events.
   caf::reacts_to<demand_atom, uint64_t, uint32_t>,
   /// Counters: topics, subscribers, published, delivered, dropped.
@@ -82,8 +92,8 @@ using node_actor = caf::typed_actor<
 
 /// Owns every cgroup and process the daemon starts: cells (nestable, limited cgroups)
 /// and executables in them. Everything is recorded in state.db and re-adopted on restart.
-/// Publishes "process.started", "process.exited" and "process.output" (each line of
-/// stdout and stderr, then an end marker).
+/// Publishes "process.started", "process.exited" and "process.output" (stdout and stderr
+/// in runs of lines, receipted, then an end marker).
 using cells_actor = caf::typed_actor<
   /// Makes a cell ("parent/child" for nested ones) with its limits.
   caf::replies_to<allocate_atom, cell_spec>::with<cell_info>,

@@ -35,6 +35,12 @@ public:
     queue_.push_back(std::move(x));
   }
 
+  /// Counts `n` events lost before the next ones, upstream of this queue.
+  void lost(uint64_t n) noexcept {
+    dropped_ += n;
+    total_dropped_ += n;
+  }
+
   /// Grants credit for `n` more events.
   void grant(size_t n) noexcept {
     credit_ += n;

@@ -36,11 +36,65 @@ void deliver(self_ptr self, uint64_t id, topics_state::subscription& sub) {
   while (sub.box.ready()) {
     auto b = sub.box.take(self->state.config.max_batch);
     self->state.stats.delivered += b.items.size();
-    self->send(sub.who, topic_batch{id, sub.topic, std::move(b.items), b.dropped});
+    std::vector<caf::message> events;
+    events.reserve(b.items.size());
+    for (auto& q : b.items) {
+      events.push_back(std::move(q.event));
+      // An acknowledging subscriber holds the receipt until it grants credit again.
+      if (sub.acks)
+        sub.unconsumed.push_back(std::move(q.receipt));
+    }
+    b.items.clear(); // the receipts of everyone else go now: sent is done for them
+    self->send(sub.who, topic_batch{id, sub.topic, std::move(events), b.dropped});
   }
 }
 
+caf::result<uint64_t> subscribe(self_ptr self, std::string& topic, topic_subscriber_actor& who,
+                                uint32_t capacity, uint32_t credit, bool acks) {
+  auto& st = self->state;
+  if (topic.empty() || !who)
+    return make_error(errc::invalid_argument, "topics: empty topic name or subscriber");
+  if (capacity == 0 || capacity > st.config.max_capacity)
+    return make_error(errc::invalid_argument,
+                      "topics: queue capacity " + std::to_string(capacity) + " outside 1.."
+                        + std::to_string(st.config.max_capacity));
+  // One that never grants credit would hold back every receipted publisher: only actors
+  // of this node (the daemon's own) may.
+  if (acks && who.node() != self->node())
+    return make_error(errc::permission_denied,
+                      "topics: only a local subscriber may acknowledge");
+  auto id = st.next_id++;
+  self->monitor(who);
+  st.by_topic[topic].push_back(id);
+  st.subscriptions.emplace(
+    id, topics_state::subscription{std::move(topic), std::move(who),
+                                   outbox<topics_state::queued>{capacity, credit}, acks, {}});
+  return id;
+}
+
+void publish(self_ptr self, const std::string& topic, caf::message& event,
+             std::shared_ptr<topic_receipt> receipt) {
+  auto& st = self->state;
+  ++st.stats.published;
+  auto i = st.by_topic.find(topic);
+  if (i == st.by_topic.end())
+    return;
+  for (auto id : i->second) {
+    auto& box = st.subscriptions.at(id).box;
+    auto before = box.total_dropped();
+    // caf::message is copy-on-write: subscribers share the payload (and the receipt)
+    box.push(topics_state::queued{event, receipt});
+    st.stats.dropped += box.total_dropped() - before;
+  }
+  schedule_flush(self);
+}
+
 } // namespace
+
+topic_receipt::~topic_receipt() {
+  if (promise.pending())
+    promise.deliver(caf::unit);
+}
 
 topics_private::behavior_type topics(self_ptr self, topics_config config) {
   self->state.config = config;
@@ -56,38 +110,31 @@ topics_private::behavior_type topics(self_ptr self, topics_config config) {
   return {
     [self](subscribe_atom, std::string& topic, topic_subscriber_actor& who, uint32_t capacity,
            uint32_t credit) -> caf::result<uint64_t> {
-      auto& st = self->state;
-      if (topic.empty() || !who)
-        return make_error(errc::invalid_argument, "topics: empty topic name or subscriber");
-      if (capacity == 0 || capacity > st.config.max_capacity)
-        return make_error(errc::invalid_argument,
-                          "topics: queue capacity " + std::to_string(capacity)
-                            + " outside 1.." + std::to_string(st.config.max_capacity));
-      auto id = st.next_id++;
-      self->monitor(who);
-      st.by_topic[topic].push_back(id);
-      st.subscriptions.emplace(
-        id, topics_state::subscription{std::move(topic), std::move(who),
-                                       outbox<caf::message>{capacity, credit}});
-      return id;
+      return subscribe(self, topic, who, capacity, credit, false);
+    },
+    [self](subscribe_atom, ack_atom, std::string& topic, topic_subscriber_actor& who,
+           uint32_t capacity, uint32_t credit) -> caf::result<uint64_t> {
+      return subscribe(self, topic, who, capacity, credit, true);
     },
     [self](unsub_atom, uint64_t id) { remove_subscription(self, id); },
     [self](publish_atom, const std::string& topic, caf::message& event) {
-      auto& st = self->state;
-      ++st.stats.published;
-      auto i = st.by_topic.find(topic);
-      if (i == st.by_topic.end())
-        return;
-      for (auto id : i->second) {
-        auto& box = st.subscriptions.at(id).box;
-        auto before = box.total_dropped();
-        box.push(event); // caf::message is copy-on-write: subscribers share the payload
-        st.stats.dropped += box.total_dropped() - before;
-      }
-      schedule_flush(self);
+      publish(self, topic, event, nullptr);
+    },
+    [self](publish_atom, ack_atom, const std::string& topic,
+           caf::message& event) -> caf::result<void> {
+      auto rp = self->make_response_promise(); // untyped: the typed one cannot deliver void
+      // Answered when the last reference goes: at once if nobody subscribes.
+      publish(self, topic, event, std::make_shared<topic_receipt>(rp));
+      return rp;
     },
     [self](demand_atom, uint64_t id, uint32_t n) {
-      if (grant_credit(self->state.subscriptions, id, n))
+      auto& subs = self->state.subscriptions;
+      if (auto i = subs.find(id); i != subs.end()) {
+        // Credit comes back for what was consumed, oldest first.
+        auto& u = i->second.unconsumed;
+        u.erase(u.begin(), u.begin() + std::min<size_t>(n, u.size()));
+      }
+      if (grant_credit(subs, id, n))
         schedule_flush(self);
     },
     internal(self,

@@ -1,9 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <caf/response_promise.hpp>
 
 #include "bus/interfaces.hpp"
 #include "bus/outbox.hpp"
@@ -18,14 +22,35 @@ struct topics_config {
   uint32_t max_batch = 256;
 };
 
+/// Answers a receipted publish once the last copy of its event is gone (each queued,
+/// or sent and not yet consumed by an acknowledging subscriber, holds one reference).
+struct topic_receipt {
+  caf::response_promise promise;
+  explicit topic_receipt(caf::response_promise p) : promise(std::move(p)) {
+  }
+  topic_receipt(const topic_receipt&) = delete;
+  topic_receipt& operator=(const topic_receipt&) = delete;
+  ~topic_receipt();
+};
+
 /// State of the topic actor.
 struct topics_state {
   static constexpr const char* name = "topics";
 
+  struct queued {
+    caf::message event;
+    /// Set for a receipted publish.
+    std::shared_ptr<topic_receipt> receipt;
+  };
+
   struct subscription {
     std::string topic;
     topic_subscriber_actor who;
-    outbox<caf::message> box;
+    outbox<queued> box;
+    /// Acknowledges: what was sent and not yet granted back holds its receipt.
+    bool acks = false;
+    /// One entry per event sent and not yet granted back (null: no receipt), oldest first.
+    std::deque<std::shared_ptr<topic_receipt>> unconsumed;
   };
 
   topics_config config;

@@ -104,9 +104,11 @@ void finish(self_ptr self, const std::string& cell, cells_state::exe_record& e,
   auto blob = to_blob(row);
   if (auto err = st.db->set_state(kind_exe, exe_key(cell, e.info.spec.name), "exited", &blob))
     st.log->error("record exit of {}/{}: {}", cell, e.info.spec.name, render(err));
-  st.log->info("executable {}/{} pid={} exited{} code={} signal={}", cell, e.info.spec.name,
-               e.info.pid, status.known ? "" : " (status unknown: re-adopted)", status.code,
-               status.signal);
+  st.log->info("executable {}/{} pid={} exited{} code={} signal={} (output: {} bytes published, "
+               "{} lines skipped)",
+               cell, e.info.spec.name, e.info.pid,
+               status.known ? "" : " (status unknown: re-adopted)", status.code, status.signal,
+               e.output_bytes, e.output_skipped);
   // The end of its output, after its last line (the watcher reports lines before exits).
   process_output end;
   end.cell = cell;
@@ -703,7 +705,7 @@ cells_private::behavior_type cells(self_ptr self, cells_config config) {
       [why](wait_atom, std::string&, std::string&) -> caf::result<exit_status> { return why; },
       [](exited_atom, uint64_t, exit_status) {},
       [](kill_atom, uint64_t) {},
-      [](output_atom, uint64_t, int32_t, std::string&, uint64_t) {},
+      [](output_atom, uint64_t, int32_t, std::string&, uint64_t, uint64_t, int64_t) {},
       [why](stats_atom, std::string&) -> caf::result<std::vector<cell_usage>> { return why; },
       [why](health_atom) -> caf::result<std::vector<std::string>> { return why; },
     };
@@ -727,11 +729,12 @@ cells_private::behavior_type cells(self_ptr self, cells_config config) {
                      exit_status{true, r.known, r.code, r.signal});
       }
     },
-    [weak](uint64_t token, int stream, std::string line, uint64_t offset) {
+    [weak](uint64_t token, int stream, std::string data, uint64_t offset, uint64_t skipped,
+           int64_t unix_nanos) {
       if (auto strong = weak.lock()) {
         auto me = caf::actor_cast<cells_private>(strong);
         caf::send_as(me, me, output_atom::value, token, static_cast<int32_t>(stream),
-                     std::move(line), offset);
+                     std::move(data), offset, skipped, unix_nanos);
       }
     });
   reconcile(self);
@@ -859,17 +862,31 @@ cells_private::behavior_type cells(self_ptr self, cells_config config) {
       auto& e = st.cells[cell].exes[exe];
       finish(self, cell, e, status);
     }),
-    bus::internal(self, [self](output_atom, uint64_t token, int32_t stream, std::string& line,
-                               uint64_t offset) {
+    bus::internal(self, [self](output_atom, uint64_t token, int32_t stream, std::string& data,
+                               uint64_t offset, uint64_t skipped, int64_t unix_nanos) {
       auto& st = self->state;
+      auto bytes = data.size();
       auto i = st.by_token.find(token);
-      if (i == st.by_token.end())
+      if (i == st.by_token.end()) {
+        st.watcher->ack(token, stream, bytes); // its run was finished (force-freed)
         return;
+      }
       auto& [cell, exe] = i->second;
-      self->send(st.config.topics, publish_atom::value, std::string{topic::process_output},
-                 caf::make_message(process_output{cell, exe, stream, std::move(line),
-                                                  st.cells[cell].exes[exe].info.pid, offset,
-                                                  now_nanos()}));
+      auto& e = st.cells[cell].exes[exe];
+      e.output_bytes += bytes;
+      e.output_skipped += skipped;
+      // The watcher reads on once the subscribers have consumed this (the receipt): the
+      // output of a fast writer waits in its file, not in the daemon's memory.
+      auto ack = [self, token, stream, bytes] {
+        if (self->state.watcher)
+          self->state.watcher->ack(token, stream, bytes);
+      };
+      self
+        ->request(st.config.topics, caf::infinite, publish_atom::value, ack_atom::value,
+                  std::string{topic::process_output},
+                  caf::make_message(process_output{cell, exe, stream, std::move(data),
+                                                   e.info.pid, offset, skipped, unix_nanos}))
+        .then(ack, [ack](caf::error&) { ack(); });
     }),
     [self](health_atom) {
       auto& st = self->state;

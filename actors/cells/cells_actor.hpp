@@ -26,9 +26,10 @@ using cells_private = cells_actor::extend<
   caf::reacts_to<exited_atom, uint64_t, exit_status>,
   /// The stop timeout of `token` ran out.
   caf::reacts_to<kill_atom, uint64_t>,
-  /// The executable behind `token` wrote a line to stream 1 (stdout) or 2, starting at
-  /// `offset` in its output file.
-  caf::reacts_to<output_atom, uint64_t, int32_t, std::string, uint64_t>>;
+  /// The executable behind `token` wrote `data` (lines) to stream 1 (stdout) or 2,
+  /// starting at `offset` in its output file, after `skipped` lines the reader skipped,
+  /// read at `unix_nanos`.
+  caf::reacts_to<output_atom, uint64_t, int32_t, std::string, uint64_t, uint64_t, int64_t>>;
 
 /// What the cells actor is told at spawn.
 struct cells_config {
@@ -57,6 +58,9 @@ struct cells_state {
     uint64_t start_time = 0;
     bool running = false;
     std::vector<caf::typed_response_promise<exit_status>> waiters;
+    /// Output of this run published, and lines the reader skipped (it fell behind).
+    uint64_t output_bytes = 0;
+    uint64_t output_skipped = 0;
   };
 
   struct cell_record {

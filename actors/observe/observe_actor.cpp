@@ -1,5 +1,6 @@
 #include "actors/observe/observe_actor.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include <malloc.h>
@@ -20,6 +21,13 @@ using self_ptr = observe_private::stateful_pointer<observe_state>;
 // The topic may queue this many entries for us; we grant it credit as we go.
 constexpr uint32_t topic_capacity = 8192;
 constexpr uint32_t topic_credit = 4096;
+// Runs of output are receipted, so what is in flight is bounded by their publishers (a
+// window per stream); the queue only has to hold that many.
+constexpr uint32_t output_topic_capacity = 65536;
+constexpr uint32_t output_topic_credit = 1024;
+
+/// Live output an output subscription keeps while its history is read.
+constexpr size_t max_pending_bytes = 4 << 20;
 
 constexpr uint64_t min_interval_ms = 10;
 constexpr uint64_t max_interval_ms = 3'600'000;
@@ -212,7 +220,7 @@ caf::result<uint64_t> subscribe_stats(self_ptr self, std::string cell, uint64_t 
 
 // -- output ---------------------------------------------------------------------------
 
-/// Takes one live line (or end marker) for a subscription whose history is in.
+/// Takes one live run of lines (or end marker) for a subscription whose history is in.
 void accept_live(observe_state::output_subscription& sub, const process_output& p) {
   if (p.stream == 0) {
     // The run we follow ended and all its lines were published before this marker.
@@ -227,16 +235,27 @@ void accept_live(observe_state::output_subscription& sub, const process_output& 
     sub.pid = p.pid;
     sub.next_offset[1] = sub.next_offset[2] = 0;
   }
-  if (p.offset < sub.next_offset[p.stream])
-    return; // already sent from the file
-  sub.next_offset[p.stream] = p.offset + p.line.size();
+  auto& next = sub.next_offset[p.stream];
+  // A run's lines were read at one time: --since and --until take or leave it whole.
   if (sub.filter.until_nanos != 0 && p.unix_nanos > sub.filter.until_nanos) {
     sub.closing = true; // --until: nothing later is wanted
     return;
   }
-  if (p.unix_nanos < sub.filter.since_nanos)
-    return;
-  sub.box.push(output_line{p.stream, p.line, p.unix_nanos});
+  bool wanted = p.unix_nanos >= sub.filter.since_nanos;
+  // Lines the reader skipped, unless the file gave them to this subscriber already.
+  if (wanted && p.skipped > 0 && p.offset > next)
+    sub.box.lost(p.skipped);
+  for (size_t pos = 0; pos < p.data.size();) {
+    auto nl = p.data.find('\n', pos);
+    auto end = nl == std::string::npos ? p.data.size() : nl;
+    auto offset = p.offset + pos;
+    if (offset >= next) { // else already sent from the file
+      next = offset + (end - pos);
+      if (wanted)
+        sub.box.push(output_line{p.stream, p.data.substr(pos, end - pos), p.unix_nanos});
+    }
+    pos = end + 1;
+  }
 }
 
 /// --since, --until and --tail over the lines read from the files.
@@ -276,9 +295,19 @@ void on_history(self_ptr self, uint64_t id, output_history& h) {
   sub.next_offset[1] = h.end_offsets[1];
   sub.next_offset[2] = h.end_offsets[2];
   sub.loading = false;
+  // Live output that did not wait is lost unless the files had it (approximate where a run
+  // straddles the end of the history).
+  uint64_t lost = 0;
+  for (auto& [stream, offset, lines] : sub.pending_lost)
+    if (offset >= h.end_offsets[stream] && (sub.which & (1 << (stream - 1))) != 0)
+      lost += lines;
+  if (lost > 0)
+    sub.box.lost(lost);
+  sub.pending_lost.clear();
   for (auto& p : sub.pending)
     accept_live(sub, p);
   sub.pending.clear();
+  sub.pending_bytes = 0;
   if (!sub.follow)
     sub.closing = true;
   if (h.skipped > 0)
@@ -343,14 +372,41 @@ caf::result<uint64_t> subscribe_output(self_ptr self, std::string cell, std::str
   return rp;
 }
 
+/// Lines in a run of output (the last may lack its '\n').
+uint64_t lines_in(const std::string& data) {
+  auto n = static_cast<uint64_t>(std::count(data.begin(), data.end(), '\n'));
+  return n + (!data.empty() && data.back() != '\n' ? 1 : 0);
+}
+
 void on_output(self_ptr self, const process_output& p) {
   for (auto& [id, sub] : self->state.output_subs) {
     if (sub.closing || sub.cell != p.cell || sub.executable != p.executable)
       continue;
-    if (sub.loading)
-      sub.pending.push_back(p);
-    else
+    if (!sub.loading) {
       accept_live(sub, p);
+      continue;
+    }
+    // While the history is read, live output waits, within a bound (a fast writer fills
+    // it in a moment): the oldest goes first.
+    // End markers stay (they carry no data), and so does what --since/--until leave out.
+    sub.pending.push_back(p);
+    sub.pending_bytes += p.data.size();
+    if (sub.pending_bytes <= max_pending_bytes)
+      continue;
+    std::vector<process_output> kept;
+    for (size_t k = 0; k < sub.pending.size(); ++k) {
+      auto& old = sub.pending[k];
+      if (old.stream == 0 || k + 1 == sub.pending.size()
+          || sub.pending_bytes <= max_pending_bytes) {
+        kept.push_back(std::move(old));
+        continue;
+      }
+      sub.pending_bytes -= old.data.size();
+      auto& f = sub.filter;
+      if (old.unix_nanos >= f.since_nanos && (f.until_nanos == 0 || old.unix_nanos <= f.until_nanos))
+        sub.pending_lost.emplace_back(old.stream, old.offset, lines_in(old.data) + old.skipped);
+    }
+    sub.pending = std::move(kept);
   }
 }
 
@@ -450,12 +506,20 @@ void unsubscribe(self_ptr self, uint64_t id) {
 }
 
 void subscribe_topic(self_ptr self, const char* name) {
-  self->request(self->state.config.topics, caf::infinite, subscribe_atom::value, std::string{name},
-                caf::actor_cast<topic_subscriber_actor>(self), topic_capacity, topic_credit)
-      .then([](uint64_t) {},
-            [self, name](caf::error& err) {
-              self->state.log->error("cannot subscribe to {}: {}", name, render(err));
-            });
+  auto me = caf::actor_cast<topic_subscriber_actor>(self);
+  auto t = std::string{name};
+  auto failed = [self, name](caf::error& err) {
+    self->state.log->error("cannot subscribe to {}: {}", name, render(err));
+  };
+  // Output is receipted: its publisher reads on as this actor consumes it.
+  if (t == topic::process_output)
+    self->request(self->state.config.topics, caf::infinite, subscribe_atom::value,
+                  ack_atom::value, t, me, output_topic_capacity, output_topic_credit)
+        .then([](uint64_t) {}, failed);
+  else
+    self->request(self->state.config.topics, caf::infinite, subscribe_atom::value, t, me,
+                  topic_capacity, topic_credit)
+        .then([](uint64_t) {}, failed);
 }
 
 void on_log(self_ptr self, const log_entry& e) {

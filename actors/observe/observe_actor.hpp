@@ -4,6 +4,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -78,6 +79,10 @@ struct observe_state {
     /// The history is being read; live lines wait in `pending`.
     bool loading = true;
     std::vector<process_output> pending;
+    /// Bytes in `pending`; past a bound the oldest go, remembered as (stream, offset, lines)
+    /// to count as dropped unless the history covers them.
+    size_t pending_bytes = 0;
+    std::vector<std::tuple<int32_t, uint64_t, uint64_t>> pending_lost;
     /// The run whose files were read, and per stream where its live lines continue.
     uint32_t pid = 0;
     uint64_t next_offset[3] = {0, 0, 0};

@@ -515,37 +515,6 @@ std::string logs_once(const std::string& name, const std::string& want,
   return ok(argv);
 }
 
-/// Unix nanoseconds now (the daemon runs on this host: one clock).
-int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-/// RFC 3339 UTC with nanoseconds, as logs --since takes it.
-std::string rfc3339(int64_t nanos) {
-  time_t secs = nanos / 1'000'000'000;
-  tm t{};
-  gmtime_r(&secs, &t);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ", t.tm_year + 1900,
-                t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
-                static_cast<int>(nanos % 1'000'000'000));
-  return buf;
-}
-
-/// RFC 3339 back to Unix nanoseconds (timegm), or -1.
-int64_t from_rfc3339(const std::string& text) {
-  tm t{};
-  long frac = 0;
-  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d.%9ldZ", &t.tm_year, &t.tm_mon, &t.tm_mday,
-                  &t.tm_hour, &t.tm_min, &t.tm_sec, &frac) != 7 || text.size() != 30)
-    return -1;
-  t.tm_year -= 1900;
-  t.tm_mon -= 1;
-  return static_cast<int64_t>(timegm(&t)) * 1'000'000'000 + frac;
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_CASE(logs_tail_since_until_and_timestamps_are_served_by_the_daemon) {

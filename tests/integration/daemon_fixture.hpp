@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -125,6 +126,37 @@ inline std::vector<std::string> lines_of(const std::string& text) {
   while (std::getline(in, line))
     out.push_back(line);
   return out;
+}
+
+/// Unix nanoseconds now (the daemon runs on this host: one clock).
+inline int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// RFC 3339 UTC with nanoseconds, as logs --since takes it.
+inline std::string rfc3339(int64_t nanos) {
+  time_t secs = nanos / 1'000'000'000;
+  tm t{};
+  gmtime_r(&secs, &t);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ", t.tm_year + 1900,
+                t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                static_cast<int>(nanos % 1'000'000'000));
+  return buf;
+}
+
+/// RFC 3339 back to Unix nanoseconds (timegm), or -1.
+inline int64_t from_rfc3339(const std::string& text) {
+  tm t{};
+  long frac = 0;
+  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d.%9ldZ", &t.tm_year, &t.tm_mon, &t.tm_mday,
+                  &t.tm_hour, &t.tm_min, &t.tm_sec, &frac) != 7 || text.size() != 30)
+    return -1;
+  t.tm_year -= 1900;
+  t.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&t)) * 1'000'000'000 + frac;
 }
 
 /// The non-empty fields of `text` separated by `sep`.

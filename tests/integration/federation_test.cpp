@@ -353,7 +353,7 @@ BOOST_AUTO_TEST_CASE(internal_messages_from_another_node_are_ignored) {
     self->send(svc["cells"], cyto::kill_atom::value, token);
   }
   self->send(svc["cells"], cyto::output_atom::value, uint64_t{1}, int32_t{1},
-             std::string{"forged line"}, uint64_t{0});
+             std::string{"forged line\n"}, uint64_t{0}, uint64_t{0}, int64_t{0});
   caf::anon_send(svc["containers"], cyto::tick_atom::value, cid, uint64_t{1});
   for (uint64_t job = 1; job <= 4; ++job)
     caf::anon_send(svc["images"], cyto::done_atom::value, job,

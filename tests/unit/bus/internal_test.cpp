@@ -51,7 +51,8 @@ constexpr bool internal_only() {
 static_assert(internal_only<cells_actor, cells::cells_private,
                             caf::reacts_to<exited_atom, uint64_t, exit_status>,
                             caf::reacts_to<kill_atom, uint64_t>,
-                            caf::reacts_to<output_atom, uint64_t, int32_t, std::string, uint64_t>>());
+                            caf::reacts_to<output_atom, uint64_t, int32_t, std::string, uint64_t,
+                                           uint64_t, int64_t>>());
 static_assert(internal_only<images_actor, images::images_private,
                             caf::reacts_to<done_atom, uint64_t, std::vector<image_info>>,
                             caf::reacts_to<done_atom, uint64_t, caf::error>>());

@@ -1,11 +1,16 @@
 #define BOOST_TEST_MODULE unit_bus_topics
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <memory>
+#include <thread>
+
 #include "bus/errc.hpp"
 #include "bus/topics.hpp"
 #include "tests/unit/actor_fixture.hpp"
 
 using namespace cyto;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -23,6 +28,37 @@ struct topics_fixture : test::actor_fixture {
                   caf::actor_cast<topic_subscriber_actor>(who), capacity, credit)
       .receive([&](uint64_t x) { id = x; }, [](caf::error& e) { BOOST_FAIL(render(e)); });
     return id;
+  }
+
+  uint64_t subscribe_acking(const std::string& topic, caf::scoped_actor& who, uint32_t capacity,
+                            uint32_t credit) {
+    uint64_t id = 0;
+    self->request(topics, caf::infinite, subscribe_atom::value, ack_atom::value, topic,
+                  caf::actor_cast<topic_subscriber_actor>(who), capacity, credit)
+      .receive([&](uint64_t x) { id = x; }, [](caf::error& e) { BOOST_FAIL(render(e)); });
+    return id;
+  }
+
+  /// Publishes `value` with a receipt from an actor of its own; `answered` counts the
+  /// receipts. Returns once the topic has it.
+  void publish_receipted(const std::string& topic, int value,
+                         std::shared_ptr<std::atomic<int>> answered) {
+    auto before = stats().published;
+    sys.spawn([t = topics, topic, value, answered](caf::event_based_actor* me) {
+      me->request(t, caf::infinite, publish_atom::value, ack_atom::value, topic,
+                  caf::make_message(value))
+        .then([answered] { ++*answered; });
+    });
+    for (int i = 0; i < 500 && stats().published == before; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+
+  /// Whether `counter` reaches `n` within `wait`.
+  static bool reaches(const std::atomic<int>& counter, int n, std::chrono::milliseconds wait) {
+    auto until = std::chrono::steady_clock::now() + wait;
+    while (counter < n && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return counter >= n;
   }
 
   void publish(const std::string& topic, int value) {
@@ -139,6 +175,39 @@ BOOST_AUTO_TEST_CASE(unsubscribe_and_subscriber_death_remove_subscriptions) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   BOOST_TEST(left == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_receipt_waits_until_an_acknowledging_subscriber_consumed_the_event) {
+  caf::scoped_actor acker{sys}, plain{sys};
+  auto acker_id = subscribe_acking("t", acker, 10, 10);
+  subscribe("t", plain, 10, 10);
+  auto answered = std::make_shared<std::atomic<int>>(0);
+  // Nobody on the topic: answered at once.
+  publish_receipted("nobody", 0, answered);
+  BOOST_TEST(reaches(*answered, 1, 2000ms));
+  publish_receipted("t", 1, answered);
+  BOOST_TEST(collect(acker, 1).first == (std::vector<int>{1}));
+  BOOST_TEST(collect(plain, 1).first == (std::vector<int>{1}));
+  // Sent to both; the acknowledging one has not granted credit back: no answer yet.
+  BOOST_TEST(!reaches(*answered, 2, 300ms));
+  self->send(topics, demand_atom::value, acker_id, uint32_t{1});
+  BOOST_TEST(reaches(*answered, 2, 2000ms));
+}
+
+BOOST_AUTO_TEST_CASE(a_receipt_is_answered_when_its_event_is_dropped_or_its_subscriber_goes) {
+  auto answered = std::make_shared<std::atomic<int>>(0);
+  {
+    caf::scoped_actor stalled{sys};
+    subscribe_acking("t", stalled, 1, 0); // no credit: queued, never sent
+    publish_receipted("t", 1, answered);
+    BOOST_TEST(!reaches(*answered, 1, 300ms));
+    // A second event pushes the first out of the queue of one: the first is answered.
+    publish_receipted("t", 2, answered);
+    BOOST_TEST(reaches(*answered, 1, 2000ms));
+    BOOST_TEST(!reaches(*answered, 2, 300ms));
+    BOOST_TEST(stats().dropped == 1u);
+  } // the stalled subscriber terminates: what it held is answered
+  BOOST_TEST(reaches(*answered, 2, 2000ms));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

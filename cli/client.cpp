@@ -11,7 +11,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace client_impl {
 
 int connect_unix(const std::string& path) {
   sockaddr_un addr{};
@@ -40,9 +40,10 @@ int connect_unix(const std::string& path) {
 /// Connecting and the TLS handshake together may take this long.
 constexpr auto connect_timeout = 10 * kj::SECONDS;
 
-} // namespace
+} // namespace client_impl
 
 std::string describe(const kj::Exception& e) {
+  using namespace client_impl;
   std::string text = e.getDescription().cStr();
   if (auto pos = text.find("cyto."); pos != std::string::npos)
     return text.substr(pos);
@@ -55,6 +56,7 @@ std::string describe(const kj::Exception& e) {
 }
 
 client::client(const global_options& g) : io_(kj::setupAsyncIo()), node_(nullptr) {
+  using namespace client_impl;
   if (g.connect.empty()) {
     stream_ = io_.lowLevelProvider->wrapSocketFd(connect_unix(g.socket),
                                                  kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);

@@ -10,7 +10,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_cell_impl {
 
 struct cell_flags {
   std::string name;
@@ -330,9 +330,10 @@ int free_cell(const global_options& g, const target_flags& f) {
   return 0;
 }
 
-} // namespace
+} // namespace cmd_cell_impl
 
 void add_cell_commands(CLI::App& app, global_options& g, std::function<int()>& run) {
+  using namespace cmd_cell_impl;
   auto* cell = app.add_subcommand("cell", "cells: cgroup-limited, nestable process groups");
   cell->require_subcommand(1);
 

@@ -20,7 +20,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_container_impl {
 
 /// podman's exit code for a failure of the engine (not of the container's program).
 constexpr int exit_engine = 125;
@@ -125,10 +125,11 @@ nlohmann::json container_json(schema::ContainerInfo::Reader x) {
           {"finishedUnixNanos", x.getFinishedUnixNanos()}};
 }
 
-} // namespace
+} // namespace cmd_container_impl
 
 /// "8080:80", "127.0.0.1:8080:80/udp".
 void parse_port(const std::string& text, schema::PortMapping::Builder out) {
+  using namespace cmd_container_impl;
   static const std::regex re{R"(^(?:([0-9.]+):)?([0-9]+):([0-9]+)(?:/(tcp|udp))?$)"};
   std::smatch m;
   if (!std::regex_match(text, m, re))
@@ -146,6 +147,7 @@ void parse_port(const std::string& text, schema::PortMapping::Builder out) {
 }
 
 void fill_limits(const limit_flags& f, schema::Cell::Builder cell) {
+  using namespace cmd_container_impl;
   if (!f.memory.empty()) {
     auto v = parse_size(f.memory);
     if (!v)
@@ -164,7 +166,7 @@ void fill_limits(const limit_flags& f, schema::Cell::Builder cell) {
   cell.setPidsMax(f.pids);
 }
 
-namespace {
+namespace cmd_container_impl {
 
 struct run_flags {
   bool rm = false, detach = false, read_only = false, tty = false, interactive = false;
@@ -926,9 +928,10 @@ void add_spec_flags(CLI::App* cmd, run_flags& rf) {
   add_mount_flags(cmd, rf.mounts);
 }
 
-} // namespace
+} // namespace cmd_container_impl
 
 std::pair<std::string, std::string> container_output(client& c, const std::string& name) {
+  using namespace cmd_container_impl;
   auto req = containers(c).inspectRequest();
   req.setName(name);
   auto resp = wait(c, req.send());
@@ -937,6 +940,7 @@ std::pair<std::string, std::string> container_output(client& c, const std::strin
 }
 
 void add_container_commands(CLI::App& app, global_options& g, std::function<int()>& action) {
+  using namespace cmd_container_impl;
   static run_flags rf;
   static exec_flags ef;
   static target_flags tf;

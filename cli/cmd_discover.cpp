@@ -8,7 +8,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_discover_impl {
 
 const char* mode_name(schema::CgroupMode m) {
   switch (m) {
@@ -34,9 +34,10 @@ schema::Discovery::Client discovery(client& c) {
   return wait(c, c.node().discoveryRequest().send()).getService();
 }
 
-} // namespace
+} // namespace cmd_discover_impl
 
 int cmd_discover(const global_options& g) {
+  using namespace cmd_discover_impl;
   client c{g};
   auto disc = discovery(c);
   auto resp = wait(c, disc.discoverRequest().send());
@@ -90,6 +91,7 @@ int cmd_discover(const global_options& g) {
 }
 
 int cmd_health(const global_options& g) {
+  using namespace cmd_discover_impl;
   client c{g};
   auto disc = discovery(c);
   auto resp = wait(c, disc.healthRequest().send());
@@ -120,6 +122,7 @@ int cmd_health(const global_options& g) {
 }
 
 int cmd_version(const global_options& g) {
+  using namespace cmd_discover_impl;
   std::string daemon;
   std::string problem;
   try {

@@ -12,7 +12,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_image_impl {
 
 constexpr const char* phase_names[] = {"waiting", "downloading", "verifying",
                                        "extracting", "done", "exists"};
@@ -160,13 +160,14 @@ int pull(const global_options& g, const pull_flags& f) {
   return 0;
 }
 
-} // namespace
+} // namespace cmd_image_impl
 
 schema::PullSink::Client pull_progress_to_stderr() {
-  return kj::heap<progress_printer>(false, ::isatty(2) == 1, stderr);
+  return kj::heap<cmd_image_impl::progress_printer>(false, ::isatty(2) == 1, stderr);
 }
 
 void pull_for_run(client& c, const std::string& ref) {
+  using namespace cmd_image_impl;
   auto req = images(c).pullRequest();
   req.setRef(ref);
   req.setSink(pull_progress_to_stderr());
@@ -174,7 +175,7 @@ void pull_for_run(client& c, const std::string& ref) {
   std::fprintf(stderr, "pulled %s %s\n", img.getName().cStr(), img.getDigest().cStr());
 }
 
-namespace {
+namespace cmd_image_impl {
 
 int list(const global_options& g) {
   client c{g};
@@ -310,9 +311,10 @@ int mounts(const global_options& g) {
   return 0;
 }
 
-} // namespace
+} // namespace cmd_image_impl
 
 void add_image_commands(CLI::App& app, global_options& g, std::function<int()>& run) {
+  using namespace cmd_image_impl;
   auto* image = app.add_subcommand("image", "images: pull, import, list, remove, prune, mount");
   image->require_subcommand(1);
 

@@ -7,7 +7,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_logs_impl {
 
 constexpr const char* level_names[] = {"trace", "debug", "info", "warn", "error", "critical"};
 
@@ -50,9 +50,10 @@ private:
   bool json_;
 };
 
-} // namespace
+} // namespace cmd_logs_impl
 
 int cmd_logs(const global_options& g, const logs_options& o) {
+  using namespace cmd_logs_impl;
   if (!o.daemon && !o.target.empty())
     return cmd_workload_logs(g, o);
   if (!o.daemon || !o.target.empty())

@@ -8,7 +8,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_network_impl {
 
 struct network_flags {
   std::string name, subnet, gateway;
@@ -158,9 +158,10 @@ int check(const global_options& g, const std::string& owner) {
   return 0;
 }
 
-} // namespace
+} // namespace cmd_network_impl
 
 void add_network_commands(CLI::App& app, global_options& g, std::function<int()>& run) {
+  using namespace cmd_network_impl;
   auto* net = app.add_subcommand("network", "CNI networks: a bridge, IP addresses, port mapping");
   net->require_subcommand(1);
 

@@ -6,7 +6,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_node_impl {
 
 const char* state_name(schema::NodeState s) {
   return s == schema::NodeState::UP ? "up" : "down";
@@ -47,9 +47,10 @@ int list(const global_options& g) {
   return 0;
 }
 
-} // namespace
+} // namespace cmd_node_impl
 
 void add_node_commands(CLI::App& app, global_options& g, std::function<int()>& run) {
+  using namespace cmd_node_impl;
   auto* node = app.add_subcommand("node", "the nodes of the federation");
   node->require_subcommand(1);
   auto* ls = node->add_subcommand(

@@ -14,7 +14,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_observe_impl {
 
 [[noreturn]] void bad(const std::string& what) {
   throw cli_error("cyto.invalid_argument: " + what);
@@ -114,10 +114,11 @@ int workload_logs(const global_options& g, const logs_options& o) {
   return 0;
 }
 
-} // namespace
+} // namespace cmd_observe_impl
 
 kj::Promise<void> follow_output(client& c, const std::string& cell, const std::string& exe,
                                 bool from_start) {
+  using namespace cmd_observe_impl;
   auto req = observe_service(c).outputRequest();
   req.setCell(cell);
   req.setExecutable(exe);
@@ -129,10 +130,10 @@ kj::Promise<void> follow_output(client& c, const std::string& cell, const std::s
 }
 
 schema::OutputSink::Client output_to_terminal() {
-  return kj::heap<output_printer>(false);
+  return kj::heap<cmd_observe_impl::output_printer>(false);
 }
 
-namespace {
+namespace cmd_observe_impl {
 
 // -- top ------------------------------------------------------------------------------
 
@@ -376,13 +377,15 @@ int status(const global_options& g) {
   return 0;
 }
 
-} // namespace
+} // namespace cmd_observe_impl
 
 int cmd_workload_logs(const global_options& g, const logs_options& o) {
+  using namespace cmd_observe_impl;
   return workload_logs(g, o);
 }
 
 void add_observe_commands(CLI::App& app, global_options& g, std::function<int()>& run) {
+  using namespace cmd_observe_impl;
   static top_options to;
   auto* t = app.add_subcommand("top", "live usage of cells (cpu, memory, pids, io), refreshing");
   t->add_option("cell", to.cell, "one cell (default: every cell)");

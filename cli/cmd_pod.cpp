@@ -8,7 +8,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_pod_impl {
 
 schema::Pods::Client pods(client& c) {
   return wait(c, c.node().podsRequest().send()).getService();
@@ -111,9 +111,10 @@ int remove(const global_options& g, const pod_flags& f) {
   return 0;
 }
 
-} // namespace
+} // namespace cmd_pod_impl
 
 void add_pod_commands(CLI::App& app, global_options& g, std::function<int()>& action) {
+  using namespace cmd_pod_impl;
   static pod_flags f;
   auto* pod = app.add_subcommand(
       "pod", "pods: containers sharing network, ipc and hostname (cyto run --pod NAME ...)");

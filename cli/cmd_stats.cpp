@@ -14,7 +14,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_stats_impl {
 
 /// podman's exit code for a failure of the engine.
 constexpr int exit_engine = 125;
@@ -240,9 +240,10 @@ int stats(const global_options& g, const stats_options& o) {
   return 0;
 }
 
-} // namespace
+} // namespace cmd_stats_impl
 
 void add_stats_command(CLI::App& app, global_options& g, std::function<int()>& run) {
+  using namespace cmd_stats_impl;
   static stats_options so;
   auto* s = app.add_subcommand(
       "stats", "containers' CPU %, memory usage / limit, net and block I/O and pids, refreshing "

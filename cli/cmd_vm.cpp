@@ -11,7 +11,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_vm_impl {
 
 /// The line a guest's init prints on the serial console before it powers off, with the
 /// exit code of the command `cyto vm run` gave it: "CYTO-EXIT=<n>".
@@ -442,9 +442,10 @@ void add_spec_flags(CLI::App* sub, vm_flags& f) {
                   "else the init's arguments after ' -- ' on the kernel command line)");
 }
 
-} // namespace
+} // namespace cmd_vm_impl
 
 void add_vm_commands(CLI::App& app, global_options& g, std::function<int()>& action) {
+  using namespace cmd_vm_impl;
   static vm_flags f;
   static std::string name, timeout = "30s";
   static std::vector<std::string> names;

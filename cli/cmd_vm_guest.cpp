@@ -7,7 +7,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_vm_guest_impl {
 
 constexpr int exit_engine = 125;
 
@@ -83,9 +83,10 @@ int exec(global_options g, const exec_flags& f) {
   }
 }
 
-} // namespace
+} // namespace cmd_vm_guest_impl
 
 void add_vm_guest_commands(CLI::App& app, global_options& g, std::function<int()>& run) {
+  using namespace cmd_vm_guest_impl;
   static exec_flags ef;
   CLI::App* vm = nullptr;
   try {

@@ -7,7 +7,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace cmd_volume_impl {
 
 struct volume_flags {
   std::string name;
@@ -120,9 +120,10 @@ int remove(const global_options& g, const volume_flags& f) {
   return rc;
 }
 
-} // namespace
+} // namespace cmd_volume_impl
 
 void add_volume_commands(CLI::App& app, global_options& g, std::function<int()>& run) {
+  using namespace cmd_volume_impl;
   auto* vol = app.add_subcommand(
       "volume", "named volumes: directories of the node that containers mount and outlive");
   vol->require_subcommand(1);

@@ -9,7 +9,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace completion_impl {
 
 struct option_info {
   std::vector<std::string> names; ///< "--socket", "-f"
@@ -243,9 +243,10 @@ std::string fish(const std::string& prog, const std::vector<command_info>& tree)
   return s;
 }
 
-} // namespace
+} // namespace completion_impl
 
 std::string completion_script(const CLI::App& app, std::string_view shell) {
+  using namespace completion_impl;
   std::vector<command_info> tree;
   walk(app, "", tree);
   // CLI11 names the root after argv[0] ("/usr/bin/cyto"): the command is its base name.
@@ -263,6 +264,7 @@ std::string completion_script(const CLI::App& app, std::string_view shell) {
 }
 
 void add_completion_command(CLI::App& app, std::function<int()>& run) {
+  using namespace completion_impl;
   auto shell = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand("completion",
                                  "print a shell completion script: bash (source it, or put it in "

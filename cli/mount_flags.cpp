@@ -8,7 +8,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace mount_flags_impl {
 
 [[noreturn]] void bad(const std::string& what) {
   throw cli_error("cyto.invalid_argument: " + what);
@@ -80,9 +80,10 @@ void fill_tmpfs(const std::string& text, schema::Mount::Builder m) {
   }
 }
 
-} // namespace
+} // namespace mount_flags_impl
 
 void add_mount_flags(CLI::App* cmd, container_mount_flags& f) {
+  using namespace mount_flags_impl;
   cmd->add_option("-v,--volume", f.volumes,
                   "mount SOURCE:TARGET[:ro]: a host path (/..., ./...) or a named volume "
                   "(made if missing); repeat")
@@ -93,6 +94,7 @@ void add_mount_flags(CLI::App* cmd, container_mount_flags& f) {
 }
 
 void fill_mounts(const container_mount_flags& f, schema::ContainerSpec::Builder spec) {
+  using namespace mount_flags_impl;
   auto mounts = spec.initMounts(f.volumes.size() + f.tmpfs.size());
   uint i = 0;
   for (auto& v : f.volumes)

@@ -32,7 +32,7 @@ std::string human_duration(uint64_t nanos) {
   return out;
 }
 
-namespace {
+namespace output_impl {
 
 /// UTC "YYYY-MM-DDTHH:MM:SS.<fraction>Z" with 3 or 9 fraction digits.
 std::string utc_time(int64_t unix_nanos, bool nanos) {
@@ -47,17 +47,20 @@ std::string utc_time(int64_t unix_nanos, bool nanos) {
   return buf;
 }
 
-} // namespace
+} // namespace output_impl
 
 std::string iso_time(int64_t unix_nanos) {
+  using namespace output_impl;
   return utc_time(unix_nanos, false);
 }
 
 std::string rfc3339_nanos(int64_t unix_nanos) {
+  using namespace output_impl;
   return utc_time(unix_nanos, true);
 }
 
 std::string join(const std::vector<std::string>& xs, const char* sep) {
+  using namespace output_impl;
   std::string out;
   for (auto& x : xs) {
     if (!out.empty())

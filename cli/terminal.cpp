@@ -15,7 +15,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace terminal_impl {
 
 /// Puts our stdin in raw mode (tty) and non-blocking, and restores both when destroyed.
 class stdin_mode {
@@ -190,9 +190,10 @@ kj::Promise<void> forward_from(kj::AsyncInputStream& in, schema::Containers::Cli
       });
 }
 
-} // namespace
+} // namespace terminal_impl
 
 std::string parse_detach_keys(const std::string& text) {
+  using namespace terminal_impl;
   std::string out;
   size_t at = 0;
   while (at < text.size()) {
@@ -219,6 +220,7 @@ std::string parse_detach_keys(const std::string& text) {
 
 attachment attach(client& c, schema::Containers::Client svc, const std::string& name,
                   const std::string& exec, unsigned retry_ms) {
+  using namespace terminal_impl;
   for (unsigned waited = 0;; waited += 20) {
     auto pf = kj::newPromiseAndFulfiller<void>();
     auto req = svc.attachRequest();
@@ -239,6 +241,7 @@ attachment attach(client& c, schema::Containers::Client svc, const std::string& 
 
 bool relay_terminal(client& c, schema::InputStream::Client input, const terminal_options& o,
                     kj::Promise<void> finished) {
+  using namespace terminal_impl;
   ::signal(SIGPIPE, SIG_IGN);
   kj::UnixEventPort::captureSignal(SIGWINCH);
   ignore_errors handler;
@@ -276,6 +279,7 @@ bool relay_terminal(client& c, schema::InputStream::Client input, const terminal
 
 kj::Promise<void> forward_signals(client& c, schema::Containers::Client svc,
                                   const std::string& name) {
+  using namespace terminal_impl;
   // Our own signalfd (blocked signals, read on the kj loop): nothing is lost between
   // two reads and no handler runs.
   sigset_t set;
@@ -295,6 +299,7 @@ kj::Promise<void> forward_signals(client& c, schema::Containers::Client svc,
 }
 
 void wait_briefly(client& c, kj::Promise<void> p, unsigned ms) {
+  using namespace terminal_impl;
   try {
     p.exclusiveJoin(c.io().provider->getTimer().afterDelay(ms * kj::MILLISECONDS))
         .wait(c.wait_scope());

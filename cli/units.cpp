@@ -10,7 +10,7 @@
 
 namespace cyto::cli {
 
-namespace {
+namespace units_impl {
 
 /// Splits "256M" into 256 and "M"; the number part must be digits.
 bool split(std::string_view text, uint64_t& n, std::string& unit) {
@@ -50,9 +50,10 @@ std::optional<uint64_t> scaled(std::string_view text,
   return std::nullopt;
 }
 
-} // namespace
+} // namespace units_impl
 
 std::optional<uint64_t> parse_size(std::string_view text) {
+  using namespace units_impl;
   constexpr uint64_t k = 1ull << 10, m = 1ull << 20, g = 1ull << 30, t = 1ull << 40;
   return scaled(text, {{"", 1},     {"b", 1},    {"k", k},    {"ki", k},  {"kib", k},
                        {"kb", k},   {"m", m},    {"mi", m},   {"mib", m}, {"mb", m},
@@ -61,11 +62,13 @@ std::optional<uint64_t> parse_size(std::string_view text) {
 }
 
 std::optional<uint64_t> parse_duration_us(std::string_view text) {
+  using namespace units_impl;
   return scaled(text, {{"", 1}, {"us", 1}, {"ms", 1000}, {"s", 1000000}, {"m", 60000000},
                        {"min", 60000000}});
 }
 
 std::optional<cpu_max> parse_cpu_max(std::string_view text) {
+  using namespace units_impl;
   cpu_max out;
   auto slash = text.find('/');
   auto quota = text.substr(0, slash);
@@ -86,6 +89,7 @@ std::optional<cpu_max> parse_cpu_max(std::string_view text) {
 }
 
 std::optional<int> parse_signal(std::string_view text) {
+  using namespace units_impl;
   int n = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   if (ec == std::errc{} && p == text.data() + text.size())
@@ -102,6 +106,7 @@ std::optional<int> parse_signal(std::string_view text) {
 }
 
 std::optional<int64_t> parse_time_nanos(std::string_view text, int64_t now_nanos) {
+  using namespace units_impl;
   std::string s{text};
   // RFC 3339: date 'T' time, optional fraction, then Z or an offset.
   int y, mo, d, h, mi, sec, used = 0;
@@ -185,6 +190,7 @@ std::optional<int64_t> parse_time_nanos(std::string_view text, int64_t now_nanos
 }
 
 std::string human_size(uint64_t bytes) {
+  using namespace units_impl;
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(bytes);
   int u = 0;
@@ -201,6 +207,7 @@ std::string human_size(uint64_t bytes) {
 }
 
 std::optional<port_spec> parse_port(std::string_view text) {
+  using namespace units_impl;
   port_spec out;
   auto slash = text.find('/');
   if (slash != std::string_view::npos) {
@@ -236,6 +243,7 @@ std::optional<port_spec> parse_port(std::string_view text) {
 }
 
 std::string port_text(const port_spec& p) {
+  using namespace units_impl;
   return (p.host_ip.empty() ? "" : p.host_ip + ":") + std::to_string(p.host_port) + ":"
          + std::to_string(p.container_port) + "/" + p.protocol;
 }

@@ -40,7 +40,7 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-std::shared_ptr<spdlog::logger> logger() {
+std::shared_ptr<spdlog::logger> init_log() {
   return log::get("init");
 }
 
@@ -86,7 +86,7 @@ void mount_api_filesystems() {
       continue;
     ::mkdir(m.target, 0755);
     if (::mount(m.source, m.target, m.type, m.flags, m.data) != 0)
-      logger()->error("mount {} on {}: {}", m.type, m.target, std::strerror(errno));
+      init_log()->error("mount {} on {}: {}", m.type, m.target, std::strerror(errno));
   }
 }
 
@@ -95,7 +95,7 @@ void mount_api_filesystems() {
 void load_modules(const std::string& list) {
   std::ifstream in{list};
   if (!in) {
-    logger()->info("no module list {}: loading none", list);
+    init_log()->info("no module list {}: loading none", list);
     return;
   }
   std::vector<std::string> todo;
@@ -126,7 +126,7 @@ void load_modules(const std::string& list) {
     todo = std::move(again);
   }
   for (auto& [path, why] : errors)
-    logger()->error("load module {}: {}", path, why);
+    init_log()->error("load module {}: {}", path, why);
 }
 
 /// The kernel's `ip=<client>:<server>:<gw>:<netmask>:<host>:<device>:<autoconf>` from
@@ -156,11 +156,11 @@ void configure_network() {
   if (::inet_pton(AF_INET, f[0].c_str(), &addr) != 1 ||
       (!f[3].empty() && ::inet_pton(AF_INET, f[3].c_str(), &mask) != 1) ||
       (!f[2].empty() && ::inet_pton(AF_INET, f[2].c_str(), &gw) != 1)) {
-    logger()->error("ip={}: not client::gateway:netmask::device:off", param);
+    init_log()->error("ip={}: not client::gateway:netmask::device:off", param);
     return;
   }
   if (dev.size() >= IFNAMSIZ) {
-    logger()->error("ip={}: interface name {} is too long", param, dev);
+    init_log()->error("ip={}: interface name {} is too long", param, dev);
     return;
   }
   // The driver may still be probing the device.
@@ -169,11 +169,11 @@ void configure_network() {
     ::usleep(20000);
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    logger()->error("ip=: socket: {}", std::strerror(errno));
+    init_log()->error("ip=: socket: {}", std::strerror(errno));
     return;
   }
   auto fail = [&](const char* what) {
-    logger()->error("ip={}: {} {}: {}", param, what, dev, std::strerror(errno));
+    init_log()->error("ip={}: {} {}: {}", param, what, dev, std::strerror(errno));
     ::close(fd);
   };
   auto up = [&](const std::string& name) {
@@ -211,7 +211,7 @@ void configure_network() {
       return fail("add the default route on");
   }
   ::close(fd);
-  logger()->info("network: {} {} netmask {} gateway {}", dev, f[0], f[3].empty() ? "-" : f[3],
+  init_log()->info("network: {} {} netmask {} gateway {}", dev, f[0], f[3].empty() ? "-" : f[3],
                  f[2].empty() ? "-" : f[2]);
 }
 
@@ -246,7 +246,7 @@ public:
         fds_[path] = -1; // not a power key: do not look again
         continue;
       }
-      logger()->info("power button: {}", path);
+      init_log()->info("power button: {}", path);
       fds_[path] = fd;
     }
   }
@@ -303,7 +303,7 @@ bool reap(pid_t daemon, int& daemon_status) {
   while (::waitpid(-1, nullptr, 0) > 0) {
   }
   ::sync();
-  logger()->info("{}", how == ending::reboot ? "rebooting" : "powering off");
+  init_log()->info("{}", how == ending::reboot ? "rebooting" : "powering off");
   spdlog::shutdown();
   ::reboot(how == ending::reboot ? RB_AUTOBOOT : RB_POWER_OFF);
   std::_Exit(0); // reboot() failed (no CAP_SYS_BOOT, or in a pid namespace it returned)
@@ -324,14 +324,14 @@ void noop(int) {
     bool stop = false;
     for (size_t i = 1; i < fds.size(); ++i)
       if (fds[i].revents & POLLIN && power_keys::pressed(fds[i].fd)) {
-        logger()->info("power button pressed");
+        init_log()->info("power button pressed");
         stop = true;
       }
     signalfd_siginfo si{};
     while (::read(sfd, &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si))) {
       if (si.ssi_signo == SIGCHLD)
         continue;
-      logger()->info("signal {} received", strsignal(static_cast<int>(si.ssi_signo)));
+      init_log()->info("signal {} received", strsignal(static_cast<int>(si.ssi_signo)));
       if (si.ssi_signo == SIGINT)
         how = ending::reboot;
       stop = true;
@@ -339,21 +339,21 @@ void noop(int) {
     if (stop && !kill_at) {
       if (how == ending::none)
         how = ending::poweroff;
-      logger()->info("stopping cytod (pid {})", daemon);
+      init_log()->info("stopping cytod (pid {})", daemon);
       ::kill(daemon, SIGTERM);
       kill_at = clock::now() + std::chrono::seconds(opt.stop_timeout_s);
     }
     if (kill_at && clock::now() >= *kill_at) {
-      logger()->error("cytod did not stop within {} s: killing it", opt.stop_timeout_s);
+      init_log()->error("cytod did not stop within {} s: killing it", opt.stop_timeout_s);
       ::kill(daemon, SIGKILL);
       kill_at = clock::now() + std::chrono::hours(1);
     }
     int status = 0;
     if (reap(daemon, status)) {
       if (WIFEXITED(status))
-        logger()->info("cytod exited with {}", WEXITSTATUS(status));
+        init_log()->info("cytod exited with {}", WEXITSTATUS(status));
       else
-        logger()->error("cytod was killed by signal {}", WTERMSIG(status));
+        init_log()->error("cytod was killed by signal {}", WTERMSIG(status));
       end_machine(how == ending::none ? ending::poweroff : how);
     }
     keys.rescan();
@@ -373,7 +373,7 @@ int become_init(const init_options& opt) {
   log::init({sink}, spdlog::level::info);
   if (::getpid() != 1) {
     // Mounting over /tmp and powering the machine off are for a guest's init only.
-    logger()->error("--init: cytod is pid {}, not 1; init mode is for a VM's /init", ::getpid());
+    init_log()->error("--init: cytod is pid {}, not 1; init mode is for a VM's /init", ::getpid());
     return 2;
   }
   mount_api_filesystems();
@@ -391,13 +391,13 @@ int become_init(const init_options& opt) {
   sigprocmask(SIG_BLOCK, &mask, nullptr);
   int sfd = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (sfd < 0) {
-    logger()->critical("signalfd: {}", std::strerror(errno));
+    init_log()->critical("signalfd: {}", std::strerror(errno));
     end_machine(ending::poweroff);
   }
 
   pid_t daemon = ::fork();
   if (daemon < 0) {
-    logger()->critical("fork the daemon: {}", std::strerror(errno));
+    init_log()->critical("fork the daemon: {}", std::strerror(errno));
     end_machine(ending::poweroff);
   }
   if (daemon == 0) {
@@ -408,7 +408,7 @@ int become_init(const init_options& opt) {
     ::setsid();
     return 0;
   }
-  logger()->info("init: cytod runs as pid {}", daemon);
+  init_log()->info("init: cytod runs as pid {}", daemon);
   supervise(daemon, sfd, opt);
 }
 

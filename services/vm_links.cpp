@@ -17,7 +17,7 @@ namespace cyto::services {
 
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
+std::shared_ptr<spdlog::logger> links_log() {
   return log::get("channel");
 }
 
@@ -50,13 +50,13 @@ kj::Promise<void> guest_channel::open_port(unsigned attempt) {
   if (fd < 0) {
     // The port shows up once virtio_console has probed it (modules load at boot).
     if (attempt == 50)
-      logger()->warn("no virtio-serial port {} yet{}; still looking", port_name_,
+      links_log()->warn("no virtio-serial port {} yet{}; still looking", port_name_,
                      dev.empty() ? "" : " (open " + dev + ": " + std::strerror(errno) + ")");
     return io_.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).then([this, attempt] {
       return open_port(attempt + 1);
     });
   }
-  logger()->info("serving the host on {} ({})", dev, port_name_);
+  links_log()->info("serving the host on {} ({})", dev, port_name_);
   stream_ = kj::heap<channel_stream>(io_.lowLevelProvider->wrapSocketFd(
     fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK
           | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC));
@@ -66,19 +66,19 @@ kj::Promise<void> guest_channel::open_port(unsigned attempt) {
 kj::Promise<void> guest_channel::sessions() {
   return channel_accept(*stream_, io_.provider->getTimer())
     .then([this] {
-      logger()->info("host connected on {}", port_name_);
+      links_log()->info("host connected on {}", port_name_);
       return serve_(*stream_);
     })
-    .then([this] { logger()->info("host session on {} ended", port_name_); },
+    .then([this] { links_log()->info("host session on {} ended", port_name_); },
           [this](kj::Exception&& e) {
-            logger()->info("host session on {} ended: {}", port_name_, e.getDescription().cStr());
+            links_log()->info("host session on {} ended: {}", port_name_, e.getDescription().cStr());
           })
     // A later turn: the ended session's connection is gone before the next handshake reads.
     .then([this] { return kj::evalLater([this] { return sessions(); }); });
 }
 
 void guest_channel::taskFailed(kj::Exception&& e) {
-  logger()->error("channel {}: {}", port_name_, e.getDescription().cStr());
+  links_log()->error("channel {}: {}", port_name_, e.getDescription().cStr());
 }
 
 // -- host ----------------------------------------------------------------------------
@@ -155,10 +155,10 @@ kj::Promise<void> vm_links::connect(link& l) {
         auto id = vat.initRoot<capnp::rpc::twoparty::VatId>();
         id.setSide(capnp::rpc::twoparty::Side::SERVER);
         l.node = l.rpc->bootstrap(id).castAs<schema::Node>();
-        logger()->info("VM {}: connected to its cytod over {}", l.vm, l.path);
+        links_log()->info("VM {}: connected to its cytod over {}", l.vm, l.path);
         auto* raw = &l;
         tasks_.add(l.network->onDisconnect().then([this, raw] {
-          logger()->info("VM {}: channel session ended", raw->vm);
+          links_log()->info("VM {}: channel session ended", raw->vm);
           drop(raw->vm, raw);
         }));
       },
@@ -185,7 +185,7 @@ void vm_links::drop(const std::string& vm, const link* which) {
 }
 
 void vm_links::taskFailed(kj::Exception&& e) {
-  logger()->debug("vm link: {}", e.getDescription().cStr());
+  links_log()->debug("vm link: {}", e.getDescription().cStr());
 }
 
 } // namespace cyto::services

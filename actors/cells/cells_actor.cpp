@@ -597,16 +597,17 @@ caf::result<void> free_cell(self_ptr self, const std::string& name, bool recursi
     }
     bool on_network = !cell.net.owner.empty() && st.config.network;
     st.cells.erase(t);
+    // Its executables' output files go with it (a container's `rm` is a cell free), before
+    // its record: a crash in between is finished at the next start (undo_cell).
+    std::error_code ec;
+    fs::remove_all(fs::path{st.config.state_dir} / "logs" / t, ec);
+    if (ec)
+      st.log->warn("remove the output files of cell {}: {}", t, ec.message());
     // An attached cell's records go once it is detached (detach_all).
     if (on_network)
       attached.push_back(t);
     else
       forget_cell(self, t);
-    // Its executables' output files go with it (a container's `rm` is a cell free).
-    std::error_code ec;
-    fs::remove_all(fs::path{st.config.state_dir} / "logs" / t, ec);
-    if (ec)
-      st.log->warn("remove the output files of cell {}: {}", t, ec.message());
     st.log->info("freed cell {}", t);
   }
   return detach_all(self, std::move(attached));

@@ -326,28 +326,23 @@ void dismantle(self_ptr self, const std::string& id, const std::string& name,
   done = [self, id, done](caf::error err) {
     release_volumes(self, id, [done, err] { done(err); });
   };
+  // The rootfs and the cell are independent: both are asked at once (the removal takes
+  // the longer of the two, not their sum); the record goes once both are done.
+  auto left = std::make_shared<int>(2);
+  auto one_done = [=] {
+    if (--*left > 0)
+      return;
+    remove_runtime_dir(self->state, id);
+    self->state.db->erase(kind_container, id);
+    done({});
+  };
   auto& st = self->state;
   self->request(st.config.images, caf::infinite, unmount_atom::value, id,
                 std::string{rootfs_owner})
       .then(
           [=] {
             remove_bundle_dir(bundle_path(self->state, id));
-            self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false,
-                          true)
-                .then(
-                    [=] {
-                      remove_runtime_dir(self->state, id);
-                      self->state.db->erase(kind_container, id);
-                      done({});
-                    },
-                    [=](caf::error& err) {
-                      if (code_of(err) != errc::not_found)
-                        self->state.log->error("free cell {} of container {}: {}", cell, name,
-                                               render(err));
-                      remove_runtime_dir(self->state, id);
-                      self->state.db->erase(kind_container, id);
-                      done({});
-                    });
+            one_done();
           },
           [=](caf::error& err) {
             if (code_of(err) != errc::not_found) {
@@ -355,12 +350,16 @@ void dismantle(self_ptr self, const std::string& id, const std::string& name,
               // The bundle keeps its mounted rootfs: only its files go.
             }
             remove_bundle_dir(bundle_path(self->state, id));
-            self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false,
-                          true)
-                .then([=] { remove_runtime_dir(self->state, id); }, [](caf::error&) {});
-            self->state.db->erase(kind_container, id);
-            done({});
+            one_done();
           });
+  self->request(st.config.cells, caf::infinite, free_atom::value, cell, false, true)
+      .then([=] { one_done(); },
+            [=](caf::error& err) {
+              if (code_of(err) != errc::not_found)
+                self->state.log->error("free cell {} of container {}: {}", cell, name,
+                                       render(err));
+              one_done();
+            });
 }
 
 void remove_now(self_ptr self, const std::string& name, done_cb done) {

@@ -49,8 +49,8 @@ run: build
 
 # Unit tests under ASan/UBSan and a short fuzz pass first, then every test; ctest's full
 # summary comes last.
-# The unit tests run once, under the sanitizers, in their own tree; then the integration
-# tests of the normal tree (tests/run-all); the summaries come last.
+# The unit tests run once, under the sanitizers, in their own tree, which builds while the
+# integration tests of the normal tree run (tests/run-all); both summaries come last.
 test: build asan-configure
 	tests/run-all $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_SECONDS)
 

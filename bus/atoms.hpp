@@ -53,5 +53,6 @@ using dialed_atom = caf::atom_constant<caf::atom("dialed")>;
 using pause_atom = caf::atom_constant<caf::atom("pause")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using trim_atom = caf::atom_constant<caf::atom("trim")>;
+using copy_atom = caf::atom_constant<caf::atom("copy")>;
 
 } // namespace cyto

@@ -198,6 +198,19 @@ using output_sink_actor = caf::typed_actor<caf::reacts_to<output_batch>>;
 /// (images actor) whose `cyto-runtime shim` runs as an executable of that cell; the
 /// actor and the shim talk through files in the bundle dir. Records live in state.db
 /// and are re-adopted on restart (containers outlive the daemon).
+/// One copy to or from a container's root file system (cyto cp): a detached helper of the
+/// containers actor that spools the tar in a temporary file. Quits once done, on an
+/// error, or after two idle minutes (a client that went away).
+using copy_stream_actor = caf::typed_actor<
+  /// Checks the container's path and, out of it, writes the whole tar into the spool.
+  caf::reacts_to<start_atom>,
+  /// Out: the next bytes of the tar (empty: the end).
+  caf::replies_to<get_atom>::with<std::string>,
+  /// In: the next bytes of the tar.
+  caf::reacts_to<put_atom, std::string>,
+  /// In: the end of the tar; answers once every entry is in place (checked whole first).
+  caf::reacts_to<done_atom>>;
+
 using containers_actor = caf::typed_actor<
   /// Makes a container (cell, rootfs, bundle, process waiting for start); nothing is
   /// left on error.
@@ -245,7 +258,15 @@ using containers_actor = caf::typed_actor<
   /// actors/containers/attach.hpp) of a created or running container made with -t or -i,
   /// or (non-empty second argument) of its exec -i/-t process of that executable name;
   /// failed_precondition when it has stopped or has neither.
-  caf::replies_to<attach_atom, std::string, std::string>::with<std::string>>;
+  caf::replies_to<attach_atom, std::string, std::string>::with<std::string>,
+  /// cyto cp out of a container: a copy_stream_actor whose get_atom answers the tar of
+  /// `path` (second string) in its root file system; the path's errors come first.
+  caf::replies_to<copy_atom, get_atom, std::string, std::string>::with<copy_stream_actor>,
+  /// cyto cp into a container: a copy_stream_actor that takes the tar for `path` (the
+  /// second string) with put_atom; the third says what it holds (file, directory,
+  /// contents, archive: see schema/containers.capnp copyIn).
+  caf::replies_to<copy_atom, put_atom, std::string, std::string, std::string>::with<
+      copy_stream_actor>>;
 
 /// A blocking helper the containers actor spawns detached for one wait: answers the
 /// content of a file once it appears (inotify), or fails when process `pid` exits

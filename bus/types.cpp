@@ -32,6 +32,7 @@ namespace bus {
 
 void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<topic_batch>("cyto.topic_batch");
+  cfg.add_message_type<copy_stream_actor>("cyto.copy_stream_actor");
   cfg.add_message_type<topic_stats>("cyto.topic_stats");
   cfg.add_message_type<log_entry>("cyto.log_entry");
   cfg.add_message_type<std::vector<log_entry>>("cyto.log_entries");

@@ -93,6 +93,9 @@ void add_volume_commands(CLI::App& app, global_options& g, std::function<int()>&
 /// Adds `cyto run|create|start|ps|exec|stop|kill|rm|inspect|wait`.
 void add_container_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 
+/// Adds `cyto cp` (files between a container and here, as tar streams).
+void add_cp_command(CLI::App& app, global_options& g, std::function<int()>& run);
+
 /// Adds `cyto node ls`.
 void add_node_commands(CLI::App& app, global_options& g, std::function<int()>& run);
 /// Adds `cyto vm create|run|start|stop|kill|pause|resume|rm|ls|inspect|console`.

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   add_observe_commands(app, g, run);
   add_network_commands(app, g, run);
   add_container_commands(app, g, run);
+  add_cp_command(app, g, run);
   add_volume_commands(app, g, run);
   add_pod_commands(app, g, run);
   add_stats_command(app, g, run);

@@ -151,6 +151,28 @@ interface Containers {
   # container runs on. Stopped: cyto.failed_precondition. Local node only. With `exec`
   # (an ExecInfo's executable), the terminal of that exec -i/-t process instead.
   attach @11 (name :Text, output :ByteSink, exec :Text) -> (input :InputStream);
+
+  # -- copying files (cyto cp) --
+  # Paths are in the container's root file system (relative ones from its /), resolved
+  # inside it: a symlink or ".." never leads out. Created, running and stopped containers.
+  # Paths on its -v/--tmpfs mounts are refused (cyto.failed_precondition).
+  # Streams a tar of `path` to `sink`, then sink.done(): one top-level entry named after
+  # the path's last component ("." for /), a symlink as a symlink, and for a directory
+  # everything below it (modes, times, uid/gid; no device nodes or sockets). Errors of the
+  # path come before any byte.
+  copyOut @12 (name :Text, path :Text, sink :ByteSink) -> ();
+  # Makes ready a copy to `path`: write the tar to `input`, then close(), which answers
+  # once every entry is in place, or with the error (and then nothing was changed: the tar
+  # is checked whole before the first entry is written). resize() is ignored.
+  # source: what the tar holds (docker cp's rules for the destination):
+  #   "file"       one non-directory entry: into `path` if it is a directory, else it
+  #                becomes `path` (its parent must exist; a trailing / must be a directory)
+  #   "directory"  a directory: into `path` if it is one, else it becomes `path`
+  #   "contents"   a directory whose contents go into `path` (SRC/.), made if missing
+  #   "archive"    any tar (cyto cp - C:PATH), unpacked into the directory `path`
+  # Entries: regular files, directories, symlinks, hard links, fifos; no absolute names,
+  # no "..", no device nodes, nothing written through a symlink; owned by root.
+  copyIn @13 (name :Text, path :Text, source :Text) -> (input :InputStream);
 }
 
 struct PodSpec {

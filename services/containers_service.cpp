@@ -352,7 +352,67 @@ public:
         });
   }
 
+  kj::Promise<void> copyOut(CopyOutContext context) override {
+    auto p = context.getParams();
+    // Unbounded: the tar of a large tree takes what it takes to write.
+    return bridge_
+        .request(bridge::infinite, actor_, copy_atom::value, get_atom::value,
+                 std::string{p.getName()}, std::string{p.getPath()})
+        .then([this, sink = p.getSink()](copy_stream_actor s) mutable {
+          return pump_out(kj::mv(s), kj::mv(sink));
+        });
+  }
+
+  kj::Promise<void> copyIn(CopyInContext context) override {
+    auto p = context.getParams();
+    return bridge_
+        .request(bridge::infinite, actor_, copy_atom::value, put_atom::value,
+                 std::string{p.getName()}, std::string{p.getPath()}, std::string{p.getSource()})
+        .then([this, context](copy_stream_actor s) mutable {
+          context.getResults().setInput(kj::heap<copy_input>(bridge_, kj::mv(s)));
+        });
+  }
+
 private:
+  /// The tar's bytes feed an InputStream's writes (in order: one actor, one sender).
+  class copy_input final : public schema::InputStream::Server {
+  public:
+    copy_input(bridge& br, copy_stream_actor s) : bridge_(br), stream_(kj::mv(s)) {}
+
+    kj::Promise<void> write(WriteContext context) override {
+      auto data = context.getParams().getData();
+      return bridge_.request(bridge::infinite, stream_, put_atom::value,
+                             std::string{data.asChars().begin(), data.size()});
+    }
+
+    kj::Promise<void> close(CloseContext) override {
+      return bridge_.request(bridge::infinite, stream_, done_atom::value);
+    }
+
+    kj::Promise<void> resize(ResizeContext) override {
+      return kj::READY_NOW;
+    }
+
+  private:
+    bridge& bridge_;
+    copy_stream_actor stream_;
+  };
+
+  /// Chunks of the tar to the sink, one after another, then done().
+  kj::Promise<void> pump_out(copy_stream_actor s, schema::ByteSink::Client sink) {
+    auto next = bridge_.request(bridge::infinite, s, get_atom::value);
+    return next.then([this, s = kj::mv(s), sink = kj::mv(sink)](std::string bytes) mutable
+                     -> kj::Promise<void> {
+      if (bytes.empty())
+        return sink.doneRequest().send().ignoreResult();
+      auto req = sink.writeRequest();
+      req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+      return req.send().then([this, s = kj::mv(s), sink = kj::mv(sink)]() mutable {
+        return pump_out(kj::mv(s), kj::mv(sink));
+      });
+    });
+  }
+
   bridge& bridge_;
   stream_router& router_;
   progress_router& progress_;

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/containers/bundle.hpp"
+#include "actors/containers/copy.hpp"
 #include "actors/containers/file_wait.hpp"
 #include "actors/containers/state_rows.hpp"
 #include "bus/errc.hpp"
@@ -193,6 +194,21 @@ container* find_by_id(containers_state& st, const std::string& id) {
 
 caf::error no_container(const std::string& text) {
   return make_error(errc::not_found, "container " + text + ": no such container");
+}
+
+/// cyto cp of a container (see copy.hpp): out with an empty `source`.
+caf::result<copy_stream_actor> copy_of(self_ptr self, const std::string& name, std::string path,
+                                       std::string source) {
+  auto* c = find(self->state, name);
+  if (!c)
+    return no_container(name);
+  if (c->removing)
+    return make_error(errc::failed_precondition, "container " + name + " is being removed");
+  copy_target t{c->info.spec.name, c->info.bundle + "/rootfs", {}, c->info.spec.read_only,
+                self->state.config.state_dir};
+  for (auto& m : c->info.spec.mounts)
+    t.mounts.push_back(m.target);
+  return open_copy(self, std::move(t), std::move(path), std::move(source));
 }
 
 pod_info pod_view(const containers_state& st, const containers_state::pod& p) {
@@ -2039,6 +2055,12 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
                                 " was made without -i or -t: it has no stdin to attach to "
                                 "(cyto logs -f shows its output)");
         return c->info.bundle + "/attach.sock";
+      },
+      [self](copy_atom, get_atom, std::string& name, std::string& path) {
+        return copy_of(self, name, std::move(path), {});
+      },
+      [self](copy_atom, put_atom, std::string& name, std::string& path, std::string& source) {
+        return copy_of(self, name, std::move(path), std::move(source));
       },
       bus::internal(self, [self](start_atom, std::string& id,
                                  uint64_t run) { policy_restart(self, id, run); }),

@@ -279,20 +279,28 @@ BOOST_AUTO_TEST_CASE(detached_container_limits_exec_logs_stop) {
 
 BOOST_AUTO_TEST_CASE(pod_containers_talk_over_localhost) {
   ok({"pod", "create", "p1"});
-  ok({"run", "-d", "--pod", "p1", "--name", "srv", "demo", "nc", "-l", "-p", "8080"});
+  // busybox nc shuts its sending half when its stdin ends; a client that sees that end
+  // before it has read its own stdin quits without sending: the server's stdin stays open.
+  ok({"run", "-d", "--pod", "p1", "--name", "srv", "demo", "sh", "-c",
+      "sleep 30 | nc -l -p 8080"});
   // The server listens in the pod's network namespace; a second container reaches it.
   bool sent = false;
   for (int i = 0; i < 50 && !sent; ++i) {
     auto r = cli({"run", "--rm", "--pod", "p1", "demo", "sh", "-c",
                   "hostname; echo ping-over-lo | nc 127.0.0.1 8080"});
     sent = r.code() == 0;
+    BOOST_TEST_MESSAGE("client attempt " << i << ": " << r.code() << " out [" << r.out
+                                         << "] err [" << r.err << "]");
     if (sent)
       BOOST_CHECK_EQUAL(lines_of(r.out).at(0), "p1");
     else
       std::this_thread::sleep_for(100ms);
   }
   BOOST_CHECK(sent);
-  BOOST_CHECK(pump_logs("srv", "ping-over-lo"));
+  BOOST_CHECK_MESSAGE(pump_logs("srv", "ping-over-lo"),
+                      "srv's logs: [" << cli({"logs", "srv"}).out << "] state "
+                                      << inspect("srv")["state"] << " exit "
+                                      << inspect("srv")["exitCode"]);
   auto pods = json::parse(ok({"pod", "ls", "--json"}));
   BOOST_REQUIRE_EQUAL(pods.size(), 1u);
   BOOST_CHECK_EQUAL(pods[0]["name"], "p1");

@@ -140,6 +140,27 @@ typename Inspector::result_type inspect(Inspector& f, container_info& x) {
            x.restart_count);
 }
 
+/// podman's --pull for run. Values match schema/containers.capnp's PullPolicy.
+enum class pull_policy : uint8_t { missing = 0, always, never };
+
+/// What a one-call run asks besides the spec (Containers.run).
+struct run_options {
+  /// Answer once it has stopped (with auto_remove: once it is removed); else once it runs.
+  bool wait = false;
+  /// A pull_policy.
+  uint8_t pull = static_cast<uint8_t>(pull_policy::never);
+  /// The caller's ids: output batches to its sink carry `output_watch` (0: no output
+  /// wanted), pull progress `progress_watch` (0: none).
+  uint64_t output_watch = 0;
+  uint64_t progress_watch = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, run_options& x) {
+  return f(caf::meta::type_name("run_options"), x.wait, x.pull, x.output_watch,
+           x.progress_watch);
+}
+
 /// What exec asks for: another process in a running container.
 struct exec_spec {
   std::string container;

@@ -201,6 +201,9 @@ using volumes_actor = caf::typed_actor<
 
 // -- containers --------------------------------------------------------------
 
+/// Receives an output subscription's lines; grants credit with observe's `demand`.
+using output_sink_actor = caf::typed_actor<caf::reacts_to<output_batch>>;
+
 /// Owns OCI containers and pods. A container is a cell (cells actor) with a rootfs
 /// (images actor) whose `cyto-runtime shim` runs as an executable of that cell; the
 /// actor and the shim talk through files in the bundle dir. Records live in state.db
@@ -231,6 +234,13 @@ using containers_actor = caf::typed_actor<
   caf::replies_to<init_atom, std::string>::with<container_info>,
   /// create + start in one call (`wait` as for start).
   caf::replies_to<run_atom, container_spec, bool>::with<container_info>,
+  /// The one-call run: pulls the image as the options say (progress to the sink), creates,
+  /// streams the output (both streams, from the first line) to the output sink as
+  /// output_batch tagged with options.output_watch (credit: `demand`/`unsub` with that
+  /// id to the batches' sender), starts and answers as start does. Nothing is left when it
+  /// fails.
+  caf::replies_to<run_atom, container_spec, run_options, output_sink_actor,
+                  image_progress_sink_actor>::with<container_info>,
   /// Signals the container's process (0 = SIGTERM), SIGKILL after `timeout_ms`
   /// (0 = never); answers once it stopped.
   caf::replies_to<stop_atom, std::string, int32_t, uint32_t>::with<container_info>,
@@ -325,9 +335,6 @@ using log_sink_actor = caf::typed_actor<
 
 /// Receives a stats subscription's samples; grants credit with observe's `demand`.
 using stats_sink_actor = caf::typed_actor<caf::reacts_to<stats_batch>>;
-
-/// Receives an output subscription's lines; grants credit with observe's `demand`.
-using output_sink_actor = caf::typed_actor<caf::reacts_to<output_batch>>;
 
 /// Receives an event subscription's events; grants credit with observe's `demand`.
 using event_sink_actor = caf::typed_actor<caf::reacts_to<event_batch>>;

@@ -93,6 +93,7 @@ void add_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<container_state>("cyto.container_state");
   cfg.add_message_type<container_info>("cyto.container_info");
   cfg.add_message_type<std::vector<container_info>>("cyto.container_infos");
+  cfg.add_message_type<run_options>("cyto.run_options");
   cfg.add_message_type<exec_spec>("cyto.exec_spec");
   cfg.add_message_type<exec_info>("cyto.exec_info");
   cfg.add_message_type<pod_spec>("cyto.pod_spec");

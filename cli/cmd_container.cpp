@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <regex>
 
 #include <unistd.h>
@@ -170,6 +171,8 @@ namespace cmd_container_impl {
 struct run_flags {
   bool rm = false, detach = false, read_only = false, tty = false, interactive = false;
   std::string detach_keys = "ctrl-p,ctrl-q";
+  /// --pull missing|always|never.
+  std::string pull = "missing";
   std::string name, pod, network, hostname, entrypoint, user, workdir, restart;
   std::vector<std::string> env, env_files, ports, cap_add, sysctls;
   limit_flags limits;
@@ -294,7 +297,20 @@ int engine_failure(const std::string& message) {
   return exit_engine;
 }
 
-void ensure_image(client& c, const std::string& image) {
+schema::PullPolicy parse_pull(const std::string& text) {
+  if (text == "missing")
+    return schema::PullPolicy::MISSING;
+  if (text == "always")
+    return schema::PullPolicy::ALWAYS;
+  if (text == "never")
+    return schema::PullPolicy::NEVER;
+  bad("--pull: '" + text + "' is not missing, always or never");
+}
+
+/// The image as --pull wants it, before a create (or a run with -i/-t, which is not one call).
+void ensure_image(client& c, const std::string& image, schema::PullPolicy policy) {
+  if (policy == schema::PullPolicy::ALWAYS)
+    return pull_for_run(c, image);
   auto images = wait(c, c.node().imagesRequest().send()).getService();
   auto req = images.inspectRequest();
   req.setRef(image);
@@ -304,8 +320,57 @@ void ensure_image(client& c, const std::string& image) {
     auto text = describe(e);
     if (text.rfind("cyto.not_found", 0) != 0)
       throw cli_error(text);
+    if (policy == schema::PullPolicy::NEVER)
+      throw cli_error("cyto.not_found: image " + image +
+                      " is not in the store and the pull policy is never (pull it first, or "
+                      "run with --pull missing)");
     pull_for_run(c, image);
   }
+}
+
+/// How a foreground container (or exec process) ended.
+struct outcome {
+  int code = 0;
+  std::string error;
+};
+
+/// The end of a foreground run, start -a, exec or attach: relays our terminal to `att`
+/// (with -i/-t) until `finished` resolves or the detach keys are typed (then 0: it runs
+/// on), gives its output a moment to end, and returns its exit code.
+int to_the_end(client& c, std::optional<attachment>& att, const terminal_options& o,
+               kj::Promise<outcome> finished, kj::Promise<void> output) {
+  auto done = finished.fork();
+  try {
+    if (att && relay_terminal(c, att->input, o, done.addBranch().ignoreResult())) {
+      std::fprintf(stderr, "\r\n");
+      return 0; // detached: it runs on
+    }
+    auto r = done.addBranch().wait(c.wait_scope());
+    // The output stream ends when the shim exits; give its last lines a moment.
+    c.wait_scope().poll();
+    wait_briefly(c, kj::mv(output), o.tty ? 2000 : 1000000);
+    if (!r.error.empty())
+      std::fprintf(stderr, "cyto: %s\n", r.error.c_str());
+    return r.code;
+  } catch (const kj::Exception& e) {
+    return engine_failure(describe(e));
+  } catch (const cli_error& e) {
+    return engine_failure(e.what());
+  }
+}
+
+/// A container's answer as an outcome.
+outcome ended(schema::ContainerInfo::Reader info) {
+  return {info.getExitCode(), info.getError()};
+}
+
+/// A name like the daemon's generated ones (12 hex digits), so signals can be forwarded
+/// to a container from before the one call that makes it has answered.
+std::string generated_name() {
+  std::random_device rd;
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%06x%06x", rd() & 0xffffff, rd() & 0xffffff);
+  return buf;
 }
 
 int attached_start(client& c, schema::Containers::Client& svc, const std::string& name,
@@ -330,7 +395,7 @@ int with_image(const global_options& g, const char* verb, const run_flags& f,
   client c{g};
   auto svc = containers(c);
   try {
-    ensure_image(c, f.rest.front());
+    ensure_image(c, f.rest.front(), parse_pull(f.pull));
   } catch (const cli_error& e) {
     return engine_failure(e.what());
   }
@@ -345,6 +410,97 @@ void print_made(const global_options& g, schema::ContainerInfo::Reader info) {
     std::printf("%s\n", info.getId().cStr());
 }
 
+/// What a one-call run saw of a pull the daemon made for it: "pulled REF" goes to stderr
+/// (as pull_for_run says it) before the container's first line, or at the end.
+struct pull_note {
+  std::string ref;
+  bool pulled = false, said = false;
+
+  void say() {
+    if (pulled && !said)
+      std::fprintf(stderr, "pulled %s\n", ref.c_str());
+    said = true;
+  }
+};
+
+/// Pull progress to stderr, noting that there was a pull.
+class noting_progress final : public schema::PullSink::Server {
+public:
+  explicit noting_progress(pull_note& note) : note_(note) {}
+
+  kj::Promise<void> progress(ProgressContext context) override {
+    note_.pulled = true;
+    auto req = to_.progressRequest();
+    req.setLayer(context.getParams().getLayer());
+    return req.send();
+  }
+
+private:
+  pull_note& note_;
+  schema::PullSink::Client to_ = pull_progress_to_stderr();
+};
+
+/// The container's lines to our terminal, after the pull's note.
+class noting_output final : public schema::OutputSink::Server {
+public:
+  explicit noting_output(pull_note& note) : note_(note) {}
+
+  kj::Promise<void> lines(LinesContext context) override {
+    note_.say();
+    auto req = to_.linesRequest();
+    req.setLines(context.getParams().getLines());
+    req.setDropped(context.getParams().getDropped());
+    return req.send();
+  }
+
+private:
+  pull_note& note_;
+  schema::OutputSink::Client to_ = output_to_terminal();
+};
+
+/// run without -i/-t: one Containers.run call. The daemon pulls the image as --pull says
+/// (progress to our stderr), creates, streams the output here from its first line, starts
+/// and answers once it has stopped (and is removed with --rm). Our signals meanwhile go to
+/// the container as kill; leaving (killed, the connection gone) leaves it running.
+int run_in_one_call(const global_options& g, const run_flags& f) {
+  schema::PullPolicy pull;
+  try {
+    check_flags("run", f); // before we connect: a bad flag is the answer even without cytod
+    pull = parse_pull(f.pull);
+  } catch (const cli_error& e) {
+    return engine_failure(e.what());
+  }
+  client c{g};
+  auto svc = containers(c);
+  auto req = svc.runRequest();
+  std::string name;
+  fill_spec("run", f, req.initSpec());
+  req.setPull(pull);
+  pull_note note{f.rest.front()};
+  req.setProgress(kj::heap<noting_progress>(note));
+  req.setWait(!f.detach);
+  if (f.detach) {
+    try {
+      auto resp = req.send().wait(c.wait_scope());
+      note.say();
+      print_made(g, resp.getInfo());
+    } catch (const kj::Exception& e) {
+      note.say();
+      return engine_failure(describe(e));
+    }
+    return 0;
+  }
+  name = f.name.empty() ? generated_name() : f.name;
+  req.getSpec().setName(name);
+  req.setOutput(kj::heap<noting_output>(note));
+  auto forwarding = forward_signals(c, svc, name).eagerlyEvaluate(nullptr);
+  std::optional<attachment> none;
+  return to_the_end(c, none, {}, req.send().then([&note](auto r) {
+    note.say();
+    return ended(r.getInfo());
+  }), kj::READY_NOW);
+}
+
 int run(const global_options& g, const run_flags& f) {
   if (!f.detach && refuse_tty(f.tty))
     return exit_engine;
@@ -354,44 +510,32 @@ int run(const global_options& g, const run_flags& f) {
   } catch (const cli_error& e) {
     return engine_failure(e.what());
   }
+  if (f.detach || (!f.tty && !f.interactive))
+    return run_in_one_call(g, f);
+  // -i/-t: our stdin must reach the container from its start, so create, attach, start.
   return with_image(g, "run", f, [&](client& c, containers_client& svc) {
-    if (f.detach) {
-      auto req = svc.runRequest();
-      fill_spec("run", f, req.initSpec());
-      req.setWait(false);
-      try {
-        print_made(g, req.send().wait(c.wait_scope()).getInfo());
-      } catch (const kj::Exception& e) {
-        return engine_failure(describe(e));
-      }
-      return 0;
-    }
-    // Foreground: create, follow its output from the start, start and wait.
     auto create = svc.createRequest();
     fill_spec("run", f, create.initSpec());
     std::string name, cell, exe;
     try {
       auto resp = create.send().wait(c.wait_scope());
-      auto info = resp.getInfo();
-      name = info.getSpec().getName();
-      cell = info.getCell();
-      exe = info.getExecutable();
+      name = resp.getInfo().getSpec().getName();
+      cell = resp.getInfo().getCell();
+      exe = resp.getInfo().getExecutable();
     } catch (const kj::Exception& e) {
       return engine_failure(describe(e));
     }
     // A terminal's bytes come through attach (from before the program starts); without
-    // one, the output is the shim's, followed from its start.
+    // one (-i alone), the output is the shim's, followed from its start.
     std::optional<attachment> att;
-    if (f.tty || f.interactive) {
-      try {
-        att.emplace(attach(c, svc, name));
-      } catch (const cli_error& e) {
-        auto rm = svc.removeRequest();
-        rm.setName(name);
-        rm.setForce(true);
-        rm.send().ignoreResult().catch_([](kj::Exception&&) {}).wait(c.wait_scope());
-        return engine_failure(e.what());
-      }
+    try {
+      att.emplace(attach(c, svc, name));
+    } catch (const cli_error& e) {
+      auto rm = svc.removeRequest();
+      rm.setName(name);
+      rm.setForce(true);
+      rm.send().ignoreResult().catch_([](kj::Exception&&) {}).wait(c.wait_scope());
+      return engine_failure(e.what());
     }
     kj::Promise<void> output = f.tty ? kj::mv(att->output_done)
                                      : follow_output(c, cell, exe).catch_([](kj::Exception&&) {});
@@ -399,34 +543,9 @@ int run(const global_options& g, const run_flags& f) {
     auto start = svc.startRequest();
     start.setName(name);
     start.setWait(true);
-    int code = 0;
-    std::string error;
-    auto finished = start.send()
-                        .then([&code, &error](capnp::Response<schema::Containers::StartResults> r) {
-                          code = r.getInfo().getExitCode();
-                          error = r.getInfo().getError();
-                        })
-                        .fork();
-    try {
-      if (att) {
-        terminal_options o{f.tty, f.interactive, detach_keys};
-        if (relay_terminal(c, att->input, o, finished.addBranch())) {
-          std::fprintf(stderr, "\r\n");
-          return 0; // detached: it runs on
-        }
-      }
-      finished.addBranch().wait(c.wait_scope());
-      // The output stream ends when the shim exits; give its last lines a moment.
-      c.wait_scope().poll();
-      wait_briefly(c, kj::mv(output), f.tty ? 2000 : 1000000);
-      if (!error.empty())
-        std::fprintf(stderr, "cyto: %s\n", error.c_str());
-    } catch (const kj::Exception& e) {
-      return engine_failure(describe(e));
-    } catch (const cli_error& e) {
-      return engine_failure(e.what());
-    }
-    return code;
+    return to_the_end(c, att, {f.tty, f.interactive, detach_keys},
+                      start.send().then([](auto r) { return ended(r.getInfo()); }),
+                      kj::mv(output));
   });
 }
 
@@ -453,23 +572,9 @@ int attached_start(client& c, schema::Containers::Client& svc, const std::string
   auto start = svc.startRequest();
   start.setName(name);
   start.setWait(true);
-  int code = 0;
-  try {
-    auto resp = start.send().wait(c.wait_scope());
-    auto info = resp.getInfo();
-    // The output stream ends when the shim exits; give its last lines a moment.
-    c.wait_scope().poll();
-    try {
-      output.wait(c.wait_scope());
-    } catch (const kj::Exception&) {
-    }
-    if (info.getError().size() > 0)
-      std::fprintf(stderr, "cyto: %s\n", info.getError().cStr());
-    code = info.getExitCode();
-  } catch (const kj::Exception& e) {
-    return engine_failure(describe(e));
-  }
-  return code;
+  std::optional<attachment> none;
+  return to_the_end(c, none, {}, start.send().then([](auto r) { return ended(r.getInfo()); }),
+                    kj::mv(output));
 }
 
 int ps(const global_options& g, bool all) {
@@ -578,26 +683,11 @@ int exec(const global_options& g, const exec_flags& f) {
   auto w = cells.waitRequest();
   w.setCellName(cell);
   w.setExecutableName(exe);
-  int code = 0;
-  auto finished = w.send()
-                      .then([&code](capnp::Response<schema::Cells::WaitResults> r) {
-                        auto s = r.getStatus();
-                        code = s.getSignal() ? 128 + s.getSignal() : s.getCode();
-                      })
-                      .fork();
-  try {
-    if (att && relay_terminal(c, att->input, {f.tty, f.interactive, keys}, finished.addBranch())) {
-      std::fprintf(stderr, "\r\n");
-      return 0; // detached: the process runs on
-    }
-    finished.addBranch().wait(c.wait_scope());
-    wait_briefly(c, kj::mv(output), f.tty ? 2000 : 1000000);
-  } catch (const kj::Exception& e) {
-    return engine_failure(describe(e));
-  } catch (const cli_error& e) {
-    return engine_failure(e.what());
-  }
-  return code;
+  auto finished = w.send().then([](capnp::Response<schema::Cells::WaitResults> r) {
+    auto s = r.getStatus();
+    return outcome{s.getSignal() ? 128 + s.getSignal() : s.getCode(), {}};
+  });
+  return to_the_end(c, att, {f.tty, f.interactive, keys}, kj::mv(finished), kj::mv(output));
 }
 
 int attach_cmd(const global_options& g, const std::string& name, const std::string& keys_text) {
@@ -637,25 +727,9 @@ int attach_cmd(const global_options& g, const std::string& name, const std::stri
   auto forwarding = forward_signals(c, svc, name).eagerlyEvaluate(nullptr);
   auto w = svc.waitRequest();
   w.setName(name);
-  int code = 0;
-  auto finished = w.send()
-                      .then([&code](capnp::Response<schema::Containers::WaitResults> r) {
-                        code = r.getInfo().getExitCode();
-                      })
-                      .fork();
-  try {
-    if (att && relay_terminal(c, att->input, {tty, interactive, keys}, finished.addBranch())) {
-      std::fprintf(stderr, "\r\n");
-      return 0;
-    }
-    finished.addBranch().wait(c.wait_scope());
-    wait_briefly(c, kj::mv(output), tty ? 2000 : 1000000);
-  } catch (const kj::Exception& e) {
-    return engine_failure(describe(e));
-  } catch (const cli_error& e) {
-    return engine_failure(e.what());
-  }
-  return code;
+  return to_the_end(c, att, {tty, interactive, keys},
+                    w.send().then([](auto r) { return outcome{r.getInfo().getExitCode(), {}}; }),
+                    kj::mv(output));
 }
 
 struct target_flags {
@@ -819,6 +893,10 @@ void add_spec_flags(CLI::App* cmd, run_flags& rf) {
                   "keys that detach and leave it running (with -i; \"\" for none)")
       ->capture_default_str();
   cmd->add_flag("--rm", rf.rm, "remove the container once it has exited");
+  cmd->add_option("--pull", rf.pull,
+                  "pull the image: missing (only if not in the store), always, never "
+                  "(a missing image is an error)")
+      ->capture_default_str();
   cmd->add_option("--name", rf.name, "container name (default: generated)");
   cmd->add_option("-e,--env", rf.env, "set KEY=VALUE (KEY alone: take it from here); repeat")
       ->allow_extra_args(false);

@@ -162,11 +162,15 @@ int pull(const global_options& g, const pull_flags& f) {
 
 } // namespace cmd_image_impl
 
+schema::PullSink::Client pull_progress_to_stderr() {
+  return kj::heap<cmd_image_impl::progress_printer>(false, ::isatty(2) == 1, stderr);
+}
+
 void pull_for_run(client& c, const std::string& ref) {
   using namespace cmd_image_impl;
   auto req = images(c).pullRequest();
   req.setRef(ref);
-  req.setSink(kj::heap<progress_printer>(false, ::isatty(2) == 1, stderr));
+  req.setSink(pull_progress_to_stderr());
   auto img = wait(c, req.send()).getImage();
   std::fprintf(stderr, "pulled %s %s\n", img.getName().cStr(), img.getDigest().cStr());
 }

@@ -125,8 +125,12 @@ kj::Promise<void> follow_output(client& c, const std::string& cell, const std::s
   req.setWhich(schema::OutputStream::BOTH);
   req.setFollow(true);
   req.setFromStart(from_start);
-  req.setSink(kj::heap<output_printer>(false));
+  req.setSink(output_to_terminal());
   return req.send().ignoreResult();
+}
+
+schema::OutputSink::Client output_to_terminal() {
+  return kj::heap<cmd_observe_impl::output_printer>(false);
 }
 
 namespace cmd_observe_impl {

@@ -53,8 +53,15 @@ void add_network_commands(CLI::App& app, global_options& g, std::function<int()>
 kj::Promise<void> follow_output(client& c, const std::string& cell, const std::string& exe,
                                 bool from_start = true);
 
+/// A sink that prints an executable's lines to our stdout/stderr (follow_output's, for a
+/// one-call Containers.run).
+schema::OutputSink::Client output_to_terminal();
+
 /// Pulls `ref` with its progress on stderr (cyto run pulls a missing image with it).
 void pull_for_run(client& c, const std::string& ref);
+
+/// A sink that shows pull progress on stderr as pull_for_run does.
+schema::PullSink::Client pull_progress_to_stderr();
 
 /// Limits of a container's or pod's cell: --memory 256M, --cpus 0.5, --pids-limit N.
 struct limit_flags {

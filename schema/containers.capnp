@@ -7,6 +7,8 @@ $import "/capnp/c++.capnp".namespace("cyto::schema");
 using Cells = import "cells.capnp";
 
 using PortMapping = import "network.capnp".PortMapping;
+using OutputSink = import "observe.capnp".OutputSink;
+using PullSink = import "images.capnp".PullSink;
 
 struct Mount {
   kind @0 :Text;          # "bind" (a host path), "volume" (a named volume), "tmpfs"
@@ -95,6 +97,13 @@ interface InputStream {
   resize @2 (rows :UInt16, cols :UInt16);
 }
 
+# Whether run pulls spec.image first (podman's --pull).
+enum PullPolicy {
+  missing @0;             # only when the store has no such image
+  always @1;              # every time (the newest of the tag)
+  never @2;               # never: a missing image is cyto.not_found
+}
+
 interface Containers {
   # Makes a container whose process waits for start; nothing is left on error.
   # Errors of the runtime carry "(exit code N)": 127 command not found, 126 not executable.
@@ -102,8 +111,16 @@ interface Containers {
   # Runs a created container's program (a stopped one runs again: see init); with wait,
   # returns once it has stopped.
   start @1 (name :Text, wait :Bool) -> (info :ContainerInfo);
-  # create + start (+ wait).
-  run @2 (spec :ContainerSpec, wait :Bool) -> (info :ContainerInfo);
+  # create + start (+ wait), in one call: with `pull` the image is pulled first (progress
+  # to `progress` if given; old clients send no policy: never); with `output` the
+  # container's output (both streams, from its first line) goes there while it runs and
+  # the answer comes once the last line was accepted. With wait, it answers once the
+  # container has stopped (with spec.autoRemove: once it is removed); without, once it
+  # runs. Anything this call made is removed again when it fails. The call going away
+  # (client gone) leaves the container as it is: it runs to its end (and is removed
+  # then with autoRemove).
+  run @2 (spec :ContainerSpec, wait :Bool, pull :PullPolicy = never, output :OutputSink,
+          progress :PullSink) -> (info :ContainerInfo);
   # Sends `signal` (0 = SIGTERM), SIGKILL after timeoutMs (0 = never); returns once stopped.
   stop @3 (name :Text, signal :Int32, timeoutMs :UInt32) -> (info :ContainerInfo);
   # Sends one signal (0 = SIGKILL) to a running container.

@@ -1,5 +1,9 @@
 #include "services/containers_service.hpp"
 
+#include <atomic>
+
+#include <caf/all.hpp>
+
 #include "services/attach_relay.hpp"
 #include "services/cells_service.hpp"
 #include "services/convert.hpp"
@@ -134,9 +138,84 @@ void to_capnp(const pod_info& x, schema::PodInfo::Builder out) {
   out.setCreatedUnixNanos(x.created_unix_nanos);
 }
 
+/// The output of one run: the batches of the containers actor's relay, tagged with our
+/// watch id, to the client's sink; credit goes back to the relay once the client has
+/// accepted a batch (capnp `-> stream` flow control). Dropped (the call ended): the
+/// relay ends the subscription.
+class run_output final : public observe_stream, private kj::TaskSet::ErrorHandler {
+public:
+  run_output(stream_router& router, schema::OutputSink::Client sink)
+      : router_(router), watch_(next_watch()), sink_(kj::mv(sink)), tasks_(*this) {
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    ended_ = paf.promise.fork();
+    done_ = kj::mv(paf.fulfiller);
+    router_.add(watch_, this);
+  }
+
+  ~run_output() noexcept(false) override {
+    router_.remove(watch_);
+    if (relay_ && !end_)
+      caf::anon_send(caf::actor_cast<caf::actor>(relay_), unsub_atom::value, watch_);
+  }
+
+  uint64_t watch() const noexcept {
+    return watch_;
+  }
+
+  /// Resolves once the last batch was accepted by the client.
+  kj::Promise<void> ended() {
+    return ended_.addBranch();
+  }
+
+  void on_message(caf::message&) override {}
+
+  void on_batch(const caf::strong_actor_ptr& sender, caf::message& msg) override {
+    if (!msg.match_elements<output_batch>() || end_)
+      return;
+    relay_ = sender;
+    auto& b = msg.get_as<output_batch>(0);
+    auto n = static_cast<uint32_t>(b.lines.size());
+    bool end = b.end;
+    if (end) {
+      end_ = true;
+      router_.remove(watch_);
+    }
+    kj::Promise<void> write = n == 0 && b.dropped == 0 ? kj::Promise<void>(kj::READY_NOW)
+                                                       : send_lines(sink_, b);
+    tasks_.add(write.then([this, n, end] {
+      if (end)
+        done_->fulfill();
+      else if (n > 0 && relay_)
+        caf::anon_send(caf::actor_cast<caf::actor>(relay_), demand_atom::value, watch_, n);
+    }));
+  }
+
+private:
+  /// Apart from the observe actor's subscription ids (which count up from 1).
+  static uint64_t next_watch() {
+    static std::atomic<uint64_t> next{1};
+    return (uint64_t{1} << 63) | next++;
+  }
+
+  void taskFailed(kj::Exception&& e) override {
+    done_->reject(kj::mv(e));
+  }
+
+  stream_router& router_;
+  uint64_t watch_;
+  schema::OutputSink::Client sink_;
+  caf::strong_actor_ptr relay_;
+  bool end_ = false;
+  kj::ForkedPromise<void> ended_ = kj::Promise<void>(kj::READY_NOW).fork();
+  kj::Own<kj::PromiseFulfiller<void>> done_;
+  kj::TaskSet tasks_;
+};
+
 class containers_service final : public cancellable<schema::Containers::Server> {
 public:
-  containers_service(bridge& br, containers_actor actor) : bridge_(br), actor_(std::move(actor)) {}
+  containers_service(bridge& br, stream_router& router, progress_router& progress,
+                     containers_actor actor)
+      : bridge_(br), router_(router), progress_(progress), actor_(std::move(actor)) {}
 
   kj::Promise<void> create(CreateContext context) override {
     // Unbounded: making the root file system of a large image takes what it takes.
@@ -159,11 +238,40 @@ public:
 
   kj::Promise<void> run(RunContext context) override {
     auto p = context.getParams();
-    return bridge_.request(bridge::infinite, actor_, run_atom::value, from_capnp(p.getSpec()),
-                           p.getWait())
-        .then([context](container_info info) mutable {
+    run_options opts;
+    opts.wait = p.getWait();
+    opts.pull = static_cast<uint8_t>(p.getPull());
+    kj::Own<run_output> output;
+    output_sink_actor output_sink;
+    if (p.hasOutput()) {
+      output = kj::heap<run_output>(router_, p.getOutput());
+      opts.output_watch = output->watch();
+      output_sink = caf::actor_cast<output_sink_actor>(bridge_.handle());
+    }
+    image_progress_sink_actor progress_sink;
+    if (p.hasProgress()) {
+      opts.progress_watch = progress_.add(p.getProgress());
+      progress_sink = caf::actor_cast<image_progress_sink_actor>(bridge_.handle());
+    }
+    auto* out = output.get();
+    auto watch = opts.progress_watch;
+    // Unbounded: pulls, and with `wait` it answers when the container exits.
+    return bridge_
+        .request(bridge::infinite, actor_, run_atom::value, from_capnp(p.getSpec()), opts,
+                 output_sink, progress_sink)
+        .then([this, context, out, watch, wait = opts.wait](
+                  container_info info) mutable -> kj::Promise<void> {
           to_capnp(info, context.getResults().initInfo());
-        });
+          // Answer after the last progress call and (waiting) the last output line.
+          kj::Promise<void> last = watch ? progress_.finish(watch) : kj::READY_NOW;
+          if (out && wait)
+            last = last.then([out] { return out->ended(); });
+          return last;
+        })
+        .attach(kj::mv(output), kj::defer([this, watch] {
+                  if (watch)
+                    progress_.remove(watch);
+                }));
   }
 
   kj::Promise<void> stop(StopContext context) override {
@@ -306,6 +414,8 @@ private:
   }
 
   bridge& bridge_;
+  stream_router& router_;
+  progress_router& progress_;
   containers_actor actor_;
 };
 
@@ -368,8 +478,10 @@ private:
 
 } // namespace
 
-kj::Own<schema::Containers::Server> new_containers_service(bridge& br, containers_actor actor) {
-  return kj::heap<containers_service>(br, std::move(actor));
+kj::Own<schema::Containers::Server> new_containers_service(bridge& br, stream_router& router,
+                                                           progress_router& progress,
+                                                           containers_actor actor) {
+  return kj::heap<containers_service>(br, router, progress, std::move(actor));
 }
 
 kj::Own<schema::Pods::Server> new_pods_service(bridge& br, containers_actor actor) {

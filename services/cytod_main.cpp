@@ -323,6 +323,7 @@ int run(services::daemon_config cfg, std::unique_ptr<services::tcp_gateway> tcp,
   containers_cfg.registry = registry;
   containers_cfg.network = network_actor;
   containers_cfg.volumes = volumes_handle;
+  containers_cfg.observe = observe_actor;
   main_log->info("containers: runtime {}, demo image {}, default network {}",
                  containers_cfg.runtime_path,
                  containers_cfg.demo_image.empty() ? "(none)" : containers_cfg.demo_image,

@@ -245,7 +245,8 @@ public:
   kj::Promise<void> containers(ContainersContext context) override {
     return lookup(service_name::containers).then([this, context](caf::strong_actor_ptr h) mutable {
       context.getResults().setService(
-        new_containers_service(bridge_, caf::actor_cast<containers_actor>(std::move(h))));
+        new_containers_service(bridge_, router_, progress_,
+                               caf::actor_cast<containers_actor>(std::move(h))));
     });
   }
 

@@ -171,16 +171,7 @@ public:
       after(kj::READY_NOW, 0, b.end, b.error);
       return;
     }
-    auto req = sink_.linesRequest();
-    req.setDropped(b.dropped);
-    auto lines = req.initLines(b.lines.size());
-    for (uint i = 0; i < b.lines.size(); ++i) {
-      lines[i].setStream(b.lines[i].stream == 2 ? schema::OutputStream::STDERR
-                                                : schema::OutputStream::STDOUT);
-      lines[i].setLine(b.lines[i].line);
-      lines[i].setUnixNanos(b.lines[i].unix_nanos);
-    }
-    after(req.send(), static_cast<uint32_t>(b.lines.size()), b.end, b.error);
+    after(send_lines(sink_, b), static_cast<uint32_t>(b.lines.size()), b.end, b.error);
   }
 
 private:
@@ -243,6 +234,19 @@ bool batch_header(caf::message& msg, uint64_t& id, bool& end) {
 
 } // namespace
 
+kj::Promise<void> send_lines(schema::OutputSink::Client& sink, const output_batch& b) {
+  auto req = sink.linesRequest();
+  req.setDropped(b.dropped);
+  auto lines = req.initLines(b.lines.size());
+  for (uint i = 0; i < b.lines.size(); ++i) {
+    lines[i].setStream(b.lines[i].stream == 2 ? schema::OutputStream::STDERR
+                                              : schema::OutputStream::STDOUT);
+    lines[i].setLine(b.lines[i].line);
+    lines[i].setUnixNanos(b.lines[i].unix_nanos);
+  }
+  return req.send();
+}
+
 stream_router::stream_router(bridge& br) : bridge_(br) {}
 
 bool stream_router::route(const caf::strong_actor_ptr& sender, caf::message& msg) {
@@ -253,7 +257,7 @@ bool stream_router::route(const caf::strong_actor_ptr& sender, caf::message& msg
     return false;
   auto i = streams_.find(id);
   if (i != streams_.end()) {
-    i->second->on_message(msg);
+    i->second->on_batch(sender, msg);
   } else if (!end && sender) {
     // The stream is gone (client left): make sure its subscription ends too.
     caf::anon_send(caf::actor_cast<observe_actor>(sender), unsub_atom::value, id);

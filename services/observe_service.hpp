@@ -17,7 +17,16 @@ public:
   virtual ~observe_stream() noexcept(false) = default;
   /// A batch (log_batch, stats_batch, output_batch or event_batch) for this stream.
   virtual void on_message(caf::message& msg) = 0;
+  /// The same with the batch's sender (a stream whose credit goes back to it, not to the
+  /// observe actor: a container run's output relay).
+  virtual void on_batch(const caf::strong_actor_ptr& sender, caf::message& msg) {
+    (void)sender;
+    on_message(msg);
+  }
 };
+
+/// Sends an output batch's lines (and its dropped count) to `sink`.
+kj::Promise<void> send_lines(schema::OutputSink::Client& sink, const output_batch& b);
 
 /// Routes the observe actor's batches arriving through the bridge to the stream that
 /// asked for them. One per gateway; lives on the kj thread.

@@ -220,22 +220,30 @@ pod_info pod_view(const containers_state& st, const containers_state::pod& p) {
   return out;
 }
 
+/// `configured` if set, else the actor the registry has under `name`; unavailable when
+/// none is registered (`what`: what is then not available).
+template <class Handle>
+void with_service(self_ptr self, const Handle& configured, const char* name,
+                  const std::string& what, std::function<void(caf::expected<Handle>)> k) {
+  if (configured)
+    return k(configured);
+  auto none = std::string{"no "} + name + " actor runs on this node";
+  self->request(self->state.config.registry, caf::infinite, get_atom::value, std::string{name})
+      .then(
+          [k, none](caf::strong_actor_ptr& h) {
+            if (!h)
+              return k(make_error(errc::unavailable, none));
+            k(caf::actor_cast<Handle>(h));
+          },
+          [k, none, what](caf::error&) {
+            k(make_error(errc::unavailable, what + " not available: " + none));
+          });
+}
+
 /// Looks the network actor up; unavailable when none is registered.
 void with_network(self_ptr self, std::function<void(caf::expected<network_actor>)> k) {
-  if (self->state.config.network)
-    return k(self->state.config.network);
-  self->request(self->state.config.registry, caf::infinite, get_atom::value,
-                std::string{service_name::network})
-      .then(
-          [k](caf::strong_actor_ptr& h) {
-            if (!h)
-              return k(make_error(errc::unavailable, "no network actor runs on this node"));
-            k(caf::actor_cast<network_actor>(h));
-          },
-          [k](caf::error&) {
-            k(make_error(errc::unavailable,
-                         "networks are not available: no network actor runs on this node"));
-          });
+  with_service(self, self->state.config.network, service_name::network, "networks are",
+               std::move(k));
 }
 
 /// Detaches `owner` from its network and then runs `k` (also when the detach failed: the
@@ -334,28 +342,23 @@ void dismantle(self_ptr self, const std::string& id, const std::string& name,
   done = [self, id, done](caf::error err) {
     release_volumes(self, id, [done, err] { done(err); });
   };
+  // The rootfs and the cell are independent: both are asked at once (the removal takes
+  // the longer of the two, not their sum); the record goes once both are done.
+  auto left = std::make_shared<int>(2);
+  auto one_done = [=] {
+    if (--*left > 0)
+      return;
+    remove_runtime_dir(self->state, id);
+    self->state.db->erase(kind_container, id);
+    done({});
+  };
   auto& st = self->state;
   self->request(st.config.images, caf::infinite, unmount_atom::value, id,
                 std::string{rootfs_owner})
       .then(
           [=] {
             remove_bundle_dir(bundle_path(self->state, id));
-            self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false,
-                          true)
-                .then(
-                    [=] {
-                      remove_runtime_dir(self->state, id);
-                      self->state.db->erase(kind_container, id);
-                      done({});
-                    },
-                    [=](caf::error& err) {
-                      if (code_of(err) != errc::not_found)
-                        self->state.log->error("free cell {} of container {}: {}", cell, name,
-                                               render(err));
-                      remove_runtime_dir(self->state, id);
-                      self->state.db->erase(kind_container, id);
-                      done({});
-                    });
+            one_done();
           },
           [=](caf::error& err) {
             if (code_of(err) != errc::not_found) {
@@ -363,12 +366,16 @@ void dismantle(self_ptr self, const std::string& id, const std::string& name,
               // The bundle keeps its mounted rootfs: only its files go.
             }
             remove_bundle_dir(bundle_path(self->state, id));
-            self->request(self->state.config.cells, caf::infinite, free_atom::value, cell, false,
-                          true)
-                .then([=] { remove_runtime_dir(self->state, id); }, [](caf::error&) {});
-            self->state.db->erase(kind_container, id);
-            done({});
+            one_done();
           });
+  self->request(st.config.cells, caf::infinite, free_atom::value, cell, false, true)
+      .then([=] { one_done(); },
+            [=](caf::error& err) {
+              if (code_of(err) != errc::not_found)
+                self->state.log->error("free cell {} of container {}: {}", cell, name,
+                                       render(err));
+              one_done();
+            });
 }
 
 void remove_now(self_ptr self, const std::string& name, done_cb done) {
@@ -528,9 +535,14 @@ void allocate_cell(self_ptr self, cell_spec cs, Ok ok, Fail fail) {
                           [fail, err](caf::error&) mutable { fail(err); });
               });
   };
-  self->request(cells, caf::infinite, get_atom::value, top)
-      .then([go](cell_info&) mutable { go(); },
-            [make_parent](caf::error&) mutable { make_parent(); });
+  // The parent is there nearly always: allocate at once, and make it only when the
+  // cells actor says it is missing (one request per create instead of two).
+  self->request(cells, caf::infinite, allocate_atom::value, cs)
+      .then(std::move(ok), [make_parent, fail](caf::error& err) mutable {
+        if (code_of(err) == errc::not_found)
+          return make_parent();
+        fail(err);
+      });
 }
 
 // -- create ---------------------------------------------------------------------------
@@ -554,6 +566,8 @@ struct create_job {
   executable_info shim;
   uint64_t shim_start_time = 0;
   info_cb done;
+  /// The image as the caller resolved it (not asked for again).
+  std::optional<image_info> known_image;
 };
 using job_ptr = std::shared_ptr<create_job>;
 
@@ -759,9 +773,13 @@ void create_mounted(self_ptr self, job_ptr job) {
 void claim_volumes(self_ptr self, job_ptr job, size_t i);
 void create_from_image(self_ptr self, job_ptr job);
 
-void create(self_ptr self, container_spec spec, info_cb done) {
+/// Makes a container of `spec`; `known` is its image when the caller resolved it already
+/// (a run that pulled or looked it up: one request to the images actor less).
+void create(self_ptr self, container_spec spec, info_cb done,
+            std::optional<image_info> known = {}) {
   auto& st = self->state;
   auto job = std::make_shared<create_job>();
+  job->known_image = std::move(known);
   job->info.id = random_id();
   if (spec.name.empty())
     spec.name = job->info.id.substr(0, 12);
@@ -842,42 +860,48 @@ void claim_volumes(self_ptr self, job_ptr job, size_t i) {
           [self, job](caf::error& err) { fail_create(self, job, err); });
 }
 
+void create_with_image(self_ptr self, job_ptr job, image_info& img);
+
 void create_from_image(self_ptr self, job_ptr job) {
+  if (job->known_image)
+    return create_with_image(self, job, *job->known_image);
   auto& st = self->state;
   self->request(st.config.images, caf::infinite, get_atom::value, job->spec.image)
-      .then(
-          [self, job](image_info& img) {
-            job->image = img;
-            job->info.image_name = img.name;
-            job->info.image_digest = img.manifest_digest;
-            cell_spec cs;
-            cs.name = job->info.cell;
-            cs.limits = job->spec.limits;
-            allocate_cell(
-                self, cs,
-                [self, job](cell_info&) {
-                  job->cell = true;
-                  std::error_code ec;
-                  fs::create_directories(job->info.bundle, ec);
-                  if (ec)
-                    return fail_create(
-                        self, job,
-                        make_error(errc::unavailable,
-                                   "create bundle dir " + job->info.bundle + ": " + ec.message()));
-                  ::chmod(job->info.bundle.c_str(), 0700);
-                  self->request(self->state.config.images, caf::infinite, mount_atom::value,
-                                job->image.name, job->info.id, job->info.bundle + "/rootfs",
-                                std::string{rootfs_owner}, false)
-                      .then(
-                          [self, job](rootfs_info&) {
-                            job->mounted = true;
-                            create_mounted(self, job);
-                          },
-                          [self, job](caf::error& err) { fail_create(self, job, err); });
+      .then([self, job](image_info& img) { create_with_image(self, job, img); },
+            [self, job](caf::error& err) { fail_create(self, job, err); });
+}
+
+/// Allocates the cell, mounts the rootfs of `img` and goes on to the network.
+void create_with_image(self_ptr self, job_ptr job, image_info& img) {
+  job->image = img;
+  job->info.image_name = img.name;
+  job->info.image_digest = img.manifest_digest;
+  cell_spec cs;
+  cs.name = job->info.cell;
+  cs.limits = job->spec.limits;
+  allocate_cell(
+      self, cs,
+      [self, job](cell_info&) {
+        job->cell = true;
+        std::error_code ec;
+        fs::create_directories(job->info.bundle, ec);
+        if (ec)
+          return fail_create(
+              self, job,
+              make_error(errc::unavailable,
+                         "create bundle dir " + job->info.bundle + ": " + ec.message()));
+        ::chmod(job->info.bundle.c_str(), 0700);
+        self->request(self->state.config.images, caf::infinite, mount_atom::value,
+                      job->image.name, job->info.id, job->info.bundle + "/rootfs",
+                      std::string{rootfs_owner}, false)
+            .then(
+                [self, job](rootfs_info&) {
+                  job->mounted = true;
+                  create_mounted(self, job);
                 },
                 [self, job](caf::error& err) { fail_create(self, job, err); });
-          },
-          [self, job](caf::error& err) { fail_create(self, job, err); });
+      },
+      [self, job](caf::error& err) { fail_create(self, job, err); });
 }
 
 // -- start, stop ----------------------------------------------------------------------
@@ -1164,6 +1188,157 @@ caf::error start(self_ptr self, const std::string& text, bool wait,
       rp.deliver(err);
   });
   return {};
+}
+
+// -- one-call run ---------------------------------------------------------------------
+
+/// Between the observe actor and a run's output sink (the gateway): batches go on tagged
+/// with the caller's watch id, the caller's credit (`demand`) and end (`unsub`) go back
+/// to the observe actor under its own subscription id. The batches' sender is this relay,
+/// so the caller knows where its credit goes.
+caf::behavior output_relay(caf::event_based_actor* self, output_sink_actor sink, uint64_t watch) {
+  struct relay_state {
+    observe_actor observe;
+    uint64_t id = 0;
+    bool gone = false; // the caller ended the stream before the subscription was known
+  };
+  auto st = std::make_shared<relay_state>();
+  auto unsubscribe = [self, st] {
+    if (st->observe)
+      self->send(st->observe, unsub_atom::value, st->id);
+    self->quit();
+  };
+  return {
+      [st, unsubscribe](observe_actor& observe, uint64_t id) {
+        st->observe = std::move(observe);
+        st->id = id;
+        if (st->gone)
+          unsubscribe();
+      },
+      [self, st, sink, watch](output_batch& b) {
+        if (!st->observe) { // before the subscribe's answer: the batch says who and which
+          st->observe = caf::actor_cast<observe_actor>(self->current_sender());
+          st->id = b.subscription;
+        }
+        bool end = b.end;
+        b.subscription = watch;
+        self->send(sink, std::move(b));
+        if (end)
+          self->quit();
+      },
+      [self, st](demand_atom, uint64_t, uint32_t n) {
+        if (st->observe)
+          self->send(st->observe, demand_atom::value, st->id, n);
+      },
+      [st, unsubscribe](unsub_atom, uint64_t) {
+        st->gone = true;
+        if (st->observe)
+          unsubscribe();
+      },
+  };
+}
+
+/// Looks the observe actor up (the config's, else the registry's).
+void with_observe(self_ptr self, std::function<void(caf::expected<observe_actor>)> k) {
+  with_service(self, self->state.config.observe, service_name::observe, "output is",
+               std::move(k));
+}
+
+/// One `cyto run` in flight: image, create, output, start, answered through `rp`.
+struct run_job {
+  container_spec spec;
+  run_options opts;
+  output_sink_actor output;
+  image_progress_sink_actor progress;
+  caf::typed_response_promise<container_info> rp;
+};
+using run_ptr = std::shared_ptr<run_job>;
+
+/// A run that failed after its create: the container goes, then the error is the answer.
+void fail_run(self_ptr self, run_ptr job, const std::string& name, caf::error err) {
+  remove_now(self, name, [job, err](caf::error) mutable { job->rp.deliver(err); });
+}
+
+void run_start(self_ptr self, run_ptr job, const std::string& name) {
+  if (auto err = start(self, name, job->opts.wait, job->rp))
+    fail_run(self, job, name, err); // nothing ran: a failed run leaves nothing
+}
+
+/// Created: follows its output from the first line (when asked), then starts it.
+void run_created(self_ptr self, run_ptr job, const container_info& info) {
+  auto name = info.spec.name;
+  if (job->opts.output_watch == 0 || !job->output)
+    return run_start(self, job, name);
+  auto relay = self->spawn(output_relay, job->output, job->opts.output_watch);
+  auto cell = info.cell;
+  auto exe = info.executable;
+  with_observe(self, [self, job, name, relay, cell, exe](caf::expected<observe_actor> obs) {
+    if (!obs) {
+      caf::anon_send_exit(relay, caf::exit_reason::user_shutdown);
+      return fail_run(self, job, name, obs.error());
+    }
+    self->request(*obs, caf::infinite, subscribe_atom::value, output_atom::value, cell, exe,
+                  uint8_t{out_both}, true, true, output_filter{},
+                  caf::actor_cast<output_sink_actor>(relay))
+        .then(
+            [self, job, name, relay, obs](uint64_t id) {
+              caf::anon_send(relay, *obs, id);
+              run_start(self, job, name);
+            },
+            [self, job, name, relay](caf::error& err) {
+              caf::anon_send_exit(relay, caf::exit_reason::user_shutdown);
+              fail_run(self, job, name, err);
+            });
+  });
+}
+
+void run_create(self_ptr self, run_ptr job, std::optional<image_info> image) {
+  create(
+      self, job->spec,
+      [self, job](caf::expected<container_info> r) {
+        if (r)
+          run_created(self, job, *r);
+        else
+          job->rp.deliver(std::move(r.error()));
+      },
+      std::move(image));
+}
+
+/// The image as the pull policy wants it, then the rest of the run.
+void run_image(self_ptr self, run_ptr job) {
+  auto& st = self->state;
+  auto policy = static_cast<pull_policy>(job->opts.pull);
+  auto image = job->spec.image;
+  auto pull = [self, job, image] {
+    self->request(self->state.config.images, caf::infinite, pull_atom::value, image,
+                  std::string{}, job->opts.progress_watch, job->progress)
+        .then([self, job](image_info& img) { run_create(self, job, img); },
+              [job](caf::error& err) { job->rp.deliver(err); });
+  };
+  if (job->opts.pull > static_cast<uint8_t>(pull_policy::never)) {
+    job->rp.deliver(make_error(errc::invalid_argument, "pull policy " +
+                                                           std::to_string(job->opts.pull) +
+                                                           " is not missing, always or never"));
+    return;
+  }
+  if (image.empty())
+    return run_create(self, job, {}); // create says what is wrong
+  if (policy == pull_policy::always)
+    return pull();
+  self->request(st.config.images, caf::infinite, get_atom::value, image)
+      .then([self, job](image_info& img) { run_create(self, job, img); },
+            [self, job, image, policy, pull](caf::error& err) {
+              if (code_of(err) != errc::not_found)
+                job->rp.deliver(err);
+              else if (policy == pull_policy::never)
+                job->rp.deliver(make_error(errc::not_found,
+                                           "image " + image +
+                                               " is not in the store and the pull policy is "
+                                               "never (pull it first, or run with --pull "
+                                               "missing)"));
+              else
+                pull();
+            });
 }
 
 // -- restart policy -------------------------------------------------------------------
@@ -1654,19 +1829,23 @@ containers_private::behavior_type containers(self_ptr self, containers_config co
         return rp;
       },
       [self](run_atom, container_spec& spec, bool wait) -> caf::result<container_info> {
-        auto rp = self->make_response_promise<container_info>();
-        create(self, std::move(spec), [self, rp, wait](caf::expected<container_info> r) mutable {
-          if (!r) {
-            rp.deliver(std::move(r.error()));
-            return;
-          }
-          auto name = r->spec.name;
-          if (auto err = start(self, name, wait, rp)) {
-            // Nothing ran: a failed run leaves nothing, like a failed create.
-            remove_now(self, name, [rp, err](caf::error) mutable { rp.deliver(err); });
-          }
-        });
-        return rp;
+        auto job = std::make_shared<run_job>();
+        job->spec = std::move(spec);
+        job->opts.wait = wait;
+        job->rp = self->make_response_promise<container_info>();
+        run_create(self, job, {});
+        return job->rp;
+      },
+      [self](run_atom, container_spec& spec, run_options& opts, output_sink_actor& output,
+             image_progress_sink_actor& progress) -> caf::result<container_info> {
+        auto job = std::make_shared<run_job>();
+        job->spec = std::move(spec);
+        job->opts = opts;
+        job->output = std::move(output);
+        job->progress = std::move(progress);
+        job->rp = self->make_response_promise<container_info>();
+        run_image(self, job);
+        return job->rp;
       },
       [self](stop_atom, std::string& name, int32_t sig,
              uint32_t timeout_ms) -> caf::result<container_info> {

@@ -46,6 +46,8 @@ struct containers_config {
   /// Claims the named volumes containers mount (-v NAME:/path). Unset: such mounts are
   /// refused (unavailable).
   volumes_actor volumes;
+  /// Where a run's output is followed from. Unset: looked up in the registry.
+  observe_actor observe;
 
   /// Empty when usable; otherwise what is wrong.
   std::string validate() const;

@@ -26,6 +26,7 @@
 // and the temp dir are removed.
 //
 // Usage: runtime_bench [--runs N] [--runtime PATH] [--no-daemon]   (default 50 runs)
+// CYTO_BENCH_CYTOD / CYTO_BENCH_CLI: another build's cytod and cyto (to compare builds).
 
 #include "tests/bench/bench_common.hpp"
 
@@ -77,13 +78,21 @@ void remove_cgroup_root() {
   }
 }
 
+/// The binary `var` names, else this build's.
+std::string bench_binary(const char* var, const char* built) {
+  const char* v = std::getenv(var);
+  return v && *v ? v : built;
+}
+
 /// Starts cytod on <tmp>/cytod.sock (state <tmp>/cytod-state, cgroup root
 /// <g_cg_root>-daemon) and waits until it is ready. Returns the error text on failure.
 std::string start_daemon(const std::string& tmp) {
   auto sock = tmp + "/cytod.sock";
-  std::vector<std::string> argv{CYTOD_PATH,           "--socket",           sock,
+  // No default network: crun's run has none either, and the bench must not make a bridge
+  // on the host's network.
+  std::vector<std::string> argv{bench_binary("CYTO_BENCH_CYTOD", CYTOD_PATH), "--socket", sock,
                                 "--state-dir",        tmp + "/cytod-state", "--cgroup-root",
-                                g_cg_root + "-daemon"};
+                                g_cg_root + "-daemon", "--default-network",  "none"};
   std::vector<char*> args;
   for (auto& a : argv)
     args.push_back(const_cast<char*>(a.c_str()));
@@ -294,7 +303,8 @@ int main(int argc, char** argv) {
   // `cyto run --rm demo true` through a daemon: its own argv, no bundle argument.
   runtime through_daemon{
       "cyto run",
-      {CYTO_CLI_PATH, "--socket", tmp + "/cytod.sock", "run", "--rm", "demo", "true"},
+      {bench_binary("CYTO_BENCH_CLI", CYTO_CLI_PATH), "--socket", tmp + "/cytod.sock", "run",
+       "--rm", "demo", "true"},
       {},
       {},
       daemon};

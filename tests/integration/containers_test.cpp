@@ -1154,3 +1154,206 @@ BOOST_AUTO_TEST_CASE(bad_lifecycle_inputs_give_clear_errors_and_leave_nothing) {
   ok({"rm", "-f", "lc-twice"});
   same(before, take(), "lifecycle bad inputs");
 }
+
+// -- the one-call run (Containers.run with pull, output and progress) ------------------
+
+namespace {
+
+/// An OutputSink that keeps what it gets, in order.
+class collecting_sink final : public schema::OutputSink::Server {
+public:
+  explicit collecting_sink(std::vector<std::string>& lines) : lines_(lines) {}
+
+  kj::Promise<void> lines(LinesContext context) override {
+    for (auto l : context.getParams().getLines())
+      lines_.push_back(std::string{l.getStream() == schema::OutputStream::STDERR ? "E " : "O "} +
+                       l.getLine().cStr());
+    return kj::READY_NOW;
+  }
+
+private:
+  std::vector<std::string>& lines_;
+};
+
+/// The cell's log dir (where the cells actor keeps its executables' output files) and
+/// its cgroup directories on the host.
+bool leftovers_of(const std::string& name, std::string& what) {
+  auto logs = env().d->state_dir() + "/logs/containers/" + name;
+  if (fs::exists(logs))
+    what += "logs dir " + logs + "; ";
+  for (auto& m : host_cgroup_mounts()) {
+    auto dir = m.path + "/" + env().d->cgroup_root() + "/containers/" + name;
+    if (fs::exists(dir))
+      what += "cgroup " + dir + "; ";
+  }
+  if (!inspect(name).is_null())
+    what += "record; ";
+  return !what.empty();
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(one_call_run_streams_all_output_in_order_and_returns_the_exit_code) {
+  auto before = take();
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  auto conn = env().d->connect(io);
+  auto svc = wait_for(io, conn->node().containersRequest().send()).getService();
+  std::vector<std::string> got;
+  auto req = svc.runRequest();
+  auto spec = req.initSpec();
+  spec.setName("oc-order");
+  spec.setImage("demo");
+  spec.setAutoRemove(true);
+  auto args = spec.initArgs(3);
+  args.set(0, "sh");
+  args.set(1, "-c");
+  args.set(2, "i=1; while [ $i -le 3000 ]; do echo line$i; i=$((i+1)); done; echo oops >&2; "
+              "exit 7");
+  req.setWait(true);
+  req.setPull(schema::PullPolicy::MISSING);
+  req.setOutput(kj::heap<collecting_sink>(got));
+  auto resp = wait_for(io, req.send(), 60 * kj::SECONDS);
+  auto info = resp.getInfo();
+  BOOST_CHECK_EQUAL(info.getExitCode(), 7);
+  BOOST_CHECK(info.getState() == schema::ContainerState::STOPPED);
+  // Every line is there when the call answers, in order (stdout's, then the stderr line).
+  std::vector<std::string> want;
+  for (int i = 1; i <= 3000; ++i)
+    want.push_back("O line" + std::to_string(i));
+  std::vector<std::string> out;
+  for (auto& l : got)
+    if (l.rfind("O ", 0) == 0)
+      out.push_back(l);
+  BOOST_CHECK_EQUAL(out.size(), want.size());
+  BOOST_CHECK(out == want);
+  BOOST_CHECK(std::find(got.begin(), got.end(), "E oops") != got.end());
+  // --rm: gone when the call answers, with its log dir and cgroups.
+  std::string left;
+  BOOST_CHECK_MESSAGE(!leftovers_of("oc-order", left), left);
+  same(before, take(), "one-call run --rm");
+}
+
+BOOST_AUTO_TEST_CASE(one_call_run_through_the_cli_exit_code_output_and_rm) {
+  auto before = take();
+  auto r = cli({"run", "--rm", "--name", "oc-cli", "demo", "sh", "-c",
+                "echo one; echo two; echo three >&2; exit 3"});
+  BOOST_CHECK_EQUAL(r.code(), 3);
+  BOOST_CHECK_EQUAL(r.out, "one\ntwo\n");
+  BOOST_CHECK_MESSAGE(contains(r.err, "three\n"), r.err);
+  std::string left;
+  BOOST_CHECK_MESSAGE(!leftovers_of("oc-cli", left), left);
+  same(before, take(), "cli one-call run --rm");
+  // Detached: the id, and it runs.
+  auto id = ok({"run", "-d", "--name", "oc-detached", "demo", "sleep", "60"});
+  BOOST_CHECK_EQUAL(id.size(), 65u);
+  BOOST_CHECK_EQUAL(inspect("oc-detached")["state"], "running");
+  ok({"rm", "-f", "oc-detached"});
+  same(before, take(), "run -d, rm -f");
+}
+
+BOOST_AUTO_TEST_CASE(one_call_run_pull_policies) {
+  env().registry.push(CYTO_DEMO_IMAGE_DIR, "latest", "test/busybox", "onecall");
+  auto ref = env().registry.host() + "/test/busybox:onecall";
+  auto before = take();
+  // never: refused with a clear not_found, nothing made, nothing pulled.
+  auto never = cli({"run", "--rm", "--pull", "never", ref, "echo", "no"});
+  BOOST_CHECK_EQUAL(never.code(), 125);
+  BOOST_CHECK_MESSAGE(contains(never.err, "cyto.not_found") && contains(never.err, "never"),
+                      never.err);
+  BOOST_CHECK_EQUAL(never.out, "");
+  BOOST_CHECK(cli({"image", "inspect", ref}).code() != 0);
+  same(before, take(), "run --pull never of a missing image");
+  // missing: pulled by the daemon within the run.
+  auto r = cli({"run", "--rm", "--pull", "missing", ref, "echo", "pulled"}, 60s);
+  BOOST_CHECK_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out, "pulled\n");
+  BOOST_CHECK_MESSAGE(contains(r.err, "pulled " + ref), r.err);
+  BOOST_CHECK_EQUAL(cli({"image", "inspect", ref}).code(), 0);
+  // In the store now: never and missing run it without a pull.
+  auto again = cli({"run", "--rm", "--pull", "never", ref, "echo", "again"});
+  BOOST_CHECK_EQUAL(again.code(), 0);
+  BOOST_CHECK_EQUAL(again.out, "again\n");
+  BOOST_CHECK(!contains(again.err, "pulled"));
+  // always: pulled again (the same digest), then run.
+  auto always = cli({"run", "--rm", "--pull", "always", ref, "echo", "always"}, 60s);
+  BOOST_CHECK_MESSAGE(always.code() == 0, always.err);
+  BOOST_CHECK_EQUAL(always.out, "always\n");
+  BOOST_CHECK_MESSAGE(contains(always.err, "pulled"), always.err);
+  auto bad = cli({"run", "--rm", "--pull", "sometimes", "demo", "true"});
+  BOOST_CHECK_EQUAL(bad.code(), 125);
+  BOOST_CHECK_MESSAGE(contains(bad.err, "cyto.invalid_argument") && contains(bad.err, "--pull"),
+                      bad.err);
+  ok({"image", "rm", ref});
+  same(before, take(), "pull policies");
+}
+
+BOOST_AUTO_TEST_CASE(one_call_run_with_a_bad_spec_leaves_nothing) {
+  auto before = take();
+  // A command missing in the image: made, failed at start, removed again.
+  auto missing = cli({"run", "--name", "oc-bad", "demo", "/no/such/program"});
+  BOOST_CHECK_EQUAL(missing.code(), 127);
+  BOOST_CHECK_MESSAGE(contains(missing.err, "cyto.not_found"), missing.err);
+  std::string left;
+  BOOST_CHECK_MESSAGE(!leftovers_of("oc-bad", left), left);
+  same(before, take(), "run of a missing command");
+  // Refused by the daemon before anything is made (a client that skips the CLI's checks).
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  auto conn = env().d->connect(io);
+  auto svc = wait_for(io, conn->node().containersRequest().send()).getService();
+  std::vector<std::string> got;
+  for (auto* name : {"bad name!", "oc-bad2"}) {
+    auto req = svc.runRequest();
+    auto spec = req.initSpec();
+    spec.setName(name);
+    spec.setImage(std::string{name} == "oc-bad2" ? "no-such-image-here" : "demo");
+    req.setWait(true);
+    req.setPull(schema::PullPolicy::NEVER);
+    req.setOutput(kj::heap<collecting_sink>(got));
+    try {
+      wait_for(io, req.send());
+      BOOST_ERROR("run " << name << " was accepted");
+    } catch (const kj::Exception& e) {
+      std::string what = e.getDescription().cStr();
+      BOOST_CHECK_MESSAGE(contains(what, std::string{name} == "oc-bad2" ? "cyto.not_found"
+                                                                        : "cyto.invalid_argument"),
+                          what);
+    }
+    same(before, take(), std::string{"capnp run "} + name);
+  }
+  BOOST_CHECK(got.empty());
+}
+
+BOOST_AUTO_TEST_CASE(one_call_run_client_gone_mid_run_with_rm_removes_the_container) {
+  auto before = take();
+  child_process run{{cli_path, "--socket", env().d->socket_path(), "run", "--rm", "--name",
+                     "oc-gone", "demo", "sh", "-c", "echo started; sleep 2; echo done"}};
+  BOOST_REQUIRE(run.read_until([](const std::string& out) { return contains(out, "started"); },
+                               20s));
+  // The client dies: the container runs on to its end (as with today's foreground run),
+  // then --rm removes everything.
+  run.kill_and_wait(SIGKILL, 5s);
+  BOOST_CHECK_EQUAL(inspect("oc-gone")["state"], "running");
+  std::string left;
+  for (int i = 0; i < 100 && leftovers_of("oc-gone", (left = "")); ++i)
+    std::this_thread::sleep_for(100ms);
+  BOOST_CHECK_MESSAGE(!leftovers_of("oc-gone", (left = "")), left);
+  same(before, take(), "client gone mid-run");
+}
+
+BOOST_AUTO_TEST_CASE(one_call_run_forwards_sigint_to_the_container) {
+  auto before = take();
+  child_process run{{cli_path, "--socket", env().d->socket_path(), "run", "--rm", "--name",
+                     "oc-int", "demo", "sh", "-c",
+                     "trap 'echo got INT; exit 5' INT; echo ready; "
+                     "while true; do sleep 0.1; done"}};
+  BOOST_REQUIRE(run.read_until([](const std::string& out) { return contains(out, "ready"); },
+                               20s));
+  std::this_thread::sleep_for(1s); // see the tty tests: busybox pid 1's trap is set by now
+  ::kill(run.pid(), SIGINT);
+  auto st = run.wait(20s);
+  BOOST_CHECK_MESSAGE(exit_code(st) == 5, describe_status(st) << " " << run.err());
+  BOOST_CHECK(contains(run.out(), "got INT"));
+  std::string left;
+  BOOST_CHECK_MESSAGE(!leftovers_of("oc-int", left), left);
+  same(before, take(), "run stopped by SIGINT");
+}

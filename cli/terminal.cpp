@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <termios.h>
@@ -128,8 +129,36 @@ struct relay_state {
   kj::byte buf[8192];
 };
 
+/// The next bytes of our stdin. A stdin epoll cannot watch (a regular file, /dev/null) is
+/// always readable: plain reads, one per turn of the event loop.
+kj::Promise<size_t> read_stdin(relay_state& s) {
+  if (s.in)
+    return s.in->tryRead(s.buf, 1, sizeof(s.buf));
+  return kj::evalLater([&s]() -> size_t {
+    for (;;) {
+      auto n = ::read(0, s.buf, sizeof(s.buf));
+      if (n >= 0)
+        return static_cast<size_t>(n);
+      if (errno != EINTR)
+        return 0; // unreadable: the container's stdin ends
+    }
+  });
+}
+
+/// Whether epoll can watch fd 0 (not for regular files and /dev/null: EPERM).
+bool stdin_pollable() {
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0)
+    return true;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  bool ok = ::epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev) == 0 || errno != EPERM;
+  ::close(ep);
+  return ok;
+}
+
 kj::Promise<void> pump_stdin(relay_state& s) {
-  return s.in->tryRead(s.buf, 1, sizeof(s.buf)).then([&s](size_t n) -> kj::Promise<void> {
+  return read_stdin(s).then([&s](size_t n) -> kj::Promise<void> {
     if (n == 0) {
       // End of our stdin: the container's stdin ends too (a pipe; ignored with a tty).
       return s.input.closeRequest().send().ignoreResult().then([] {
@@ -253,7 +282,7 @@ bool relay_terminal(client& c, schema::InputStream::Client input, const terminal
     send_size(input, tasks);
   auto pf = kj::newPromiseAndFulfiller<void>();
   auto state = kj::heap<relay_state>(input, o.detach_keys, kj::mv(pf.fulfiller));
-  if (o.interactive)
+  if (o.interactive && stdin_pollable())
     state->in = c.io().lowLevelProvider->wrapInputFd(
         0, kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK |
                kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC);

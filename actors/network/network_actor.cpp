@@ -678,6 +678,11 @@ void reconcile(self_ptr self) {
         // A crash in the middle of ADD: undo whatever part of it happened.
         if (result.is_discarded() || result.is_null())
           result = leased_result(self, row.info);
+        // Killed between creating our netns file and binding the namespace onto it (or
+        // after a reboot): a plain file, which the plugins' DEL refuses ("unknown FS
+        // magic"). Without it they release what they hold and skip the namespace.
+        if (row.info.netns_owned && !is_netns(row.info.netns_path))
+          remove_netns(row.info.netns_path);
         if (auto err = undo_attachment(self, row.info, result))
           st.log->error("clean up half-made attachment of {}: {}", row.info.owner, render(err));
         else

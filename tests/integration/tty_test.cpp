@@ -4,6 +4,8 @@
 #define BOOST_TEST_MODULE integration_tty
 #include <boost/test/unit_test.hpp>
 
+#include <cstdio>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -207,6 +209,25 @@ BOOST_AUTO_TEST_CASE(run_i_pipes_stdin_to_the_container) {
   auto r = run_process({"/bin/sh", "-c", line}, 30s);
   BOOST_CHECK_EQUAL(r.code(), 0);
   BOOST_CHECK_EQUAL(r.out.substr(r.out.find_first_not_of(' ')), "2\n");
+}
+
+BOOST_AUTO_TEST_CASE(run_i_reads_a_stdin_epoll_cannot_watch) {
+  // A regular file and /dev/null as stdin (epoll refuses both with EPERM).
+  auto file = env().d.state_dir() + "/../stdin.txt";
+  {
+    std::ofstream out{file};
+    out << "one\ntwo\nthree\n";
+  }
+  auto base = std::string{cli_path} + " --socket " + env().d.socket_path() + " run -i --rm";
+  auto r = run_process({"/bin/sh", "-c", base + " --name from-file demo wc -l < " + file}, 30s);
+  BOOST_CHECK_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out.substr(r.out.find_first_not_of(' ')), "3\n");
+  r = run_process({"/bin/sh", "-c", base + " --name from-null demo cat < /dev/null"}, 30s);
+  BOOST_CHECK_MESSAGE(r.code() == 0, r.err);
+  BOOST_CHECK_EQUAL(r.out, "");
+  BOOST_CHECK(!all_names().count("from-file"));
+  BOOST_CHECK(!all_names().count("from-null"));
+  std::remove(file.c_str());
 }
 
 BOOST_AUTO_TEST_CASE(ctrl_c_in_a_foreground_run_reaches_the_container) {

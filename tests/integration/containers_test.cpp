@@ -1332,7 +1332,9 @@ BOOST_AUTO_TEST_CASE(one_call_run_client_gone_mid_run_with_rm_removes_the_contai
   // The client dies: the container runs on to its end (as with today's foreground run),
   // then --rm removes everything.
   run.kill_and_wait(SIGKILL, 5s);
-  BOOST_CHECK_EQUAL(inspect("oc-gone")["state"], "running");
+  // Still there (its first output may come before the record says running).
+  auto state = inspect("oc-gone")["state"];
+  BOOST_CHECK_MESSAGE(state == "running" || state == "created", state);
   std::string left;
   for (int i = 0; i < 100 && leftovers_of("oc-gone", (left = "")); ++i)
     std::this_thread::sleep_for(100ms);
